@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Install everything osvkit and its tests need on a fresh Debian machine (as root):
+# QEMU (system emulator and qemu-img) from Debian, osvkit and its test extras from PyPI.
+set -euo pipefail
+cd "$(dirname "$0")"
+need=()
+command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+command -v qemu-img >/dev/null || need+=(qemu-utils)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  else
+    echo "install.sh: please install ${need[*]} (Debian packages)" >&2
+  fi
+fi
+python3 -m pip install -q --disable-pip-version-check -e '.[test]'

@@ -1,0 +1,81 @@
+"""Assemble generated boot code with Keystone, and disassemble it with capstone.
+
+All boot code in osvkit is assembly text in AT&T syntax with *named* labels (Keystone
+0.9.2 mis-handles Intel syntax ``mov si, label``, numeric local labels and far jumps; see
+DEVELOPERS.md).  Far jumps are emitted as bytes with :func:`far_jump16`/:func:`far_jump32`.
+
+>>> assemble("movl $1, %eax\\nhere: jmp here", bits=32)
+b'\\xb8\\x01\\x00\\x00\\x00\\xeb\\xfe'
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+
+from .errors import OsvkitError
+
+_MODES = {16: "KS_MODE_16", 32: "KS_MODE_32", 64: "KS_MODE_64"}
+
+
+class AsmError(OsvkitError):
+    """Generated assembly did not assemble (a bug in osvkit, not in the user's input)."""
+    exit_status = 70
+
+
+def assemble(text: str, *, bits: int, base: int = 0) -> bytes:
+    """Assemble AT&T ``text`` for a ``bits``-bit CPU mode, as if loaded at ``base``."""
+    import keystone
+
+    if bits not in _MODES:
+        raise ValueError(f"bits must be 16, 32 or 64, not {bits}")
+    _reject_numeric_labels(text)
+    ks = keystone.Ks(keystone.KS_ARCH_X86, getattr(keystone, _MODES[bits]))
+    ks.syntax = keystone.KS_OPT_SYNTAX_ATT
+    try:
+        encoding, _count = ks.asm(text, base)
+    except keystone.KsError as exc:  # pragma: no cover - message depends on keystone
+        raise AsmError(f"keystone rejected {bits}-bit code: {exc}") from None
+    if encoding is None:
+        raise AsmError(f"keystone produced no code for {bits}-bit block")
+    return bytes(encoding)
+
+
+def _reject_numeric_labels(text: str) -> None:
+    """Keystone rejects numeric local labels (``1:``, ``jmp 1b``); say so clearly."""
+    for line in text.splitlines():
+        code = line.split("#", 1)[0]
+        if re.match(r"\s*\d+:", code) or re.search(r"\bj\w*\s+\d+[bf]\b", code):
+            raise AsmError(f"numeric local label in generated code: {line.strip()!r}")
+
+
+def far_jump16(selector: int, offset: int) -> bytes:
+    """``ljmp $selector, $offset`` from 16-bit code (EA ofs16 sel16)."""
+    return b"\xEA" + struct.pack("<HH", offset, selector)
+
+
+def far_jump32(selector: int, offset: int) -> bytes:
+    """``ljmpl $selector, $offset`` from 32-bit code (EA ofs32 sel16)."""
+    return b"\xEA" + struct.pack("<IH", offset, selector)
+
+
+def far_jump16_to32(selector: int, offset: int) -> bytes:
+    """A 32-bit-offset far jump from 16-bit code (66 EA ofs32 sel16), e.g. into protected mode."""
+    return b"\x66" + far_jump32(selector, offset)
+
+
+def byte_directive(data: bytes) -> str:
+    """``.byte`` lines that emit ``data`` verbatim inside assembly text."""
+    return "\n".join(
+        ".byte " + ", ".join(f"0x{b:02x}" for b in data[i:i + 16]) for i in range(0, len(data), 16)
+    )
+
+
+def disassemble(code: bytes, *, bits: int, base: int = 0) -> list[tuple[int, str, str]]:
+    """Return ``(address, mnemonic, operands)`` for each instruction (capstone, AT&T)."""
+    import capstone
+
+    mode = {16: capstone.CS_MODE_16, 32: capstone.CS_MODE_32, 64: capstone.CS_MODE_64}[bits]
+    md = capstone.Cs(capstone.CS_ARCH_X86, mode)
+    md.syntax = capstone.CS_OPT_SYNTAX_ATT
+    return [(i.address, i.mnemonic, i.op_str) for i in md.disasm(code, base)]

@@ -1,0 +1,20 @@
+"""The ``osvkit`` command line: a thin layer over the library API.
+
+One module per command (group); each registers on :data:`osvkit.cli._app.app`.
+"""
+
+from __future__ import annotations
+
+from ._app import app  # noqa: F401
+
+# Importing a command module registers its commands.
+from . import decode as _decode  # noqa: F401,E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point; returns the exit status."""
+    try:
+        app(args=argv, prog_name="osvkit")
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return 0

@@ -1,0 +1,58 @@
+"""Atomic file output and careful file input.
+
+Outputs are written to a temporary file in the destination directory and renamed over the
+target only when complete, so a failed command never leaves a damaged or half-written file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+
+from .errors import MissingInputError, OutputError
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike, mode: int = 0o644):
+    """Yield a binary file object; on success it replaces ``path`` atomically.
+
+    On any exception the temporary file is removed and ``path`` is untouched.
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise OutputError("directory does not exist", path=path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".osvkit-", dir=directory)
+    except OSError as exc:
+        raise OutputError(f"cannot create: {exc.strerror}", path=path) from None
+    try:
+        with os.fdopen(fd, "w+b") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def write_atomic(path: str | os.PathLike, data: bytes, mode: int = 0o644) -> None:
+    with atomic_output(path, mode) as f:
+        f.write(data)
+
+
+def read_input(path: str | os.PathLike, what: str = "a file") -> bytes:
+    """Read a whole input file; missing or unreadable files become one-line errors."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise MissingInputError("no such file", path=path) from None
+    except IsADirectoryError:
+        raise MissingInputError("is a directory", path=path, expected=what) from None
+    except OSError as exc:
+        raise MissingInputError(f"cannot read: {exc.strerror}", path=path) from None

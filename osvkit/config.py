@@ -464,13 +464,12 @@ class CmdlineSpec:
     def render(self) -> str:
         if self.raw is not None:
             return self.raw
-        try:  # the cmdline helper's model, when it is there
-            from .cmdline import render_cmdline  # type: ignore[attr-defined]
+        command = " ".join(quote_arg(a) for a in self.app)
+        try:  # the cmdline helper's model checks and escapes the options
+            from .cmdline import render_cmdline as _render
         except ImportError:
-            render_cmdline = None
-        if render_cmdline is not None:
-            return render_cmdline(self.options, self.app)
-        return " ".join([*self.options, *(quote_arg(a) for a in self.app)])
+            return " ".join([*self.options, *([command] if command else [])])
+        return _render(list(self.options), command)
 
     def to_dict(self) -> dict:
         if self.raw is not None:
@@ -706,8 +705,3 @@ def find_build_file(explicit: str | os.PathLike | None = None,
     if env.get(CONFIG_ENV):
         return Path(env[CONFIG_ENV])
     return None
-
-
-def render_cmdline(options: list[str], app: list[str]) -> str:
-    """Options then quoted app arguments; the fallback used by :class:`CmdlineSpec`."""
-    return CmdlineSpec(options=list(options), app=list(app)).render()

@@ -1,0 +1,500 @@
+"""Boot-verify images: boot each with the fitting run backend and judge the console.
+
+A boot passes when
+
+* the guest stopped by itself (``poweroff``) or printed the expected line (``expect``),
+  not by ``timeout``, ``crash`` or ``error``;
+* the expected-line regular expression (``--expect`` or ``verify.expect`` in the build file),
+  if any, matches some console line;
+* no console line holds one of OSv's failure patterns (:data:`FAILURE_PATTERNS`, the ones
+  OSv's ``scripts/tests/testing.py`` scans for) or a pattern the build file adds;
+* for the conformance kernel ("probe"), its report does not say ``image_ok`` is false.
+
+The report also carries OSv's boot timing: the ``--bootchart`` lines
+``\\t<name>: <ms>ms, (+<ms>ms)`` and ``Booted up in <ms> ms`` (:func:`parse_bootchart`,
+osv-boot.md section 9), the probe's TSC stamps, and the host-side boot-done time, and
+:func:`verify_images` can draw every boot's phases with :mod:`osvkit.plot`.
+
+Backends: ``usr.img`` (MBR or qcow2) boots with ``qemu``; a vmlinux ELF with ``qemu-pvh`` and
+``qemu-fc`` (``firecracker`` on request).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from .config import OPTIONS, load_build_file, resolve_options
+from .errors import FormatError, MissingInputError, OsvkitError, ToolError, UsageError
+
+log = logging.getLogger("osvkit")
+
+#: console substrings that mean a failed OSv boot (OSv scripts/tests/testing.py)
+FAILURE_PATTERNS = ("Assertion failed", "Aborted", "[backtrace]", "Failed to load object",
+                    "exception")
+
+#: run backends per output kind, when none are named
+DEFAULT_VMMS = {"usr": ("qemu",), "vmlinux": ("qemu-pvh", "qemu-fc")}
+KNOWN_VMMS = ("qemu", "qemu-pvh", "qemu-fc", "firecracker")
+PASSING_EXITS = ("poweroff", "expect")
+
+_BOOTCHART_RE = re.compile(
+    r"^\s*(?P<name>\S[^\n]*?):\s*(?P<at>\d+(?:\.\d+)?)ms,\s*\(\+(?P<delta>\d+(?:\.\d+)?)ms\)\s*$")
+_BOOTED_RE = re.compile(r"Booted up in (?P<ms>\d+(?:\.\d+)?) ms")
+
+
+# --------------------------------------------------------------------------------------
+# Console parsers
+# --------------------------------------------------------------------------------------
+
+@dataclass
+class BootPhase:
+    """One ``--bootchart`` line: the event ``name`` at ``at_ms`` after boot start,
+    ``delta_ms`` after the previous event (the phase ends at ``at_ms``)."""
+    name: str
+    at_ms: float
+    delta_ms: float
+
+    @property
+    def start_ms(self) -> float:
+        return round(self.at_ms - self.delta_ms, 6)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "at_ms": self.at_ms, "delta_ms": self.delta_ms}
+
+
+@dataclass
+class BootTiming:
+    """OSv's boot timing from a console: bootchart phases and/or ``Booted up in``."""
+    phases: list[BootPhase] = field(default_factory=list)
+    booted_up_ms: float | None = None
+
+    @property
+    def total_ms(self) -> float | None:
+        for ph in self.phases:
+            if ph.name == "Total time":
+                return ph.at_ms
+        if self.phases:
+            return self.phases[-1].at_ms
+        return self.booted_up_ms
+
+    def to_dict(self) -> dict:
+        return {"phases": [p.to_dict() for p in self.phases], "booted_up_ms": self.booted_up_ms,
+                "total_ms": self.total_ms}
+
+
+def parse_bootchart(console: str) -> BootTiming:
+    """Parse OSv's ``--bootchart`` output and ``Booted up in N ms`` from console text."""
+    timing = BootTiming()
+    for line in console.splitlines():
+        line = line.rstrip("\r")
+        m = _BOOTCHART_RE.match(line)
+        if m and line[:1] in ("\t", " "):
+            timing.phases.append(BootPhase(m.group("name"), float(m.group("at")),
+                                           float(m.group("delta"))))
+            continue
+        m = _BOOTED_RE.search(line)
+        if m:
+            timing.booted_up_ms = float(m.group("ms"))
+    return timing
+
+
+@dataclass
+class ConsoleFailure:
+    """A console line holding a failure pattern (line numbers from 1)."""
+    line: int
+    pattern: str
+    text: str
+
+    def to_dict(self) -> dict:
+        return {"line": self.line, "pattern": self.pattern, "text": self.text}
+
+
+def scan_failures(console: str, patterns: Iterable[str] = FAILURE_PATTERNS) -> list[ConsoleFailure]:
+    """Every console line that contains one of ``patterns`` (case-sensitive, like OSv's
+    test scripts), with the first pattern it matched."""
+    patterns = tuple(patterns)
+    found = []
+    for n, line in enumerate(console.splitlines(), 1):
+        for pat in patterns:
+            if pat in line:
+                found.append(ConsoleFailure(n, pat, line.rstrip("\r")))
+                break
+    return found
+
+
+def find_expected(console: str, regex: str) -> str | None:
+    """The first console line matching ``regex`` (``re.search`` per line), or None."""
+    rx = re.compile(regex)
+    for line in console.splitlines():
+        line = line.rstrip("\r")
+        if rx.search(line):
+            return line
+    return None
+
+
+# --------------------------------------------------------------------------------------
+# Image detection
+# --------------------------------------------------------------------------------------
+
+def detect_kind(path: str | os.PathLike) -> str:
+    """``"usr"`` for a raw MBR disk or qcow2 image, ``"vmlinux"`` for an ELF kernel."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except FileNotFoundError:
+        raise MissingInputError("no such file", path=path) from None
+    except IsADirectoryError:
+        raise MissingInputError("is a directory", path=path, expected="an image file") from None
+    except OSError as exc:
+        raise MissingInputError(f"cannot read: {exc.strerror}", path=path) from None
+    if head[:4] == b"\x7fELF":
+        return "vmlinux"
+    if head[:4] == b"QFI\xfb":
+        return "usr"
+    if len(head) == 512 and head[510:512] == b"\x55\xaa":
+        return "usr"
+    raise FormatError(f"not a bootable image (starts {head[:4].hex() or 'empty'})", path=path,
+                      expected="a usr.img (MBR 55 AA or qcow2) or a vmlinux ELF")
+
+
+# --------------------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------------------
+
+@dataclass
+class BootCheck:
+    """One boot of one image with one backend, and the verdict."""
+    image: str
+    name: str
+    kind: str
+    vmm: str
+    status: str                      # "pass" | "fail" | "skip"
+    reasons: list[str] = field(default_factory=list)
+    exit_reason: str | None = None
+    elapsed_s: float | None = None
+    boot_done_s: float | None = None
+    expect: str | None = None
+    expect_line: str | None = None
+    failures: list[ConsoleFailure] = field(default_factory=list)
+    timing: BootTiming = field(default_factory=BootTiming)
+    probe: dict | None = None
+    command: list[str] = field(default_factory=list)
+    console_tail: list[str] = field(default_factory=list)
+    console: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "pass"
+
+    def phases_ms(self) -> list[tuple[str, float, float]]:
+        """``(name, start, end)`` for the plot: bootchart phases, else the host boot-done."""
+        if self.timing.phases:
+            return [(p.name, p.start_ms, p.at_ms) for p in self.timing.phases]
+        if self.timing.booted_up_ms is not None:
+            return [("booted up (guest)", 0.0, self.timing.booted_up_ms)]
+        if self.boot_done_s is not None:
+            return [("boot-done (host)", 0.0, round(self.boot_done_s * 1000, 3))]
+        return []
+
+    def to_dict(self) -> dict:
+        return {
+            "image": self.image, "name": self.name, "kind": self.kind, "vmm": self.vmm,
+            "status": self.status, "passed": self.passed, "reasons": list(self.reasons),
+            "exit_reason": self.exit_reason, "elapsed_s": self.elapsed_s,
+            "boot_done_s": self.boot_done_s, "expect": self.expect,
+            "expect_line": self.expect_line,
+            "failures": [f.to_dict() for f in self.failures],
+            "timing": self.timing.to_dict(), "probe": self.probe,
+            "command": list(self.command), "console_tail": list(self.console_tail),
+        }
+
+
+@dataclass
+class VerifyResult:
+    """Every boot, the overall verdict, and the plot written (if any)."""
+    checks: list[BootCheck]
+    plot: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        """True when no boot failed and every image passed at least one boot."""
+        if any(c.status == "fail" for c in self.checks):
+            return False
+        images = {c.image for c in self.checks}
+        return bool(images) and all(
+            any(c.passed for c in self.checks if c.image == img) for img in images)
+
+    def summary(self) -> dict:
+        return {"boots": len(self.checks),
+                "passed": sum(c.status == "pass" for c in self.checks),
+                "failed": sum(c.status == "fail" for c in self.checks),
+                "skipped": sum(c.status == "skip" for c in self.checks)}
+
+    def to_dict(self) -> dict:
+        return {"passed": self.passed, "summary": self.summary(),
+                "boots": [c.to_dict() for c in self.checks], "plot": self.plot}
+
+
+# --------------------------------------------------------------------------------------
+# Booting
+# --------------------------------------------------------------------------------------
+
+@dataclass
+class BootRequest:
+    """What to boot and how (an internal work item)."""
+    image: Path
+    name: str
+    kind: str
+    vmms: tuple[str, ...]
+    explicit_vmms: bool
+    memory: str
+    cpus: int
+    timeout: float
+    accel: str
+    cmdline: str | None
+    expect: str | None
+    fail_patterns: tuple[str, ...]
+    probe: bool | None = None        # None: try to parse a probe report anyway
+
+
+def _probe_report(console: str) -> dict | None:
+    try:
+        from .probe import parse_report
+    except ImportError:
+        return None
+    try:
+        report = parse_report(console)
+    except OsvkitError:
+        return None
+    except Exception:  # a partial report must not turn into a traceback
+        return None
+    if report is None:
+        return None
+    return report.to_dict() if hasattr(report, "to_dict") else dict(report)
+
+
+def _probe_tsc(report: Mapping[str, Any]) -> dict | None:
+    tsc = report.get("tsc")
+    if not tsc:
+        return None
+    if isinstance(tsc, Mapping):
+        init, disk, unc = tsc.get("init"), tsc.get("disk_done"), tsc.get("uncompress_done")
+    else:
+        init, disk, unc = (list(tsc) + [None, None, None])[:3]
+    out = {"init": init, "disk_done": disk, "uncompress_done": unc}
+    if init and disk and disk >= init:
+        out["disk_read_ticks"] = disk - init
+    if disk and unc and unc >= disk:
+        out["uncompress_ticks"] = unc - disk
+    return out
+
+
+def _run(req: BootRequest, vmm: str):
+    from .run import run_image
+    return run_image(str(req.image), vmm=vmm, accel=req.accel, memory=req.memory,
+                     cpus=req.cpus, timeout=req.timeout, expect=req.expect,
+                     cmdline=req.cmdline if req.kind == "vmlinux" or req.cmdline else None)
+
+
+def boot_once(req: BootRequest, vmm: str) -> BootCheck:
+    """Boot ``req.image`` with ``vmm`` and judge it."""
+    check = BootCheck(image=str(req.image), name=req.name, kind=req.kind, vmm=vmm,
+                      status="fail", expect=req.expect)
+    if vmm in ("qemu", "qemu-pvh", "qemu-fc") and shutil.which("qemu-system-x86_64") is None:
+        check.status = "fail" if req.explicit_vmms else "skip"
+        check.reasons.append("qemu-system-x86_64 is not installed")
+        return check
+    if vmm == "firecracker" and shutil.which("firecracker") is None:
+        check.status = "fail" if req.explicit_vmms else "skip"
+        check.reasons.append("firecracker is not installed")
+        return check
+    try:
+        result = _run(req, vmm)
+    except ImportError as exc:
+        check.status = "fail" if req.explicit_vmms else "skip"
+        check.reasons.append(f"run backend not available in this osvkit: {exc}")
+        return check
+    except (UsageError, ToolError) as exc:
+        # a backend this osvkit lacks, or a tool that is missing
+        check.status = "fail" if req.explicit_vmms else "skip"
+        check.reasons.append(str(exc))
+        return check
+    except OsvkitError as exc:
+        check.reasons.append(str(exc))
+        return check
+    console = getattr(result, "console", "") or ""
+    check.console = console
+    check.exit_reason = getattr(result, "exit_reason", None)
+    check.elapsed_s = getattr(result, "elapsed", None)
+    check.boot_done_s = getattr(result, "boot_done", None)
+    check.command = list(getattr(result, "command", []) or [])
+    check.console_tail = console.splitlines()[-20:]
+    check.timing = parse_bootchart(console)
+    check.failures = scan_failures(console, req.fail_patterns)
+    if req.probe is not False:
+        report = _probe_report(console)
+        if report is not None:
+            tsc = _probe_tsc(report)
+            if tsc:
+                report = {**report, "tsc": tsc}
+            check.probe = report
+    if req.expect is not None:
+        check.expect_line = find_expected(console, req.expect)
+    reasons = []
+    if check.exit_reason not in PASSING_EXITS:
+        reasons.append(f"guest ended by {check.exit_reason}")
+    if req.expect is not None and check.expect_line is None:
+        reasons.append(f"no console line matches {req.expect!r}")
+    for f in check.failures[:5]:
+        reasons.append(f"console line {f.line}: {f.pattern!r}: {f.text.strip()}")
+    if check.probe is not None and check.probe.get("image_ok") is False:
+        reasons.append("probe: image_ok is false (the loaded image does not match)")
+    if req.probe and check.probe is None:
+        reasons.append("no probe report on the console")
+    check.reasons = reasons
+    check.status = "fail" if reasons else "pass"
+    return check
+
+
+def _vmms_for(kind: str, vmms: Iterable[str] | None) -> tuple[tuple[str, ...], bool]:
+    if vmms:
+        chosen = tuple(vmms)
+        for v in chosen:
+            if v not in KNOWN_VMMS:
+                raise UsageError(f"unknown VMM {v!r}", expected=" or ".join(KNOWN_VMMS))
+        if kind == "usr":
+            bad = [v for v in chosen if v != "qemu"]
+            if bad:
+                raise UsageError(f"a usr.img boots only with qemu, not {', '.join(bad)}",
+                                 expected="--vmm qemu")
+        return chosen, True
+    return DEFAULT_VMMS[kind], False
+
+
+def run_checks(requests: list[BootRequest], plot: str | os.PathLike | None = None,
+               title: str = "osvkit verify") -> VerifyResult:
+    checks = []
+    for req in requests:
+        for vmm in req.vmms:
+            log.info("booting %s with %s (timeout %gs)", req.image, vmm, req.timeout)
+            check = boot_once(req, vmm)
+            log.info("%s %s: %s%s", req.name, vmm, check.status,
+                     f" ({'; '.join(check.reasons)})" if check.reasons else "")
+            checks.append(check)
+    result = VerifyResult(checks)
+    if plot is not None:
+        from .plot import Phase, TimelineRow, plot_timeline
+        rows = [TimelineRow(f"{c.name} ({c.vmm})", [Phase(*p) for p in c.phases_ms()],
+                            note=c.status.upper()) for c in checks if c.status != "skip"]
+        plot_timeline(rows, plot, title=title)
+        result.plot = os.fspath(plot)
+    return result
+
+
+def verify_images(images: Iterable[str | os.PathLike], *, flags: Mapping[str, Any] | None = None,
+                  vmms: Iterable[str] | None = None, expect: str | None = None,
+                  fail_patterns: Iterable[str] = (), plot: str | os.PathLike | None = None,
+                  env: Mapping[str, str] | None = None) -> VerifyResult:
+    """Boot each image file with its fitting backends.
+
+    ``flags`` holds command-line option values (``memory``, ``cpus``, ``timeout``, ``accel``,
+    ``cmdline``; None = not given), resolved against ``OSVKIT_*`` variables and defaults."""
+    images = [Path(p) for p in images]
+    if not images:
+        raise UsageError("no image to verify", expected="IMAGE arguments or -c BUILD_FILE")
+    opts = resolve_options(flags, None, env=env)
+    vmms = list(vmms) if vmms else None
+    requests = []
+    for img in images:
+        kind = detect_kind(img)
+        chosen, explicit = _vmms_for(kind, vmms)
+        requests.append(BootRequest(
+            image=img, name=img.name, kind=kind, vmms=chosen, explicit_vmms=explicit,
+            memory=opts["memory"], cpus=opts["cpus"], timeout=opts["timeout"],
+            accel=opts["accel"], cmdline=opts["cmdline"], expect=expect,
+            fail_patterns=tuple(FAILURE_PATTERNS) + tuple(fail_patterns)))
+    return run_checks(requests, plot)
+
+
+def verify_build_file(path: str | os.PathLike, *, flags: Mapping[str, Any] | None = None,
+                      out_dir: str | os.PathLike | None = None, vmms: Iterable[str] | None = None,
+                      expect: str | None = None, fail_patterns: Iterable[str] = (),
+                      plot: str | os.PathLike | None = None, only: Iterable[str] | None = None,
+                      env: Mapping[str, str] | None = None) -> VerifyResult:
+    """Boot every ``usr`` and ``vmlinux`` output a build file declares (build them first)."""
+    bf = load_build_file(path)
+    base = Path(out_dir) if out_dir is not None else bf.directory
+    only = set(only) if only else None
+    if only:
+        unknown = only - {i.name for i in bf.images}
+        if unknown:
+            raise UsageError(f"no image named {', '.join(sorted(unknown))} in {bf.path.name}",
+                             expected=", ".join(i.name for i in bf.images))
+    flags = dict(flags or {})
+    vmms = list(vmms) if vmms else None
+    requests = []
+    for img in bf.images:
+        if img.verify.skip or (only and img.name not in only):
+            continue
+        opts = bf.resolve(img, flags, env=env)
+        timeout = opts["timeout"]
+        # verify.timeout is the file's most specific timeout; a flag or variable still wins
+        if img.verify.timeout is not None and opts.sources["timeout"] not in (
+                "flag", "env:" + OPTIONS["timeout"].env):
+            timeout = float(img.verify.timeout)
+        for kind in ("usr", "vmlinux"):
+            if kind not in img.outputs:
+                continue
+            file = base / img.outputs[kind]
+            if not file.is_file():
+                raise MissingInputError("no such file (run `osvkit build -c` first)",
+                                        path=file)
+            chosen, explicit = _vmms_for(kind, vmms or (
+                [v for v in img.verify.vmms if kind == "vmlinux" or v == "qemu"]
+                if img.verify.vmms else None))
+            if not chosen:
+                continue
+            requests.append(BootRequest(
+                image=file, name=f"{img.name}/{kind}", kind=kind, vmms=chosen,
+                explicit_vmms=explicit, memory=opts["memory"], cpus=opts["cpus"],
+                timeout=timeout, accel=opts["accel"],
+                cmdline=opts["cmdline"] if kind == "vmlinux" or flags.get("cmdline") else None,
+                expect=expect if expect is not None else img.verify.expect,
+                fail_patterns=tuple(FAILURE_PATTERNS) + tuple(img.verify.fail_patterns)
+                + tuple(fail_patterns),
+                probe=True if img.probe_size is not False else None))
+    if not requests:
+        raise UsageError(f"{bf.path.name}: nothing to verify",
+                         expected="an image with a usr or vmlinux output")
+    return run_checks(requests, plot, title=f"osvkit verify {bf.path.name}")
+
+
+def format_result(result: VerifyResult) -> str:
+    """The human summary ``osvkit verify`` prints."""
+    lines = []
+    for c in result.checks:
+        timing = ""
+        if c.timing.total_ms is not None:
+            timing = f" boot {c.timing.total_ms:.2f} ms (guest)"
+        elif c.boot_done_s is not None:
+            timing = f" boot-done {c.boot_done_s * 1000:.1f} ms (host)"
+        lines.append(f"{c.status.upper():4} {c.name} [{c.vmm}]{timing}")
+        for r in c.reasons:
+            lines.append(f"     {r}")
+        if c.probe:
+            p = c.probe
+            lines.append(f"     probe: loader={p.get('loader')} entry={p.get('entry')} "
+                         f"cpus={p.get('cpus')} e820={len(p.get('e820') or [])} "
+                         f"image_ok={p.get('image_ok')}")
+    s = result.summary()
+    lines.append(f"{'PASSED' if result.passed else 'FAILED'}: {s['passed']} passed, "
+                 f"{s['failed']} failed, {s['skipped']} skipped of {s['boots']} boots")
+    if result.plot:
+        lines.append(f"timeline: {result.plot}")
+    return "\n".join(lines)

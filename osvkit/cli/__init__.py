@@ -9,6 +9,9 @@ from ._app import app  # noqa: F401
 
 # Importing a command module registers its commands.
 from . import decode as _decode  # noqa: F401,E402
+# -- cli part: verify and demo commands --
+from . import verify as _verify  # noqa: F401,E402
+from . import demo as _demo  # noqa: F401,E402
 
 
 def main(argv: list[str] | None = None) -> int:

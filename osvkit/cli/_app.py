@@ -97,6 +97,8 @@ def _root(
     """Build, patch, inspect and boot-verify OSv unikernel images."""
     level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
     setup_logging(level)
+    from .. import progress as _progress  # cli part: -q hides progress bars
+    _progress.set_enabled(not quiet)
 
 
 def setup_logging(level: int) -> None:

@@ -1,0 +1,102 @@
+"""Options shared by every command, and the helpers that apply them.
+
+Command modules declare their parameters with these ``Annotated`` aliases, so the same long
+option means the same thing everywhere::
+
+    @app.command(epilog=examples("osvkit run usr.img --memory 512M --json"))
+    def run(image: ..., memory: MemoryOpt = None, cpus: CpusOpt = None, timeout: TimeoutOpt = None,
+            json_output: JsonOpt = False, verbose: VerboseOpt = 0, quiet: QuietOpt = False):
+        setup_output(verbose, quiet)
+        opts = resolve(config=None, memory=memory, cpus=cpus, timeout=timeout)
+        ...
+
+Option values default to ``None`` ("not given"), so :func:`resolve` can apply the one
+precedence rule (:func:`osvkit.config.resolve_options`): flag > ``OSVKIT_*`` environment
+variable > build file > built-in default.  ``-v``/``-q`` work before the command
+(``osvkit -v verify``) and after it (``osvkit verify -v``); logs and progress bars go to
+stderr, never stdout, so ``--json`` output always parses.
+"""
+
+from __future__ import annotations
+
+import logging
+import textwrap
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from .. import progress
+from ..config import OPTIONS, ResolvedOptions, find_build_file, load_build_file, resolve_options
+from ._app import JsonOpt, setup_logging  # noqa: F401  (re-exported)
+
+
+def _help(name: str, text: str) -> str:
+    spec = OPTIONS[name]
+    default = "" if spec.default is None else f" [default: {spec.default}]"
+    return f"{text} [env: {spec.env}]{default}"
+
+
+VerboseOpt = Annotated[int, typer.Option("-v", "--verbose", count=True, show_default=False,
+                                         help="More log output on stderr (repeatable).")]
+QuietOpt = Annotated[bool, typer.Option("-q", "--quiet",
+                                        help="Only errors on stderr; no progress bar.")]
+ConfigOpt = Annotated[Optional[Path], typer.Option(
+    "-c", "--config", metavar="FILE",
+    help="Build file (osvkit.toml) [env: OSVKIT_CONFIG].")]
+MemoryOpt = Annotated[Optional[str], typer.Option(
+    "--memory", "-m", metavar="SIZE", help=_help("memory", "Guest memory, MiB or <n>K/M/G."),
+    show_default=False)]
+CpusOpt = Annotated[Optional[str], typer.Option(
+    "--cpus", metavar="N", help=_help("cpus", "Virtual CPUs."), show_default=False)]
+TimeoutOpt = Annotated[Optional[str], typer.Option(
+    "--timeout", metavar="SECONDS", help=_help("timeout", "Seconds a boot may take."),
+    show_default=False)]
+ImageFormatOpt = Annotated[Optional[str], typer.Option(
+    "--image-format", metavar="raw|qcow2", help=_help("image-format", "usr.img container format."),
+    show_default=False)]
+AccelOpt = Annotated[Optional[str], typer.Option(
+    "--accel", metavar="tcg|kvm", help=_help("accel", "QEMU accelerator."), show_default=False)]
+CmdlineOpt = Annotated[Optional[str], typer.Option(
+    "--cmdline", metavar="TEXT", help=_help("cmdline", "Guest command line."),
+    show_default=False)]
+OutDirOpt = Annotated[Optional[Path], typer.Option(
+    "--out", "-o", metavar="DIR", help="Output directory (default: the build file's).")]
+
+
+def setup_output(verbose: int = 0, quiet: bool = False) -> None:
+    """Apply a command's own ``-v``/``-q`` (the root options were applied already; a
+    command-level flag only ever adds to them)."""
+    log = logging.getLogger("osvkit")
+    if quiet:
+        setup_logging(logging.ERROR)
+    elif verbose:
+        level = (logging.INFO, logging.DEBUG)[min(verbose, 2) - 1]
+        setup_logging(min(level, log.level or logging.WARNING))
+    elif not log.handlers:
+        setup_logging(logging.WARNING)
+    if quiet or log.level >= logging.ERROR:
+        progress.set_enabled(False)
+
+
+def flags(**values: Any) -> dict[str, Any]:
+    """Command-line option values keyed by option name (``image_format`` -> ``image-format``),
+    ``None`` meaning not given."""
+    return {k.replace("_", "-"): v for k, v in values.items()}
+
+
+def resolve(config: Path | None = None, **values: Any) -> ResolvedOptions:
+    """Resolve the options a command takes: its flags over ``OSVKIT_*`` over the build file's
+    ``[options]`` (``config``, or ``OSVKIT_CONFIG``) over the defaults."""
+    path = find_build_file(config)
+    file_values, file_sources = ({}, {})
+    if path is not None:
+        file_values, file_sources = load_build_file(path).file_options(None)
+    given = flags(**values)
+    return resolve_options(given, file_values, names=list(given), file_sources=file_sources)
+
+
+def examples(*lines: str) -> str:
+    """An ``--help`` epilog listing example invocations (one per line)."""
+    body = "\n".join(f"  $ {line}" for line in lines)
+    return "\b\nExamples:\n" + textwrap.dedent(body)

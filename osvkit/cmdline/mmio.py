@@ -346,11 +346,11 @@ def decode(text: str, grammar: str = "osv") -> MmioDevice:
     if irq.value > U32_MAX:
         raise _err(f"irq in {body!r} does not fit 32 bits; OSv would truncate it",
                    f"0..{U32_MAX}")
-    if parsed.entry.device.size == 0:
-        raise _err(f"size 0 in {body!r}", "a size of at least 1 byte")
     if size.end != parsed.at - (1 if body[parsed.at - 1] in _OSV_MULT else 0):
         raise _err(f"{body[size.end:parsed.at]!r} between the size and '@' in {body!r}",
                    "only a K or M suffix (OSv has no G)")
+    if parsed.entry.device.size == 0:
+        raise _err(f"size 0 in {body!r}", "a size of at least 1 byte")
     return parsed.entry.device
 
 

@@ -395,3 +395,50 @@ def find_devices(cmdline: str, grammar: str = "osv") -> list[MmioEntry]:
         except CmdlineError:
             continue
     return entries
+
+
+# ------------------------------------------------------------------------------------
+# helpers for the CLI
+# ------------------------------------------------------------------------------------
+def parse_number(text: str | int, what: str, *, suffixes: bool = False) -> int:
+    """``"4K"`` -> 4096 (with ``suffixes``), ``"0xc0001000"`` -> int; CmdlineError otherwise."""
+    if isinstance(text, int):
+        return text
+    s = text.strip()
+    shift = 0
+    if suffixes and s[-1:].lower() in ("k", "m", "g", "t"):
+        shift = {"k": 10, "m": 20, "g": 30, "t": 40}[s[-1].lower()]
+        s = s[:-1]
+    try:
+        value = int(s, 0)
+    except ValueError:
+        raise _err(f"{what} {text!r} is not a number",
+                   "decimal or 0x-hex" + (" with an optional K/M/G/T suffix" if suffixes else "")
+                   ) from None
+    return value << shift
+
+
+def build_entry(size, base, irq, id=None, *, osv_safe: bool = True) -> MmioEntry:  # noqa: A002
+    """Encode from CLI-style values (``size="4K"``, ``base="0xc0001000"``)."""
+    dev = MmioDevice(parse_number(size, "size", suffixes=True), parse_number(base, "base"),
+                     parse_number(irq, "irq"), None if id is None else parse_number(id, "id"))
+    return MmioEntry(dev, encode(dev, osv_safe=osv_safe))
+
+
+@dataclass(frozen=True)
+class MmioScan:
+    """A command line before and after OSv's virtio-mmio pass."""
+
+    cmdline: str
+    stripped: str
+    entries: tuple
+
+    def to_dict(self) -> dict:
+        return {"cmdline": self.cmdline, "stripped": self.stripped,
+                "entries": [e.to_dict() for e in self.entries]}
+
+
+def scan_devices(cmdline: str) -> MmioScan:
+    """:func:`find_devices` and :func:`strip_devices` (OSv) in one result."""
+    entries, stripped = _osv_scan(cmdline)
+    return MmioScan(cmdline, stripped, tuple(entries))

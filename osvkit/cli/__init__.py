@@ -12,6 +12,10 @@ from . import decode as _decode  # noqa: F401,E402
 # -- cli part: verify and demo commands --
 from . import verify as _verify  # noqa: F401,E402
 from . import demo as _demo  # noqa: F401,E402
+# --- cmdline part ---
+from . import mmio as _mmio  # noqa: F401,E402
+from . import cmdline as _cmdline  # noqa: F401,E402
+# --- end cmdline part ---
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,6 +9,8 @@ from ._app import app  # noqa: F401
 
 # Importing a command module registers its commands.
 from . import decode as _decode  # noqa: F401,E402
+# --- rofs part ---
+from . import rofs as _rofs  # noqa: F401,E402
 
 
 def main(argv: list[str] | None = None) -> int:

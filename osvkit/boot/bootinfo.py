@@ -68,6 +68,7 @@ BOOTINFO_OFFSETS: dict[str, int] = schema.field_offsets(OsvMultibootInfo)
 """Offset of every field (``cmdline`` -> 16, ``pvh_rsdp`` -> 113), derived from the schema."""
 OSV_E820_OFFSETS: dict[str, int] = schema.field_offsets(OsvE820Entry)
 OSV_E820_ENTRY_SIZE = OsvE820Entry.sizeof()
+MAX_MMAP_LENGTH = layout.E820_MAP_END - layout.E820_MAP_ADDR
 
 assert OsvMultibootInfo.sizeof() == layout.BOOTINFO_SIZE
 assert OSV_E820_ENTRY_SIZE == 24
@@ -140,6 +141,24 @@ def parse_bootinfo(data, *, path=None, offset: int = 0, base: int | None = None,
                      offset=offset)
     fields = schema.plain(c)
     info = BootInfo(offset, None if base is None else base + offset, fields)
+    # The block has no magic; these are the values every boot path writes (osv-boot.md 1.3,
+    # 4.2, 4.4), so anything else is not a boot-info block.
+    checks = [
+        ("cmdline", c.cmdline != 0, "is 0", "the physical address of the command line"),
+        ("mmap_length", c.mmap_length <= MAX_MMAP_LENGTH, f"is {c.mmap_length}",
+         f"at most {MAX_MMAP_LENGTH} (the e820 area 0x2000-0x6000)"),
+        ("mmap_addr", c.mmap_addr != 0 or c.mmap_length == 0, "is 0",
+         "the address of the e820 records"),
+    ]
+    for name, ok, problem, expected in checks:
+        if ok:
+            continue
+        err = schema.format_error("osv_multiboot_info", problem, path=path, offset=offset,
+                                  field=name, field_offset=offset + BOOTINFO_OFFSETS[name],
+                                  expected=expected)
+        if not lenient:
+            raise err
+        info.notes.append(str(err))
     if base is None:
         return info
     if c.cmdline:
@@ -150,7 +169,7 @@ def parse_bootinfo(data, *, path=None, offset: int = 0, base: int | None = None,
         info.boot_loader_name = read_cstring(data, c.boot_loader_name - base, 256)
     if c.mmap_length:
         start = c.mmap_addr - base
-        if start < 0 or start + c.mmap_length > len(data):
+        if start < 0 or start + c.mmap_length > len(data) or c.mmap_length > MAX_MMAP_LENGTH:
             info.notes.append(f"e820 records at {c.mmap_addr:#x} are outside the data")
         else:
             info.e820 = parse_osv_e820(data, c.mmap_length, path=path, offset=start)

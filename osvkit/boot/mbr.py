@@ -241,6 +241,12 @@ class MbrInfo:
 def parse_mbr(data, *, path=None, offset: int = 0) -> MbrInfo:
     """Decode the MBR at ``data[offset:]`` (FormatError on a short buffer or no ``55 AA``)."""
     c = schema.parse(MBR, data, what="MBR", path=path, offset=offset)
+    for i, p in enumerate(c.partitions):
+        if p.status not in (0x00, 0x80):
+            entry_offset = offset + layout.MBR_PARTITION_TABLE_OFFSET + 16 * i
+            raise schema.format_error("MBR", f"is {p.status:#04x}", path=path, offset=offset,
+                                      field=f"partitions[{i}].status",
+                                      field_offset=entry_offset, expected="0x00 or 0x80")
     parts = [Partition(i, p.status, p.system_id, p.lba_start, p.sector_count,
                        _chs_bytes(p.start_chs), _chs_bytes(p.end_chs))
              for i, p in enumerate(c.partitions)]

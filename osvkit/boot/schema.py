@@ -98,6 +98,10 @@ def _last_line(exc: ConstructError) -> str:
 _CONST_RE = re.compile(r"expected (.*) but parsed (.*)$")
 
 
+def _hex_if_int(text: str) -> str:
+    return f"{int(text):#x}" if text.isdigit() else text
+
+
 def _translate(exc: ConstructError, struct: Construct, *, what, path, offset) -> FormatError:
     field = _field_path(exc)
     rel = field_offsets(struct).get(field) if field else None
@@ -106,8 +110,9 @@ def _translate(exc: ConstructError, struct: Construct, *, what, path, offset) ->
     if isinstance(exc, ConstError):
         m = _CONST_RE.search(message)
         if m:
-            return format_error(what, f"is {m.group(2)}", path=path, offset=offset, field=field,
-                                field_offset=field_offset, expected=m.group(1))
+            expected, got = _hex_if_int(m.group(1)), _hex_if_int(m.group(2))
+            return format_error(what, f"is {got}", path=path, offset=offset, field=field,
+                                field_offset=field_offset, expected=expected)
     if isinstance(exc, StreamError):
         return format_error(what, "runs past the end of the data", path=path, offset=offset,
                             field=field, field_offset=field_offset,

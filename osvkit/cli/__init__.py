@@ -9,6 +9,10 @@ from ._app import app  # noqa: F401
 
 # Importing a command module registers its commands.
 from . import decode as _decode  # noqa: F401,E402
+# [bios] build (usr format) and inspect
+from . import build as _build  # noqa: F401,E402
+from . import inspect as _inspect  # noqa: F401,E402
+# [/bios]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,6 +18,10 @@ from . import cmdline as _cmdline  # noqa: F401,E402
 # --- end cmdline part ---
 # --- rofs part ---
 from . import rofs as _rofs  # noqa: F401,E402
+# [bios] build (usr format) and inspect
+from . import build as _build  # noqa: F401,E402
+from . import inspect as _inspect  # noqa: F401,E402
+# [/bios]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -569,9 +569,11 @@ class BuildFile:
     def resolve(self, image: ImageSpec | None = None, flags: Mapping[str, Any] | None = None,
                 env: Mapping[str, str] | None = None) -> ResolvedOptions:
         values, sources = self.file_options(image)
-        if image is not None and "cmdline" not in image.options and (
-                image.cmdline.raw is not None or image.cmdline.options or image.cmdline.app):
+        if image is not None and (image.cmdline.raw is not None or image.cmdline.options
+                                  or image.cmdline.app):
             values["cmdline"] = image.cmdline.render()
+            line = line_of(self.lines, ("image", image.index, "cmdline"))
+            sources["cmdline"] = f"file:{self.path.name}:{line}"
         return resolve_options(flags, values, env=env, file_sources=sources)
 
     def relpath(self, path: str | os.PathLike) -> str:
@@ -637,7 +639,7 @@ def load_build_file(path: str | os.PathLike) -> BuildFile:
             index=i, name=img["name"], kernel=img["kernel"],
             cmdline=CmdlineSpec.from_value(img.get("cmdline")),
             outputs=dict(img["outputs"]),
-            options={k: img[k] for k in OPTIONS if k in img},
+            options={k: img[k] for k in OPTIONS if k in img and k != "cmdline"},
             partition=img.get("partition"),
             rofs_manifest=rofs.get("manifest"),
             rofs_defines=dict(rofs.get("defines", {})),

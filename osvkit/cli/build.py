@@ -9,6 +9,7 @@ import typer
 
 from ..errors import UsageError
 from ._app import JsonOpt, app, emit
+from .common import ConfigOpt, build_file_command  # [cli]
 
 FORMATS = ("usr",)
 """Image kinds ``--format`` accepts (other parts add theirs, e.g. ``vmlinux``)."""
@@ -27,8 +28,8 @@ def _describe(result) -> str:
 
 @app.command("build")
 def build(
-    kernel: Annotated[Path, typer.Argument(help="Kernel ELF (OSv's loader-stripped.elf).")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Image file to write.")],
+    kernel: Annotated[Optional[Path], typer.Argument(help="Kernel ELF (OSv's loader-stripped.elf).")] = None,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Image file to write (with -c: the output directory).")] = None,
     format: Annotated[str, typer.Option("--format", help="Image kind: usr (BIOS usr.img).")] = "usr",
     cmdline: Annotated[str, typer.Option("--cmdline", help="Kernel command line.")] = "",
     image_format: Annotated[str, typer.Option("--image-format",
@@ -42,8 +43,13 @@ def build(
     force_cmdline: Annotated[bool, typer.Option(
         "--force-cmdline", help="Allow a command line up to 32,255 bytes (OSv limits it to 1023).")] = False,
     json_output: JsonOpt = False,
+    config: ConfigOpt = None,  # [cli] osvkit build -c osvkit.toml
 ) -> None:
-    """Build a bootable image from a kernel ELF."""
+    """Build a bootable image from a kernel ELF, or every image a build file (-c) declares."""
+    if config is not None:  # [cli] build file: every image it declares, plus the manifest
+        return build_file_command(config, output, json_output, kernel=kernel, cmdline=cmdline or None)
+    if kernel is None or output is None:
+        raise UsageError("missing KERNEL or -o OUTPUT", expected="KERNEL -o OUTPUT, or -c BUILD_FILE")
     if format == "usr":
         from ..image.usrimg import build_usr_image
 

@@ -100,3 +100,18 @@ def examples(*lines: str) -> str:
     """An ``--help`` epilog listing example invocations (one per line)."""
     body = "\n".join(f"  $ {line}" for line in lines)
     return "\b\nExamples:\n" + textwrap.dedent(body)
+
+
+def build_file_command(config: Path, out_dir: Path | None, json_output: bool, *,
+                       kernel: Path | None = None, **values: Any) -> None:
+    """``osvkit build -c FILE [-o DIR]``: build every image of a build file, print the
+    manifest (``--json``) or one line per output.  ``values`` are the build command's own
+    option values (None = not given), resolved against OSVKIT_* and the file."""
+    from ..buildfile import build_from_file, format_result
+    from ..errors import UsageError
+    from ._app import emit
+
+    if kernel is not None:
+        raise UsageError("a KERNEL argument and -c BUILD_FILE", expected="one of them")
+    result = build_from_file(config, out_dir=out_dir, flags=flags(**values))
+    emit(result, json_output, format_result)

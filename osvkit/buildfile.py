@@ -280,13 +280,17 @@ def _build_vmlinux(kernel: Path, output: Path, *, cmdline: str) -> Any:
     return build_vmlinux(os.fspath(kernel), os.fspath(output))
 
 
-def _build_rofs(manifest: Path, output: Path, defines: dict[str, str]) -> Any:
+def _build_rofs(manifest: Path, output: Path, defines: dict[str, str]) -> list[tuple[str, str]]:
+    """Build the ROFS; return ``(guest path, host path)`` of every file copied from the host."""
     try:
-        from .rofs import build_rofs
+        from .rofs import File, build_rofs, parse_manifest
     except ImportError:
         raise _missing("ROFS building", "osvkit.rofs") from None
-    return build_rofs(os.fspath(manifest), os.fspath(output), defines=dict(defines),
-                      manifest_root=os.fspath(manifest.parent))
+    tree = parse_manifest(os.fspath(manifest), defines=dict(defines),
+                          root=os.fspath(manifest.parent))
+    build_rofs(tree, os.fspath(output))
+    return [(guest, node.source.path) for guest, node in tree.walk()
+            if isinstance(node, File) and node.source.path is not None]
 
 
 def firecracker_config(*, kernel: str, boot_args: str, memory: str, cpus: int,
@@ -451,9 +455,11 @@ def _build_image(bf: BuildFile, img: ImageSpec, stage: _Staging, out_dir: Path, 
         part_path = (stage.path_for(img.outputs["rofs"]) if "rofs" in img.outputs
                      else work / "rofs.img")
         log.info("%s: building ROFS from %s", img.name, img.rofs_manifest)
-        _build_rofs(manifest, part_path, img.rofs_defines)
+        host_files = _build_rofs(manifest, part_path, img.rofs_defines)
         part_inputs = [man_in] + ([{"role": "rofs-defines", "value": dict(sorted(
             img.rofs_defines.items()))}] if img.rofs_defines else [])
+        part_inputs += [{"role": "rofs-file", "guest": guest, "path": bf.relpath(host),
+                         "sha256": sha256_file(host)} for guest, host in host_files]
         if "rofs" in img.outputs:
             records.append(_record(img, "rofs", part_path, img.outputs["rofs"], "rofs",
                                    part_inputs))

@@ -106,7 +106,7 @@ def _uuid_bytes(source_sha256: str, label: str) -> bytes:
     return bytes(b)
 
 
-VMDK_CID_RE = re.compile(rb"(?<![A-Za-z])CID=([0-9a-f]{8})")
+VMDK_CID_RE = re.compile(rb"(?<![A-Za-z])CID=([0-9a-f]{1,8})\n")
 VDI_SIGNATURE = 0xBEDA107F
 VDI_SIGNATURE_OFFSET = 0x40
 VDI_UUID_IMAGE_OFFSET = 0x188
@@ -114,19 +114,32 @@ VDI_UUID_LAST_SNAP_OFFSET = 0x198
 
 
 def normalise_vmdk(path: str | os.PathLike, source_sha256: str) -> str:
-    """Replace the random ``CID=`` qemu-img writes into a monolithicSparse VMDK's descriptor
-    with one derived from the source image's SHA-256 (same length, so nothing moves)."""
+    """Replace the random ``CID=`` qemu-img writes into a sparse VMDK's embedded descriptor
+    with one derived from the source image's SHA-256.  qemu-img prints the CID with ``%x``
+    (1 to 8 digits), so the descriptor text is rewritten and NUL-padded to its region
+    (``descriptorOffset``/``descriptorSize`` sectors of the ``KDMV`` header)."""
     with open(path, "r+b") as f:
-        head = f.read(1 << 16)
-        m = VMDK_CID_RE.search(head)
-        if m is None:
+        head = f.read(512)
+        if len(head) < 44 or head[:4] != b"KDMV":
+            raise FormatError("no CID= in the VMDK descriptor (no KDMV header)", path=path,
+                              expected="a qemu-img monolithicSparse VMDK")
+        desc_off, desc_size = struct.unpack_from("<QQ", head, 28)
+        f.seek(desc_off * 512)
+        region = f.read(desc_size * 512)
+        text = region.split(b"\0", 1)[0]
+        m = VMDK_CID_RE.search(text)
+        if m is None or desc_size == 0:
             raise FormatError("no CID= in the VMDK descriptor", path=path,
                               expected="a qemu-img monolithicSparse VMDK")
         cid = _derived(source_sha256, "vmdk-cid", 4).hex()
         if cid in ("ffffffff", "fffffffe"):
             cid = "00000001"
-        f.seek(m.start(1))
-        f.write(cid.encode())
+        new = text[:m.start(1)] + cid.encode() + text[m.end(1):]
+        if len(new) >= len(region):
+            raise FormatError("the VMDK descriptor has no room for the new CID", path=path,
+                              expected="a descriptor region with free space")
+        f.seek(desc_off * 512)
+        f.write(new + bytes(len(region) - len(new)))
     return f"CID set to {cid} (from the source's SHA-256; qemu-img writes a random one)"
 
 
@@ -413,17 +426,18 @@ def _rel(path: Path, base: Path) -> str:
         return path.as_posix()
 
 
-def _input_file(bf: BuildFile, rel: str, role: str, key: str) -> tuple[Path, dict]:
+def _input_file(bf: BuildFile, rel: str, role: str, key: tuple) -> tuple[Path, dict]:
     path = bf.input_path(rel)
     if not path.is_file():
-        line = bf.lines.get(tuple(key.split("/")))
-        where = f"{bf.path.name}:{line}: " if line else ""
-        raise MissingInputError(f"{where}{role} {rel!r} does not exist", path=path)
+        line = bf.lines.get(key)
+        where = f"{bf.path}:{line}" if line else os.fspath(bf.path)
+        raise MissingInputError(f"{role} {rel!r} does not exist ({path})", path=where,
+                                expected="a file (paths are relative to the build file)")
     return path, {"role": role, "path": bf.relpath(path), "sha256": sha256_file(path)}
 
 
-def _key(img: ImageSpec, name: str) -> str:
-    return f"image/{img.index}/{name}"
+def _key(img: ImageSpec, name: str) -> tuple:
+    return ("image", img.index, name)
 
 
 def _build_image(bf: BuildFile, img: ImageSpec, stage: _Staging, out_dir: Path, opts,

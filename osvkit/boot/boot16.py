@@ -166,8 +166,7 @@ def _code16(pm32_addr: int) -> str:
     movw ${layout.KERNEL_LBA:#x}, {A_DAP_LBA:#x}
 load_loop:
     movl {A_PAYLOAD_SECTORS:#x}, %ecx
-    testl %ecx, %ecx
-    jz load_done
+    jecxz load_done
     cmpl ${SECTORS_PER_READ:#x}, %ecx
     jbe count_ok
     movw ${SECTORS_PER_READ:#x}, %cx
@@ -207,7 +206,8 @@ load_done:
 e820_loop:
     movl $0xe820, %eax
     movl ${SMAP:#x}, %edx
-    movl ${E820_ENTRY_SIZE:#x}, %ecx
+    pushl ${E820_ENTRY_SIZE:#x}
+    popl %ecx
     int $0x15
     jc e820_done
     movl %ecx, -0x4(%di)
@@ -236,21 +236,31 @@ read_dap:
     ret
 disk_error:
     movb %ah, {bi + BI_DISK_ERR:#x}
-    movw ${A_NAME:#x}, %si
-    call print
-    call print
+    # the message goes to COM1 in one pass, then through the BIOS teletype in another
+    # (with -nographic SeaBIOS mirrors int 0x10 to the serial port; one pass each keeps
+    # the serial text readable)
+    movw ${layout.COM1_PORT:#x}, %dx
+    call print_message
+    xorw %dx, %dx
+    call print_message
 halt:
     cli
     hlt
     jmp halt
+print_message:
+    movw ${A_NAME:#x}, %si
+    call print
 print:
     lodsb
     testb %al, %al
     jz print_done
-    movw ${layout.COM1_PORT:#x}, %dx
+    testw %dx, %dx
+    jz print_tty
     outb %al, %dx
+    jmp print
+print_tty:
     movb $0xe, %ah
-    movw $0x7, %bx
+    xorw %bx, %bx
     int $0x10
     jmp print
 print_done:
@@ -268,12 +278,12 @@ def _code32() -> str:
     movl %eax, %ss
     movl %eax, %fs
     movl %eax, %gs
-    movl ${layout.BOOT16_STACK_ADDR:#x}, %esp
+    movzwl %sp, %esp
     call *{A_DECOMP_ENTRY:#x}
     rdtsc
-    movl %eax, {bi + BI_TSC_UNCOMPRESS_DONE:#x}
-    movl %edx, {bi + BI_TSC_UNCOMPRESS_DONE + 4:#x}
     movl ${bi:#x}, %ebx
+    movl %eax, {BI_TSC_UNCOMPRESS_DONE:#x}(%ebx)
+    movl %edx, {BI_TSC_UNCOMPRESS_DONE + 4:#x}(%ebx)
     call *{layout.START32_SLOT_ADDR:#x}
 no_decompressor:
     ret

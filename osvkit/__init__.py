@@ -26,6 +26,10 @@ _API = {
     "load_kernel": "osvkit.image.kernel",
     "check_kernel": "osvkit.image.kernel",
     "Kernel": "osvkit.image.kernel",
+    # [bios]
+    "build_usr_image": "osvkit.image.usrimg",
+    "inspect_file": "osvkit.inspect",
+    # [/bios]
 }
 
 __all__ = sorted(_API) + ["__version__"]

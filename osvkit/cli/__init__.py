@@ -13,6 +13,10 @@ from . import decode as _decode  # noqa: F401,E402
 from . import mmio as _mmio  # noqa: F401,E402
 from . import cmdline as _cmdline  # noqa: F401,E402
 # --- end cmdline part ---
+# [bios] build (usr format) and inspect
+from . import build as _build  # noqa: F401,E402
+from . import inspect as _inspect  # noqa: F401,E402
+# [/bios]
 
 
 def main(argv: list[str] | None = None) -> int:

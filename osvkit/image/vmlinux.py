@@ -362,6 +362,12 @@ def inspect_kernel_elf(kernel) -> ElfInspection:
 
 def describe_inspection(info: ElfInspection) -> str:
     """Human-readable rendering for ``osvkit inspect``."""
+    return describe_inspection_dict(info.to_dict())
+
+
+def describe_inspection_dict(d: dict) -> str:
+    """Human-readable rendering of :meth:`ElfInspection.to_dict` output."""
+    info = _Attrs(d)
     lines = [f"{info.path}: kernel ELF, {info.size} bytes",
              f"  e_entry {info.e_entry:#x}, start32 slot -> {info.start32:#x}",
              "  entry points:"]
@@ -377,6 +383,31 @@ def describe_inspection(info: ElfInspection) -> str:
         lines.append(f"  note {n['name']!r} type {n['type']} descsz {n['descsz']}{val}")
     if info.symbols:
         lines.append("  symbols: " + ", ".join(f"{k}={v:#x}" for k, v in sorted(info.symbols.items())))
-    if info.bootfs_size is not None:
-        lines.append(f"  bootfs: {info.bootfs_size} bytes")
+    if d.get("bootfs_size") is not None:
+        lines.append(f"  bootfs: {d['bootfs_size']} bytes")
+    return "\n".join(lines)
+
+
+class _Attrs:
+    def __init__(self, d: dict):
+        self.__dict__.update(d)
+
+
+def describe_vmlinux_result(result: VmlinuxResult) -> str:
+    """Human-readable rendering for ``osvkit build --format vmlinux``."""
+    d = result.to_dict()
+    lines = [f"wrote {d['output']} ({d['size']} bytes)"]
+    if d["added"]:
+        lines.append(f"  added: {', '.join(d['added'])} (stub segment at physical "
+                     f"{d['stub_addr']:#x}, handover {d['handover']})")
+    if d["kept"]:
+        lines.append(f"  kept the kernel's own: {', '.join(d['kept'])}")
+    if not d["added"]:
+        lines.append("  nothing to add: the kernel already has every requested entry "
+                     "(--replace-entry to replace them)")
+    lines.append(f"  e_entry {d['entry']:#x} (was {d['original_entry']:#x})" if d["entry"] != d["original_entry"]
+                 else f"  e_entry {d['entry']:#x}")
+    if d["pvh_entry"] is not None:
+        lines.append(f"  PVH entry {d['pvh_entry']:#x}")
+    lines.append(f"  start32 {d['start32']:#x}")
     return "\n".join(lines)

@@ -383,3 +383,54 @@ def check_fc_cmdline(cmdline: str) -> str:
 
 
 __all__ = ["build_loader", "plan_loader", "LoaderPlan", "check_fc_cmdline", "CmdlineError"]
+
+
+# ---------------------------------------------------------------------------------------
+# Running: osvkit run KERNEL --vmm qemu-fc
+# ---------------------------------------------------------------------------------------
+
+def qemu_fc_argv(kernel, loader_path, *, machine: str = "pc", cmdline: str = "",
+                 memory="256M", cpus: int = 1, disk=None, accel: str = "tcg") -> list[str]:
+    import os
+
+    from .pvh import disk_argv, machine_argv
+
+    return machine_argv(machine, memory=memory, cpus=cpus, accel=accel) + \
+        ["-kernel", os.fspath(loader_path), "-initrd", os.fspath(kernel), "-append", cmdline] + \
+        disk_argv(machine, disk)
+
+
+def mmio_cmdline(devices) -> str:
+    """Firecracker-format ``virtio_mmio.device=4K@0x...:<irq>`` entries for ``devices``
+    (``(size, base, irq)`` tuples), rendered by the cmdline part's encoder."""
+    from ..cmdline import MmioDevice, encode_mmio
+
+    return " ".join(encode_mmio(MmioDevice(size, base, irq, None)) for size, base, irq in devices)
+
+
+def run_qemu_fc(kernel, *, machine: str = "pc", cmdline: str = "", memory="256M", cpus: int = 1,
+                disk=None, mmio_devices=(), accel: str = "tcg", timeout: float = 60,
+                expect: str | None = None, console_path=None, loader_path=None):
+    """Boot ``kernel`` (a kernel ELF with a Linux 64-bit entry) the way Firecracker would,
+    inside QEMU; returns the runner's RunResult (with ``plan`` attached as ``fc_plan``)."""
+    import os
+    import tempfile
+
+    from ..image.kernel import load_kernel
+    from ..image.usrimg import parse_size
+    from ._fcrun import run_argv
+
+    k = load_kernel(kernel)
+    line = " ".join(p for p in (cmdline.strip(), mmio_cmdline(mmio_devices)) if p)
+    check_fc_cmdline(line)
+    mem = parse_size(memory)
+    elf, plan = build_loader(k, memory=mem, cpus=cpus)
+    with tempfile.TemporaryDirectory(prefix="osvkit-fc-") as tmp:
+        lp = os.fspath(loader_path) if loader_path else os.path.join(tmp, "fc-loader.elf")
+        with open(lp, "wb") as f:
+            f.write(elf)
+        argv = qemu_fc_argv(kernel, lp, machine=machine, cmdline=line, memory=mem, cpus=cpus,
+                            disk=disk, accel=accel)
+        result = run_argv(argv, timeout=timeout, expect=expect, console_path=console_path)
+    result.fc_plan = plan
+    return result

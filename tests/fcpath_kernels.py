@@ -28,6 +28,8 @@ def make_kernel(*, code: bytes = b"\xf4\xeb\xfd", image_size: int = 0x3000, bss:
     img = bytearray(image_size)
     img[0x1000:0x1000 + len(code)] = code
     struct.pack_into("<Q", img, 0x800, start32)
+    if image_size >= 0x2008:
+        struct.pack_into("<Q", img, 0x2000, 0x203003)   # ident_pt_l4[0]: present (static table)
     note_off = 0x900
     if pvh_note is not None:
         img[note_off:note_off + 24] = struct.pack("<III4sQ", 4, 8, 18, b"Xen\0", pvh_note)

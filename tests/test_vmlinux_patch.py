@@ -203,3 +203,14 @@ def test_build_vmlinux_writes_file(tmp_path):
     with pytest.raises(MissingInputError):
         build_vmlinux(tmp_path / "missing.elf", tmp_path / "x.elf")
     assert not (tmp_path / "x.elf").exists()
+
+
+def test_start64_handover_needs_static_ident_pt_l4():
+    data = bytearray(make_kernel())
+    data[0x2000:0x2008] = bytes(8)           # ident_pt_l4[0] empty (a bss-built table)
+    with pytest.raises(KernelError) as exc:
+        _patch(bytes(data), handover="start64")
+    assert str(exc.value) == ("kernel.elf: ident_pt_l4 at physical 0x202000 is not an "
+                              "initialised page table in the file (bss or empty), expected "
+                              "OSv's static ident_pt_l4 for --handover start64, or "
+                              "--handover start32")

@@ -148,6 +148,20 @@ def _phys(addr: int) -> int:
     return addr - layout.KERNEL_VM_SHIFT if addr >= layout.KERNEL_VM_SHIFT else addr
 
 
+def _check_ident_pt_l4(kernel: Kernel, ident: int) -> None:
+    """The start64 handover loads CR3 = ident_pt_l4 before the kernel ran any code, so the
+    table must be initialised in the file (OSv: boot.S .data), not built at run time."""
+    for s in kernel.load_segments:
+        if s.paddr <= ident < s.paddr + s.filesz and ident + 8 <= s.paddr + s.filesz:
+            if struct.unpack_from("<Q", kernel.data, s.offset + ident - s.paddr)[0] & 1:
+                return
+            break
+    raise KernelError(f"ident_pt_l4 at physical {ident:#x} is not an initialised page table "
+                      "in the file (bss or empty)",
+                      expected="OSv's static ident_pt_l4 for --handover start64, or "
+                               "--handover start32", path=kernel.path)
+
+
 def patch_vmlinux(kernel: Kernel, *, pvh: bool = True, handover: str = "start32",
                   replace_entry: bool = False) -> tuple[bytes, VmlinuxResult]:
     """Return the patched ELF bytes and a description (no file I/O)."""
@@ -185,6 +199,7 @@ def patch_vmlinux(kernel: Kernel, *, pvh: bool = True, handover: str = "start32"
                               expected="a .symtab with start64 and ident_pt_l4 for "
                                        "--handover start64, or --handover start32", path=path)
         start64, ident = _phys(kernel.symbols["start64"]), _phys(kernel.symbols["ident_pt_l4"])
+        _check_ident_pt_l4(kernel, ident)
 
     stub_end = STUB_ADDR + STUB_SIZE
     if not (layout.STUB_START <= STUB_ADDR and stub_end <= layout.STUB_END):  # pragma: no cover

@@ -44,6 +44,8 @@ def _is_disk(head: bytes) -> bool:
 
 DETECTORS: list[tuple[str, Callable[[bytes], bool], Callable[[str], dict]]] = []
 """(kind, detect(first 4 KiB), inspect(path) -> details dict), tried in order."""
+DESCRIBERS: dict[str, Callable[[InspectResult], str]] = {}
+"""kind -> human rendering, for kinds whose part renders them ([fcpath])."""
 
 
 def inspect_file(path) -> InspectResult:
@@ -206,6 +208,8 @@ def _kernel_summary(k) -> dict:
 
 
 def describe(result: InspectResult) -> str:
+    if result.kind in DESCRIBERS:  # [fcpath] kinds other parts describe themselves
+        return DESCRIBERS[result.kind](result)
     """Human-readable rendering of :func:`inspect_file`'s result."""
     d = result.to_dict()
     lines = [f"{d['path']}: {d['kind']}"]
@@ -255,3 +259,28 @@ def describe(result: InspectResult) -> str:
 
 
 DETECTORS.append(("disk-image", _is_disk, inspect_usr_image))
+
+
+# [fcpath] kernel ELFs: the boot contract (osvkit.image.vmlinux)
+def _is_elf(head: bytes) -> bool:
+    return head[:4] == b"\x7fELF"
+
+
+def _inspect_kernel_elf(path) -> dict:
+    from .image.vmlinux import inspect_kernel_elf
+
+    d = inspect_kernel_elf(path).to_dict()
+    d.pop("path", None)
+    d.pop("kind", None)
+    return d
+
+
+def _describe_kernel_elf(result: InspectResult) -> str:
+    from .image.vmlinux import describe_inspection_dict
+
+    return describe_inspection_dict(result.to_dict())
+
+
+DETECTORS.append(("kernel-elf", _is_elf, _inspect_kernel_elf))
+DESCRIBERS["kernel-elf"] = _describe_kernel_elf
+# [/fcpath]

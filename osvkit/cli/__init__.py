@@ -23,6 +23,10 @@ from . import build as _build  # noqa: F401,E402
 from . import inspect as _inspect  # noqa: F401,E402
 # [/bios]
 
+# [fcpath] firecracker-config
+from . import firecracker as _firecracker  # noqa: F401,E402
+# [/fcpath]
+
 
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point; returns the exit status."""

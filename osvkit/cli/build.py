@@ -11,7 +11,7 @@ from ..errors import UsageError
 from ._app import JsonOpt, app, emit
 from .common import ConfigOpt, build_file_command  # [cli]
 
-FORMATS = ("usr",)
+FORMATS = ("usr", "vmlinux")
 """Image kinds ``--format`` accepts (other parts add theirs, e.g. ``vmlinux``)."""
 
 
@@ -31,6 +31,9 @@ def build(
     kernel: Annotated[Optional[Path], typer.Argument(help="Kernel ELF (OSv's loader-stripped.elf).")] = None,
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Image file to write (with -c: the output directory).")] = None,
     format: Annotated[str, typer.Option("--format", help="Image kind: usr (BIOS usr.img).")] = "usr",
+    kernel: Annotated[Path, typer.Argument(help="Kernel ELF (OSv's loader-stripped.elf).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Image file to write.")],
+    format: Annotated[str, typer.Option("--format", help="Image kind: usr (BIOS usr.img) or vmlinux (Firecracker/PVH kernel ELF).")] = "usr",
     cmdline: Annotated[str, typer.Option("--cmdline", help="Kernel command line.")] = "",
     image_format: Annotated[str, typer.Option("--image-format",
                                               help="raw or qcow2 (default raw).")] = "raw",
@@ -42,6 +45,12 @@ def build(
         "--size", help="Virtual disk size (bytes or 64K/512M/1G); default: just the content.")] = None,
     force_cmdline: Annotated[bool, typer.Option(
         "--force-cmdline", help="Allow a command line up to 32,255 bytes (OSv limits it to 1023).")] = False,
+    pvh: Annotated[bool, typer.Option(
+        "--pvh/--no-pvh", help="vmlinux: add a PVH entry and Xen note (default on).")] = True,
+    replace_entry: Annotated[bool, typer.Option(
+        "--replace-entry", help="vmlinux: replace a Linux/PVH entry the kernel already has.")] = False,
+    handover: Annotated[str, typer.Option(
+        "--handover", help="vmlinux: start32 (default; works on stripped kernels) or start64.")] = "start32",
     json_output: JsonOpt = False,
     config: ConfigOpt = None,  # [cli] osvkit build -c osvkit.toml
 ) -> None:
@@ -57,5 +66,11 @@ def build(
                                  image_format=image_format, partition=partition, size=size,
                                  force_cmdline=force_cmdline)
         emit(result, json_output, _describe)
+        return
+    if format == "vmlinux":  # [fcpath]
+        from ..image.vmlinux import build_vmlinux, describe_vmlinux_result
+
+        emit(build_vmlinux(kernel, output, pvh=pvh, handover=handover,
+                           replace_entry=replace_entry), json_output, describe_vmlinux_result)
         return
     raise UsageError(f"--format {format!r}", expected=" or ".join(FORMATS))

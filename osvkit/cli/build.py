@@ -30,9 +30,6 @@ def _describe(result) -> str:
 def build(
     kernel: Annotated[Optional[Path], typer.Argument(help="Kernel ELF (OSv's loader-stripped.elf).")] = None,
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Image file to write (with -c: the output directory).")] = None,
-    format: Annotated[str, typer.Option("--format", help="Image kind: usr (BIOS usr.img).")] = "usr",
-    kernel: Annotated[Path, typer.Argument(help="Kernel ELF (OSv's loader-stripped.elf).")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Image file to write.")],
     format: Annotated[str, typer.Option("--format", help="Image kind: usr (BIOS usr.img) or vmlinux (Firecracker/PVH kernel ELF).")] = "usr",
     cmdline: Annotated[str, typer.Option("--cmdline", help="Kernel command line.")] = "",
     image_format: Annotated[str, typer.Option("--image-format",

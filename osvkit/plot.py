@@ -95,10 +95,11 @@ def _geometry(rows: list[TimelineRow], names: list[str], char_w: int, line_h: in
     label_chars = max([len(r.label) for r in rows] + [8])
     left = 10 + min(label_chars, 48) * char_w + 10
     plot_w = 640
-    width = left + plot_w + 30
+    note_chars = max([len(r.note) for r in rows] + [0])
+    width = left + plot_w + 30 + note_chars * char_w
     bar_h, gap = 2 * line_h, line_h
     top = title_h + 10
-    axis_bottom = top + len(rows) * (bar_h + gap) + 2 * line_h
+    axis_bottom = top + len(rows) * (bar_h + gap) + 3 * line_h
     legend_col_w = max([len(n) for n in names] + [10]) * char_w + 3 * char_w + 20
     cols = max(1, (width - 20) // legend_col_w)
     legend_rows = (len(names) + cols - 1) // cols
@@ -127,7 +128,8 @@ def render_svg(rows: list[TimelineRow], title: str = "osvkit boot timeline") -> 
         out.append(f'<line x1="{x}" y1="{g.top - 4}" x2="{x}" y2="{axis_y}" stroke="#dddddd"/>')
         out.append(f'<text x="{x}" y="{axis_y + 14}" text-anchor="middle">{_fmt_ms(t)}</text>')
         t += g.step
-    out.append(f'<text x="{g.left - 8}" y="{axis_y + 14}" text-anchor="end">ms</text>')
+    out.append(f'<text x="{g.left + g.plot_w // 2}" y="{axis_y + 30}" text-anchor="middle">'
+               'time (ms)</text>')
     for i, row in enumerate(rows):
         y = g.top + i * (g.bar_h + g.gap)
         out.append(f'<text x="{g.left - 8}" y="{y + g.bar_h // 2 + 4}" text-anchor="end">'
@@ -282,7 +284,8 @@ def render_png(rows: list[TimelineRow], title: str = "osvkit boot timeline") -> 
         c.rect(x, g.top - 4, x + 1, axis_y, (0xDD, 0xDD, 0xDD))
         c.text(x, axis_y + 4, _fmt_ms(t), anchor="middle")
         t += g.step
-    c.text(g.left - 8, axis_y + 4, "ms", anchor="end")
+    c.text(g.left + g.plot_w // 2, axis_y + 4 + line_h, "time (ms)",
+           anchor="middle")
     for i, row in enumerate(rows):
         y = g.top + i * (g.bar_h + g.gap)
         c.text(g.left - 8, y + (g.bar_h - GLYPH_H * SCALE) // 2, row.label, anchor="end")

@@ -322,12 +322,22 @@ def firecracker_config(*, kernel: str, boot_args: str, memory: str, cpus: int,
     return doc
 
 
-def _firecracker_config(**kw) -> dict:
-    try:  # the fcpath helper's builder, when it is there
-        from .firecracker import firecracker_config as fc  # type: ignore[attr-defined]
+def _firecracker_config(*, kernel_file: Path, kernel_rel: str, disk_file: Path | None,
+                        disk_rel: str | None, boot_args: str, memory: str, cpus: int) -> dict:
+    """The fcpath part's document (its checks: a bootable vmlinux, a raw disk, Firecracker's
+    vCPU rule, ``--nopci`` and the 2047-byte limit), with the file paths made relative so the
+    file is reproducible; this module's plain builder when that part is absent."""
+    try:
+        from .firecracker.config import build_firecracker_config
     except ImportError:
-        fc = None
-    return fc(**kw) if fc is not None else firecracker_config(**kw)
+        return firecracker_config(kernel=kernel_rel, boot_args=boot_args, memory=memory,
+                                  cpus=cpus, drive=disk_rel)
+    doc = build_firecracker_config(kernel_file, disk=disk_file, memory=memory, cpus=cpus,
+                                   boot_args=boot_args).document
+    doc["boot-source"]["kernel_image_path"] = kernel_rel
+    for drive in doc.get("drives", []):
+        drive["path_on_host"] = disk_rel
+    return doc
 
 
 # --------------------------------------------------------------------------------------
@@ -443,6 +453,7 @@ def _key(img: ImageSpec, name: str) -> tuple:
 def _build_image(bf: BuildFile, img: ImageSpec, stage: _Staging, out_dir: Path, opts,
                  sde: int) -> list[OutputRecord]:
     records: list[OutputRecord] = []
+    staged_by_kind: dict[str, Path] = {}
     cmdline = opts["cmdline"] or ""
     work = stage.work / img.name
     work.mkdir()
@@ -489,6 +500,7 @@ def _build_image(bf: BuildFile, img: ImageSpec, stage: _Staging, out_dir: Path, 
         staged = stage.path_for(img.outputs["usr"])
         log.info("%s: building usr.img (%s)", img.name, fmt)
         _build_usr(kernel_path, staged, cmdline=cmdline, image_format=fmt, partition=part_path)
+        staged_by_kind["usr"] = staged
         records.append(_record(img, "usr", staged, img.outputs["usr"], fmt, usr_inputs))
         if fmt == "raw":
             raw_usr = staged
@@ -517,6 +529,7 @@ def _build_image(bf: BuildFile, img: ImageSpec, stage: _Staging, out_dir: Path, 
         staged = stage.path_for(img.outputs["vmlinux"])
         log.info("%s: building the vmlinux ELF", img.name)
         _build_vmlinux(kernel_path, staged, cmdline=cmdline)
+        staged_by_kind["vmlinux"] = staged
         records.append(_record(img, "vmlinux", staged, img.outputs["vmlinux"], "elf",
                                [kernel_in]))
     if "firecracker-config" in img.outputs:
@@ -525,12 +538,13 @@ def _build_image(bf: BuildFile, img: ImageSpec, stage: _Staging, out_dir: Path, 
         if "vmlinux" not in img.outputs:
             raise UsageError(f"{bf.path.name}: image {img.name!r} has a firecracker-config "
                              "output but no vmlinux output", expected="outputs.vmlinux")
-        drive = None
-        if "usr" in img.outputs and fmt == "raw":
-            drive = _rel(out_dir / img.outputs["usr"], cfg_dir)
-        doc = _firecracker_config(kernel=_rel(out_dir / img.outputs["vmlinux"], cfg_dir),
-                                  boot_args=cmdline, memory=opts["memory"], cpus=opts["cpus"],
-                                  drive=drive)
+        raw_disk = "usr" in img.outputs and fmt == "raw"
+        doc = _firecracker_config(
+            kernel_file=staged_by_kind["vmlinux"],
+            kernel_rel=_rel(out_dir / img.outputs["vmlinux"], cfg_dir),
+            disk_file=staged_by_kind["usr"] if raw_disk else None,
+            disk_rel=_rel(out_dir / img.outputs["usr"], cfg_dir) if raw_disk else None,
+            boot_args=cmdline, memory=opts["memory"], cpus=opts["cpus"])
         staged = stage.path_for(cfg_rel)
         write_atomic(staged, (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode())
         fc_inputs = [kernel_in, cmd_in, {"role": "memory", "value": opts["memory"]},

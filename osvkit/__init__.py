@@ -30,6 +30,17 @@ _API = {
     "build_usr_image": "osvkit.image.usrimg",
     "inspect_file": "osvkit.inspect",
     # [/bios]
+    # -- cli part: build files, verify, demo --
+    "load_build_file": "osvkit.config",
+    "resolve_options": "osvkit.config",
+    "build_from_file": "osvkit.buildfile",
+    "verify_images": "osvkit.verify",
+    "verify_build_file": "osvkit.verify",
+    "parse_bootchart": "osvkit.verify",
+    "scan_failures": "osvkit.verify",
+    "plot_timeline": "osvkit.plot",
+    "run_demo": "osvkit.demo",
+    # -- end cli part --
 }
 
 __all__ = sorted(_API) + ["__version__"]

@@ -38,6 +38,8 @@ class OsvkitGroup(TyperGroup):
     """Runs click in non-standalone mode so that every exit path has a sysexits status."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        from .common import ensure_common_options  # cli part: -v/-q on every command
+        ensure_common_options(self)
         try:
             rv = super().main(args=args, prog_name=prog_name, complete_var=complete_var,
                               standalone_mode=False, **extra)

@@ -115,3 +115,47 @@ def build_file_command(config: Path, out_dir: Path | None, json_output: bool, *,
         raise UsageError("a KERNEL argument and -c BUILD_FILE", expected="one of them")
     result = build_from_file(config, out_dir=out_dir, flags=flags(**values))
     emit(result, json_output, format_result)
+
+
+def _verbosity_callback(ctx, param, value):
+    if param.opts and "-v" in param.opts and value:
+        setup_output(verbose=value)
+    elif param.opts and "-q" in param.opts and value:
+        setup_output(quiet=True)
+    return value
+
+
+def _templates(group) -> dict:
+    """The -v and -q parameters of a command declared with VerboseOpt/QuietOpt."""
+    for cmd in getattr(group, "commands", {}).values():
+        found = {p.opts[0]: p for p in cmd.params if getattr(p, "opts", None)
+                 and p.opts[0] in ("-v", "-q")}
+        if len(found) == 2:
+            return found
+    return {}
+
+
+def ensure_common_options(group, templates: dict | None = None) -> None:
+    """Give every command of the click ``group`` (recursively) ``-v/--verbose`` and
+    ``-q/--quiet`` when its module did not declare them (with :data:`VerboseOpt` /
+    :data:`QuietOpt`), so ``osvkit COMMAND -q`` works everywhere.  The added options are
+    copies of a declared pair that are not passed to the command function
+    (``expose_value=False``); they set up logging and the progress bar when parsed."""
+    import copy
+
+    templates = templates if templates is not None else _templates(group)
+    if not templates:
+        return
+    for cmd in list(getattr(group, "commands", {}).values()):
+        if hasattr(cmd, "commands"):
+            ensure_common_options(cmd, templates)
+            continue
+        names = {opt for p in cmd.params for opt in (getattr(p, "opts", None) or ())}
+        for flag, template in templates.items():
+            if flag in names or template.opts[-1] in names:
+                continue
+            param = copy.copy(template)
+            param.expose_value = False
+            param.callback = _verbosity_callback
+            param.name = f"osvkit_common_{flag[1]}"
+            cmd.params.append(param)

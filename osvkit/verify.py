@@ -411,6 +411,9 @@ def _vmms_for(kind: str, vmms: Iterable[str] | None) -> tuple[tuple[str, ...], b
             if bad:
                 raise UsageError(f"a usr.img boots only with qemu, not {', '.join(bad)}",
                                  expected="--vmm qemu")
+        elif "qemu" in chosen:
+            raise UsageError("a vmlinux ELF boots with qemu-pvh, qemu-fc or firecracker, "
+                             "not qemu", expected="--vmm qemu-pvh or --vmm qemu-fc")
         return chosen, True
     return DEFAULT_VMMS[kind], False
 
@@ -493,16 +496,22 @@ def verify_build_file(path: str | os.PathLike, *, flags: Mapping[str, Any] | Non
             if not file.is_file():
                 raise MissingInputError("no such file (run `osvkit build -c` first)",
                                         path=file)
-            chosen, explicit = _vmms_for(kind, vmms or (
-                [v for v in img.verify.vmms if kind == "vmlinux" or v == "qemu"]
-                if img.verify.vmms else None))
-            if not chosen:
-                continue
+            if vmms or img.verify.vmms:
+                # one list covers both kinds: qemu boots usr.img, the others the ELF
+                for v in vmms or ():
+                    if v not in KNOWN_VMMS:
+                        raise UsageError(f"unknown VMM {v!r}", expected=" or ".join(KNOWN_VMMS))
+                fitting = [v for v in (vmms or img.verify.vmms) if (v == "qemu") == (kind == "usr")]
+                if not fitting:
+                    continue
+                chosen, explicit = _vmms_for(kind, fitting)
+            else:
+                chosen, explicit = _vmms_for(kind, None)
             requests.append(BootRequest(
                 image=file, name=f"{img.name}/{kind}", kind=kind, vmms=chosen,
                 explicit_vmms=explicit, memory=opts["memory"], cpus=opts["cpus"],
                 timeout=timeout, accel=opts["accel"],
-                cmdline=opts["cmdline"] if kind == "vmlinux" or flags.get("cmdline") else None,
+                cmdline=opts["cmdline"] if kind == "vmlinux" else None,   # usr.img: in the image
                 expect=expect if expect is not None else img.verify.expect,
                 fail_patterns=tuple(FAILURE_PATTERNS) + tuple(img.verify.fail_patterns)
                 + tuple(fail_patterns),

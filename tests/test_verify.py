@@ -148,6 +148,9 @@ def test_vmm_choice():
     assert V._vmms_for("vmlinux", ["qemu-fc"]) == (("qemu-fc",), True)
     with pytest.raises(UsageError, match="a usr.img boots only with qemu"):
         V._vmms_for("usr", ["qemu-fc"])
+    with pytest.raises(UsageError, match="a vmlinux ELF boots with qemu-pvh, qemu-fc or "
+                                         "firecracker, not qemu"):
+        V._vmms_for("vmlinux", ["qemu"])
     with pytest.raises(UsageError, match="unknown VMM 'xen'"):
         V._vmms_for("vmlinux", ["xen"])
 

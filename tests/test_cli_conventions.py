@@ -1,0 +1,315 @@
+"""CLI conventions, through typer's runner and as a real subprocess: --json is only JSON
+(even with -v), -v/-q on every command, sysexits statuses, --help examples, shell
+completion, option precedence, nothing written on failure, reproducible builds."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from osvkit.cli import app
+from osvkit.progress import Progress, progress, set_enabled
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+
+PROBE_BUILD_FILE = """\
+spec = 1
+
+[options]
+timeout = 30
+
+[[image]]
+name = "p"
+kernel = "probe"
+cmdline.options = ["--verbose"]
+cmdline.app = ["/hello"]
+outputs = { usr = "out/p.img", vmlinux = "out/p.elf" }
+verify = { vmms = ["qemu", "qemu-pvh"] }
+"""
+
+
+def _clean_env(**extra):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OSVKIT_")}
+    env.update(extra)
+    return env
+
+
+@pytest.fixture
+def probe_project(tmp_path):
+    pytest.importorskip("osvkit.probe", reason="needs the conformance kernel (probe branch)")
+    (tmp_path / "osvkit.toml").write_text(PROBE_BUILD_FILE)
+    return tmp_path / "osvkit.toml"
+
+
+def _walk(group, prefix=()):
+    for name, cmd in sorted(getattr(group, "commands", {}).items()):
+        if hasattr(cmd, "commands"):
+            yield from _walk(cmd, prefix + (name,))
+        else:
+            yield prefix + (name,), cmd
+
+
+def _click_group():
+    import typer.main
+    from osvkit.cli.common import ensure_common_options
+    group = typer.main.get_command(app)
+    ensure_common_options(group)
+    return group
+
+
+# --------------------------------------------------------------------------------------
+# Every command
+# --------------------------------------------------------------------------------------
+
+def test_every_command_has_verbose_quiet_and_help():
+    commands = list(_walk(_click_group()))
+    assert len(commands) >= 8
+    runner = CliRunner()
+    for path, cmd in commands:
+        opts = {o for p in cmd.params for o in (getattr(p, "opts", None) or ())}
+        assert {"-v", "--verbose", "-q", "--quiet"} <= opts, path
+        r = runner.invoke(app, [*path, "--help"])
+        assert r.exit_code == 0, (path, r.output)
+        assert "--quiet" in r.output
+
+
+@pytest.mark.parametrize("command", [("verify",), ("demo",), ("build",)])
+def test_our_commands_have_json_and_consistent_long_options(command):
+    cmd = dict(_walk(_click_group()))[command]
+    opts = {o for p in cmd.params for o in (getattr(p, "opts", None) or ())}
+    assert "--json" in opts
+    common = {"verify": {"--cmdline", "--memory", "--cpus", "--timeout", "--accel", "-c"},
+              "demo": {"--memory", "--cpus", "--timeout", "--accel"},
+              "build": {"--cmdline", "--image-format", "-c"}}[command[0]]
+    assert common <= opts
+
+
+@pytest.mark.parametrize("command", ["verify", "demo"])
+def test_help_has_examples_and_exit_statuses(command):
+    r = CliRunner().invoke(app, [command, "--help"])
+    assert r.exit_code == 0
+    assert "Examples:" in r.output and f"$ osvkit {command}" in r.output
+    assert "Exit status: 0" in r.output and "--json prints" in r.output
+    assert "[env: OSVKIT_TIMEOUT]" in r.output
+
+
+def test_shell_completion(cli):
+    r = cli(env={"_OSVKIT_COMPLETE": "complete_bash", "COMP_WORDS": "osvkit veri",
+                 "COMP_CWORD": "1"})
+    assert r.returncode == 0 and r.stdout.decode().split() == ["verify"]
+    r = cli(env={"_OSVKIT_COMPLETE": "source_bash"})
+    assert b"_osvkit_completion()" in r.stdout
+
+
+# --------------------------------------------------------------------------------------
+# Exit statuses and one-line errors
+# --------------------------------------------------------------------------------------
+
+def test_bad_input_statuses(cli, tmp_path):
+    junk = tmp_path / "junk.img"
+    junk.write_bytes(b"not an image" * 100)
+    cases = [
+        (["verify", str(tmp_path / "missing.img")], 66, "missing.img: no such file"),
+        (["verify", str(junk)], 65, "junk.img: not a bootable image"),
+        (["verify", str(junk), "--cpus", "many"], 64, "--cpus: bad CPU count 'many'"),
+        (["verify", str(junk), "--plot", str(tmp_path / "x.jpg")], 64, "unknown picture format"),
+        (["verify", "--vmm", "xen", str(junk)], 65, "junk.img: not a bootable image"),
+        (["build", "-c", str(tmp_path / "none.toml")], 66, "none.toml: no such build file"),
+        (["verify", "-c", str(tmp_path / "none.toml")], 66, "none.toml: no such build file"),
+        (["demo", "--plot", "a.gif"], 64, "unknown picture format"),
+        (["verify", "--no-such-flag"], 64, "No such option"),
+    ]
+    for args, status, text in cases:
+        r = cli(*args, cwd=tmp_path, env=_clean_env())
+        err = r.stderr.decode()
+        assert r.returncode == status, (args, r.returncode, err)
+        assert text in err, (args, err)
+        assert "Traceback" not in err and r.stdout == b""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["junk.img"]   # nothing written
+
+
+def test_env_values_are_checked_with_their_name(cli, tmp_path):
+    img = tmp_path / "a.img"
+    img.write_bytes(bytes(510) + b"\x55\xaa")
+    r = cli("verify", str(img), env=_clean_env(OSVKIT_CPUS="abc"))
+    assert r.returncode == 64
+    assert r.stderr.decode().strip() == ("error: OSVKIT_CPUS: bad CPU count 'abc', "
+                                         "expected an integer from 1 to 255")
+
+
+def test_invalid_build_file_lists_lines(cli, tmp_path):
+    bf = tmp_path / "osvkit.toml"
+    bf.write_text('spec = 1\n\n[[image]]\nname = "x"\nkernel = "probe"\ncpus = 0\n'
+                  '[image.outputs]\nusr = "x.img"\nvmware = "x.vmx"\n')
+    for cmd in (["build", "-c", str(bf)], ["verify", "-c", str(bf)]):
+        r = cli(*cmd, env=_clean_env())
+        err = r.stderr.decode()
+        assert r.returncode == 65
+        assert err.count("\n") == 1 and err.startswith("error: ")
+        assert f"{bf}:6: image[0].cpus: 0 is less than 1, expected at least 1" in err
+        assert f"{bf}:9: image[0].outputs.vmware: unknown key 'vmware'" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["osvkit.toml"]
+
+
+def test_runner_and_subprocess_agree_on_status(cli, tmp_path):
+    missing = str(tmp_path / "nope.img")
+    r = CliRunner().invoke(app, ["verify", missing])
+    assert r.exit_code == 66
+    assert cli("verify", missing).returncode == 66
+
+
+# --------------------------------------------------------------------------------------
+# Builds and boots through the CLI
+# --------------------------------------------------------------------------------------
+
+@pytest.mark.qemu
+def test_build_and_verify_json_with_verbose(cli, probe_project, qemu):
+    d = probe_project.parent
+    r = cli("-v", "build", "-c", str(probe_project), "--json", "-v", env=_clean_env())
+    assert r.returncode == 0, r.stderr.decode()
+    manifest = json.loads(r.stdout)
+    assert manifest["manifest_path"] == str(d / "osvkit-manifest.json")
+    assert [o["path"] for o in manifest["images"][0]["outputs"]] == ["out/p.img", "out/p.elf"]
+    assert "building usr.img" in r.stderr.decode()        # the logs went to stderr
+    r = cli("-v", "verify", "-c", str(probe_project), "--json", "-vv",
+            "--plot", str(d / "boot.png"), env=_clean_env())
+    assert r.returncode == 0, r.stderr.decode()
+    report = json.loads(r.stdout)
+    assert report["passed"] is True
+    assert report["summary"] == {"boots": 2, "passed": 2, "failed": 0, "skipped": 0}
+    assert [(b["name"], b["vmm"], b["probe"]["loader"]) for b in report["boots"]] == [
+        ("p/usr", "qemu", "osvkit-boot16"), ("p/vmlinux", "qemu-pvh", "osvkit-pvh")]
+    assert report["boots"][1]["probe"]["cmdline"] == "--verbose /hello"
+    assert "booting" in r.stderr.decode()
+    assert (d / "boot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # -q: nothing on stderr
+    r = cli("verify", "-c", str(probe_project), "-q", env=_clean_env())
+    assert r.returncode == 0 and r.stderr == b""
+    assert r.stdout.decode().splitlines()[-1] == "PASSED: 2 passed, 0 failed, 0 skipped of 2 boots"
+
+
+@pytest.mark.qemu
+def test_verify_failure_exits_1_with_summary(cli, probe_project, qemu):
+    cli("build", "-c", str(probe_project), env=_clean_env())
+    img = probe_project.parent / "out" / "p.img"
+    r = cli("verify", str(img), "--expect", "^no such line$", "--timeout", "20",
+            env=_clean_env())
+    assert r.returncode == 1
+    out = r.stdout.decode()
+    assert "FAIL p.img [qemu]" in out and "no console line matches '^no such line$'" in out
+    assert out.splitlines()[-1] == "FAILED: 0 passed, 1 failed, 0 skipped of 1 boots"
+    r = cli("verify", str(img), "--fail-pattern", "probe.", "--json", env=_clean_env())
+    assert r.returncode == 1
+    boot = json.loads(r.stdout)["boots"][0]
+    assert boot["failures"][0]["pattern"] == "probe."
+
+
+@pytest.mark.qemu
+def test_timeout_precedence_flag_env_file(cli, probe_project, qemu):
+    cli("build", "-c", str(probe_project), env=_clean_env())
+    from osvkit.verify import verify_build_file
+    import osvkit.verify as V
+    seen = []
+    real = V.boot_once
+
+    def spy(req, vmm):
+        seen.append(req.timeout)
+        return real(req, vmm)
+
+    V.boot_once = spy
+    try:
+        verify_build_file(probe_project, env={})
+        verify_build_file(probe_project, env={"OSVKIT_TIMEOUT": "25"})
+        verify_build_file(probe_project, flags={"timeout": "20"}, env={"OSVKIT_TIMEOUT": "25"})
+    finally:
+        V.boot_once = real
+    assert seen == [30.0, 30.0, 25.0, 25.0, 20.0, 20.0]
+
+
+@pytest.mark.qemu
+def test_two_cli_builds_are_byte_identical(cli, tmp_path, qemu_img):
+    pytest.importorskip("osvkit.probe", reason="the example uses the conformance kernel")
+    trees = []
+    for name in ("first", "second"):
+        d = tmp_path / name
+        shutil.copytree(EXAMPLES, d, ignore=shutil.ignore_patterns("out", "reference_output"))
+        r = cli("build", "-c", str(d / "osvkit.toml"), "-q", env=_clean_env())
+        assert r.returncode == 0, r.stderr.decode()
+        trees.append({p.relative_to(d).as_posix(): p.read_bytes() for p in sorted(d.rglob("*"))
+                      if p.is_file()})
+    assert trees[0] == trees[1]
+    assert "osvkit-manifest.json" in trees[0] and "out/probe-gce.tar.gz" in trees[0]
+
+
+def test_failed_cli_build_writes_nothing(cli, tmp_path):
+    bf = tmp_path / "osvkit.toml"
+    bf.write_text('spec = 1\n[[image]]\nname = "a"\nkernel = "probe"\noutputs = { usr = "a.img" }\n'
+                  '[[image]]\nname = "b"\nkernel = "missing.elf"\noutputs = { usr = "b.img" }\n')
+    r = cli("build", "-c", str(bf), "-o", str(tmp_path / "out"), env=_clean_env())
+    assert r.returncode == 66
+    assert "missing.elf" in r.stderr.decode()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["osvkit.toml"]
+
+
+@pytest.mark.qemu
+def test_demo_json(cli, qemu, tmp_path):
+    pytest.importorskip("osvkit.probe", reason="needs the conformance kernel (probe branch)")
+    r = cli("demo", "--json", "-v", "--out", str(tmp_path / "d"), env=_clean_env())
+    report = json.loads(r.stdout)
+    assert r.returncode == (0 if report["passed"] else 1)
+    assert [(b["image"], b["vmm"]) for b in report["boots"]] == [
+        ("usr.img", "qemu"), ("vmlinux.elf", "qemu-pvh"), ("vmlinux.elf", "qemu-fc")]
+    for b in report["boots"]:
+        if b["status"] == "pass":
+            assert b["cmdline"].startswith("--verbose --bootchart /hello osvkit-demo")
+            assert b["e820_entries"] > 0 and b["cpus"] == 1 and b["image_ok"] is True
+    assert report["boots"][0]["loader"] == "osvkit-boot16"
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["probe.elf", "usr.img",
+                                                                 "vmlinux.elf"]
+
+
+# --------------------------------------------------------------------------------------
+# Progress
+# --------------------------------------------------------------------------------------
+
+def test_progress_hidden_when_not_a_tty():
+    buf = io.StringIO()
+    with progress(100, "work", stream=buf) as bar:
+        bar.update(100)
+    assert buf.getvalue() == "" and bar.done == 100
+
+
+def test_progress_drawn_when_forced(monkeypatch):
+    import osvkit.progress as P
+    monkeypatch.setattr(P, "DELAY", 0.0)
+    monkeypatch.setattr(P, "INTERVAL", 0.0)
+    buf = io.StringIO()
+    with progress(4 << 20, "writing disk.raw", stream=buf, force=True) as bar:
+        bar.update(1 << 20)
+    text = buf.getvalue()
+    assert text.startswith("\rwriting disk.raw [#######.......................]  25% "
+                           "1.0 MiB/4.0 MiB")
+    assert text.endswith("100% 4.0 MiB/4.0 MiB\x1b[K\n")
+    assert Progress(None, "files", unit="files").render() == "files 0"
+
+
+def test_progress_disabled_globally():
+    import osvkit.progress as P
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    assert P.enabled(Tty())
+    set_enabled(False)
+    try:
+        assert not P.enabled(Tty())
+    finally:
+        set_enabled(True)

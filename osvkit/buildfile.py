@@ -588,10 +588,12 @@ def build_from_file(path: str | os.PathLike, *, out_dir: str | os.PathLike | Non
         images = [i for i in images if i.name in wanted]
     resolved = [(img, bf.resolve(img, flags, env=env)) for img in images]
     stage = _Staging(out)
+    bar = progress(sum(len(img.outputs) for img, _ in resolved), "osvkit build", unit="outputs")
     try:
         manifest_images = []
         for img, opts in resolved:
             records = _build_image(bf, img, stage, out, opts, sde)
+            bar.update(len(records))
             manifest_images.append({
                 "name": img.name, "kernel": img.kernel, "cmdline": opts["cmdline"] or "",
                 "options": {k: opts[k] for k in ("memory", "cpus", "image-format")},
@@ -607,7 +609,9 @@ def build_from_file(path: str | os.PathLike, *, out_dir: str | os.PathLike | Non
         write_atomic(manifest_path,
                      (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8"))
         stage.commit()
+        bar.close()
     except BaseException:
+        bar.close()
         stage.abort()
         raise
     return BuildFileResult(manifest=manifest, manifest_path=os.fspath(out / MANIFEST_NAME),

@@ -539,6 +539,10 @@ def format_result(result: VerifyResult) -> str:
             lines.append(f"     probe: loader={p.get('loader')} entry={p.get('entry')} "
                          f"cpus={p.get('cpus')} e820={len(p.get('e820') or [])} "
                          f"image_ok={p.get('image_ok')}")
+            tsc = p.get("tsc") or {}
+            if isinstance(tsc, dict) and "disk_read_ticks" in tsc:
+                lines.append(f"     probe TSC: disk read {tsc['disk_read_ticks']} ticks, "
+                             f"uncompress {tsc.get('uncompress_ticks', '-')} ticks")
     s = result.summary()
     lines.append(f"{'PASSED' if result.passed else 'FAILED'}: {s['passed']} passed, "
                  f"{s['failed']} failed, {s['skipped']} skipped of {s['boots']} boots")

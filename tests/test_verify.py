@@ -241,3 +241,46 @@ def test_format_result_lines():
         "     guest ended by timeout",
         "FAILED: 1 passed, 1 failed, 0 skipped of 2 boots",
     ]
+
+
+# --------------------------------------------------------------------------------------
+# Real boots (few and short)
+# --------------------------------------------------------------------------------------
+
+@pytest.mark.qemu
+def test_a_guest_that_never_finishes_fails_by_timeout(tmp_path, qemu):
+    from osvkit.image.usrimg import build_usr_image
+    from test_buildfile import tiny_kernel
+
+    kernel = tmp_path / "k.elf"
+    kernel.write_bytes(tiny_kernel())            # start32 is 'hlt; jmp': it never reports
+    build_usr_image(kernel, tmp_path / "hang.img", cmdline="--verbose /hang")
+    result = V.verify_images([tmp_path / "hang.img"], flags={"timeout": "3"}, env={},
+                             plot=tmp_path / "t.svg")
+    (check,) = result.checks
+    assert (check.vmm, check.status, check.exit_reason) == ("qemu", "fail", "timeout")
+    assert check.reasons == ["guest ended by timeout"]
+    assert check.probe is None and check.boot_done_s is None
+    assert 3.0 <= check.elapsed_s < 10
+    assert not result.passed
+    ET.parse(tmp_path / "t.svg")
+
+
+@pytest.mark.qemu
+def test_probe_boot_reports_tsc_and_expectation(tmp_path, qemu):
+    pytest.importorskip("osvkit.probe", reason="needs the conformance kernel (probe branch)")
+    from osvkit.image.usrimg import build_usr_image
+    from osvkit.probe import write_probe
+
+    write_probe(tmp_path / "probe.elf")
+    build_usr_image(tmp_path / "probe.elf", tmp_path / "p.img", cmdline="--nopci /hello x")
+    result = V.verify_images([tmp_path / "p.img"], expect=r"^probe\.cmdline", env={},
+                             flags={"timeout": "30"})
+    (check,) = result.checks
+    assert check.status == "pass", check.reasons
+    assert check.expect_line.startswith("probe.cmdline")
+    assert check.probe["cmdline"] == "--nopci /hello x"
+    tsc = check.probe["tsc"]
+    assert tsc["init"] < tsc["disk_done"] <= tsc["uncompress_done"]
+    assert tsc["disk_read_ticks"] == tsc["disk_done"] - tsc["init"]
+    assert check.boot_done_s is not None and check.boot_done_s < check.elapsed_s

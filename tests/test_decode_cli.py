@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from osvkit.boot import bootinfo, firecracker as fc, pvh
+from osvkit.boot import bootinfo, firecracker as fc
 from osvkit.boot.decode import decode_file
 from osvkit.errors import FormatError, MissingInputError
 

@@ -70,11 +70,13 @@ def test_seabios_mptable_decodes(qemu, cli, tmp_path):
     sock = tmp_path / "monitor.sock"
     dump = tmp_path / "dump.bin"
     deadline = time.monotonic() + 20
+    log = (tmp_path / "qemu.log").open("wb")
     proc = subprocess.Popen(
-        [qemu, "-accel", "tcg", "-m", "64", "-smp", "2,sockets=2,cores=1,threads=1", "-display", "none", "-nodefaults",
-         "-no-reboot", "-drive", f"file={disk},format=raw,if=ide",
+        [qemu, "-accel", "tcg", "-m", "64", "-smp", "2,sockets=2,cores=1,threads=1",
+         "-display", "none", "-nodefaults", "-no-reboot",
+         "-drive", f"file={disk},format=raw,if=ide",
          "-monitor", f"unix:{sock},server=on,wait=off"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
     try:
         mon = Monitor(sock, deadline)
         halted = False
@@ -100,6 +102,7 @@ def test_seabios_mptable_decodes(qemu, cli, tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        log.close()
     assert dump.stat().st_size == 0x100000
 
     r = cli("decode", "mptable", dump, "--json")

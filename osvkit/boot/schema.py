@@ -18,7 +18,7 @@ import os
 import re
 from typing import Any
 
-from construct import (Array, Const, ConstError, Construct, ConstructError, Container,
+from construct import (Array, ConstError, Construct, ConstructError, Container,
                        ListContainer, Renamed, SizeofError, StreamError, Struct, Subconstruct)
 
 from ..errors import FormatError, LayoutError

@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from osvkit.boot import bootinfo, firecracker as fc
-from osvkit.boot.decode import decode_file
-from osvkit.errors import FormatError, MissingInputError
+from osvkit.boot.decode import KINDS, decode_bytes, decode_file, describe
+from osvkit.cli._app import to_jsonable
+from osvkit.errors import FormatError, MissingInputError, OsvkitError
 
 from test_boot_mbr import osv_boot_sector
 
@@ -149,3 +152,28 @@ def test_missing_file_and_bad_option(cli, files, tmp_path):
         decode_file("mbr", tmp_path / "nope.img")
     r = cli("decode", "mbr", files["mbr"], "--offset", "zz")
     assert r.returncode == 64 and b"is not a number" in r.stderr
+
+
+VALID = [fc.firecracker_mptable(1), fc.firecracker_boot_params(3, fc.firecracker_e820(1 << 27)),
+         fc.firecracker_pvh_start_info(4) + fc.firecracker_pvh_memmap(fc.firecracker_e820(1 << 27)),
+         bootinfo.build_bootinfo(cmdline=0x79, mmap_addr=0x80, mmap_length=48) + bytes(7)
+         + bootinfo.build_osv_e820([(0, 1, 1), (1, 2, 2)]), osv_boot_sector()]
+
+
+@settings(max_examples=300, deadline=None)
+@given(kind=st.sampled_from(KINDS), start=st.sampled_from(VALID) | st.binary(max_size=600),
+       mutations=st.dictionaries(st.integers(0, 4095), st.integers(0, 255), max_size=4),
+       offset=st.none() | st.integers(0, 700), base=st.sampled_from([0, 0x1000, 0x9FC00]),
+       lenient=st.booleans())
+def test_garbage_only_raises_osvkit_errors(kind, start, mutations, offset, base, lenient):
+    data = bytearray(start)
+    for i, v in mutations.items():
+        if i < len(data):
+            data[i] = v
+    try:
+        result = decode_bytes(kind, bytes(data), offset=offset, base=base, lenient=lenient)
+    except OsvkitError as exc:
+        assert "\n" not in str(exc)
+        return
+    json.dumps(to_jsonable(result.to_dict()))
+    assert describe(result)

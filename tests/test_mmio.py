@@ -36,6 +36,17 @@ def test_encode_exact(dev, osv_safe, text):
     assert encode(dev, osv_safe=osv_safe) == text
 
 
+@pytest.mark.parametrize("dev, text", [
+    # linux-loader's own add_virtio_mmio_device cases (one per suffix), Linux mode
+    (MmioDevice(1, 0, 1), "virtio_mmio.device=1@0x0:1"),
+    (MmioDevice(2 << 10, 0x100, 2), "virtio_mmio.device=2K@0x100:2"),
+    (MmioDevice(3 << 20, 0x1000, 3), "virtio_mmio.device=3M@0x1000:3"),
+    (MmioDevice(4 << 30, 0x1_0000, 4, 42), "virtio_mmio.device=4G@0x10000:4:42"),
+])
+def test_encode_linux_loader_suffixes(dev, text):
+    assert encode(dev, osv_safe=False) == text
+
+
 def test_format_size_never_writes_g_in_osv_mode():
     assert format_size(GiB) == "1024M"
     assert format_size(GiB, osv_safe=False) == "1G"

@@ -279,6 +279,11 @@ class Cmdline:
         self._commit(self._options, self._command, self._mmio + [entry])
 
     @classmethod
+    def for_target(cls, target: str) -> "Cmdline":
+        """An empty line with the capacity of ``target`` (its limit plus the NUL)."""
+        return cls(_check_target(target) + 1)
+
+    @classmethod
     def from_str(cls, line: str, capacity: int = TARGETS["osv"] + 1) -> "Cmdline":
         """Parse ``line`` (like linux-loader's ``try_from``): the mmio entries OSv would take
         are moved to the end, the rest is split into options and command."""

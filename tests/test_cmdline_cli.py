@@ -39,7 +39,8 @@ def test_mmio_decode_bad_text_exit_65_one_line(cli):
         lines = r.stderr.decode().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: "), lines
     r = cli("mmio", "encode", "--size", "0", "--base", "0", "--irq", "5")
-    assert r.returncode == 65 and r.stderr == b"error: virtio-mmio size 0, expected a size of at least 1 byte\n"
+    assert r.returncode == 65
+    assert r.stderr == b"error: virtio-mmio size 0, expected a size of at least 1 byte\n"
     r = cli("mmio", "encode", "--size", "4Q", "--base", "0", "--irq", "5")
     assert r.returncode == 65 and b"size '4Q' is not a number" in r.stderr
 

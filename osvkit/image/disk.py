@@ -428,8 +428,9 @@ class Qcow2Disk(Disk):
                 raise FormatError(f"{where} is compressed; writing would need reallocation",
                                   path=self.path, expected=f"an uncompressed image; {CONVERT_HINT}")
             if c.kind != "data":
-                raise FormatError(f"{where} is {'an all-zero cluster' if c.kind == 'zero' else 'not allocated'}"
-                                  f" in the qcow2 image; writing would need allocation",
+                state = "an all-zero cluster" if c.kind == "zero" else "not allocated"
+                raise FormatError(f"{where} is {state} in the qcow2 image; writing would need "
+                                  "allocation",
                                   path=self.path, expected=f"an allocated cluster; {CONVERT_HINT}")
             if not c.copied:
                 raise FormatError(f"{where} is shared (refcount > 1, e.g. with a snapshot)",

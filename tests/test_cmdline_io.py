@@ -3,14 +3,18 @@ images made as OSv's scripts make them (qemu-img convert -O qcow2 of the raw ima
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import os
 import random
+import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
-from osvkit.errors import CmdlineError, FormatError
+from osvkit.errors import CmdlineError, FormatError, OutputError
 from osvkit.image.cmdline_io import get_cmdline, read_cmdline, set_cmdline
 
 SIZE = 4 << 20
@@ -210,3 +214,42 @@ def test_set_refuses_foreign_layouts(tmp_path, raw, entry, words):
     with pytest.raises(FormatError, match=words):
         set_cmdline(p, "/x")
     assert sha(p) == before
+
+
+
+def _locked_by_other(path: Path, byte: int) -> bool:
+    with open(path, "rb+") as f:
+        try:
+            fcntl.lockf(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB, 1, byte, os.SEEK_SET)
+        except OSError:
+            return True
+        fcntl.lockf(f.fileno(), fcntl.LOCK_UN, 1, byte, os.SEEK_SET)
+        return False
+
+
+def test_set_refuses_image_open_in_qemu(raw):
+    # qemu-io takes QEMU's image locks (byte 100 + permission bit) as a running VM does
+    qemu_io = shutil.which("qemu-io")
+    if qemu_io is None:
+        pytest.skip("qemu-io is not installed (install.sh installs qemu-utils)")
+    path, _ = raw
+    proc = subprocess.Popen([qemu_io, "-f", "raw", str(path)], stdin=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while not _locked_by_other(path, 101):
+            assert time.monotonic() < deadline, "qemu-io never locked the image"
+            time.sleep(0.05)
+        before = sha(path)
+        with pytest.raises(OutputError) as e:
+            set_cmdline(path, "/x")
+        assert str(e.value) == (f"{path}: image is in use: another process (QEMU?) holds its "
+                                "write permission lock, expected an image no VM has open; stop "
+                                "the VM first")
+        assert sha(path) == before
+        assert get_cmdline(path) == "--rootfs=rofs /hello"      # reading is fine
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=10)
+    set_cmdline(path, "/y")
+    assert get_cmdline(path) == "/y"

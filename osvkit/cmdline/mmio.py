@@ -26,7 +26,8 @@ Two parsers read these entries and they do not agree, so every reader here takes
 * this repeats from the start of the line until no prefix is left **or one fails to parse**;
   a failing entry and every entry after it stay in the line and reach OSv's option parser.
 
-  OSv's ``sscanf`` is musl's: an overflowing number becomes ``2**64 - 1``, a ``-`` negates
+  OSv's ``sscanf`` is musl's (OSv's Makefile builds ``musl/src/stdio/vfscanf.c``): numeric
+  conversions skip C whitespace, an overflowing number becomes ``2**64 - 1``, a ``-`` negates
   modulo ``2**64`` and ``%u`` keeps the low 32 bits.  :func:`find_devices` and
   :func:`strip_devices` model exactly that, so they agree with OSv on every input;
   :func:`decode` is strict and rejects signs, overflow, a zero size and whitespace inside the

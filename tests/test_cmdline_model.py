@@ -190,3 +190,12 @@ def test_for_target_capacities():
     with pytest.raises(CmdlineError):
         c.set_command("a" * 2048)
     assert c.command == "a" * 2047
+
+
+def test_docstring_examples():
+    import doctest
+
+    from osvkit.cmdline import mmio, model
+    for module in (mmio, model):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0, module.__name__

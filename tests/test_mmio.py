@@ -3,8 +3,11 @@ grammars, OSv's find/strip semantics (osv-boot.md 5, firecracker-boot.md 5.1, 6.
 
 from __future__ import annotations
 
+import ctypes
+import re
+
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from osvkit.cmdline.mmio import (MmioDevice, decode, encode, find_devices, format_size,
@@ -233,3 +236,30 @@ def test_roundtrip_linux(dev, size):
         if d.irq == 0:
             continue
         assert decode(encode(d, osv_safe=False), "linux") == d
+
+
+# --- the C scanf model, checked against the C library's sscanf -----------------------------
+# OSv uses musl's sscanf; here the host's (glibc) is the reference.  The two agree except
+# for "0x" without a hex digit (musl: no match, glibc: 0) and overflow (musl clamps to
+# 2**64-1 for every conversion), so those inputs are left out.
+_libc = ctypes.CDLL(None)
+_scanf_text = st.text(alphabet="0123456789abcdefxX+- \t:@8", max_size=14).filter(
+    lambda s: not re.search(r"0[xX](?![0-9a-fA-F])", s) and not re.search(r"[0-9a-fA-F]{15}", s))
+
+
+@settings(max_examples=3000, deadline=None)
+@given(_scanf_text)
+def test_osv_scanner_matches_c_sscanf(text):
+    from osvkit.cmdline.mmio import _musl_int
+    s = "@" + text
+    base, irq = ctypes.c_longlong(0), ctypes.c_uint(0)
+    n = _libc.sscanf(s.encode(), b"@%lli:%u", ctypes.byref(base), ctypes.byref(irq))
+    b = _musl_int(s, 1, 0)
+    ok = b is not None and b.end < len(s) and s[b.end] == ":"
+    q = _musl_int(s, b.end + 1, 10) if ok else None
+    mine = (b.value, q.value & 0xFFFFFFFF) if q is not None else None
+    assert mine == ((base.value & (2**64 - 1), irq.value) if n == 2 else None)
+    size = ctypes.c_long(0)
+    n = _libc.sscanf(text.encode(), b"%ld", ctypes.byref(size))
+    z = _musl_int(text, 0, 10)
+    assert (z.value if z else None) == ((size.value & (2**64 - 1)) if n == 1 else None)

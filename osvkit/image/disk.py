@@ -201,7 +201,7 @@ class RawDisk(Disk):
 
     def __init__(self, path, writable: bool = False):
         super().__init__(path, writable)
-        self.size = os.fstat(self._f.fileno()).st_size
+        self.size = os.lseek(self._f.fileno(), 0, os.SEEK_END)   # files and block devices
 
     def _read(self, offset: int, n: int) -> bytes:
         return os.pread(self._f.fileno(), n, offset)

@@ -100,3 +100,18 @@ def test_cmdline_get_warns_about_stale_bytes_on_stderr(cli, tmp_path):
     assert b"stale non-zero bytes" in r.stderr
     r = cli("cmdline", "get", "--json", img)
     assert json.loads(r.stdout)["stale_bytes"] == 27
+
+
+def test_cmdline_check(cli):
+    r = cli("cmdline", "check", "--json", "--", "--nopci " + "x" * 1100)
+    assert r.returncode == 0
+    d = json.loads(r.stdout)
+    assert d["bytes"] == 1108 and d["unfit"] == ["osv"]
+    assert d["targets"]["firecracker"] == {"limit": 2047, "fits": True}
+    r = cli("cmdline", "check", "/hello")
+    assert r.stdout.decode().splitlines() == [
+        "6 bytes", "  osv            1023  fits", "  bios          32255  fits",
+        "  firecracker    2047  fits"]
+    r = cli("cmdline", "check", "--target", "firecracker", "x" * 2048)
+    assert r.returncode == 65 and r.stdout == b""
+    assert r.stderr.startswith(b"error: command line is 2048 bytes, too long for firecracker")

@@ -55,6 +55,22 @@ _API = {
     "gdt_entry": "osvkit.boot.firecracker",
     "decode_file": "osvkit.boot.decode",
     # [/schemas]
+    # --- cmdline part: command lines, virtio-mmio entries, raw/qcow2 disk access ---
+    "MmioDevice": "osvkit.cmdline",
+    "encode_mmio": "osvkit.cmdline",
+    "decode_mmio": "osvkit.cmdline",
+    "find_mmio": "osvkit.cmdline",
+    "strip_mmio": "osvkit.cmdline",
+    "Cmdline": "osvkit.cmdline",
+    "split_cmdline": "osvkit.cmdline",
+    "render_cmdline": "osvkit.cmdline",
+    "check_cmdline": "osvkit.cmdline",
+    "unfit_targets": "osvkit.cmdline",
+    "open_disk": "osvkit.image.disk",
+    "get_cmdline": "osvkit.image.cmdline_io",
+    "read_cmdline": "osvkit.image.cmdline_io",
+    "set_cmdline": "osvkit.image.cmdline_io",
+    # --- end cmdline part ---
 }
 
 __all__ = sorted(_API) + ["__version__"]

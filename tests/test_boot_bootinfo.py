@@ -101,3 +101,23 @@ def test_round_trip(body):
     assert schema.build(bootinfo.OsvMultibootInfo, c) == body
     assert schema.parse(bootinfo.OsvMultibootInfo, schema.build(bootinfo.OsvMultibootInfo, c),
                         what="bootinfo") == c
+
+
+u32 = st.integers(0, 2**32 - 1)
+u64 = st.integers(0, 2**64 - 1)
+
+
+@settings(max_examples=60, deadline=None)
+@given(fields=st.fixed_dictionaries({
+    "flags": u32, "cmdline": st.integers(1, 2**32 - 1), "mmap_length": st.integers(0, 0x4000),
+    "mmap_addr": st.integers(1, 2**32 - 1), "boot_loader_name": u32, "tsc_init": u64,
+    "tsc_disk_done": u64, "tsc_uncompress_done": u64, "disk_err": st.integers(0, 255),
+    "pvh_rsdp": u64}),
+    e820=st.lists(st.tuples(u64, u64, u32), max_size=20))
+def test_object_round_trip(fields, e820):
+    info = bootinfo.parse_bootinfo(bootinfo.build_bootinfo(**fields))
+    assert {k: info.fields[k] for k in fields} == fields
+    assert not info.notes
+    recs = bootinfo.build_osv_e820(e820)
+    assert len(recs) == 24 * len(e820)
+    assert bootinfo.parse_osv_e820(recs, len(recs)) == e820

@@ -90,6 +90,17 @@ def test_lba_to_chs(lba, chs):
     assert mbr.lba_to_chs(lba) == chs
 
 
+def test_schema_views_of_both_packings():
+    sector = mbr.set_partition(osv_boot_sector(), 0, mbr.partition_entry_osv(1_000_000, 63))
+    c = schema.parse(mbr.MBR, sector, what="MBR")
+    start = c.partitions[0].start_chs
+    assert (start.head, start.sector, start.osv_cylinder, start.cylinder) == (63, 2, 62, 527)
+    std = schema.parse(mbr.ChsAddress, mbr.chs_encode_standard(62, 63, 2), what="chs")
+    assert (std.head, std.sector, std.cylinder) == (63, 2, 62)
+    # the views are not written back
+    assert schema.build(mbr.MBR, c) == sector
+
+
 def test_chs_packings_differ_and_decode():
     osv = mbr.chs_encode_osv(62, 63, 2)
     std = mbr.chs_encode_standard(62, 63, 2)

@@ -80,3 +80,14 @@ def test_round_trip(body):
     assert schema.build(pvh.HvmStartInfo, c) == blob
     assert schema.parse(pvh.HvmStartInfo, schema.build(pvh.HvmStartInfo, c),
                         what="hvm_start_info") == c
+
+
+@settings(max_examples=50, deadline=None)
+@given(values=st.fixed_dictionaries({
+    "cmdline_paddr": st.integers(0, 2**64 - 1), "memmap_paddr": st.integers(0, 2**64 - 1),
+    "memmap_entries": st.integers(0, 2**32 - 1), "nr_modules": st.integers(0, 2**32 - 1),
+    "modlist_paddr": st.integers(0, 2**64 - 1), "rsdp_paddr": st.integers(0, 2**64 - 1),
+    "version": st.integers(0, 2**32 - 1), "flags": st.integers(0, 2**32 - 1)}))
+def test_object_round_trip(values):
+    info = pvh.parse_start_info(pvh.build_start_info(**values))
+    assert {k: info.fields[k] for k in values} == values

@@ -26,6 +26,15 @@ _API = {
     "load_kernel": "osvkit.image.kernel",
     "check_kernel": "osvkit.image.kernel",
     "Kernel": "osvkit.image.kernel",
+    # --- rofs part ---
+    "ManifestError": "osvkit.errors",
+    "ManifestInputError": "osvkit.errors",
+    "parse_manifest": "osvkit.rofs",
+    "GuestTree": "osvkit.rofs",
+    "build_rofs": "osvkit.rofs",
+    "RofsImage": "osvkit.rofs",
+    "inspect_rofs": "osvkit.rofs",
+    "extract_rofs": "osvkit.rofs",
 }
 
 __all__ = sorted(_API) + ["__version__"]

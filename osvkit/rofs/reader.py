@@ -391,3 +391,25 @@ def format_listing(listing: RofsListing) -> str:
             line += f" -> {e.target}"
         lines.append(line)
     return "\n".join(lines)
+
+
+# -- hooks for osvkit.inspect (its DETECTORS list: (kind, detect(head), inspect(path))) -------
+def detect_rofs_head(head: bytes) -> bool:
+    """True when the first bytes of a file are a ROFS superblock (magic and version 1)."""
+    return (len(head) >= 16 and int.from_bytes(head[:8], "little") == S.ROFS_MAGIC
+            and int.from_bytes(head[8:16], "little") == S.ROFS_VERSION)
+
+
+def inspect_rofs_details(path) -> dict:
+    """The ``details`` dict ``osvkit inspect`` shows for a ROFS image."""
+    d = inspect_rofs(path).to_dict()
+    d.pop("path", None)
+    return d
+
+
+def describe_rofs(path: str, details: dict) -> str:
+    """Human rendering of :func:`inspect_rofs_details` (for ``osvkit inspect``)."""
+    listing = RofsListing(path, details.get("offset", 0), details["superblock"],
+                          [RofsEntry(e["path"], e["type"], e["inode"], e["size"], e.get("target"))
+                           for e in details["entries"]])
+    return format_listing(listing)

@@ -6,6 +6,7 @@ total).  For each, in alternating order (``--reps`` times, best time kept):
 
 * ``cp -r TREE COPY`` and ``cp -r TREE COPY && sync -f COPY`` (``build_rofs`` fsyncs its
   output before the rename, so the second is the like-for-like figure);
+* every timed run starts after ``sync`` so that none pays for another's writeback;
 * ``build_rofs`` in a child process (``python -c``), timed inside the child (no interpreter
   start-up), its peak memory from ``resource.getrusage(RUSAGE_CHILDREN).ru_maxrss``.
 
@@ -102,13 +103,16 @@ def bench(name: str, tree: Path, data_bytes: int, work: Path, reps: int) -> dict
     cp_s, cps_s, ours_s = [], [], []
     for _ in range(reps):
         dest = work / f"{name}-copy"
+        os.sync()   # every run starts with no dirty pages left by the previous one
         cp_s.append(time_cmd(["cp", "-r", str(tree), str(dest)]))
         shutil.rmtree(dest)
+        os.sync()
         t0 = time.perf_counter()
         subprocess.run(["cp", "-r", str(tree), str(dest)], check=True)
         subprocess.run(["sync", "-f", str(dest)], check=True)
         cps_s.append(time.perf_counter() - t0)
         shutil.rmtree(dest)
+        os.sync()
         secs = run_build(manifest, out, tree.parent)
         ours_s.append(secs)
         out.unlink()
@@ -129,7 +133,7 @@ def bench(name: str, tree: Path, data_bytes: int, work: Path, reps: int) -> dict
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dir", default=None, help="work directory (default: a temp dir in /tmp)")
-    ap.add_argument("--reps", type=int, default=2)
+    ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--large-gb", type=float, default=2.0)
     ap.add_argument("--small-files", type=int, default=10_000)
     args = ap.parse_args()

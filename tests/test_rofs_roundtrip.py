@@ -283,3 +283,20 @@ def test_any_name_bytes_round_trip(raw_names):
         ex = os.path.join(d, "ex")
         extract_rofs(out, ex)
         assert sorted(os.listdir(os.fsencode(ex))) == sorted(raw_names)
+
+
+def test_extract_wide_tree_of_directories(tmp_path):
+    """More directories than the process may hold open descriptors for."""
+    import resource
+    n = 600
+    t = GuestTree()
+    for i in range(n):
+        t.add(f"/d{i}/x", Dir())
+    build_rofs(t, tmp_path / "o.img", osv_defaults=False)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+    try:
+        extract_rofs(tmp_path / "o.img", tmp_path / "ex")
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert len(os.listdir(tmp_path / "ex")) == n

@@ -278,16 +278,20 @@ class RofsImage:
 
     def _extract_into(self, top: str) -> tuple[int, int]:
         flags_dir = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
-        fds = {"": os.open(top, flags_dir)}
+        # descriptors of the current directory and its ancestors only (pre-order walk), so
+        # a wide tree does not run out of file descriptors
+        stack = [("", os.open(top, flags_dir))]
         files = nbytes = 0
         e = self.entries[0]
         try:
             for e in self.entries[1:]:
                 base, _, name = e.path.rpartition("/")
-                pfd = fds[base]
+                while stack[-1][0] != base:
+                    os.close(stack.pop()[1])
+                pfd = stack[-1][1]
                 if e.type == "dir":
                     os.mkdir(name, 0o755, dir_fd=pfd)
-                    fds[e.path] = os.open(name, flags_dir, dir_fd=pfd)
+                    stack.append((e.path, os.open(name, flags_dir, dir_fd=pfd)))
                 elif e.type == "symlink":
                     os.symlink(e.target, name, dir_fd=pfd)
                 else:
@@ -302,7 +306,7 @@ class RofsImage:
         except OSError as exc:
             raise OutputError(f"cannot write {e.path}: {exc.strerror}", path=top) from None
         finally:
-            for fd in fds.values():
+            for _, fd in stack:
                 os.close(fd)
         return files, nbytes
 

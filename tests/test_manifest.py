@@ -7,7 +7,7 @@ import os
 import pytest
 
 from osvkit.errors import EX_DATAERR, EX_NOINPUT, ManifestError, ManifestInputError
-from osvkit.rofs import Dir, File, GuestTree, Symlink, build_rofs, parse_manifest, read_manifest
+from osvkit.rofs import Dir, GuestTree, Symlink, build_rofs, parse_manifest, read_manifest
 from osvkit.rofs.manifest import substitute, Origin
 
 

@@ -4,7 +4,6 @@ many entries, and files over 4 GiB described by sparse host files (never materia
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 
 import pytest

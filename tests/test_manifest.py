@@ -7,7 +7,7 @@ import os
 import pytest
 
 from osvkit.errors import EX_DATAERR, EX_NOINPUT, ManifestError, ManifestInputError
-from osvkit.rofs import Dir, File, GuestTree, Symlink, build_rofs, parse_manifest, read_manifest
+from osvkit.rofs import Dir, GuestTree, Symlink, build_rofs, parse_manifest, read_manifest
 from osvkit.rofs.manifest import substitute, Origin
 
 
@@ -243,3 +243,52 @@ def test_tree_does_not_depend_on_host_order_or_time(tmp_path):
         build_rofs(m, out, manifest_root=h)
         imgs.append(out.read_bytes())
     assert imgs[0] == imgs[1]
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+_hnames = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="/\0"),
+                  min_size=1, max_size=20).filter(lambda s: s not in (".", "..")
+                                                  and len(s.encode()) <= 200)
+_htree = st.recursive(st.binary(max_size=700),
+                      lambda kids: st.dictionaries(_hnames, kids, max_size=5), max_leaves=25)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.dictionaries(_hnames, _htree, max_size=6))
+def test_recursive_line_round_trips_host_tree(spec):
+    """A host tree added with '/x/**: host/**' comes back file for file through build and
+    extract; empty host directories are not added (directories are implied by files)."""
+    import tempfile
+    from osvkit.rofs import extract_rofs
+
+    with tempfile.TemporaryDirectory() as d:
+        host = os.path.join(d, "host")
+        os.mkdir(host)
+        expected = {}
+
+        def make(base, rel, node):
+            for name, child in node.items():
+                p = os.path.join(base, name)
+                r = f"{rel}/{name}"
+                if isinstance(child, dict):
+                    os.mkdir(p)
+                    make(p, r, child)
+                else:
+                    with open(p, "wb") as f:
+                        f.write(child)
+                    expected[r] = child
+
+        make(host, "", spec)
+        with open(os.path.join(d, "m"), "w") as f:
+            f.write("[manifest]\n/x/**: host/**\n")
+        build_rofs(os.path.join(d, "m"), os.path.join(d, "o.img"), manifest_root=d, osv_defaults=False)
+        extract_rofs(os.path.join(d, "o.img"), os.path.join(d, "ex"))
+        got = {}
+        top = os.path.join(d, "ex", "x")
+        for dirpath, dirnames, filenames in os.walk(top):
+            assert dirnames or filenames, f"empty directory {dirpath} in the image"
+            for fn in filenames:
+                with open(os.path.join(dirpath, fn), "rb") as f:
+                    got[os.path.join(dirpath, fn)[len(top):]] = f.read()
+        assert got == expected

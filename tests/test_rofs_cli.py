@@ -124,3 +124,14 @@ def test_malformed_image_cli(cli, proj):
         assert r.returncode == EX_DATAERR
         assert r.stderr.decode() == f"error: {bad}: bad ROFS magic 0x0, expected 0xdeadbead\n"
     assert not (proj / "x").exists()
+
+
+def test_group_help_and_offset(cli, proj):
+    r = cli("rofs", "--help")
+    assert r.returncode == 0 and all(c in r.stdout.decode() for c in ("build", "ls", "extract"))
+    disk = proj / "disk.img"
+    disk.write_bytes(bytes(1 << 20) + SMALL_IMAGE)
+    r = cli("rofs", "ls", str(disk), "--offset", str(1 << 20), "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["offset"] == 1 << 20
+    r = cli("rofs", "ls", str(disk))
+    assert r.returncode == EX_DATAERR and b"bad ROFS magic 0x0" in r.stderr

@@ -59,6 +59,8 @@ UNSORTED = """\
 /a: h/a
 /l: ->a
 /d1/big: h/d1/big
+/w/**: h/d1/**
+/&/h/a: ./&
 """
 # 2 empty dirs named with 198 bytes: 512 bytes of structure, the whole-extra-block case
 ALIGNED = "/{a}: h/e\n/{b}: h/e\n".format(a="a" * 198, b="b" * 198)
@@ -98,3 +100,4 @@ def test_reader_reads_gen_rofs_img_in_manifest_order(gen_rofs_img, tmp_path):
         assert [e.path for e in img.entries][:3] == ["/", "/m", "/e"]
     assert theirs["/d1/big"] == ("file", 1536, None, bytes(range(256)) * 6)
     assert theirs["/m"] == ("symlink", 6, "/d1/d2", None)
+    assert theirs["/w/d2/z"] == ("file", 700, None, b"z" * 700) and theirs["/h/a"][3] == b"hi"

@@ -117,7 +117,7 @@ def test_extract_refuses_non_empty_destination(tmp_path):
 
 def test_extract_symlink_is_not_followed(tmp_path):
     """An absolute link target is written as a link; nothing is written through it."""
-    from osvkit.rofs import Dir, File, FileSource, GuestTree, Symlink, build_rofs
+    from osvkit.rofs import File, FileSource, GuestTree, Symlink, build_rofs
     victim = tmp_path / "victim"
     victim.mkdir()
     t = GuestTree()

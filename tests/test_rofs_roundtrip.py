@@ -4,7 +4,6 @@ many entries, and files over 4 GiB described by sparse host files (never materia
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 
 import pytest
@@ -245,3 +244,58 @@ def test_output_left_alone_on_error(tmp_path):
         build_rofs(t, out, osv_defaults=False)
     assert out.read_bytes() == b"previous"
     assert sorted(os.listdir(tmp_path)) == ["o.img"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 65535))
+def test_any_name_length_up_to_the_u16(length):
+    with tempfile.TemporaryDirectory() as d:
+        name = ("é" * (length // 2)) + ("x" * (length % 2))    # exactly `length` UTF-8 bytes
+        t = GuestTree()
+        t.add("/" + name, File(source=FileSource(data=b"v")))
+        out = os.path.join(d, "o.img")
+        build_rofs(t, out, osv_defaults=False, limits="format")
+        with RofsImage(out) as img:
+            assert img.dir_entries == [(2, name.encode())]
+            assert img.read(img.entries[1]) == b"v"
+
+
+byte_names = st.binary(min_size=1, max_size=255).filter(
+    lambda b: b"/" not in b and b"\0" not in b and b not in (b".", b".."))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(byte_names, min_size=1, max_size=20, unique=True))
+def test_any_name_bytes_round_trip(raw_names):
+    """Names are bytes on disk: every byte but '/' and NUL, UTF-8 or not, comes back, and
+    directory entries are in byte order."""
+    with tempfile.TemporaryDirectory() as d:
+        t = GuestTree()
+        for i, raw in enumerate(raw_names):
+            t.add("/" + raw.decode("utf-8", "surrogateescape"), Symlink(target=f"t{i}"))
+        out = os.path.join(d, "o.img")
+        build_rofs(t, out, osv_defaults=False)
+        with RofsImage(out) as img:
+            assert [n for _, n in img.dir_entries] == sorted(raw_names)
+            want = {"/" + r.decode("utf-8", "surrogateescape"): f"t{i}" for i, r in enumerate(raw_names)}
+            assert {e.path: e.target for e in img.entries[1:]} == want
+        ex = os.path.join(d, "ex")
+        extract_rofs(out, ex)
+        assert sorted(os.listdir(os.fsencode(ex))) == sorted(raw_names)
+
+
+def test_extract_wide_tree_of_directories(tmp_path):
+    """More directories than the process may hold open descriptors for."""
+    import resource
+    n = 600
+    t = GuestTree()
+    for i in range(n):
+        t.add(f"/d{i}/x", Dir())
+    build_rofs(t, tmp_path / "o.img", osv_defaults=False)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+    try:
+        extract_rofs(tmp_path / "o.img", tmp_path / "ex")
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert len(os.listdir(tmp_path / "ex")) == n

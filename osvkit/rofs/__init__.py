@@ -9,5 +9,7 @@
 from .manifest import (Dir, File, FileSource, GuestTree, Symlink, parse_manifest,  # noqa: F401
                        read_manifest)
 from .reader import (ExtractResult, RofsEntry, RofsImage, RofsListing, extract_rofs,  # noqa: F401
-                     format_listing, inspect_rofs, is_rofs, list_rofs)
+                     describe_rofs, detect_rofs_head, format_listing, inspect_rofs,
+                     inspect_rofs_details,
+                     is_rofs, list_rofs)
 from .writer import RofsBuildResult, add_osv_defaults, build_rofs  # noqa: F401

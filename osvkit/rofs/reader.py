@@ -278,16 +278,20 @@ class RofsImage:
 
     def _extract_into(self, top: str) -> tuple[int, int]:
         flags_dir = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
-        fds = {"": os.open(top, flags_dir)}
+        # descriptors of the current directory and its ancestors only (pre-order walk), so
+        # a wide tree does not run out of file descriptors
+        stack = [("", os.open(top, flags_dir))]
         files = nbytes = 0
         e = self.entries[0]
         try:
             for e in self.entries[1:]:
                 base, _, name = e.path.rpartition("/")
-                pfd = fds[base]
+                while stack[-1][0] != base:
+                    os.close(stack.pop()[1])
+                pfd = stack[-1][1]
                 if e.type == "dir":
                     os.mkdir(name, 0o755, dir_fd=pfd)
-                    fds[e.path] = os.open(name, flags_dir, dir_fd=pfd)
+                    stack.append((e.path, os.open(name, flags_dir, dir_fd=pfd)))
                 elif e.type == "symlink":
                     os.symlink(e.target, name, dir_fd=pfd)
                 else:
@@ -302,7 +306,7 @@ class RofsImage:
         except OSError as exc:
             raise OutputError(f"cannot write {e.path}: {exc.strerror}", path=top) from None
         finally:
-            for fd in fds.values():
+            for _, fd in stack:
                 os.close(fd)
         return files, nbytes
 
@@ -391,3 +395,25 @@ def format_listing(listing: RofsListing) -> str:
             line += f" -> {e.target}"
         lines.append(line)
     return "\n".join(lines)
+
+
+# -- hooks for osvkit.inspect (its DETECTORS list: (kind, detect(head), inspect(path))) -------
+def detect_rofs_head(head: bytes) -> bool:
+    """True when the first bytes of a file are a ROFS superblock (magic and version 1)."""
+    return (len(head) >= 16 and int.from_bytes(head[:8], "little") == S.ROFS_MAGIC
+            and int.from_bytes(head[8:16], "little") == S.ROFS_VERSION)
+
+
+def inspect_rofs_details(path) -> dict:
+    """The ``details`` dict ``osvkit inspect`` shows for a ROFS image."""
+    d = inspect_rofs(path).to_dict()
+    d.pop("path", None)
+    return d
+
+
+def describe_rofs(path: str, details: dict) -> str:
+    """Human rendering of :func:`inspect_rofs_details` (for ``osvkit inspect``)."""
+    listing = RofsListing(path, details.get("offset", 0), details["superblock"],
+                          [RofsEntry(e["path"], e["type"], e["inode"], e["size"], e.get("target"))
+                           for e in details["entries"]])
+    return format_listing(listing)

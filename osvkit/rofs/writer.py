@@ -286,7 +286,9 @@ def _segments(fd: int, start: int, end: int):
 
 def _copy_range(src: int, off: int, size: int, dst: int, dst_off: int, node: File) -> None:
     use_cfr = hasattr(os, "copy_file_range")
-    for a, b in _segments(src, off, off + size):
+    # look for holes only in files big enough to have them worth skipping
+    segments = _segments(src, off, off + size) if size > CHUNK_SIZE else [(off, off + size)]
+    for a, b in segments:
         pos = a
         while pos < b:
             n = 0

@@ -56,6 +56,8 @@ BLOB_ALIGN = 0x40
 LZ_TABLE_COPY_ADDR = layout.BOUNCE_BUFFER_ADDR + 0x10000
 """Where the decompressor copies the segment table (inside the free bounce buffer)."""
 MAX_SEGMENTS = (layout.BOUNCE_BUFFER_END - LZ_TABLE_COPY_ADDR) // 8
+LZ_OP_LIMIT_ADDR = LZ_TABLE_COPY_ADDR - 4
+"""u32: the current segment's output end - 32; below it the 32-byte fast copies may run."""
 
 PayloadHeader = Struct(
     "jump" / Const(b"\xEB\x1E\x00\x00"),   # 0x00 jmp +0x1e (to 0x20), 2 zero bytes
@@ -73,6 +75,8 @@ _HDR = layout.LZ_BLOB_ADDR
 
 def _code() -> str:
     # Every number in hex: Keystone 0.9.2 in AT&T mode reads "20" as 0x20.
+    MOVSL8 = "\n".join(["    movsl"] * 8)
+    STOSL8 = "\n".join(["    stosl"] * 8)
     return f"""
     pushal
     cld
@@ -121,6 +125,8 @@ seg_loop:
     cld
     jmp seg_next
 seg_compressed:
+    leal -0x20(%ecx,%eax), %edi
+    movl %edi, {LZ_OP_LIMIT_ADDR:#x}
     movl %ebx, %esi
     movl %ecx, %edi
     addl %ebx, %edx
@@ -143,7 +149,11 @@ fastlz:
     andl $0x1f, %eax
 literal:
     leal 0x1(%eax), %ecx
-    rep movsb
+    cmpl {LZ_OP_LIMIT_ADDR:#x}, %edi
+    ja literal_slow
+{MOVSL8}
+    leal -0x20(%esi,%ecx), %esi
+    leal -0x20(%edi,%ecx), %edi
     cmpl %edx, %esi
     jae fastlz_done
 token:
@@ -165,6 +175,38 @@ have_len:
     je far_distance
 have_distance:
     addl $0x2, %ecx
+    cmpl $0x20, %ecx
+    ja match_slow
+    cmpl {LZ_OP_LIMIT_ADDR:#x}, %edi
+    ja match_slow
+    cmpl $0x3, %eax
+    jb match_short_distance
+    movl %esi, %ebx
+    movl %edi, %esi
+    subl %eax, %esi
+    decl %esi
+{MOVSL8}
+    movl %ebx, %esi
+    leal -0x20(%edi,%ecx), %edi
+    cmpl %edx, %esi
+    jb token
+    ret
+match_short_distance:
+    testl %eax, %eax
+    jnz match_slow
+    movzbl -0x1(%edi), %eax
+    imull $0x1010101, %eax, %eax
+{STOSL8}
+    leal -0x20(%edi,%ecx), %edi
+    cmpl %edx, %esi
+    jb token
+    ret
+literal_slow:
+    rep movsb
+    cmpl %edx, %esi
+    jb token
+    ret
+match_slow:
     testl %eax, %eax
     jz fill
     pushl %esi

@@ -163,7 +163,7 @@ def _code16(pm32_addr: int) -> str:
     # the command-line area: the DAP starts as 63 sectors from LBA 1 to 0x7E00
     call read_dap
     movw ${bounce_seg:#x}, {A_DAP_SEGMENT:#x}
-    movw ${layout.KERNEL_LBA:#x}, {A_DAP_LBA:#x}
+    movb ${layout.KERNEL_LBA:#x}, {A_DAP_LBA:#x}
 load_loop:
     movl {A_PAYLOAD_SECTORS:#x}, %ecx
     jecxz load_done
@@ -172,9 +172,8 @@ load_loop:
     movw ${SECTORS_PER_READ:#x}, %cx
 count_ok:
     movw %cx, {A_DAP_COUNT:#x}
-    pushl %ecx
     call read_dap
-    popl %ecx
+    movzwl {A_DAP_COUNT:#x}, %ecx
     subl %ecx, {A_PAYLOAD_SECTORS:#x}
     addl %ecx, {A_DAP_LBA:#x}
     shll $0x7, %ecx
@@ -244,7 +243,6 @@ disk_error:
     xorw %dx, %dx
     call print_message
 halt:
-    cli
     hlt
     jmp halt
 print_message:

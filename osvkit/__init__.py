@@ -30,6 +30,15 @@ _API = {
     "build_usr_image": "osvkit.image.usrimg",
     "inspect_file": "osvkit.inspect",
     # [/bios]
+    # --- probe helper: conformance kernel and guest runner ---
+    "build_probe": "osvkit.probe",
+    "write_probe": "osvkit.probe",
+    "parse_report": "osvkit.probe",
+    "ProbeReport": "osvkit.probe",
+    "run_image": "osvkit.run",
+    "run_qemu": "osvkit.run.qemu",
+    "RunResult": "osvkit.run.result",
+    # --- end probe helper ---
 }
 
 __all__ = sorted(_API) + ["__version__"]

@@ -13,6 +13,10 @@ from . import decode as _decode  # noqa: F401,E402
 from . import build as _build  # noqa: F401,E402
 from . import inspect as _inspect  # noqa: F401,E402
 # [/bios]
+# --- probe helper: conformance kernel and guest runner ---
+from . import probe as _probe  # noqa: F401,E402
+from . import run as _run  # noqa: F401,E402
+# --- end probe helper ---
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,16 +26,17 @@ Two parsers read these entries and they do not agree, so every reader here takes
 * this repeats from the start of the line until no prefix is left **or one fails to parse**;
   a failing entry and every entry after it stay in the line and reach OSv's option parser.
 
-  OSv's ``sscanf`` is musl's: an overflowing number becomes ``2**64 - 1``, a ``-`` negates
+  OSv's ``sscanf`` is musl's (OSv's Makefile builds ``musl/src/stdio/vfscanf.c``): numeric
+  conversions skip C whitespace, an overflowing number becomes ``2**64 - 1``, a ``-`` negates
   modulo ``2**64`` and ``%u`` keeps the low 32 bits.  :func:`find_devices` and
-  :func:`strip_devices` model exactly that, so they agree with OSv on every input;
+  :func:`strip_devices` model that too, to match what OSv does with odd input;
   :func:`decode` is strict and rejects signs, overflow, a zero size and whitespace inside the
   entry, naming the problem.
 
 ``"linux"`` -- Linux's ``vm_cmdline_set`` (``drivers/virtio/virtio_mmio.c``): the entry is one
 whitespace-separated kernel parameter; ``<size>`` is ``memparse`` (``simple_strtoull`` base 0,
 then an optional ``K``/``M``/``G``/``T``/``P``/``E`` suffix, either case); then
-``@%lli:%u[:%d]`` with nothing after; irq 0 is refused (Linux >= 6.3).  Parameters after a
+``@%lli:%u[:%d]`` with nothing after; irq 0 is refused (recent kernels).  Parameters after a
 bare ``--`` go to init and are not parsed.  Quoted parameters are not modelled.
 
 :func:`encode` writes entries the way Firecracker's linux-loader does
@@ -395,3 +396,50 @@ def find_devices(cmdline: str, grammar: str = "osv") -> list[MmioEntry]:
         except CmdlineError:
             continue
     return entries
+
+
+# ------------------------------------------------------------------------------------
+# helpers for the CLI
+# ------------------------------------------------------------------------------------
+def parse_number(text: str | int, what: str, *, suffixes: bool = False) -> int:
+    """``"4K"`` -> 4096 (with ``suffixes``), ``"0xc0001000"`` -> int; CmdlineError otherwise."""
+    if isinstance(text, int):
+        return text
+    s = text.strip()
+    shift = 0
+    if suffixes and s[-1:].lower() in ("k", "m", "g", "t"):
+        shift = {"k": 10, "m": 20, "g": 30, "t": 40}[s[-1].lower()]
+        s = s[:-1]
+    try:
+        value = int(s, 0)
+    except ValueError:
+        raise _err(f"{what} {text!r} is not a number",
+                   "decimal or 0x-hex" + (" with an optional K/M/G/T suffix" if suffixes else "")
+                   ) from None
+    return value << shift
+
+
+def build_entry(size, base, irq, id=None, *, osv_safe: bool = True) -> MmioEntry:  # noqa: A002
+    """Encode from CLI-style values (``size="4K"``, ``base="0xc0001000"``)."""
+    dev = MmioDevice(parse_number(size, "size", suffixes=True), parse_number(base, "base"),
+                     parse_number(irq, "irq"), None if id is None else parse_number(id, "id"))
+    return MmioEntry(dev, encode(dev, osv_safe=osv_safe))
+
+
+@dataclass(frozen=True)
+class MmioScan:
+    """A command line before and after OSv's virtio-mmio pass."""
+
+    cmdline: str
+    stripped: str
+    entries: tuple
+
+    def to_dict(self) -> dict:
+        return {"cmdline": self.cmdline, "stripped": self.stripped,
+                "entries": [e.to_dict() for e in self.entries]}
+
+
+def scan_devices(cmdline: str) -> MmioScan:
+    """:func:`find_devices` and :func:`strip_devices` (OSv) in one result."""
+    entries, stripped = _osv_scan(cmdline)
+    return MmioScan(cmdline, stripped, tuple(entries))

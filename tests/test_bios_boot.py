@@ -4,8 +4,8 @@ About 8 combinations cover every value of: kernel size (64 KiB, exactly 1 MiB, 6
 disk bus (IDE, virtio-blk), image format (raw, qcow2), compression (fastlz, none) and command
 line (0, 1 and 1023 characters with spaces, quotes and backslashes).  Each boot asserts the
 probe's "image ok", the exact command line, the boot-loader name, an e820 map as SeaBIOS reports
-it, monotonic TSC stamps and the boot-done byte (123 on port 0x3F0, captured with QEMU's
-isa-debugcon).  A truncated image must show boot16's disk-error message and halt.
+it, monotonic TSC stamps and the boot-done byte (123 on port 0x3F0, captured by
+osvkit.run).  A truncated image must show boot16's disk-error message and halt.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import pytest
 
 from osvkit.image.usrimg import build_usr_image
 from osvkit.probe import build_probe, parse_report
+from osvkit.run import run_image
 
 MiB = 1 << 20
 MEMORY_MIB = 256
@@ -39,33 +40,10 @@ CASES = [
 ]
 
 
-def boot(qemu: str, image: Path, *, fmt: str, bus: str, timeout: float = 90,
-         until: str | None = None) -> tuple[str, bytes, str]:
-    """Boot ``image``; return (console text, bytes written to port 0x3F0, how it ended)."""
-    console = image.with_suffix(".console")
-    done = image.with_suffix(".done")
-    argv = [qemu, "-accel", "tcg", "-m", f"{MEMORY_MIB}M", "-display", "none",
-            "-monitor", "none", "-no-reboot", "-serial", f"file:{console}",
-            "-chardev", f"file,id=bootdone,path={done}",
-            "-device", "isa-debugcon,iobase=0x3f0,chardev=bootdone",
-            "-drive", f"file={image},format={fmt},if={bus}"]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + timeout
-    how = "timeout"
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            how = "exit"
-            break
-        if until and console.exists() and until in console.read_text(errors="replace"):
-            time.sleep(1.0)  # give it a moment to do anything else it would do
-            how = "running" if proc.poll() is None else "exit"
-            break
-        time.sleep(0.1)
-    if proc.poll() is None:
-        proc.kill()
-    proc.communicate()
-    text = console.read_bytes().decode("latin-1") if console.exists() else ""
-    return text, done.read_bytes() if done.exists() else b"", how
+def boot(image: Path, *, bus: str, timeout: float = 90):
+    """Boot ``image`` with the probe helper's runner (QEMU TCG, SeaBIOS, port 0x3F0 captured)."""
+    return run_image(image, vmm="qemu", accel="tcg", memory=f"{MEMORY_MIB}M", disk_bus=bus,
+                     timeout=timeout)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
@@ -80,9 +58,10 @@ def test_boot(qemu, qemu_img, tmp_path, case):
         fs.write_bytes(b"ROFS" * 1000)
     r = build_usr_image(kernel, image, cmdline=cmdline, compression=compression,
                         image_format=fmt, partition=fs)
-    console, done, how = boot(qemu, image, fmt=fmt, bus=bus)
+    res = boot(image, bus=bus)
+    console = res.console
     rep = parse_report(console)
-    assert how == "exit", console[-2000:]
+    assert res.exit_reason == "poweroff", (res.exit_reason, console[-2000:])
     assert rep.complete and rep.entry == "start32", console[-2000:]
     assert rep.image_ok is True and rep.header_ok is True
     assert rep.loader == "osvkit-boot16" and rep.bootinfo_flags & 0x200
@@ -97,7 +76,7 @@ def test_boot(qemu, qemu_img, tmp_path, case):
     t_init, t_disk, t_unc = rep.tsc
     assert 0 < t_init < t_disk < t_unc
     assert rep.disk_err == 0
-    assert done == bytes([123])  # the probe's boot-done byte on port 0x3F0
+    assert res.boot_done is not None  # the probe's byte 123 on port 0x3F0
     if with_fs:
         entry = rep.mbr_partitions[16:32]
         assert entry[4] == 0x83 and int.from_bytes(entry[8:12], "little") == r.kernel_end // 512
@@ -112,9 +91,9 @@ def test_truncated_image_shows_disk_error_and_halts(qemu, tmp_path, bus):
     build_usr_image(kernel, image, compression="none")
     with open(image, "r+b") as f:
         f.truncate(2 * MiB)  # the payload needs 6 MiB from LBA 128
-    console, done, how = boot(qemu, image, fmt="raw", bus=bus, timeout=60,
-                              until="osvkit-boot16: disk error")
-    assert "osvkit-boot16: disk error\r\n" in console
-    assert "probe.begin" not in console
-    assert done == b""
-    assert how == "running"  # halted, not rebooted or exited; killed by the test
+    # no expect: the run must last until the timeout (halted, not rebooted or powered off)
+    res = boot(image, bus=bus, timeout=12)
+    assert "osvkit-boot16: disk error\r\n" in res.console, res.console[-1000:]
+    assert "probe.begin" not in res.console
+    assert res.boot_done is None
+    assert res.exit_reason == "timeout"

@@ -57,7 +57,7 @@ LOADER_NAME = b"osvkit-boot16"
 ERROR_MESSAGE = b": disk error\r\n"
 DISK_SIGNATURE = b"VSO\x00\x00\x00"
 """Bytes 0x1B8-0x1BD of OSv's boot sector (boot16.S:172-173)."""
-SECTORS_PER_READ = 127
+SECTORS_PER_READ = layout.BOOT16_READ_SECTORS
 """Sectors per int 0x13 call (65,024 bytes; the classic limit some BIOSes impose)."""
 
 GDT_CODE32 = 0x00CF_9A00_0000_FFFF

@@ -16,6 +16,11 @@ It does what OSv's ``arch/x64/boot16.S`` does (osv-boot.md 1.3), with these diff
 * with ``--compression none`` the payload is the kernel itself, loaded straight to 0x200000,
   and ``decompressor_entry`` points at a ``ret`` (:func:`no_decompressor_addr`).
 
+Like OSv's it enables A20 with ``int 0x15`` AX=0x2401 (result unchecked), enters 32-bit flat
+protected mode with interrupts off (DS/ES/FS/GS/SS = 0x10, ESP = the real-mode SP zero-extended,
+just below 0x7C00), calls the decompressor, takes the last TSC stamp and calls ``start32``
+through the pointer at 0x200800 with EBX = 0x1000.
+
 Sector map (all offsets from the start of the sector, which the BIOS loads at 0x7C00):
 
 ====== ==== =========================================================================

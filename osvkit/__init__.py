@@ -41,6 +41,15 @@ _API = {
     "plot_timeline": "osvkit.plot",
     "run_demo": "osvkit.demo",
     # -- end cli part --
+    # --- probe helper: conformance kernel and guest runner ---
+    "build_probe": "osvkit.probe",
+    "write_probe": "osvkit.probe",
+    "parse_report": "osvkit.probe",
+    "ProbeReport": "osvkit.probe",
+    "run_image": "osvkit.run",
+    "run_qemu": "osvkit.run.qemu",
+    "RunResult": "osvkit.run.result",
+    # --- end probe helper ---
     # [schemas]
     "MBR": "osvkit.boot.mbr",
     "parse_mbr": "osvkit.boot.mbr",

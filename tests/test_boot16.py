@@ -109,6 +109,11 @@ def test_16bit_code_uses_the_bios_drive_and_the_expected_calls():
     assert "movl $0xe820, %eax" in text and "movl $0x534d4150, %edx" in text
     assert "movb $0x42, %ah" in text                # extended read
     assert "cmpl $0x7f, %ecx" in text               # 127 sectors per call
+    # the sector count is re-read from the DAP as a zero-extended word (a 32-bit count above
+    # 65535 once left garbage in ECX's upper half: caught by the 40 MiB uncompressed boot)
+    assert "movzwl 0x7c20, %ecx" in text
+    assert "movb $0x80, 0x7c26" in text             # payload from LBA 128
+    assert "movw $0x1000, 0x7c24" in text           # bounce buffer segment (0x10000)
     assert "addw $0x18, %di" in text                # 24-byte e820 records
     assert "movw $0x3f8, %dx" in text               # COM1
     assert any(m == "rep movsl" for _, m, _ in insns)  # the unreal-mode copy

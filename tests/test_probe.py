@@ -85,10 +85,11 @@ def test_entry_report_sets_e_entry_to_the_64bit_routine(probe_er):
     assert e_entry == syms["probe_elf_entry"] - 0x40000000
     assert e_entry != syms["start32"] - 0x40000000
     assert pk.read_info(probe_er).flags == 1
+    assert check_kernel(probe_er).start32 == syms["start32"] - 0x40000000
     assert pk.read_info(build_probe()).flags == 0
 
 
-@pytest.mark.parametrize("size", [64 * 1024, MiB, 6 * MiB])
+@pytest.mark.parametrize("size", [64 * 1024, MiB, 6 * MiB, 40 * MiB])
 def test_size_is_exact_and_output_deterministic(size):
     a = build_probe(size)
     assert len(a) == size

@@ -50,7 +50,7 @@ def disk(tmp_path):
 @pytest.fixture(scope="module")
 def probe_disk(tmp_path_factory):
     d = tmp_path_factory.mktemp("probe")
-    (d / "disk.raw").write_bytes(pb.build_loader_disk("pm32", b"console check"))
+    (d / "disk.raw").write_bytes(pb.build_loader_disk("pm32", b"console check", size=MiB))
     (d / "probe.elf").write_bytes(build_probe())
     return str(d / "disk.raw"), ["-device", f"loader,file={d / 'probe.elf'},addr=0x200000,force-raw=on"]
 
@@ -109,6 +109,17 @@ def test_probe_run_powers_off_with_boot_done(qemu, probe_disk, tmp_path):
     assert console_file.read_bytes() == r.console_bytes
     assert "-no-reboot" in r.command and "isa-debugcon,iobase=0x3f0,chardev=osvkit-bootdone" in r.command
     json.dumps(r.to_dict())
+
+
+@pytest.mark.qemu
+def test_qcow2_image_is_detected_and_booted(qemu, qemu_img, probe_disk, tmp_path):
+    import subprocess
+    image, extra = probe_disk
+    qcow = tmp_path / "disk.qcow2"
+    subprocess.run([qemu_img, "convert", "-O", "qcow2", image, str(qcow)], check=True)
+    r = run_image(qcow, timeout=30, extra=extra)
+    assert f"file={qcow},format=qcow2,if=virtio,cache=unsafe" in r.command
+    assert r.exit_reason == "poweroff" and parse_report(r.console).cmdline == "console check"
 
 
 @pytest.mark.qemu

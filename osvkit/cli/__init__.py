@@ -13,6 +13,10 @@ from . import decode as _decode  # noqa: F401,E402
 from . import probe as _probe  # noqa: F401,E402
 from . import run as _run  # noqa: F401,E402
 # --- end probe helper ---
+# --- cmdline part ---
+from . import mmio as _mmio  # noqa: F401,E402
+from . import cmdline as _cmdline  # noqa: F401,E402
+# --- end cmdline part ---
 
 
 def main(argv: list[str] | None = None) -> int:

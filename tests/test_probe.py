@@ -116,6 +116,21 @@ def test_embedded_checksums_are_adler32(probe):
     assert info.body_sum == zlib.adler32(bytes(body))
 
 
+def test_probe_info_block_layout():
+    raw = (b"OSVKPROB"                       # +0x00 magic
+           + bytes.fromhex("01000000")       # +0x08 version 1
+           + bytes.fromhex("f0190000")       # +0x0c image length 0x19f0
+           + bytes.fromhex("08067506")       # +0x10 header sum
+           + bytes.fromhex("562735d7")       # +0x14 body sum
+           + bytes.fromhex("01000000"))      # +0x18 flags: entry report
+    info = pk.ProbeInfo.parse(raw)
+    assert (info.version, info.image_len, info.header_sum, info.body_sum, info.flags) == \
+        (1, 0x19F0, 0x06750608, 0xD7352756, 1)
+    assert pk.ProbeInfo.build(info) == raw and pk.ProbeInfo.sizeof() == 0x1C
+    with pytest.raises(FormatError, match="no probe info block at \\+0x808"):
+        pk.read_info(bytes(0x1000))
+
+
 def test_gdt_has_osvs_selectors(probe):
     gdt = bytes.fromhex("0000000000000000" "ffff0000009baf00" "ffff00000093cf00" "ffff0000009bcf00")
     at = probe.index(gdt)

@@ -245,3 +245,20 @@ def test_parse_size():
     from osvkit.cli.probe import parse_size
     assert [parse_size(s) for s in ("64K", "1M", "6M", "40M", "1G", "4096", "2m", "3MiB")] == \
         [65536, 1048576, 6291456, 41943040, 1073741824, 4096, 2097152, 3145728]
+
+
+@pytest.mark.qemu
+def test_run_image_cmdline_override_on_a_bios_image(qemu, tmp_path):
+    usrimg = pytest.importorskip("osvkit.image.usrimg",
+                                 reason="needs the bios part (usr.img builder)")
+    image = tmp_path / "usr.img"
+    usrimg.build_usr_image(build_probe(MiB), image, cmdline="--rootfs=rofs /hello")
+    before = image.read_bytes()
+    r = run_image(image, timeout=60, cpus=2, cmdline='--verbose /other "x y"')
+    rep = parse_report(r.console)
+    assert r.exit_reason == "poweroff" and r.boot_done is not None
+    assert rep.loader == "osvkit-boot16" and rep.entry == "start32" and rep.image_ok
+    assert rep.cmdline == '--verbose /other "x y"' and rep.cpus == 2
+    assert image.read_bytes() == before                 # the image itself is untouched
+    rep = parse_report(run_image(image, timeout=60).console)
+    assert rep.cmdline == "--rootfs=rofs /hello"

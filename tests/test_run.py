@@ -84,6 +84,14 @@ def test_qemu_command_rejects_bad_options(tmp_path, kw, message):
     assert str(exc.value) == message
 
 
+def test_bad_expect_regex_and_console_path(tmp_path):
+    with pytest.raises(UsageError, match="expect pattern '\\(' is not a regex"):
+        run_qemu(["q"], timeout=1, expect="(")
+    from osvkit.errors import OutputError
+    with pytest.raises(OutputError, match="cannot create"):
+        run_qemu(["q"], timeout=1, console_path=tmp_path / "no" / "console.txt")
+
+
 def test_missing_image_and_missing_qemu(tmp_path, monkeypatch):
     with pytest.raises(MissingInputError, match="nope.img: no such file"):
         qemu_command(tmp_path / "nope.img", qemu="q")

@@ -198,6 +198,16 @@ def test_cli_run_without_qemu_exits_70(cli, tmp_path):
     assert b"Traceback" not in p.stderr
 
 
+@pytest.mark.qemu
+def test_cli_run_qemu_failing_to_start_exits_70(cli, tmp_path, qemu):
+    img = tmp_path / "x.img"
+    img.write_bytes(bytes(MiB))
+    p = cli("run", img, "--memory", "99999999G", "--timeout", "20", "--json")
+    assert p.returncode == 70 and p.stdout == b""
+    assert p.stderr.decode().startswith("error: qemu-system-x86_64 failed: qemu-system-x86_64: ")
+    assert p.stderr.count(b"\n") == 1
+
+
 def test_cli_run_missing_image_exits_66(cli, tmp_path):
     p = cli("run", tmp_path / "nope.img")
     assert p.returncode == 66 and p.stderr.decode() == f"error: {tmp_path / 'nope.img'}: no such file\n"

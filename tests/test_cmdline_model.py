@@ -180,3 +180,22 @@ def test_from_str_moves_mmio_to_the_end():
     with pytest.raises(CmdlineError) as e:
         Cmdline.from_str("/x" * 600, 1024)
     assert e.value.reason == CmdlineError.TOO_LARGE
+
+
+def test_for_target_capacities():
+    assert [Cmdline.for_target(t).capacity for t in ("osv", "bios", "firecracker")] == \
+        [1024, 32256, 2048]
+    c = Cmdline.for_target("firecracker")
+    c.set_command("a" * 2047)
+    with pytest.raises(CmdlineError):
+        c.set_command("a" * 2048)
+    assert c.command == "a" * 2047
+
+
+def test_docstring_examples():
+    import doctest
+
+    from osvkit.cmdline import mmio, model
+    for module in (mmio, model):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0, module.__name__

@@ -263,3 +263,25 @@ def test_qcow2_truncated(qcow, tmp_path):
         f.truncate(0x2000)                            # L1 table (0x3000) is gone
     with pytest.raises(FormatError, match="truncated: L1 table"):
         open_disk(t)
+
+
+def test_qcow2_preallocation_and_qemu_io_zero_clusters(qemu_img, tmp_path):
+    """preallocation=metadata (data clusters past EOF), qemu-io write -z (v3 zero flag,
+    with and without unmap), lazy refcounts: reads match qemu-img, writes go where allowed."""
+    q = tmp_path / "pm.qcow2"
+    run(qemu_img, "create", "-q", "-f", "qcow2", "-o",
+        "preallocation=metadata,lazy_refcounts=on,cluster_size=65536", str(q), "8M")
+    run("qemu-io", "-c", "write -P 0x11 0x1000 0x3000", "-c", "write -z 0x20000 0x10000",
+        "-c", "write -z -u 0x40000 0x10000", str(q))
+    ref = to_raw(qemu_img, q, tmp_path)
+    assert ref[0x1000:0x4000] == b"\x11" * 0x3000 and ref[0x20000:0x50000] == bytes(0x30000)
+    with open_disk(q, writable=True) as d:
+        assert d.read(0, d.size) == ref
+        assert [d._cluster(i).kind for i in range(6)] == \
+            ["data", "data", "zero", "data", "zero", "data"]
+        d.write(0x20000 - 2, b"ab")                   # preallocated cluster 1: allowed
+        with pytest.raises(FormatError, match="0x20000 is an all-zero cluster"):
+            d.write(0x20000, b"x")
+    ref = to_raw(qemu_img, q, tmp_path)
+    assert ref[0x20000 - 2:0x20000] == b"ab"
+    run(qemu_img, "check", str(q))

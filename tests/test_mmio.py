@@ -3,8 +3,11 @@ grammars, OSv's find/strip semantics (osv-boot.md 5, firecracker-boot.md 5.1, 6.
 
 from __future__ import annotations
 
+import ctypes
+import re
+
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from osvkit.cmdline.mmio import (MmioDevice, decode, encode, find_devices, format_size,
@@ -34,6 +37,17 @@ GiB = 1 << 30
 ])
 def test_encode_exact(dev, osv_safe, text):
     assert encode(dev, osv_safe=osv_safe) == text
+
+
+@pytest.mark.parametrize("dev, text", [
+    # linux-loader's own add_virtio_mmio_device cases (one per suffix), Linux mode
+    (MmioDevice(1, 0, 1), "virtio_mmio.device=1@0x0:1"),
+    (MmioDevice(2 << 10, 0x100, 2), "virtio_mmio.device=2K@0x100:2"),
+    (MmioDevice(3 << 20, 0x1000, 3), "virtio_mmio.device=3M@0x1000:3"),
+    (MmioDevice(4 << 30, 0x1_0000, 4, 42), "virtio_mmio.device=4G@0x10000:4:42"),
+])
+def test_encode_linux_loader_suffixes(dev, text):
+    assert encode(dev, osv_safe=False) == text
 
 
 def test_format_size_never_writes_g_in_osv_mode():
@@ -222,3 +236,30 @@ def test_roundtrip_linux(dev, size):
         if d.irq == 0:
             continue
         assert decode(encode(d, osv_safe=False), "linux") == d
+
+
+# --- the C scanf model, checked against the C library's sscanf -----------------------------
+# OSv uses musl's sscanf; here the host's (glibc) is the reference.  The two agree except
+# for "0x" without a hex digit (musl: no match, glibc: 0) and overflow (musl clamps to
+# 2**64-1 for every conversion), so those inputs are left out.
+_libc = ctypes.CDLL(None)
+_scanf_text = st.text(alphabet="0123456789abcdefxX+- \t:@8", max_size=14).filter(
+    lambda s: not re.search(r"0[xX](?![0-9a-fA-F])", s) and not re.search(r"[0-9a-fA-F]{15}", s))
+
+
+@settings(max_examples=3000, deadline=None)
+@given(_scanf_text)
+def test_osv_scanner_matches_c_sscanf(text):
+    from osvkit.cmdline.mmio import _musl_int
+    s = "@" + text
+    base, irq = ctypes.c_longlong(0), ctypes.c_uint(0)
+    n = _libc.sscanf(s.encode(), b"@%lli:%u", ctypes.byref(base), ctypes.byref(irq))
+    b = _musl_int(s, 1, 0)
+    ok = b is not None and b.end < len(s) and s[b.end] == ":"
+    q = _musl_int(s, b.end + 1, 10) if ok else None
+    mine = (b.value, q.value & 0xFFFFFFFF) if q is not None else None
+    assert mine == ((base.value & (2**64 - 1), irq.value) if n == 2 else None)
+    size = ctypes.c_long(0)
+    n = _libc.sscanf(text.encode(), b"%ld", ctypes.byref(size))
+    z = _musl_int(text, 0, 10)
+    assert (z.value if z else None) == ((size.value & (2**64 - 1)) if n == 1 else None)

@@ -85,10 +85,11 @@ def test_entry_report_sets_e_entry_to_the_64bit_routine(probe_er):
     assert e_entry == syms["probe_elf_entry"] - 0x40000000
     assert e_entry != syms["start32"] - 0x40000000
     assert pk.read_info(probe_er).flags == 1
+    assert check_kernel(probe_er).start32 == syms["start32"] - 0x40000000
     assert pk.read_info(build_probe()).flags == 0
 
 
-@pytest.mark.parametrize("size", [64 * 1024, MiB, 6 * MiB])
+@pytest.mark.parametrize("size", [64 * 1024, MiB, 6 * MiB, 40 * MiB])
 def test_size_is_exact_and_output_deterministic(size):
     a = build_probe(size)
     assert len(a) == size
@@ -113,6 +114,21 @@ def test_embedded_checksums_are_adler32(probe):
     body = bytearray(probe[0x800:filesz])
     body[0x18:0x20] = bytes(8)                    # the two sums, at file 0x818-0x81f
     assert info.body_sum == zlib.adler32(bytes(body))
+
+
+def test_probe_info_block_layout():
+    raw = (b"OSVKPROB"                       # +0x00 magic
+           + bytes.fromhex("01000000")       # +0x08 version 1
+           + bytes.fromhex("f0190000")       # +0x0c image length 0x19f0
+           + bytes.fromhex("08067506")       # +0x10 header sum
+           + bytes.fromhex("562735d7")       # +0x14 body sum
+           + bytes.fromhex("01000000"))      # +0x18 flags: entry report
+    info = pk.ProbeInfo.parse(raw)
+    assert (info.version, info.image_len, info.header_sum, info.body_sum, info.flags) == \
+        (1, 0x19F0, 0x06750608, 0xD7352756, 1)
+    assert pk.ProbeInfo.build(info) == raw and pk.ProbeInfo.sizeof() == 0x1C
+    with pytest.raises(FormatError, match="no probe info block at \\+0x808"):
+        pk.read_info(bytes(0x1000))
 
 
 def test_gdt_has_osvs_selectors(probe):

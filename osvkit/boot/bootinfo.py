@@ -186,7 +186,7 @@ def describe_bootinfo(info: BootInfo) -> str:
         if k in ("syms", "mem_lower", "mem_upper", "boot_device", "drives_length",
                  "drives_addr", "config_table", "apm_table", "vbe_control_info",
                  "vbe_mode_info", "vbe_mode", "vbe_interface_seg", "vbe_interface_off",
-                 "vbe_interface_len", "mods_count") and not any(v if isinstance(v, list)
+                 "vbe_interface_len", "mods_count", "mods_addr") and not any(v if isinstance(v, list)
                                                                 else [v]):
             continue  # multiboot fields OSv does not use, when zero
         lines.append(f"  {k}: {v:#x}" if k in _HEX else f"  {k}: {v}")

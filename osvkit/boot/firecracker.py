@@ -118,7 +118,7 @@ def gdt_entry(flags: int, base: int, limit: int) -> int:
 
 FC_GDT_FLAGS = {
     "linux": [(0, 0, 0), (0xA09B, 0, 0xFFFFF), (0xC093, 0, 0xFFFFF), (0x808B, 0, 0xFFFFF)],
-    "pvh": [(0, 0, 0), (0xC09B, 0, 0xFFFF_FFFF), (0xC093, 0, 0xFFFFF), (0x008B, 0, 0x67)],
+    "pvh": [(0, 0, 0), (0xC09B, 0, 0xFFFF_FFFF), (0xC093, 0, 0xFFFF_FFFF), (0x008B, 0, 0x67)],
 }
 """(flags, base, limit) of the NULL, CODE (0x08), DATA (0x10) and TSS (0x18) descriptors."""
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from construct import Array, Bytes, Const, Int8ul, Int16ul, Int32ul, Struct
+from construct import Array, Bytes, Computed, Const, Int8ul, Int16ul, Int32ul, Struct, this
 
 from .. import layout
 from ..errors import LayoutError
@@ -37,9 +37,14 @@ OSV_DISK_SIGNATURE = 0x004F5356
 
 ChsAddress = Struct(
     "head" / Int8ul,                # +0
-    "sector_cylinder" / Int16ul,    # +1 raw word; decode with chs_decode_standard / _osv
+    "sector_cylinder" / Int16ul,    # +1 raw word, kept so both packings round-trip
+    # views (not written on build): the sector is bits 0-5 of byte +1 in both packings;
+    # only the cylinder differs
+    "sector" / Computed(this.sector_cylinder & 0x3F),
+    "cylinder" / Computed(((this.sector_cylinder & 0xC0) << 2) | (this.sector_cylinder >> 8)),
+    "osv_cylinder" / Computed(this.sector_cylinder >> 6),
 )
-"""3-byte CHS address.  The raw u16 is kept so both packings round-trip."""
+"""3-byte CHS address with both decodings: ``cylinder`` (standard) and ``osv_cylinder``."""
 
 PartitionEntry = Struct(
     "status" / Int8ul,              # +0x0 0x80 = active (bootable); imgedit leaves 0

@@ -18,7 +18,7 @@ import os
 import re
 from typing import Any
 
-from construct import (Array, Const, ConstError, Construct, ConstructError, Container,
+from construct import (Array, Computed, ConstError, Construct, ConstructError, Container,
                        ListContainer, Renamed, SizeofError, StreamError, Struct, Subconstruct)
 
 from ..errors import FormatError, LayoutError
@@ -141,7 +141,7 @@ def field_offsets(struct: Construct, prefix: str = "", base: int = 0) -> dict[st
     pos = base
     for sub in inner.subcons:
         name = sub.name if isinstance(sub, Renamed) else None
-        if name and not name.startswith("_"):
+        if name and not name.startswith("_") and not isinstance(_unwrap(sub), Computed):
             out[prefix + name] = pos
             child = _unwrap(sub)
             if isinstance(child, Struct):

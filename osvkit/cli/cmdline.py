@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from ..cmdline import model
 from ..image import cmdline_io
 from ._app import JsonOpt, app, emit, log
 
@@ -48,3 +49,23 @@ def set_cmd(
     emit(result, json_output,
          lambda r: f"{r.path}: command line set ({len(r.new.encode())} bytes, "
                    f"{r.format}, target {r.target}{', forced' if r.forced else ''})")
+
+
+def _human_fit(fit: model.CmdlineFit) -> str:
+    lines = [f"{fit.size} bytes"]
+    for name, limit in model.TARGETS.items():
+        verdict = "does not fit" if name in fit.unfit else "fits"
+        lines.append(f"  {name:<12} {limit:>6}  {verdict}")
+    return "\n".join(lines)
+
+
+@cmdline_app.command("check")
+def check_cmd(
+    text: Annotated[str, typer.Argument(help="A command line (put -- before it when it starts "
+                                        "with '-').")],
+    target: Annotated[str, typer.Option("--target", help="Fail (exit 65) unless the line fits "
+                                        "this target: osv, bios or firecracker.")] = "",
+    json_output: JsonOpt = False,
+) -> None:
+    """Measure a command line against OSv's, the BIOS area's and Firecracker's limits."""
+    emit(model.fit_report(text, target or None), json_output, _human_fit)

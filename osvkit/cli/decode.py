@@ -49,33 +49,45 @@ def _run(kind: str, file: Path, offset, base, json_output: bool, lenient: bool) 
 @decode_app.command("mbr")
 def mbr(file: FileArg, offset: OffsetOpt = None, base: BaseOpt = None,
         json_output: JsonOpt = False, lenient: LenientOpt = False) -> None:
-    """Master boot record: OSv's count32 and disk signature, partitions (both CHS packings)."""
+    """Master boot record.
+
+    OSv's count32 and disk signature, and the partitions with both CHS packings."""
     _run("mbr", file, offset, base, json_output, lenient)
 
 
 @decode_app.command("boot-params")
 def boot_params(file: FileArg, offset: OffsetOpt = None, base: BaseOpt = None,
                 json_output: JsonOpt = False, lenient: LenientOpt = False) -> None:
-    """Linux boot_params (zero page): setup_header, e820 table, command line."""
+    """Linux boot_params (zero page).
+
+    The setup_header, the e820 table and the command line (when FILE covers it)."""
     _run("boot-params", file, offset, base, json_output, lenient)
 
 
 @decode_app.command("mptable")
 def mp_table(file: FileArg, offset: OffsetOpt = None, base: BaseOpt = None,
              json_output: JsonOpt = False, lenient: LenientOpt = False) -> None:
-    """Intel MP table; without --offset the floating pointer is searched for."""
+    """Intel MP table (searched for without --offset).
+
+    Without --offset the floating pointer is searched for the MP-spec way (EBDA, last KiB of
+    base memory, 0xF0000-0xFFFFF), then OSv's way (0x9FC00, 0x0); FILE starts at --base.
+    """
     _run("mptable", file, offset, base, json_output, lenient)
 
 
 @decode_app.command("bootinfo")
 def boot_info(file: FileArg, offset: OffsetOpt = None, base: BaseOpt = None,
               json_output: JsonOpt = False, lenient: LenientOpt = False) -> None:
-    """OSv's boot-info block (osv_multiboot_info_type) and the e820 records it points at."""
+    """OSv's boot-info block.
+
+    osv_multiboot_info_type and the command line and e820 records it points at."""
     _run("bootinfo", file, offset, base, json_output, lenient)
 
 
 @decode_app.command("pvh")
 def pvh_start_info(file: FileArg, offset: OffsetOpt = None, base: BaseOpt = None,
                    json_output: JsonOpt = False, lenient: LenientOpt = False) -> None:
-    """PVH hvm_start_info and the memmap / module list it points at."""
+    """PVH hvm_start_info.
+
+    With the memmap, module list and command line it points at."""
     _run("pvh", file, offset, base, json_output, lenient)

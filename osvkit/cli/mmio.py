@@ -25,7 +25,8 @@ def encode_cmd(
     size: Annotated[str, typer.Option("--size", help="Bytes: 4096, 4K, 0x1000, 1G.")],
     base: Annotated[str, typer.Option("--base", help="Base address, e.g. 0xc0001000.")],
     irq: Annotated[int, typer.Option("--irq", help="Interrupt (GSI), e.g. 5.")],
-    id: Annotated[Optional[int], typer.Option("--id", help="Platform device id (Linux only).")] = None,  # noqa: A002,E501
+    id: Annotated[Optional[int],  # noqa: A002
+                  typer.Option("--id", help="Platform device id (Linux only).")] = None,
     linux: Annotated[bool, typer.Option("--linux", help="Write G for whole GiB like "
                                         "linux-loader (OSv cannot read G).")] = False,
     json_output: JsonOpt = False,

@@ -26,16 +26,17 @@ Two parsers read these entries and they do not agree, so every reader here takes
 * this repeats from the start of the line until no prefix is left **or one fails to parse**;
   a failing entry and every entry after it stay in the line and reach OSv's option parser.
 
-  OSv's ``sscanf`` is musl's: an overflowing number becomes ``2**64 - 1``, a ``-`` negates
+  OSv's ``sscanf`` is musl's (OSv's Makefile builds ``musl/src/stdio/vfscanf.c``): numeric
+  conversions skip C whitespace, an overflowing number becomes ``2**64 - 1``, a ``-`` negates
   modulo ``2**64`` and ``%u`` keeps the low 32 bits.  :func:`find_devices` and
-  :func:`strip_devices` model exactly that, so they agree with OSv on every input;
+  :func:`strip_devices` model that too, to match what OSv does with odd input;
   :func:`decode` is strict and rejects signs, overflow, a zero size and whitespace inside the
   entry, naming the problem.
 
 ``"linux"`` -- Linux's ``vm_cmdline_set`` (``drivers/virtio/virtio_mmio.c``): the entry is one
 whitespace-separated kernel parameter; ``<size>`` is ``memparse`` (``simple_strtoull`` base 0,
 then an optional ``K``/``M``/``G``/``T``/``P``/``E`` suffix, either case); then
-``@%lli:%u[:%d]`` with nothing after; irq 0 is refused (Linux >= 6.3).  Parameters after a
+``@%lli:%u[:%d]`` with nothing after; irq 0 is refused (recent kernels).  Parameters after a
 bare ``--`` go to init and are not parsed.  Quoted parameters are not modelled.
 
 :func:`encode` writes entries the way Firecracker's linux-loader does

@@ -100,6 +100,29 @@ def unfit_targets(line: str) -> list[str]:
     return [name for name, limit in TARGETS.items() if size > limit]
 
 
+@dataclass(frozen=True)
+class CmdlineFit:
+    """How a line measures up against every target (see :func:`fit_report`)."""
+
+    line: str
+    size: int                       # UTF-8 bytes without the NUL
+    unfit: tuple[str, ...]
+
+    def to_dict(self) -> dict:
+        return {"cmdline": self.line, "bytes": self.size,
+                "targets": {t: {"limit": TARGETS[t], "fits": t not in self.unfit}
+                            for t in TARGETS},
+                "unfit": list(self.unfit)}
+
+
+def fit_report(line: str, target: str | None = None) -> CmdlineFit:
+    """Measure ``line`` against all targets; with ``target``, raise like
+    :func:`check_cmdline` when it does not fit that one."""
+    if target is not None:
+        check_cmdline(line, target)
+    return CmdlineFit(line, len(encode_cmdline(line)), tuple(unfit_targets(line)))
+
+
 # ------------------------------------------------------------------------------------
 # split / render
 # ------------------------------------------------------------------------------------
@@ -277,6 +300,11 @@ class Cmdline:
         """Append ``virtio_mmio.device=...`` written so that OSv can read it (no ``G``)."""
         entry = mmio.encode(mmio.MmioDevice(size, base, irq, id), osv_safe=True)
         self._commit(self._options, self._command, self._mmio + [entry])
+
+    @classmethod
+    def for_target(cls, target: str) -> "Cmdline":
+        """An empty line with the capacity of ``target`` (its limit plus the NUL)."""
+        return cls(_check_target(target) + 1)
 
     @classmethod
     def from_str(cls, line: str, capacity: int = TARGETS["osv"] + 1) -> "Cmdline":

@@ -27,6 +27,7 @@ corrupt open read-only.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import zlib
 from dataclasses import dataclass
@@ -94,6 +95,10 @@ OFLAG_COPIED = 1 << 63
 OFLAG_COMPRESSED = 1 << 62
 OFLAG_ZERO = 1 << 0
 
+QEMU_LOCK_BYTES = {101: "write permission", 201: "unshared write"}
+"""Bytes QEMU locks (OFD locks) in an image it has open: 100 + permission bit while it holds
+the permission, 200 + bit while it forbids others that permission; bit 1 is "write"."""
+
 MAX_BACKING_DEPTH = 16
 CONVERT_HINT = "convert it first (qemu-img convert -O raw, or -O qcow2 without -c)"
 
@@ -127,6 +132,8 @@ class Disk:
             cls = OutputError if writable else MissingInputError
             raise cls(f"cannot open{' for writing' if writable else ''}: {exc.strerror}",
                       path=self.path) from None
+        if writable:
+            self._check_not_in_use()
 
     # --- public ----------------------------------------------------------------------
     def read(self, offset: int, n: int) -> bytes:
@@ -160,6 +167,19 @@ class Disk:
         return {"path": self.path, "format": self.format, "size": self.size}
 
     # --- private ---------------------------------------------------------------------
+    def _check_not_in_use(self) -> None:
+        """Refuse to write an image a running QEMU (or qemu-io, qemu-nbd) has open."""
+        fd = self._f.fileno()
+        for byte, what in QEMU_LOCK_BYTES.items():
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, byte, os.SEEK_SET)
+            except OSError:
+                self._f.close()
+                raise OutputError(f"image is in use: another process (QEMU?) holds its "
+                                  f"{what} lock", path=self.path,
+                                  expected="an image no VM has open; stop the VM first") from None
+            fcntl.lockf(fd, fcntl.LOCK_UN, 1, byte, os.SEEK_SET)
+
     def _check_range(self, offset: int, n: int) -> None:
         if offset < 0 or n < 0 or offset + n > self.size:
             raise FormatError(f"access to {n} bytes at {offset:#x} is past the end of the "
@@ -181,7 +201,7 @@ class RawDisk(Disk):
 
     def __init__(self, path, writable: bool = False):
         super().__init__(path, writable)
-        self.size = os.fstat(self._f.fileno()).st_size
+        self.size = os.lseek(self._f.fileno(), 0, os.SEEK_END)   # files and block devices
 
     def _read(self, offset: int, n: int) -> bytes:
         return os.pread(self._f.fileno(), n, offset)
@@ -428,8 +448,9 @@ class Qcow2Disk(Disk):
                 raise FormatError(f"{where} is compressed; writing would need reallocation",
                                   path=self.path, expected=f"an uncompressed image; {CONVERT_HINT}")
             if c.kind != "data":
-                raise FormatError(f"{where} is {'an all-zero cluster' if c.kind == 'zero' else 'not allocated'}"
-                                  f" in the qcow2 image; writing would need allocation",
+                state = "an all-zero cluster" if c.kind == "zero" else "not allocated"
+                raise FormatError(f"{where} is {state} in the qcow2 image; writing would need "
+                                  "allocation",
                                   path=self.path, expected=f"an allocated cluster; {CONVERT_HINT}")
             if not c.copied:
                 raise FormatError(f"{where} is shared (refcount > 1, e.g. with a snapshot)",

@@ -546,7 +546,6 @@ class _Builder:
         H = self.call_hex
         nl = f"call {newline:#x}\n"
         lim = layout.IDENTITY_MAP_END
-        bi = BOOT_INFO_ADDR
 
         # ---------------------------------------------------------------- start64
         s64 = f"""

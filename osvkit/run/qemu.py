@@ -1,0 +1,253 @@
+"""Run guests in QEMU with the serial console and OSv's boot-done port captured.
+
+:func:`run_qemu` runs a prepared command line; it adds what it needs to watch the guest:
+
+* ``-serial stdio`` (unless the command already routes a serial port): the console is read
+  from QEMU's stdout as it comes, so an ``expect`` regex can stop the run early;
+* ``-chardev file,id=osvkit-bootdone,path=<dir>/bootdone`` +
+  ``-device isa-debugcon,iobase=0x3f0,chardev=osvkit-bootdone``: the byte OSv writes to port
+  0x3F0 when it has booted (123).  On the i440fx ``pc`` machine QEMU's floppy controller is
+  present even with ``-nodefaults``, but it claims only ports 0x3F1-0x3F5 and 0x3F7, so the
+  debugcon device gets 0x3F0 (``info mtree`` shows both; a test checks the byte arrives);
+* ``-no-reboot``: a guest reset (OSv's power-off without ACPI: 0xFE to port 0x64, then a
+  triple fault) makes QEMU exit instead of rebooting.
+
+:func:`qemu_command` builds the command for booting a disk image on SeaBIOS.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import selectors
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+from .. import layout
+from ..errors import MissingInputError, ToolError, UsageError
+from .result import RunResult
+
+QEMU = "qemu-system-x86_64"
+BOOTDONE_CHARDEV = "osvkit-bootdone"
+ACCELS = ("tcg", "kvm")
+DISK_BUSES = ("virtio", "ide")
+IMAGE_FORMATS = ("raw", "qcow2")
+QCOW2_MAGIC = b"QFI\xfb"
+_POLL = 0.02
+
+
+def find_qemu(name: str = QEMU) -> str:
+    """The QEMU binary: ``$OSVKIT_QEMU`` or ``name`` on PATH; ToolError (exit 70) if absent."""
+    override = os.environ.get("OSVKIT_QEMU")
+    if override:
+        if shutil.which(override) is None:
+            raise ToolError(f"OSVKIT_QEMU={override} is not an executable",
+                            expected=f"a path to {name}")
+        return shutil.which(override)
+    path = shutil.which(name)
+    if path is None:
+        raise ToolError(f"{name} not found in PATH", expected="QEMU installed (see install.sh)")
+    return path
+
+
+def detect_image_format(path: str | os.PathLike) -> str:
+    """``qcow2`` when the file starts with the qcow2 magic, else ``raw``."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except FileNotFoundError:
+        raise MissingInputError("no such file", path=path) from None
+    except IsADirectoryError:
+        raise MissingInputError("is a directory", path=path, expected="a disk image") from None
+    except OSError as exc:
+        raise MissingInputError(f"cannot read: {exc.strerror}", path=path) from None
+    return "qcow2" if head == QCOW2_MAGIC else "raw"
+
+
+def smp_option(cpus: int) -> str:
+    """``-smp`` value with one CPU per socket: SeaBIOS lists one MP-table processor entry per
+    package, so ``-smp 2`` (QEMU 7.2: 2 cores in 1 socket) would show OSv's MP-table walk
+    only 1 CPU."""
+    return f"{cpus},sockets={cpus},cores=1,threads=1"
+
+
+def qemu_command(image: str | os.PathLike, *, accel: str = "tcg", memory: str = "256M",
+                 cpus: int = 1, disk_bus: str = "virtio", image_format: str | None = None,
+                 extra: list[str] | tuple[str, ...] = (), qemu: str | None = None) -> list[str]:
+    """The QEMU command that boots ``image`` from SeaBIOS (i440fx ``pc`` machine), without
+    the capture options :func:`run_qemu` adds."""
+    if accel not in ACCELS:
+        raise UsageError(f"accelerator {accel!r}", expected=" or ".join(ACCELS))
+    if disk_bus not in DISK_BUSES:
+        raise UsageError(f"disk bus {disk_bus!r}", expected=" or ".join(DISK_BUSES))
+    if not isinstance(cpus, int) or cpus < 1 or cpus > 255:
+        raise UsageError(f"{cpus} CPUs", expected="1 to 255")
+    if not re.fullmatch(r"[1-9][0-9]*[MG]?", str(memory)):
+        raise UsageError(f"memory size {memory!r}", expected="a size like 256M or 2G")
+    image = os.fspath(image)
+    fmt = image_format or detect_image_format(image)
+    if fmt not in IMAGE_FORMATS:
+        raise UsageError(f"image format {fmt!r}", expected=" or ".join(IMAGE_FORMATS))
+    if image_format is None:
+        pass
+    elif not os.path.exists(image):
+        raise MissingInputError("no such file", path=image)
+    return [qemu or find_qemu(), "-machine", "pc", "-accel", accel, "-m", str(memory),
+            "-smp", smp_option(cpus), "-display", "none", "-nodefaults", "-no-user-config",
+            "-drive", f"file={image},format={fmt},if={disk_bus},cache=unsafe",
+            *extra]
+
+
+def capture_options(workdir: str, argv: list[str]) -> list[str]:
+    """The options :func:`run_qemu` appends to ``argv`` (see the module docstring)."""
+    opts = []
+    if "-serial" not in argv:
+        opts += ["-serial", "stdio"]
+    opts += ["-chardev", f"file,id={BOOTDONE_CHARDEV},path={os.path.join(workdir, 'bootdone')}",
+             "-device", f"isa-debugcon,iobase={layout.BOOT_DONE_PORT:#x},chardev={BOOTDONE_CHARDEV}"]
+    if "-no-reboot" not in argv:
+        opts.append("-no-reboot")
+    return opts
+
+
+def run_qemu(argv: list[str], *, timeout: float, expect: str | None = None,
+             console_path: str | os.PathLike | None = None, capture: bool = True,
+             workdir: str | None = None) -> RunResult:
+    """Run the QEMU command ``argv`` until it exits, ``timeout`` seconds pass, or the console
+    matches ``expect`` (a regex, multiline).  The console is also written to
+    ``console_path`` when given.  QEMU is always reaped (no zombie) before this returns."""
+    if not argv:
+        raise UsageError("empty QEMU command")
+    pattern = re.compile(expect, re.MULTILINE) if expect is not None else None
+    own_dir = workdir is None
+    workdir = workdir or tempfile.mkdtemp(prefix="osvkit-run-")
+    bootdone = os.path.join(workdir, "bootdone")
+    cmd = list(argv) + (capture_options(workdir, argv) if capture else [])
+    console = bytearray()
+    stderr = bytearray()
+    boot_done = None
+    matched = None
+    reason = None
+    console_file = open(console_path, "wb") if console_path is not None else None
+    start = time.monotonic()
+    try:
+        try:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE)
+        except FileNotFoundError:
+            raise ToolError(f"{cmd[0]} not found", expected="QEMU installed (see install.sh)") from None
+        except PermissionError:
+            raise ToolError(f"{cmd[0]} is not executable", expected="a QEMU binary") from None
+        try:
+            sel = selectors.DefaultSelector()
+            for stream in (proc.stdout, proc.stderr):
+                os.set_blocking(stream.fileno(), False)
+                sel.register(stream, selectors.EVENT_READ)
+            open_streams = 2
+            deadline = start + timeout
+            while True:
+                now = time.monotonic()
+                if open_streams:
+                    for key, _ in sel.select(max(0.0, min(_POLL, deadline - now))):
+                        try:
+                            chunk = os.read(key.fd, 65536)
+                        except BlockingIOError:
+                            continue
+                        if not chunk:
+                            sel.unregister(key.fileobj)
+                            open_streams -= 1
+                        elif key.fileobj is proc.stdout:
+                            console += chunk
+                            if console_file:
+                                console_file.write(chunk)
+                        else:
+                            stderr += chunk
+                else:
+                    time.sleep(_POLL)
+                now = time.monotonic()
+                if boot_done is None and _boot_done_seen(bootdone):
+                    boot_done = now - start
+                if pattern is not None and matched is None:
+                    m = pattern.search(console.decode("utf-8", "replace"))
+                    if m:
+                        matched = m.group(0)
+                        reason = "expect"
+                        break
+                if proc.poll() is not None and not open_streams:
+                    break
+                if now >= deadline:
+                    reason = "timeout"
+                    break
+        finally:
+            killed = _stop(proc)
+            for stream in (proc.stdout, proc.stderr):
+                rest = _drain(stream)
+                if rest:
+                    if stream is proc.stdout:
+                        console += rest
+                        if console_file:
+                            console_file.write(rest)
+                    else:
+                        stderr += rest
+                stream.close()
+        elapsed = time.monotonic() - start
+        if boot_done is None and _boot_done_seen(bootdone):
+            boot_done = elapsed
+        rc = proc.returncode
+        if reason is None:
+            if rc == 0:
+                reason = "poweroff"
+            elif rc is not None and rc < 0 and not killed:
+                reason = "crash"
+            else:
+                reason = "error"
+        if reason == "expect" and matched is None:  # pragma: no cover
+            reason = "error"
+    finally:
+        if console_file:
+            console_file.close()
+        if own_dir:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return RunResult(exit_reason=reason, elapsed=elapsed, boot_done=boot_done,
+                     console=console.decode("utf-8", "replace"), command=cmd, returncode=rc,
+                     stderr=stderr.decode("utf-8", "replace"), expect=expect, matched=matched,
+                     console_bytes=bytes(console), pid=proc.pid)
+
+
+def _drain(stream) -> bytes:
+    """Whatever is left in a pipe after the process exited."""
+    out = bytearray()
+    try:
+        os.set_blocking(stream.fileno(), True)
+        while True:
+            chunk = os.read(stream.fileno(), 65536)
+            if not chunk:
+                break
+            out += chunk
+    except (OSError, ValueError):
+        pass
+    return bytes(out)
+
+
+def _boot_done_seen(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return layout.BOOT_DONE_VALUE in f.read()
+    except OSError:
+        return False
+
+
+def _stop(proc: subprocess.Popen) -> bool:
+    """Terminate and reap ``proc`` if it still runs; True if it had to be stopped."""
+    if proc.poll() is not None:
+        return False
+    try:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=3)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    return True

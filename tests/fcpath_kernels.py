@@ -23,7 +23,8 @@ START32 = 0x201000
 def make_kernel(*, code: bytes = b"\xf4\xeb\xfd", image_size: int = 0x3000, bss: int = 0x1000,
                 entry: int = START32, pvh_note: int | None = None, symbols: bool = True,
                 extra_phdrs: int = 0, machine: int = 62, elfclass: int = 2,
-                image_paddr: int = KERNEL_PADDR, start32: int = START32) -> bytes:
+                image_paddr: int = KERNEL_PADDR, start32: int = START32,
+                extra_symbols: dict[str, int] | None = None) -> bytes:
     phnum = 1 + (1 if pvh_note is not None else 0) + extra_phdrs
     img = bytearray(image_size)
     img[0x1000:0x1000 + len(code)] = code
@@ -35,12 +36,18 @@ def make_kernel(*, code: bytes = b"\xf4\xeb\xfd", image_size: int = 0x3000, bss:
         img[note_off:note_off + 24] = struct.pack("<III4sQ", 4, 8, 18, b"Xen\0", pvh_note)
     # section contents after the image
     strtab = b"\0start32\0start64\0ident_pt_l4\0"
+    extra = []
+    for name, value in (extra_symbols or {}).items():
+        extra.append((len(strtab), value))
+        strtab += name.encode() + b"\0"
     shstrtab = b"\0.text\0.symtab\0.strtab\0.shstrtab\0"
     syms = b"\0" * 24
     if symbols:
         for name_off, value in ((1, KERNEL_VADDR + 0x1000), (9, KERNEL_VADDR + 0x1010),
                                 (17, KERNEL_VADDR + 0x2000)):
             syms += struct.pack("<IBBHQQ", name_off, 0x12, 0, 1, value, 0)
+    for name_off, value in extra:
+        syms += struct.pack("<IBBHQQ", name_off, 0x11, 0, 1, value, 0)
     body = bytearray(img)
     symtab_off = len(body)
     body += syms

@@ -172,3 +172,22 @@ def test_real_osv_kernel_invariants(osv_kernel, tmp_path):
     assert patched[0x40:table_end] == orig[0x40:table_end]
     assert check_kernel(patched).start32 == k.start32
     assert struct.unpack_from("<Q", patched, 0x18)[0] == 0x100000
+
+
+def test_qemu_pvh_uses_the_last_pvh_note(qemu, tmp_path):
+    """--replace-entry on a kernel that has a PVH note: osvkit's note is the last PT_NOTE,
+    and QEMU (like linux-loader) boots the last one -- the kernel's own note here points at
+    the ELF header, which would crash."""
+    p = bytearray(build_probe())
+    assert struct.unpack_from("<H", p, 0x38)[0] == 1 and p[0x78:0xE8] == bytes(0x70)
+    p[0x700:0x718] = struct.pack("<III4sQ", 4, 8, 18, b"Xen\0", 0x200000)
+    struct.pack_into("<IIQQQQQQ", p, 0x78, 4, 4, 0x700, 0x40200700, 0x200700, 24, 24, 4)
+    struct.pack_into("<H", p, 0x38, 2)
+    (tmp_path / "noted.elf").write_bytes(bytes(p))
+    res = build_vmlinux(tmp_path / "noted.elf", tmp_path / "out.elf", replace_entry=True)
+    assert res.added == ["linux64", "pvh"]
+    for machine in ("pc", "microvm"):
+        r = run_qemu_pvh(tmp_path / "out.elf", machine=machine, cmdline="/x", memory="128M",
+                         timeout=30)
+        rep = _report(r)
+        assert rep.loader == "osvkit-pvh" and rep.image_ok is True

@@ -156,3 +156,34 @@ def test_loader_plan_and_code():
     assert ins[end - 3:end] == [("movl", "$0x8ff0, %esp"), ("movl", "$0x8ff0, %ebp"),
                                 ("movl", "$0x7000, %esi")]
     assert all(mn == "movl" for mn, _ in ins[3:end])
+
+
+def test_firecracker_format_mmio_entries():
+    # Firecracker's format (firecracker-boot.md 1.4, 5.1): 4K windows from 0xc0001000, IRQ 5..
+    assert fcloader.mmio_cmdline([(0x1000, 0xC0001000, 5), (0x1000, 0xC0002000, 6)]) == \
+        "virtio_mmio.device=4K@0xc0001000:5 virtio_mmio.device=4K@0xc0002000:6"
+    assert fcloader.mmio_cmdline([]) == ""
+
+
+def test_qemu_fc_argv(tmp_path, dump_kernel):
+    argv = fcloader.qemu_fc_argv(dump_kernel, tmp_path / "l.elf", machine="microvm",
+                                 cmdline="--nopci /x", memory=128 * MiB, cpus=2)
+    assert argv[1:] == ["-accel", "tcg", "-M", "microvm,x-option-roms=off,pit=off,pic=off,"
+                        "rtc=off,auto-kernel-cmdline=on,acpi=off", "-m", "128M", "-smp", "2",
+                        "-no-reboot", "-nodefaults", "-display", "none",
+                        "-global", "virtio-mmio.force-legacy=off",
+                        "-kernel", str(tmp_path / "l.elf"), "-initrd", str(dump_kernel),
+                        "-append", "--nopci /x"]
+    disk = tmp_path / "d.raw"
+    disk.write_bytes(bytes(512))
+    argv = fcloader.qemu_fc_argv(dump_kernel, tmp_path / "l.elf", machine="pc", disk=disk)
+    assert argv[-4:] == ["-drive", f"file={disk},if=none,id=hd0,format=raw",
+                         "-device", "virtio-blk-pci,drive=hd0"]
+
+
+@pytest.mark.qemu
+def test_qemu_fc_mmio_entries_reach_the_kernel(qemu, dump_kernel):
+    r, regs, mem = _boot(dump_kernel, machine="pc", cmdline="--nopci /app",
+                         mmio_devices=[(0x1000, 0xC0001000, 5)])
+    line = mem["cmdline"].split(b"\0")[0].decode()
+    assert line == "--nopci /app virtio_mmio.device=4K@0xc0001000:5"

@@ -53,3 +53,25 @@ def test_cli_errors_exit_65(cli, tmp_path):
     assert r.returncode == 65 and b"no room" in r.stderr and r.stderr.count(b"\n") == 1
     r = cli("build", tmp_path / "missing.elf", "--format", "vmlinux", "-o", out)
     assert r.returncode == 66
+
+
+def test_inspect_bootfs_size(cli, tmp_path):
+    src = tmp_path / "loader.elf"
+    src.write_bytes(make_kernel(extra_symbols={"bootfs_start": 0x40202100,
+                                               "bootfs_end": 0x40202100 + 0x480}))
+    r = cli("inspect", src, "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["bootfs_size"] == 0x480
+    assert b"bootfs: 1152 bytes" in cli("inspect", src).stdout
+
+
+def test_qemu_pvh_needs_pvh_note(tmp_path):
+    import pytest
+
+    from osvkit.errors import KernelError
+    from osvkit.run.pvh import qemu_pvh_argv
+
+    src = tmp_path / "loader.elf"
+    src.write_bytes(make_kernel())
+    with pytest.raises(KernelError, match="no XEN_ELFNOTE_PHYS32_ENTRY note"):
+        qemu_pvh_argv(src)

@@ -131,9 +131,11 @@ def test_replace_entry_overrides_both():
     assert k.entry == 0x100000
     # two PVH notes now; loaders take the last PT_NOTE, which is ours
     assert [n["value"] for n in k.notes] == [0x201200, 0x100300]
-    assert k.pvh_entry == 0x201200  # (Kernel.pvh_entry reports the first)
     info = inspect_kernel_elf(k)
-    assert [e["protocol"] for e in info.entries] == ["linux64", "pvh", "start32"]
+    assert [(e["protocol"], e["address"], e["provider"]) for e in info.entries] == [
+        ("linux64", 0x100000, "osvkit-vmlinux64"), ("pvh", 0x100300, "osvkit-pvh"),
+        ("start32", 0x201000, "kernel")]
+    assert info.entries[1]["source"].endswith("last of 2 (loaders use the last)")
 
 
 def test_start64_handover_needs_symbols():

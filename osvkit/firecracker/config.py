@@ -11,6 +11,10 @@ The document has the keys of Firecracker's ``FullVmConfiguration`` (firecracker-
 * ``machine-config``: ``vcpu_count`` (1 or an even number up to 32, the API schema's rule)
   and ``mem_size_mib``.
 
+Which entry Firecracker uses: since v1.12 a kernel with a ``XEN_ELFNOTE_PHYS32_ENTRY`` note is
+always booted through PVH (no knob, firecracker-boot.md 2.9); older versions, or a vmlinux
+built with ``--no-pvh``, use the 64-bit Linux entry (``e_entry``).
+
 Refused: a command line Firecracker refuses (over 2047 bytes with the virtio-mmio entries it
 appends not counted -- osvkit cannot know how many -- so the visible part alone must fit), a
 qcow2 disk (Firecracker reads raw files only), a kernel that is not a patched/linux64 ELF.
@@ -84,10 +88,10 @@ def build_firecracker_config(kernel, *, disk=None, memory="128M", cpus: int = 1,
     """The document for ``kernel`` (a kernel ELF Firecracker can boot: see
     ``osvkit build --format vmlinux``)."""
     from ..image.kernel import load_kernel
-    from ..image.vmlinux import existing_linux64_entry
+    from ..image.vmlinux import effective_pvh_entry, existing_linux64_entry
 
     k = load_kernel(kernel)
-    if k.pvh_entry is None and existing_linux64_entry(k) is None and \
+    if effective_pvh_entry(k) is None and existing_linux64_entry(k) is None and \
             not (layout.STUB_START <= k.entry < layout.STUB_END):
         raise FormatError("the kernel has neither a Linux 64-bit entry nor a PVH note",
                           path=kernel, expected="a vmlinux (osvkit build --format vmlinux)")

@@ -374,6 +374,9 @@ def _pvh_elf(segment: bytes, base: int) -> bytes:
     return bytes(head) + segment
 
 
+build_fc_loader = build_loader
+
+
 def check_fc_cmdline(cmdline: str) -> str:
     """Refuse a command line Firecracker would refuse (over 2047 bytes, NUL inside)."""
     from ..cmdline import check_cmdline
@@ -382,7 +385,7 @@ def check_fc_cmdline(cmdline: str) -> str:
     return cmdline
 
 
-__all__ = ["build_loader", "plan_loader", "LoaderPlan", "check_fc_cmdline", "CmdlineError"]
+__all__ = ["build_loader", "build_fc_loader", "plan_loader", "run_qemu_fc", "qemu_fc_argv", "LoaderPlan", "check_fc_cmdline", "CmdlineError"]
 
 
 # ---------------------------------------------------------------------------------------

@@ -295,45 +295,39 @@ def _probe_tsc(report: Mapping[str, Any]) -> dict | None:
     return out
 
 
-def _runner_expect(expect: str | None) -> str | None:
-    """The runners stop at a literal console substring; a regex is checked afterwards."""
+def _literal_expect(expect: str | None) -> str | None:
+    """The firecracker runner stops at a literal substring; a regex is checked afterwards."""
     return expect if expect is not None and re.escape(expect) == expect else None
 
 
 def _run(req: BootRequest, vmm: str):
-    """Boot with :func:`osvkit.run.run_image`; until the run part is merged, call the
-    backends that are (qemu-pvh, qemu-fc, firecracker) or a plain BIOS QEMU for usr.img."""
+    """Boot with the run part: :func:`osvkit.run.run_image` for ``qemu`` (usr.img), the
+    Firecracker-path backends for a vmlinux ELF (``qemu-pvh``, ``qemu-fc``,
+    ``firecracker``).  The QEMU runners take ``expect`` as a regex; every console is also
+    matched against it here."""
     image = str(req.image)
     cmdline = req.cmdline if req.kind == "vmlinux" or req.cmdline else None
-    expect = _runner_expect(req.expect)
-    try:
-        from .run import run_image  # type: ignore[attr-defined]
-    except ImportError:
-        run_image = None
-    if run_image is not None:
-        return run_image(image, vmm=vmm, accel=req.accel, memory=req.memory, cpus=req.cpus,
-                         timeout=req.timeout, expect=expect, cmdline=cmdline)
-    common = dict(memory=req.memory, cpus=req.cpus, timeout=req.timeout, expect=expect)
+    common = dict(memory=req.memory, cpus=req.cpus, timeout=req.timeout)
+    if vmm == "qemu":
+        if req.kind != "usr":
+            raise UsageError(f"no qemu backend for a {req.kind} image",
+                             expected="qemu-pvh or qemu-fc for a vmlinux ELF")
+        from .run import run_image
+        return run_image(image, vmm="qemu", accel=req.accel, expect=req.expect,
+                         cmdline=cmdline, **common)
     if vmm == "qemu-pvh":
         from .run.pvh import run_qemu_pvh
-        return run_qemu_pvh(image, cmdline=cmdline or "", accel=req.accel, **common)
+        return run_qemu_pvh(image, cmdline=cmdline or "", accel=req.accel, expect=req.expect,
+                            **common)
     if vmm == "qemu-fc":
         from .run.fcloader import run_qemu_fc
-        return run_qemu_fc(image, cmdline=cmdline or "", accel=req.accel, **common)
+        return run_qemu_fc(image, cmdline=cmdline or "", accel=req.accel, expect=req.expect,
+                           **common)
     if vmm == "firecracker":
         from .run.firecracker import run_firecracker
-        return run_firecracker(image, cmdline=cmdline or "", **common)
-    if vmm == "qemu" and req.kind == "usr":
-        if cmdline:
-            raise UsageError("--cmdline for a usr.img needs osvkit.run.run_image",
-                             expected="the command line set in the image (osvkit cmdline set)")
-        from .run._fcrun import run_argv
-        from .run.pvh import machine_argv
-        fmt = "qcow2" if req.image.read_bytes()[:4] == b"QFI\xfb" else "raw"
-        argv = machine_argv("pc", memory=req.memory, cpus=req.cpus, accel=req.accel) + [
-            "-drive", f"file={image},format={fmt},if=ide,snapshot=on"]
-        return run_argv(argv, timeout=req.timeout, expect=expect)
-    raise UsageError(f"no {vmm} backend for a {req.kind} image", expected="qemu for usr.img")
+        return run_firecracker(image, cmdline=cmdline or "", expect=_literal_expect(req.expect),
+                               **common)
+    raise UsageError(f"unknown VMM {vmm!r}", expected=" or ".join(KNOWN_VMMS))
 
 
 def boot_once(req: BootRequest, vmm: str) -> BootCheck:
@@ -391,7 +385,8 @@ def boot_once(req: BootRequest, vmm: str) -> BootCheck:
         reasons.append(f"console line {f.line}: {f.pattern!r}: {f.text.strip()}")
     if check.probe is not None and check.probe.get("image_ok") is False:
         reasons.append("probe: image_ok is false (the loaded image does not match)")
-    if check.probe is not None and check.probe.get("complete") is False:
+    if (check.probe is not None and check.probe.get("complete") is False
+            and check.exit_reason != "expect"):   # stopping at --expect cuts the report short
         reasons.append("probe: the report is incomplete")
     if req.probe and check.probe is None:
         reasons.append("no probe report on the console")

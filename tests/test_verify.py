@@ -274,13 +274,18 @@ def test_probe_boot_reports_tsc_and_expectation(tmp_path, qemu):
 
     write_probe(tmp_path / "probe.elf")
     build_usr_image(tmp_path / "probe.elf", tmp_path / "p.img", cmdline="--nopci /hello x")
-    result = V.verify_images([tmp_path / "p.img"], expect=r"^probe\.cmdline", env={},
-                             flags={"timeout": "30"})
+    result = V.verify_images([tmp_path / "p.img"], env={}, flags={"timeout": "30"})
     (check,) = result.checks
     assert check.status == "pass", check.reasons
-    assert check.expect_line.startswith("probe.cmdline")
+    assert check.exit_reason == "poweroff" and check.probe["complete"] is True
     assert check.probe["cmdline"] == "--nopci /hello x"
     tsc = check.probe["tsc"]
     assert tsc["init"] < tsc["disk_done"] <= tsc["uncompress_done"]
     assert tsc["disk_read_ticks"] == tsc["disk_done"] - tsc["init"]
     assert check.boot_done_s is not None and check.boot_done_s < check.elapsed_s
+    # a regex expectation stops the run at the first matching line
+    result = V.verify_images([tmp_path / "p.img"], expect=r"^probe\.cmdline", env={},
+                             flags={"timeout": "30"})
+    (check,) = result.checks
+    assert check.status == "pass", check.reasons
+    assert check.exit_reason == "expect" and check.expect_line.startswith("probe.cmdline")

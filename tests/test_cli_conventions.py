@@ -313,3 +313,42 @@ def test_progress_disabled_globally():
         assert not P.enabled(Tty())
     finally:
         set_enabled(True)
+
+
+# --------------------------------------------------------------------------------------
+# The precedence on commands with their own typer defaults (osvkit run, osvkit build)
+# --------------------------------------------------------------------------------------
+
+def test_every_shared_long_option_has_an_environment_variable():
+    from osvkit.config import OPTIONS
+    checked = 0
+    for path, cmd in _walk(_click_group()):
+        for p in cmd.params:
+            for opt in getattr(p, "opts", None) or ():
+                if opt.startswith("--") and opt[2:] in OPTIONS:
+                    env = OPTIONS[opt[2:]].env
+                    assert p.envvar == env or f"[env: {env}]" in (p.help or ""), (path, opt)
+                    checked += 1
+    assert checked >= 10
+
+
+def test_run_dry_run_follows_flag_env_file_default(cli, tmp_path):
+    pytest.importorskip("osvkit.run.qemu", reason="needs osvkit run (probe branch)")
+    img = tmp_path / "a.img"
+    img.write_bytes(bytes(510) + b"\x55\xaa")
+    cfg = tmp_path / "osvkit.toml"
+    cfg.write_text('spec = 1\n[options]\ncpus = 3\nmemory = "96M"\n'
+                   '[[image]]\nname = "a"\nkernel = "probe"\noutputs = { usr = "a.img" }\n')
+
+    def argv(*extra, **env):
+        r = cli("run", str(img), "--dry-run", *extra, env=_clean_env(**env))
+        assert r.returncode == 0, r.stderr.decode()
+        words = r.stdout.decode().split()
+        return words[words.index("-m") + 1], words[words.index("-smp") + 1].split(",")[0]
+
+    assert argv() == ("256M", "1")                                         # default
+    assert argv(OSVKIT_CONFIG=str(cfg)) == ("96M", "3")                    # file
+    assert argv(OSVKIT_CONFIG=str(cfg), OSVKIT_CPUS="2") == ("96M", "2")   # env > file
+    assert argv("--cpus", "4", OSVKIT_CONFIG=str(cfg), OSVKIT_CPUS="2") == ("96M", "4")  # flag
+    r = cli("run", str(img), "--dry-run", env=_clean_env(OSVKIT_CPUS="x"))
+    assert r.returncode == 64 and "OSVKIT_CPUS" in r.stderr.decode()

@@ -150,6 +150,7 @@ def ensure_common_options(group, templates: dict | None = None) -> None:
         if hasattr(cmd, "commands"):
             ensure_common_options(cmd, templates)
             continue
+        _option_sources(cmd)
         names = {opt for p in cmd.params for opt in (getattr(p, "opts", None) or ())}
         for flag, template in templates.items():
             if flag in names or template.opts[-1] in names:
@@ -159,3 +160,53 @@ def ensure_common_options(group, templates: dict | None = None) -> None:
             param.callback = _verbosity_callback
             param.name = f"osvkit_common_{flag[1]}"
             cmd.params.append(param)
+
+
+def _option_sources(cmd) -> None:
+    """A command that declares a shared long option (``--memory``, ``--cpus``,
+    ``--timeout``, ``--image-format``, ``--cmdline``, ``--accel``) with its own typer default
+    still gets the environment level: click reads ``OSVKIT_<NAME>`` when the flag is absent.
+    (Commands using the aliases above resolve flag > env > file themselves.)"""
+    for p in cmd.params:
+        if "[env: " in (getattr(p, "help", None) or "") or getattr(p, "envvar", None):
+            continue
+        for opt in getattr(p, "opts", None) or ():
+            if opt.startswith("--") and opt[2:] in OPTIONS:
+                p.envvar = OPTIONS[opt[2:]].env
+                p.show_envvar = True
+                break
+
+
+def file_default_map(group, env=None) -> dict:
+    """``default_map`` for click: the ``[options]`` of the build file named by
+    ``OSVKIT_CONFIG``, for every command that has those options (the file level of the
+    precedence; click itself applies flag > env var > default_map > default)."""
+    import os
+
+    env = os.environ if env is None else env
+    path = env.get("OSVKIT_CONFIG")
+    if not path:
+        return {}
+    values = load_build_file(path).options
+
+    def walk(g) -> dict:
+        out: dict = {}
+        for name, cmd in getattr(g, "commands", {}).items():
+            if hasattr(cmd, "commands"):
+                sub = walk(cmd)
+                if sub:
+                    out[name] = sub
+                continue
+            entry = {}
+            for p in cmd.params:
+                if "[env: " in (getattr(p, "help", None) or ""):
+                    continue     # resolves the file itself
+                for opt in getattr(p, "opts", None) or ():
+                    if opt.startswith("--") and opt[2:] in values and not isinstance(
+                            values[opt[2:]], dict):
+                        entry[p.name] = values[opt[2:]]
+            if entry:
+                out[name] = entry
+        return out
+
+    return walk(group)

@@ -424,6 +424,10 @@ def run_checks(requests: list[BootRequest], plot: str | os.PathLike | None = Non
                      f" ({'; '.join(check.reasons)})" if check.reasons else "")
             checks.append(check)
     result = VerifyResult(checks)
+    if checks and all(c.status == "skip" for c in checks):
+        reasons = sorted({r for c in checks for r in c.reasons})
+        raise ToolError("no run backend could boot any image: " + "; ".join(reasons),
+                        expected="QEMU installed (install.sh) or --vmm naming one that is")
     if plot is not None:
         from .plot import Phase, TimelineRow, plot_timeline
         rows = [TimelineRow(f"{c.name} ({c.vmm})", [Phase(*p) for p in c.phases_ms()],

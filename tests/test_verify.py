@@ -289,3 +289,19 @@ def test_probe_boot_reports_tsc_and_expectation(tmp_path, qemu):
     (check,) = result.checks
     assert check.status == "pass", check.reasons
     assert check.exit_reason == "expect" and check.expect_line.startswith("probe.cmdline")
+
+
+def test_all_backends_missing_is_a_tool_error(tmp_path, monkeypatch):
+    from osvkit.errors import EX_SOFTWARE, ToolError
+    monkeypatch.setattr(V.shutil, "which", lambda name: None)
+    elf = tmp_path / "k.elf"
+    elf.write_bytes(b"\x7fELF" + bytes(100))
+    with pytest.raises(ToolError) as info:
+        V.verify_images([elf], env={})
+    assert info.value.exit_status == EX_SOFTWARE
+    assert str(info.value) == ("no run backend could boot any image: qemu-system-x86_64 is not "
+                               "installed, expected QEMU installed (install.sh) or --vmm naming "
+                               "one that is")
+    # named explicitly, a missing backend is a failed boot instead
+    result = V.verify_images([elf], vmms=["qemu-fc"], env={})
+    assert [c.status for c in result.checks] == ["fail"] and not result.passed

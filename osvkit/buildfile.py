@@ -28,7 +28,6 @@ builds of the same inputs -- in two directories -- are byte-identical.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import os
@@ -46,7 +45,7 @@ from typing import Any, Iterable, Mapping
 from . import __version__
 from .config import (MANIFEST_NAME, BuildFile, ImageSpec, load_build_file, memory_mib,
                      parse_probe_spec)
-from .errors import (FormatError, MissingInputError, OsvkitError, OutputError, ToolError,
+from .errors import (FormatError, MissingInputError, OutputError, ToolError,
                      UsageError)
 from .fileio import atomic_output, write_atomic
 from .progress import progress
@@ -148,14 +147,16 @@ def normalise_vdi(path: str | os.PathLike, source_sha256: str) -> str:
     from the source image's SHA-256."""
     with open(path, "r+b") as f:
         head = f.read(0x200)
-        if len(head) < 0x1C8 or struct.unpack_from("<I", head, VDI_SIGNATURE_OFFSET)[0] != VDI_SIGNATURE:
+        if (len(head) < 0x1C8
+                or struct.unpack_from("<I", head, VDI_SIGNATURE_OFFSET)[0] != VDI_SIGNATURE):
             raise FormatError("not a VDI header", path=path,
                               expected=f"signature {VDI_SIGNATURE:#x} at {VDI_SIGNATURE_OFFSET:#x}")
         f.seek(VDI_UUID_IMAGE_OFFSET)
         f.write(_uuid_bytes(source_sha256, "vdi-image"))
         f.seek(VDI_UUID_LAST_SNAP_OFFSET)
         f.write(_uuid_bytes(source_sha256, "vdi-last-snap"))
-    return "uuid_image and uuid_last_snap set from the source's SHA-256 (qemu-img writes random ones)"
+    return ("uuid_image and uuid_last_snap set from the source's SHA-256 "
+            "(qemu-img writes random ones)")
 
 
 def convert_image(source: str | os.PathLike, output: str | os.PathLike, fmt: str) -> str:

@@ -157,8 +157,8 @@ def test_conversions_match_the_source(tmp_path, qemu_img):
     build_from_file(bf, env={})
     out = bf.parent / "out"
     for name in ("app.vmdk", "app.vdi"):
-        r = subprocess.run([qemu_img, "compare", "-f", "raw", str(out / "app.img"), str(out / name)],
-                           capture_output=True, text=True)
+        r = subprocess.run([qemu_img, "compare", "-f", "raw", str(out / "app.img"),
+                            str(out / name)], capture_output=True, text=True)
         assert r.returncode == 0, r.stdout + r.stderr
     r = subprocess.run([qemu_img, "compare", "-f", "raw", "-F", "qcow2", str(out / "app.img"),
                         str(out / "plain.qcow2")], capture_output=True, text=True)
@@ -174,7 +174,8 @@ def test_normalise_vmdk_and_vdi_fields(tmp_path, qemu_img):
         (tmp_path / d).mkdir()
         for fmt in ("vmdk", "vdi"):
             convert_image(src, tmp_path / d / f"disk.{fmt}", fmt)
-        outs.append(((tmp_path / d / "disk.vmdk").read_bytes(), (tmp_path / d / "disk.vdi").read_bytes()))
+        outs.append(((tmp_path / d / "disk.vmdk").read_bytes(),
+                     (tmp_path / d / "disk.vdi").read_bytes()))
     assert outs[0] == outs[1]
     vmdk, vdi = outs[0]
     cid = hashlib.sha256(f"osvkit:vmdk-cid:{sha}".encode()).digest()[:4].hex()
@@ -208,7 +209,8 @@ def test_qemu_img_alone_is_not_reproducible(tmp_path, qemu_img):
         normalise_vmdk(tmp_path / d / "disk.vmdk", sha)
         normalise_vdi(tmp_path / d / "disk.vdi", sha)
     for fmt in ("vmdk", "vdi"):
-        assert (tmp_path / "a" / f"disk.{fmt}").read_bytes() == (tmp_path / "b" / f"disk.{fmt}").read_bytes()
+        a, b = (tmp_path / d / f"disk.{fmt}" for d in ("a", "b"))
+        assert a.read_bytes() == b.read_bytes()
 
 
 def test_normalise_rejects_foreign_files(tmp_path):
@@ -299,10 +301,12 @@ def test_source_date_epoch_parsing():
 # --------------------------------------------------------------------------------------
 
 def test_failed_build_writes_nothing(tmp_path):
-    text = BUILD_FILE.replace('kernel = "kernel.elf"\nimage-format', 'kernel = "missing.elf"\nimage-format')
+    text = BUILD_FILE.replace('kernel = "kernel.elf"\nimage-format',
+                              'kernel = "missing.elf"\nimage-format')
     bf = make_project(tmp_path / "p", text)
     before = tree_bytes(bf.parent)
-    with pytest.raises(MissingInputError, match=r"osvkit.toml:22: kernel 'missing.elf' does not exist"):
+    with pytest.raises(MissingInputError,
+                       match=r"osvkit.toml:22: kernel 'missing.elf' does not exist"):
         build_from_file(bf, env={})
     assert tree_bytes(bf.parent) == before
     assert sorted(p.name for p in bf.parent.iterdir()) == [

@@ -32,7 +32,8 @@ def demo(
         "--out", "-o", metavar="DIR",
         help="Keep the images in DIR (default: a temporary directory, removed).")] = None,
     plot: Annotated[Optional[Path], typer.Option(
-        "--plot", metavar="FILE", help="Draw the boot phases as a timeline (.png or .svg).")] = None,
+        "--plot", metavar="FILE",
+        help="Draw the boot phases as a timeline (.png or .svg).")] = None,
     memory: MemoryOpt = None,
     cpus: CpusOpt = None,
     timeout: TimeoutOpt = None,

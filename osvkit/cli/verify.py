@@ -50,7 +50,8 @@ def verify(
         "--fail-pattern", metavar="TEXT",
         help="Extra console text that means failure (repeatable).")] = None,
     plot: Annotated[Optional[Path], typer.Option(
-        "--plot", metavar="FILE", help="Draw the boot phases as a timeline (.png or .svg).")] = None,
+        "--plot", metavar="FILE",
+        help="Draw the boot phases as a timeline (.png or .svg).")] = None,
     memory: MemoryOpt = None,
     cpus: CpusOpt = None,
     timeout: TimeoutOpt = None,

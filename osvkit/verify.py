@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from .config import OPTIONS, load_build_file, resolve_options
+from .config import MANIFEST_NAME, OPTIONS, load_build_file, resolve_options
 from .errors import FormatError, MissingInputError, OsvkitError, ToolError, UsageError
 
 log = logging.getLogger("osvkit")
@@ -261,6 +261,7 @@ class BootRequest:
     expect: str | None
     fail_patterns: tuple[str, ...]
     probe: bool | None = None        # None: try to parse a probe report anyway
+    pre_reasons: tuple[str, ...] = ()  # known before booting (e.g. changed since the build)
 
 
 def _probe_report(console: str) -> dict | None:
@@ -390,8 +391,8 @@ def boot_once(req: BootRequest, vmm: str) -> BootCheck:
         reasons.append("probe: the report is incomplete")
     if req.probe and check.probe is None:
         reasons.append("no probe report on the console")
-    check.reasons = reasons
-    check.status = "fail" if reasons else "pass"
+    check.reasons = list(req.pre_reasons) + reasons
+    check.status = "fail" if check.reasons else "pass"
     return check
 
 
@@ -478,6 +479,7 @@ def verify_build_file(path: str | os.PathLike, *, flags: Mapping[str, Any] | Non
                              expected=", ".join(i.name for i in bf.images))
     flags = dict(flags or {})
     vmms = list(vmms) if vmms else None
+    built = _manifest_hashes(base / MANIFEST_NAME)
     requests = []
     for img in bf.images:
         if img.verify.skip or (only and img.name not in only):
@@ -514,11 +516,38 @@ def verify_build_file(path: str | os.PathLike, *, flags: Mapping[str, Any] | Non
                 expect=expect if expect is not None else img.verify.expect,
                 fail_patterns=tuple(FAILURE_PATTERNS) + tuple(img.verify.fail_patterns)
                 + tuple(fail_patterns),
-                probe=True if img.probe_size is not False else None))
+                probe=True if img.probe_size is not False else None,
+                pre_reasons=_changed(file, img.outputs[kind], built)))
     if not requests:
         raise UsageError(f"{bf.path.name}: nothing to verify",
                          expected="an image with a usr or vmlinux output")
     return run_checks(requests, plot, title=f"osvkit verify {bf.path.name}")
+
+
+def _manifest_hashes(path: Path) -> dict[str, str] | None:
+    """``{output path: sha256}`` from an ``osvkit-manifest.json``, or None without one."""
+    import json
+
+    try:
+        data = json.loads(path.read_text("utf-8"))
+        return {o["path"]: o["sha256"] for img in data["images"] for o in img["outputs"]}
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise FormatError(f"unreadable build manifest ({exc})", path=path,
+                          expected="an osvkit-manifest.json written by osvkit build") from None
+
+
+def _changed(file: Path, rel: str, built: dict[str, str] | None) -> tuple[str, ...]:
+    if built is None:
+        return ()
+    key = Path(os.path.normpath(rel)).as_posix()
+    if key not in built:
+        return (f"{key} is not in {MANIFEST_NAME} (rebuild with `osvkit build -c`)",)
+    from .buildfile import sha256_file
+    if sha256_file(file) != built[key]:
+        return (f"{key} differs from the build recorded in {MANIFEST_NAME}",)
+    return ()
 
 
 def format_result(result: VerifyResult) -> str:

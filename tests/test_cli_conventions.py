@@ -352,3 +352,17 @@ def test_run_dry_run_follows_flag_env_file_default(cli, tmp_path):
     assert argv("--cpus", "4", OSVKIT_CONFIG=str(cfg), OSVKIT_CPUS="2") == ("96M", "4")  # flag
     r = cli("run", str(img), "--dry-run", env=_clean_env(OSVKIT_CPUS="x"))
     assert r.returncode == 64 and "OSVKIT_CPUS" in r.stderr.decode()
+
+
+@pytest.mark.qemu
+def test_verify_notices_an_output_changed_since_the_build(cli, probe_project, qemu):
+    from osvkit.image.cmdline_io import set_cmdline
+    assert cli("build", "-c", str(probe_project), env=_clean_env()).returncode == 0
+    set_cmdline(probe_project.parent / "out" / "p.img", "--verbose /edited")
+    r = cli("verify", "-c", str(probe_project), "--json", env=_clean_env())
+    assert r.returncode == 1
+    boots = json.loads(r.stdout)["boots"]
+    assert boots[0]["reasons"] == ["out/p.img differs from the build recorded in "
+                                   "osvkit-manifest.json"]
+    assert boots[0]["probe"]["cmdline"] == "--verbose /edited"    # it still booted
+    assert boots[1]["status"] == "pass"

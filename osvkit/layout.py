@@ -130,6 +130,19 @@ STUB_START = 0x100000
 STUB_END = KERNEL_BASE_ADDR
 
 # ----------------------------------------------------------------------------------
+# [schemas] PC BIOS areas searched for the MP floating pointer (MP spec 1.4 section 4)
+# ----------------------------------------------------------------------------------
+BDA_EBDA_SEGMENT_ADDR = 0x40E
+"""BIOS data area: u16 real-mode segment of the extended BIOS data area (EBDA)."""
+BDA_BASE_MEMORY_KIB_ADDR = 0x413
+"""BIOS data area: u16 base (conventional) memory size in KiB."""
+BIOS_ROM_START = 0xF0000
+BIOS_ROM_END = 0x100000
+MP_SPEC_SEARCH_SIZE = 1 * KiB
+"""The MP spec searches the first KiB of the EBDA and the last KiB of base memory."""
+# [/schemas]
+
+# ----------------------------------------------------------------------------------
 # Regions, for the overlap test
 # ----------------------------------------------------------------------------------
 REGIONS = {

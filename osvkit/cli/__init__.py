@@ -9,6 +9,10 @@ from ._app import app  # noqa: F401
 
 # Importing a command module registers its commands.
 from . import decode as _decode  # noqa: F401,E402
+# --- cmdline part ---
+from . import mmio as _mmio  # noqa: F401,E402
+from . import cmdline as _cmdline  # noqa: F401,E402
+# --- end cmdline part ---
 # --- rofs part ---
 from . import rofs as _rofs  # noqa: F401,E402
 

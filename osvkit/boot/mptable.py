@@ -1,0 +1,473 @@
+"""Intel MultiProcessor Specification 1.4 tables: floating pointer, configuration table and
+the five base entry types.
+
+Spec: Intel MP Spec 1.4 (1997) chapter 4; field names are Linux's
+``arch/x86/include/asm/mpspec_def.h`` (``mpf_intel``, ``mpc_table``, ``mpc_cpu``, ``mpc_bus``,
+``mpc_ioapic``, ``mpc_intsrc``, ``mpc_lintsrc``), which Firecracker's ``generated/mpspec.rs``
+also uses (firecracker-boot.md 4).  Both checksums make their bytes sum to 0 mod 256; they are
+computed on build and verified on parse (strict: :class:`~osvkit.errors.FormatError`; lenient:
+reported in :attr:`MpTable.problems`).
+
+The entries are walked by the header's ``length``, never by ``oemcount``: Firecracker writes
+``oemcount = n + 29``, one more than the entries it writes (Linux ``smp_read_mpc`` and OSv both
+walk by length too).
+
+Two scanners find the floating pointer in a memory dump (osv-boot.md 6):
+
+* ``"spec"`` (MP spec 4.1): the first KiB of the EBDA (segment in the BIOS data area word at
+  0x40E), the last KiB of base memory (KiB count in the BDA word at 0x413), then the BIOS ROM
+  0xF0000-0xFFFFF, on 16-byte boundaries, signature and checksum both required;
+* ``"osv"``: OSv's ``parse_mp_table``: 0x9FC00 then 0x0, 1 KiB each
+  (:data:`osvkit.layout.OSV_MP_SEARCH`), signature only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from construct import Array, Bytes, Const, Int8ul, Int16ul, Int32ul, Struct
+
+from .. import layout
+from ..errors import FormatError, LayoutError
+from . import schema
+
+MPF_SIGNATURE = b"_MP_"
+MPC_SIGNATURE = b"PCMP"
+MP_SPEC_REV_1_4 = 4
+
+MP_PROCESSOR = 0
+MP_BUS = 1
+MP_IOAPIC = 2
+MP_INTSRC = 3
+MP_LINTSRC = 4
+
+CPU_ENABLED = 1
+CPU_BOOTPROCESSOR = 2
+MPC_APIC_USABLE = 1
+
+MP_IRQTYPE_INT = 0
+MP_IRQTYPE_NMI = 1
+MP_IRQTYPE_SMI = 2
+MP_IRQTYPE_EXTINT = 3
+IRQTYPE_NAMES = {0: "INT", 1: "NMI", 2: "SMI", 3: "ExtINT"}
+
+MpfIntel = Struct(
+    "signature" / Const(MPF_SIGNATURE),  # 0x0
+    "physptr" / Int32ul,            # 0x4 configuration table address (0: default config)
+    "length" / Int8ul,              # 0x8 in 16-byte units (1)
+    "specification" / Int8ul,       # 0x9 1 or 4
+    "checksum" / Int8ul,            # 0xa the 16 bytes sum to 0
+    "feature1" / Int8ul,            # 0xb default configuration type, 0 = table present
+    "feature2" / Int8ul,            # 0xc bit 7: IMCR present
+    "feature3" / Int8ul,            # 0xd
+    "feature4" / Int8ul,            # 0xe
+    "feature5" / Int8ul,            # 0xf
+)
+"""MP floating pointer structure (16 bytes)."""
+
+MpcTable = Struct(
+    "signature" / Const(MPC_SIGNATURE),  # 0x00
+    "length" / Int16ul,             # 0x04 base table length, header included
+    "spec" / Int8ul,                # 0x06
+    "checksum" / Int8ul,            # 0x07 header + base entries sum to 0
+    "oem" / Bytes(8),               # 0x08
+    "productid" / Bytes(12),        # 0x10
+    "oemptr" / Int32ul,             # 0x1c
+    "oemsize" / Int16ul,            # 0x20
+    "oemcount" / Int16ul,           # 0x22 entry count (Firecracker: n + 29, one too many)
+    "lapic" / Int32ul,              # 0x24 local APIC address
+    "ext_table_length" / Int16ul,   # 0x28
+    "ext_table_checksum" / Int8ul,  # 0x2a
+    "reserved" / Int8ul,            # 0x2b
+)
+"""MP configuration table header (44 bytes)."""
+
+MpcCpu = Struct(
+    "type" / Const(MP_PROCESSOR, Int8ul),  # +0
+    "apicid" / Int8ul,              # +1
+    "apicver" / Int8ul,             # +2
+    "cpuflag" / Int8ul,             # +3 bit 0 enabled, bit 1 bootstrap processor
+    "cpufeature" / Int32ul,         # +4 CPU signature (family/model/stepping)
+    "featureflag" / Int32ul,        # +8 CPUID.1 EDX
+    "reserved" / Array(2, Int32ul),  # +12
+)
+"""Processor entry (20 bytes)."""
+
+MpcBus = Struct(
+    "type" / Const(MP_BUS, Int8ul),  # +0
+    "busid" / Int8ul,               # +1
+    "bustype" / Bytes(6),           # +2 e.g. b"ISA   "
+)
+"""Bus entry (8 bytes)."""
+
+MpcIoapic = Struct(
+    "type" / Const(MP_IOAPIC, Int8ul),  # +0
+    "apicid" / Int8ul,              # +1
+    "apicver" / Int8ul,             # +2
+    "flags" / Int8ul,               # +3 bit 0 usable
+    "apicaddr" / Int32ul,           # +4
+)
+"""I/O APIC entry (8 bytes)."""
+
+MpcIntsrc = Struct(
+    "type" / Const(MP_INTSRC, Int8ul),  # +0
+    "irqtype" / Int8ul,             # +1
+    "irqflag" / Int16ul,            # +2 polarity bits 0-1, trigger bits 2-3
+    "srcbus" / Int8ul,              # +4
+    "srcbusirq" / Int8ul,           # +5
+    "dstapic" / Int8ul,             # +6
+    "dstirq" / Int8ul,              # +7
+)
+"""I/O interrupt assignment entry (8 bytes)."""
+
+MpcLintsrc = Struct(
+    "type" / Const(MP_LINTSRC, Int8ul),  # +0
+    "irqtype" / Int8ul,             # +1
+    "irqflag" / Int16ul,            # +2
+    "srcbusid" / Int8ul,            # +4
+    "srcbusirq" / Int8ul,           # +5
+    "destapic" / Int8ul,            # +6 0xff = all local APICs
+    "destapiclint" / Int8ul,        # +7 LINT0 / LINT1
+)
+"""Local interrupt assignment entry (8 bytes)."""
+
+MP_ENTRIES = {
+    MP_PROCESSOR: ("processor", MpcCpu),
+    MP_BUS: ("bus", MpcBus),
+    MP_IOAPIC: ("ioapic", MpcIoapic),
+    MP_INTSRC: ("intsrc", MpcIntsrc),
+    MP_LINTSRC: ("lintsrc", MpcLintsrc),
+}
+MP_ENTRY_BY_KIND = {kind: (typ, st) for typ, (kind, st) in MP_ENTRIES.items()}
+
+MPF_INTEL_SIZE = MpfIntel.sizeof()
+MPC_TABLE_SIZE = MpcTable.sizeof()
+MPF_INTEL_OFFSETS = schema.field_offsets(MpfIntel)
+MPC_TABLE_OFFSETS = schema.field_offsets(MpcTable)
+
+assert MPF_INTEL_SIZE == 16 and MPC_TABLE_SIZE == 44
+assert MpcCpu.sizeof() == 20
+assert all(st.sizeof() == 8 for t, (_, st) in MP_ENTRIES.items() if t != MP_PROCESSOR)
+
+
+
+# ---------------------------------------------------------------------------------
+# Checksums and building
+# ---------------------------------------------------------------------------------
+
+def mp_checksum(data: bytes) -> int:
+    """The byte that makes ``data`` (with its checksum byte zeroed) sum to 0 mod 256."""
+    return -sum(data) & 0xFF
+
+
+def sums_to_zero(data: bytes) -> bool:
+    return sum(data) & 0xFF == 0
+
+
+def build_entry(kind: str, **values) -> bytes:
+    """One base entry: ``build_entry("processor", apicid=0, ...)``; unset fields are 0."""
+    typ, st = MP_ENTRY_BY_KIND[kind]
+    obj = {sub.name: 0 for sub in st.subcons}
+    obj["type"] = None
+    if kind == "processor":
+        obj["reserved"] = [0, 0]
+    if kind == "bus":
+        obj["bustype"] = b"\0" * 6
+    obj.update(values)
+    return schema.build(st, obj, what=f"MP {kind} entry")
+
+
+def build_mp_table(address: int, entries: list[bytes], *, oem: bytes = b"\0" * 8,
+                   productid: bytes = b"\0" * 12, lapic: int = layout.FC_APIC_ADDR,
+                   oemcount: int | None = None, spec: int = MP_SPEC_REV_1_4) -> bytes:
+    """Floating pointer at ``address`` immediately followed by the configuration table
+    (``physptr = address + 16``), the built ``entries`` and both checksums.  ``oemcount``
+    defaults to the true entry count."""
+    body = b"".join(entries)
+    length = MPC_TABLE_SIZE + len(body)
+    if length > 0xFFFF:
+        raise LayoutError(f"MP table of {length} bytes", expected="at most 65535 bytes")
+    header = dict(length=length, spec=spec, checksum=0, oem=oem, productid=productid,
+                  oemptr=0, oemsize=0, oemcount=len(entries) if oemcount is None else oemcount,
+                  lapic=lapic, ext_table_length=0, ext_table_checksum=0, reserved=0)
+    table = bytearray(schema.build(MpcTable, header, what="mpc_table") + body)
+    table[MPC_TABLE_OFFSETS["checksum"]] = mp_checksum(table)
+    mpf = bytearray(schema.build(MpfIntel, dict(
+        physptr=address + MPF_INTEL_SIZE, length=1, specification=spec, checksum=0,
+        feature1=0, feature2=0, feature3=0, feature4=0, feature5=0), what="mpf_intel"))
+    mpf[MPF_INTEL_OFFSETS["checksum"]] = mp_checksum(mpf)
+    return bytes(mpf + table)
+
+
+# ---------------------------------------------------------------------------------
+# Parsing
+# ---------------------------------------------------------------------------------
+
+@dataclass
+class MpTable:
+    """A decoded floating pointer and configuration table."""
+    offset: int                 # of the floating pointer in the data
+    address: int                # guest-physical address of the floating pointer
+    mpf: dict
+    header: dict | None
+    entries: list[dict] = field(default_factory=list)
+    checksums: dict = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    found_by: str | None = None
+
+    kind = "mptable"
+
+    @property
+    def processors(self) -> list[dict]:
+        return [e for e in self.entries if e["kind"] == "processor"]
+
+    @property
+    def ioapics(self) -> list[dict]:
+        return [e for e in self.entries if e["kind"] == "ioapic"]
+
+    @property
+    def checksums_ok(self) -> bool:
+        return all(c["ok"] for c in self.checksums.values())
+
+    def to_dict(self) -> dict:
+        return {
+            "kind": self.kind,
+            "offset": self.offset,
+            "address": self.address,
+            "found_by": self.found_by,
+            "mpf": self.mpf,
+            "header": self.header,
+            "entries": self.entries,
+            "cpus": len(self.processors),
+            "checksums": self.checksums,
+            "checksums_ok": self.checksums_ok,
+            "problems": self.problems,
+            "notes": self.notes,
+        }
+
+
+def _text(b: bytes) -> str:
+    return b.decode("latin-1")
+
+
+def parse_mp_table(data, *, offset: int, base: int = 0, path=None,
+                   lenient: bool = False) -> MpTable:
+    """Decode the floating pointer at ``data[offset:]`` and the configuration table it points
+    at.  ``base`` is the guest-physical address of ``data[0]``.  Checksum mismatches raise
+    FormatError unless ``lenient``, which lists them in ``problems`` instead."""
+    address = base + offset
+
+    def problem(err: FormatError) -> None:
+        if not lenient:
+            raise err
+        result.problems.append(str(err))
+
+    mpf = schema.parse(MpfIntel, data, what="MP floating pointer", path=path, offset=offset)
+    mpf_len = max(mpf.length, 1) * 16
+    mpf_bytes = bytes(data[offset:offset + mpf_len])
+    result = MpTable(offset, address, schema.plain(mpf), None)
+    result.mpf["signature"] = _text(mpf.signature)
+    ok = len(mpf_bytes) == mpf_len and sums_to_zero(mpf_bytes)
+    result.checksums["mpf"] = {"stored": mpf.checksum, "ok": ok}
+    if not ok:
+        problem(schema.format_error(
+            "MP floating pointer", f"is {mpf.checksum:#04x} (bytes sum to "
+            f"{sum(mpf_bytes) & 0xFF:#04x})", path=path, offset=offset, field="checksum",
+            field_offset=offset + MPF_INTEL_OFFSETS["checksum"],
+            expected=f"{mp_checksum(mpf_bytes[:10] + bytes(1) + mpf_bytes[11:]):#04x}"))
+    if mpf.length != 1:
+        result.notes.append(f"floating pointer length {mpf.length} (16-byte units), expected 1")
+    if mpf.physptr == 0:
+        result.notes.append(f"no configuration table: default configuration {mpf.feature1}")
+        return result
+
+    toff = mpf.physptr - base
+    if toff < 0 or toff >= len(data):
+        raise schema.format_error(
+            "MP floating pointer", f"points at {mpf.physptr:#x}, outside the data "
+            f"({base:#x}-{base + len(data):#x})", path=path, offset=offset, field="physptr",
+            field_offset=offset + MPF_INTEL_OFFSETS["physptr"],
+            expected="a table inside the dump (check --base)")
+    hdr = schema.parse(MpcTable, data, what="MP configuration table", path=path, offset=toff)
+    result.header = schema.plain(hdr)
+    for k in ("signature", "oem", "productid"):
+        result.header[k] = _text(hdr[k])
+    result.header["address"] = mpf.physptr
+    result.header["offset"] = toff
+    if hdr.length < MPC_TABLE_SIZE:
+        raise schema.format_error(
+            "MP configuration table", f"is {hdr.length}", path=path, offset=toff,
+            field="length", field_offset=toff + MPC_TABLE_OFFSETS["length"],
+            expected=f"at least {MPC_TABLE_SIZE}")
+    if toff + hdr.length > len(data):
+        raise schema.format_error(
+            "MP configuration table", f"length {hdr.length} runs past the end of the data",
+            path=path, offset=toff, expected=f"{hdr.length} bytes at {toff:#x}")
+    table = bytes(data[toff:toff + hdr.length])
+    ok = sums_to_zero(table)
+    result.checksums["table"] = {"stored": hdr.checksum, "ok": ok}
+    if not ok:
+        fixed = bytearray(table)
+        fixed[MPC_TABLE_OFFSETS["checksum"]] = 0
+        problem(schema.format_error(
+            "MP configuration table", f"is {hdr.checksum:#04x} (table sums to "
+            f"{sum(table) & 0xFF:#04x})", path=path, offset=toff, field="checksum",
+            field_offset=toff + MPC_TABLE_OFFSETS["checksum"],
+            expected=f"{mp_checksum(fixed):#04x}"))
+
+    pos = MPC_TABLE_SIZE
+    while pos < hdr.length:
+        typ = table[pos]
+        if typ not in MP_ENTRIES:
+            raise schema.format_error(
+                "MP configuration table", f"has entry type {typ} at {toff + pos:#x}",
+                path=path, offset=toff, expected="a base entry type 0-4")
+        kind, st = MP_ENTRIES[typ]
+        if pos + st.sizeof() > hdr.length:
+            raise schema.format_error(
+                "MP configuration table", f"{kind} entry at {toff + pos:#x} runs past the "
+                f"table length {hdr.length}", path=path, offset=toff,
+                expected="entries that end at the table length")
+        entry = schema.plain(schema.parse(st, table, what=f"MP {kind} entry", path=path,
+                                          offset=pos))
+        if kind == "bus":
+            entry["bustype"] = _text(entry["bustype"])
+        result.entries.append({"kind": kind, "offset": toff + pos, **entry})
+        pos += st.sizeof()
+
+    if hdr.oemcount != len(result.entries):
+        extra = " (Firecracker counts the floating pointer too)" \
+            if hdr.oemcount == len(result.entries) + 1 else ""
+        result.notes.append(f"oemcount {hdr.oemcount} but the table length holds "
+                            f"{len(result.entries)} entries{extra}")
+    if hdr.ext_table_length:
+        ext = bytes(data[toff + hdr.length:toff + hdr.length + hdr.ext_table_length])
+        ok = len(ext) == hdr.ext_table_length and \
+            (sum(ext) + hdr.ext_table_checksum) & 0xFF == 0
+        result.checksums["ext_table"] = {"stored": hdr.ext_table_checksum, "ok": ok}
+        if not ok:
+            problem(schema.format_error(
+                "MP configuration table", f"is {hdr.ext_table_checksum:#04x}", path=path,
+                offset=toff, field="ext_table_checksum",
+                field_offset=toff + MPC_TABLE_OFFSETS["ext_table_checksum"],
+                expected=f"{-sum(ext) & 0xFF:#04x} over {hdr.ext_table_length} bytes"))
+    return result
+
+
+# ---------------------------------------------------------------------------------
+# Scanning
+# ---------------------------------------------------------------------------------
+
+def _u16_at(data, phys: int, base: int) -> int | None:
+    off = phys - base
+    if off < 0 or off + 2 > len(data):
+        return None
+    return data[off] | (data[off + 1] << 8)
+
+
+def mp_search_ranges(data, *, base: int = 0, method: str = "spec") -> list[tuple[int, int]]:
+    """Guest-physical ``(start, length)`` ranges searched, in order."""
+    if method == "osv":
+        return list(layout.OSV_MP_SEARCH)
+    if method != "spec":
+        raise ValueError(f"method must be 'spec' or 'osv', not {method!r}")
+    ranges = []
+    seg = _u16_at(data, layout.BDA_EBDA_SEGMENT_ADDR, base)
+    if seg:
+        ranges.append((seg << 4, layout.MP_SPEC_SEARCH_SIZE))
+    kib = _u16_at(data, layout.BDA_BASE_MEMORY_KIB_ADDR, base) or 640
+    top = (kib * 1024 - layout.MP_SPEC_SEARCH_SIZE, layout.MP_SPEC_SEARCH_SIZE)
+    if top not in ranges:
+        ranges.append(top)
+    ranges.append((layout.BIOS_ROM_START, layout.BIOS_ROM_END - layout.BIOS_ROM_START))
+    return ranges
+
+
+def find_mp_table(data, *, base: int = 0, method: str = "spec") -> int | None:
+    """Guest-physical address of the MP floating pointer in a memory dump whose first byte is
+    at ``base``, searched the MP-spec way (signature and checksum) or OSv's way (signature),
+    or None."""
+    for start, length in mp_search_ranges(data, base=base, method=method):
+        lo = max(start, base)
+        lo += -(lo - start) % 16
+        hi = min(start + length, base + len(data)) - MPF_INTEL_SIZE
+        for phys in range(lo, hi + 1, 16):
+            off = phys - base
+            if bytes(data[off:off + 4]) != MPF_SIGNATURE:
+                continue
+            if method == "osv" or sums_to_zero(bytes(data[off:off + MPF_INTEL_SIZE])):
+                return phys
+    return None
+
+
+def scan_mp_table(data, *, base: int = 0, path=None, lenient: bool = False) -> MpTable:
+    """Find (spec way first, then OSv's way) and decode the MP table in a memory dump."""
+    for method in ("spec", "osv"):
+        phys = find_mp_table(data, base=base, method=method)
+        if phys is not None:
+            table = parse_mp_table(data, offset=phys - base, base=base, path=path,
+                                   lenient=lenient)
+            table.found_by = method
+            return table
+    raise FormatError(
+        f"no MP floating pointer in the dump ({base:#x}-{base + len(data):#x})", path=path,
+        expected="'_MP_' in the EBDA, the last KiB of base memory, 0xF0000-0xFFFFF, "
+                 "0x9FC00 or 0x0")
+
+
+# ---------------------------------------------------------------------------------
+# Description
+# ---------------------------------------------------------------------------------
+
+def describe_entry(e: dict) -> str:
+    k = e["kind"]
+    if k == "processor":
+        flags = []
+        if e["cpuflag"] & CPU_ENABLED:
+            flags.append("enabled")
+        if e["cpuflag"] & CPU_BOOTPROCESSOR:
+            flags.append("BSP")
+        return (f"processor apicid {e['apicid']} apicver {e['apicver']:#x} "
+                f"cpuflag {e['cpuflag']:#x} ({', '.join(flags) or 'disabled'}) "
+                f"signature {e['cpufeature']:#x} features {e['featureflag']:#x}")
+    if k == "bus":
+        return f"bus {e['busid']} {e['bustype'].strip()!r}"
+    if k == "ioapic":
+        return (f"ioapic apicid {e['apicid']} apicver {e['apicver']:#x} flags {e['flags']:#x} "
+                f"addr {e['apicaddr']:#x}")
+    if k == "intsrc":
+        return (f"intsrc {IRQTYPE_NAMES.get(e['irqtype'], e['irqtype'])} flags "
+                f"{e['irqflag']:#x} bus {e['srcbus']} irq {e['srcbusirq']} -> ioapic "
+                f"{e['dstapic']} pin {e['dstirq']}")
+    return (f"lintsrc {IRQTYPE_NAMES.get(e['irqtype'], e['irqtype'])} flags {e['irqflag']:#x} "
+            f"bus {e['srcbusid']} irq {e['srcbusirq']} -> lapic {e['destapic']:#x} "
+            f"LINT{e['destapiclint']}")
+
+
+def describe_mp_table(t: MpTable) -> str:
+    how = f", found by the {t.found_by} search" if t.found_by else ""
+    m = t.mpf
+    lines = [
+        f"MP floating pointer at {t.address:#x} (offset {t.offset:#x}{how})",
+        f"  signature: {m['signature']}  physptr: {m['physptr']:#x}  length: {m['length']}  "
+        f"specification: 1.{m['specification']}",
+        f"  checksum: {m['checksum']:#04x} ({'ok' if t.checksums['mpf']['ok'] else 'BAD'})  "
+        f"feature1: {m['feature1']:#x}  feature2: {m['feature2']:#x}",
+    ]
+    h = t.header
+    if h is not None:
+        lines += [
+            f"MP configuration table at {h['address']:#x} (offset {h['offset']:#x})",
+            f"  signature: {h['signature']}  length: {h['length']}  spec: 1.{h['spec']}  "
+            f"checksum: {h['checksum']:#04x} ({'ok' if t.checksums['table']['ok'] else 'BAD'})",
+            f"  oem: {h['oem']!r}  productid: {h['productid']!r}",
+            f"  oemptr: {h['oemptr']:#x}  oemsize: {h['oemsize']}  oemcount: {h['oemcount']}",
+            f"  lapic: {h['lapic']:#x}  ext_table_length: {h['ext_table_length']}  "
+            f"ext_table_checksum: {h['ext_table_checksum']:#04x}",
+            f"  entries ({len(t.entries)}; {len(t.processors)} processors):",
+        ]
+        lines += [f"    {e['offset']:#07x} {describe_entry(e)}" for e in t.entries]
+    lines += [f"  note: {n}" for n in t.notes]
+    lines += [f"  problem: {p}" for p in t.problems]
+    return "\n".join(lines)

@@ -1,0 +1,162 @@
+"""PVH boot: Xen's ``hvm_start_info`` and the tables it points at.
+
+Spec: Xen ``docs/misc/pvh.pandoc`` / ``xen/include/public/arch-x86/hvm/start_info.h``, as
+bindgen'd by rust-vmm linux-loader v0.14.0 ``loader_gen/x86_64/start_info.rs``
+(firecracker-boot.md 2.9, 5.4).  ``hvm_start_info`` is 56 bytes with magic 0x336EC578;
+memmap entries are 24 bytes, module-list entries 32.  OSv reads ``cmdline_paddr`` (24),
+``rsdp_paddr`` (32), ``memmap_paddr`` (40) and ``memmap_entries`` (48) and checks neither the
+magic nor the version (osv-boot.md 4.4).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from construct import Const, Int32ul, Int64ul, Struct
+
+from . import schema
+from .bootparams import describe_e820, read_cstring
+
+XEN_HVM_START_MAGIC_VALUE = 0x336EC578
+MEMMAP_TYPE_NAMES = {1: "RAM", 2: "reserved", 3: "ACPI", 4: "NVS", 5: "unusable",
+                     6: "disabled", 7: "PMEM"}
+
+HvmStartInfo = Struct(
+    "magic" / Const(XEN_HVM_START_MAGIC_VALUE, Int32ul),  # 0
+    "version" / Int32ul,            # 4
+    "flags" / Int32ul,              # 8
+    "nr_modules" / Int32ul,         # 12
+    "modlist_paddr" / Int64ul,      # 16
+    "cmdline_paddr" / Int64ul,      # 24
+    "rsdp_paddr" / Int64ul,         # 32
+    "memmap_paddr" / Int64ul,       # 40
+    "memmap_entries" / Int32ul,     # 48
+    "reserved" / Int32ul,           # 52
+)
+"""``struct hvm_start_info`` (56 bytes)."""
+
+HvmMemmapTableEntry = Struct(
+    "addr" / Int64ul,               # +0
+    "size" / Int64ul,               # +8
+    "type" / Int32ul,               # +16
+    "reserved" / Int32ul,           # +20
+)
+"""``struct hvm_memmap_table_entry`` (24 bytes)."""
+
+HvmModlistEntry = Struct(
+    "paddr" / Int64ul,              # +0
+    "size" / Int64ul,               # +8
+    "cmdline_paddr" / Int64ul,      # +16
+    "reserved" / Int64ul,           # +24
+)
+"""``struct hvm_modlist_entry`` (32 bytes)."""
+
+HVM_START_INFO_OFFSETS = schema.field_offsets(HvmStartInfo)
+HVM_MEMMAP_ENTRY_OFFSETS = schema.field_offsets(HvmMemmapTableEntry)
+HVM_MODLIST_ENTRY_OFFSETS = schema.field_offsets(HvmModlistEntry)
+
+assert HvmStartInfo.sizeof() == 56
+assert HvmMemmapTableEntry.sizeof() == 24 and HvmModlistEntry.sizeof() == 32
+
+
+def build_start_info(*, cmdline_paddr: int = 0, memmap_paddr: int = 0, memmap_entries: int = 0,
+                     nr_modules: int = 0, modlist_paddr: int = 0, rsdp_paddr: int = 0,
+                     version: int = 1, flags: int = 0) -> bytes:
+    return schema.build(HvmStartInfo, dict(
+        version=version, flags=flags, nr_modules=nr_modules, modlist_paddr=modlist_paddr,
+        cmdline_paddr=cmdline_paddr, rsdp_paddr=rsdp_paddr, memmap_paddr=memmap_paddr,
+        memmap_entries=memmap_entries, reserved=0), what="hvm_start_info")
+
+
+def build_memmap(entries) -> bytes:
+    """24-byte memmap entries for ``(addr, size, type)`` tuples."""
+    return b"".join(schema.build(HvmMemmapTableEntry, dict(addr=a, size=s, type=t, reserved=0),
+                                 what="hvm_memmap_table_entry") for a, s, t in entries)
+
+
+def build_modlist(modules) -> bytes:
+    """32-byte module entries for ``(paddr, size, cmdline_paddr)`` tuples."""
+    return b"".join(schema.build(HvmModlistEntry, dict(paddr=p, size=s, cmdline_paddr=c,
+                                                       reserved=0), what="hvm_modlist_entry")
+                    for p, s, c in modules)
+
+
+@dataclass
+class PvhStartInfo:
+    offset: int
+    address: int | None
+    fields: dict
+    memmap: list | None = None
+    modules: list | None = None
+    cmdline: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    kind = "pvh"
+
+    def to_dict(self) -> dict:
+        return {
+            "kind": self.kind,
+            "offset": self.offset,
+            "address": self.address,
+            "fields": self.fields,
+            "memmap": None if self.memmap is None else
+            [{"addr": a, "size": s, "type": t} for a, s, t in self.memmap],
+            "modules": self.modules,
+            "cmdline": self.cmdline,
+            "notes": self.notes,
+        }
+
+
+def parse_start_info(data, *, path=None, offset: int = 0, base: int | None = None,
+                     lenient: bool = False) -> PvhStartInfo:
+    """Decode ``hvm_start_info`` at ``data[offset:]``; with ``base`` (guest-physical address of
+    ``data[0]``) also the memmap, module list and command line it points at, when covered."""
+    c = schema.parse(HvmStartInfo, data, what="hvm_start_info", path=path, offset=offset)
+    fields = schema.plain(c)
+    info = PvhStartInfo(offset, None if base is None else base + offset, fields)
+    if base is None:
+        return info
+    if c.cmdline_paddr:
+        info.cmdline = read_cstring(data, c.cmdline_paddr - base, 64 * 1024)
+        if info.cmdline is None:
+            info.notes.append(f"cmdline_paddr {c.cmdline_paddr:#x} is outside the data")
+    if c.memmap_entries:
+        start = c.memmap_paddr - base
+        if start < 0 or start + 24 * c.memmap_entries > len(data):
+            info.notes.append(f"memmap at {c.memmap_paddr:#x} is outside the data")
+        else:
+            info.memmap = []
+            for i in range(c.memmap_entries):
+                e = schema.parse(HvmMemmapTableEntry, data, what=f"memmap[{i}]", path=path,
+                                 offset=start + 24 * i)
+                info.memmap.append((e.addr, e.size, e.type))
+    if c.nr_modules:
+        start = c.modlist_paddr - base
+        if start < 0 or start + 32 * c.nr_modules > len(data):
+            info.notes.append(f"modlist at {c.modlist_paddr:#x} is outside the data")
+        else:
+            info.modules = [schema.plain(schema.parse(HvmModlistEntry, data,
+                                                      what=f"modlist[{i}]", path=path,
+                                                      offset=start + 32 * i))
+                            for i in range(c.nr_modules)]
+    return info
+
+
+_HEX = {"magic", "modlist_paddr", "cmdline_paddr", "rsdp_paddr", "memmap_paddr", "flags"}
+
+
+def describe_start_info(info: PvhStartInfo) -> str:
+    where = f" (guest-physical {info.address:#x})" if info.address is not None else ""
+    lines = [f"hvm_start_info at {info.offset:#x}{where}"]
+    for k, v in info.fields.items():
+        lines.append(f"  {k}: {v:#x}" if k in _HEX else f"  {k}: {v}")
+    if info.cmdline is not None:
+        lines.append(f"  cmdline text: {info.cmdline!r}")
+    if info.memmap is not None:
+        lines.append(f"  memmap ({len(info.memmap)} entries):")
+        lines += describe_e820(info.memmap, "    ")
+    for i, m in enumerate(info.modules or []):
+        lines.append(f"  module {i}: paddr {m['paddr']:#x} size {m['size']:#x} "
+                     f"cmdline_paddr {m['cmdline_paddr']:#x}")
+    lines += [f"  note: {n}" for n in info.notes]
+    return "\n".join(lines)

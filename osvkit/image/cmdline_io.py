@@ -1,0 +1,179 @@
+"""Read and replace the command line stored in an OSv disk image (usr.img / loader.img).
+
+OSv keeps the command line NUL-terminated at byte 512, in the 63-sector area boot16 reads
+from LBA 1 (32,256 bytes, NUL included; osv-boot.md 1.1, 2.2).  OSv's ``imgedit.py setargs``
+needs ``qemu-nbd``, checks no length and leaves the old line's tail after the new NUL.
+:func:`set_cmdline` works on raw and qcow2 images without qemu-nbd, root or KVM, checks the
+line against a target's limit first, and clears the whole rest of the area after the new
+NUL.  It validates everything before writing, so a refused call leaves the image untouched:
+
+* raw: the whole 32,256-byte area is written with one ``pwrite`` and fsync'ed;
+* qcow2: only the bytes that change are written, in place, inside allocated clusters
+  (:mod:`osvkit.image.disk`); an image whose clusters there are unallocated, compressed
+  or shared is refused with a message saying how to convert it.
+
+Before writing, the image must look like an OSv disk: ``55 AA`` at 510, no GPT protective
+partition, and no MBR partition starting inside the command-line area.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from .. import layout
+from ..cmdline.model import TARGETS, check_cmdline, split_cmdline, unfit_targets
+from ..errors import CmdlineError, FormatError, OsvkitIOError
+from .disk import open_disk
+
+MBR_SIGNATURE = b"\x55\xaa"
+AREA_START = layout.CMDLINE_OFFSET
+AREA_SIZE = layout.CMDLINE_AREA_SIZE
+AREA_END = AREA_START + AREA_SIZE
+GPT_PROTECTIVE_TYPE = 0xEE
+
+
+@dataclass
+class CmdlineInfo:
+    """What :func:`read_cmdline` found."""
+
+    path: str
+    format: str
+    cmdline: str
+    length: int                 # bytes, without the NUL
+    stale_bytes: int            # non-zero bytes after the NUL inside the area
+    unfit_targets: list = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        d = {"path": self.path, "format": self.format, "cmdline": self.cmdline,
+             "length": self.length, "stale_bytes": self.stale_bytes,
+             "unfit_targets": self.unfit_targets}
+        try:
+            d["split"] = split_cmdline(self.cmdline, strip_mmio=True).to_dict()
+        except CmdlineError as exc:
+            d["split"] = {"error": str(exc)}
+        return d
+
+
+@dataclass
+class SetResult:
+    """What :func:`set_cmdline` changed."""
+
+    path: str
+    format: str
+    old: str | None
+    new: str
+    target: str
+    forced: bool
+    bytes_written: int
+    cleared: int                # old non-zero bytes zeroed after the new NUL
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def _check_mbr(disk, path) -> None:
+    if disk.size < AREA_START + 1:
+        raise FormatError(f"image is only {disk.size} bytes", path=path,
+                          expected=f"at least {AREA_START + 1} bytes (boot sector + command line)")
+    sector = disk.read(0, layout.SECTOR_SIZE)
+    if sector[layout.MBR_SIGNATURE_OFFSET:] != MBR_SIGNATURE:
+        raise FormatError(f"no MBR signature (bytes 510-511 are "
+                          f"{sector[layout.MBR_SIGNATURE_OFFSET:].hex(' ')})", path=path,
+                          expected="55 aa (an OSv boot sector)")
+
+
+def _check_layout_for_write(disk, path) -> None:
+    sector = disk.read(0, layout.SECTOR_SIZE)
+    for i in range(4):
+        entry = sector[layout.MBR_PARTITION_TABLE_OFFSET + 16 * i:][:16]
+        ptype = entry[4]
+        lba = int.from_bytes(entry[8:12], "little")
+        count = int.from_bytes(entry[12:16], "little")
+        if ptype == GPT_PROTECTIVE_TYPE:
+            raise FormatError("MBR entry {i} is a GPT protective partition; LBA 1 holds a GPT "
+                              "header, not a command line".format(i=i), path=path,
+                              expected="an OSv MBR image")
+        if ptype and count and lba * layout.SECTOR_SIZE < AREA_END and \
+                (lba + count) * layout.SECTOR_SIZE > AREA_START:
+            raise FormatError(f"MBR entry {i} (LBA {lba}, {count} sectors) overlaps the "
+                              f"command-line area (bytes {AREA_START}-{AREA_END - 1})",
+                              path=path, expected="partitions after the kernel, as OSv's")
+
+
+def _area(disk) -> bytes:
+    return disk.read(AREA_START, min(AREA_SIZE, disk.size - AREA_START))
+
+
+def read_cmdline(path) -> CmdlineInfo:
+    """The command line of an OSv image, with its length and leftovers."""
+    path = os.fspath(path)
+    with open_disk(path) as disk:
+        _check_mbr(disk, path)
+        area = _area(disk)
+        fmt = disk.format
+    nul = area.find(b"\0")
+    if nul < 0:
+        raise FormatError(f"no NUL in the {len(area)}-byte command-line area at {AREA_START}",
+                          path=path, expected="a NUL-terminated command line within "
+                          f"{AREA_SIZE} bytes")
+    raw = area[:nul]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FormatError(f"command line byte {exc.start} ({raw[exc.start]:#04x}) is not UTF-8",
+                          path=path, expected="UTF-8 text") from None
+    stale = sum(1 for b in area[nul + 1:] if b)
+    return CmdlineInfo(path, fmt, text, nul, stale, unfit_targets(text))
+
+
+def get_cmdline(path) -> str:
+    """The NUL-terminated string at byte 512 of the image."""
+    return read_cmdline(path).cmdline
+
+
+def set_cmdline(path, text: str, *, target: str = "osv", force: bool = False) -> SetResult:
+    """Replace the command line of a raw or qcow2 OSv image in place.
+
+    The line must fit ``target`` (``osv`` 1023, ``bios`` 32,255, ``firecracker`` 2047 bytes)
+    unless ``force``; even forced it must fit the BIOS area.  After the new NUL the whole rest
+    of the area is zeroed.
+    """
+    path = os.fspath(path)
+    try:
+        if target not in TARGETS or not force:
+            check_cmdline(text, target)      # an unknown target is an error even with force
+        data = check_cmdline(text, "bios")   # nothing, forced or not, exceeds boot16's area
+    except CmdlineError as exc:
+        raise exc.with_path(path) from None
+    with open_disk(path, writable=True) as disk:
+        _check_mbr(disk, path)
+        _check_layout_for_write(disk, path)
+        old_area = _area(disk)
+        if len(data) + 1 > len(old_area):
+            raise CmdlineError(f"command line is {len(data)} bytes but the image has only "
+                               f"{len(old_area)} bytes after the boot sector",
+                               reason=CmdlineError.TOO_LARGE, path=path,
+                               expected=f"at most {len(old_area) - 1} bytes")
+        new_area = data + bytes(len(old_area) - len(data))
+        old_nul = old_area.find(b"\0")
+        try:
+            old = old_area[:old_nul].decode("utf-8") if old_nul >= 0 else None
+        except UnicodeDecodeError:
+            old = None
+        cleared = sum(1 for b in old_area[len(data) + 1:] if b)
+        if disk.format == "raw":
+            disk.write(AREA_START, new_area)         # one write for the whole area
+            written = len(new_area)
+        else:
+            changed = [i for i in range(len(new_area)) if new_area[i] != old_area[i]] \
+                if new_area != old_area else []
+            written = 0
+            if changed:
+                lo, hi = changed[0], changed[-1] + 1
+                disk.write(AREA_START + lo, new_area[lo:hi])
+                written = hi - lo
+        if _area(disk) != new_area:
+            raise OsvkitIOError("command line reads back differently after writing", path=path)
+        fmt = disk.format
+    return SetResult(path, fmt, old, text, target, force, written, cleared)

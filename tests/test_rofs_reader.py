@@ -175,3 +175,35 @@ def test_corrupted_images_fail_cleanly(edits):
         except OsvkitError as e:
             assert "\n" not in str(e)
         assert sorted(os.listdir(d)) in (["ex", "f.img"], ["f.img"])
+
+
+def _disk_with_rofs(path, image: bytes, lba: int = 2048, index: int = 1) -> None:
+    """A raw disk: MBR with entry ``index`` = (lba, len(image) / 512), the image at lba."""
+    mbr = bytearray(512)
+    entry = bytes(8) + lba.to_bytes(4, "little") + (len(image) // 512).to_bytes(4, "little")
+    mbr[0x1BE + 16 * index:0x1BE + 16 * (index + 1)] = entry
+    mbr[4 + 0x1BE + 16 * index] = 0x83
+    mbr[510:512] = b"\x55\xaa"
+    with open(path, "wb") as f:
+        f.write(mbr)
+        f.seek(lba * 512)
+        f.write(image)
+        f.write(bytes(4096))
+
+
+def test_partition_of_raw_and_qcow2_disk(tmp_path, qemu_img):
+    import subprocess
+    raw = tmp_path / "usr.raw"
+    _disk_with_rofs(raw, SMALL_IMAGE)
+    lst = inspect_rofs(raw, partition=1)
+    assert [e.path for e in lst.entries] == ["/", "/a", "/d", "/l"] and lst.offset == 2048 * 512
+    qcow = tmp_path / "usr.qcow2"
+    subprocess.run([qemu_img, "convert", "-O", "qcow2", str(raw), str(qcow)], check=True)
+    with RofsImage(qcow, partition=1) as img:
+        assert img.read(img.entries[1]) == b"hi"
+    r = extract_rofs(qcow, tmp_path / "ex", partition=1)
+    assert r.files == 1 and (tmp_path / "ex" / "a").read_bytes() == b"hi"
+    with pytest.raises(FormatError, match="partition 0 is empty"):
+        inspect_rofs(qcow, partition=0)
+    with pytest.raises(FormatError, match="no MBR"):
+        inspect_rofs(tmp_path / "ex" / "a", partition=1)

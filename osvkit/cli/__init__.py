@@ -21,6 +21,8 @@ from . import run as _run  # noqa: F401,E402
 from . import mmio as _mmio  # noqa: F401,E402
 from . import cmdline as _cmdline  # noqa: F401,E402
 # --- end cmdline part ---
+# --- rofs part ---
+from . import rofs as _rofs  # noqa: F401,E402
 
 
 def main(argv: list[str] | None = None) -> int:

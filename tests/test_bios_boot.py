@@ -10,8 +10,6 @@ osvkit.run).  A truncated image must show boot16's disk-error message and halt.
 
 from __future__ import annotations
 
-import subprocess
-import time
 from pathlib import Path
 
 import pytest

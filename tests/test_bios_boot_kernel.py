@@ -1,5 +1,6 @@
-"""A minimal BIOS-path test kernel ("mini kernel") for boot16 tests that do not need the
-conformance kernel, and for ``bench/bios_boot.py`` when the probe is not available.
+"""A minimal kernel ELF ("mini kernel") for the usr.img / inspect unit tests: small, fast to
+build, deterministic, and bootable on the BIOS path (it was used to bring boot16 up before the
+conformance kernel existed; the boot tests use the conformance kernel).
 
 It keeps OSv's boot contract (ELF64 x86-64, one PT_LOAD from offset 0 at physical 0x200000,
 start32 pointer at +0x800) and, entered at start32 with EBX = boot-info block, prints on COM1::
@@ -12,13 +13,12 @@ start32 pointer at +0x800) and, entered at start32 with EBX = boot-info block, p
     done
 
 then writes 123 to port 0x3F0 and 0xFE to port 0x64 (run QEMU with -no-reboot).
-This file holds no tests; ``parse_mini_report`` parses the output.
+This file holds no tests.
 """
 
 from __future__ import annotations
 
 import random
-import re
 import struct
 
 from osvkit.asm import assemble
@@ -185,23 +185,3 @@ def mini_kernel(size: int = 0x10000, *, seed: int = 1) -> bytes:
     img[0x1000:0x1000 + len(code)] = code
     img[0x1800:0x1800 + len(strings)] = strings
     return bytes(img)
-
-
-def parse_mini_report(console: str) -> dict | None:
-    """The fields the mini kernel printed, or None when it printed nothing."""
-    start = console.rfind("cmdline=")
-    if start < 0:
-        return None
-    text = console[start:]
-    out: dict = {"e820": [], "done": "\ndone\n" in text}
-    m = re.match(r"cmdline=(.*?)\nloader=", text, re.S)
-    out["cmdline"] = m.group(1) if m else None
-    m = re.search(r"\nloader=([^\n]*)\n", text)
-    out["loader"] = m.group(1) if m else None
-    m = re.search(r"\ntsc=([0-9a-f]{16}) ([0-9a-f]{16}) ([0-9a-f]{16})", text)
-    out["tsc"] = tuple(int(x, 16) for x in m.groups()) if m else None
-    for a, n, t in re.findall(r"\ne820=([0-9a-f]{16}) ([0-9a-f]{16}) ([0-9a-f]{8})", text):
-        out["e820"].append((int(a, 16), int(n, 16), int(t, 16)))
-    m = re.search(r"\nimage=(ok|bad)", text)
-    out["image_ok"] = (m.group(1) == "ok") if m else None
-    return out

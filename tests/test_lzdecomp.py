@@ -12,6 +12,8 @@ import random
 import struct
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from osvkit import layout
 from osvkit.asm import disassemble
@@ -123,4 +125,15 @@ def test_forty_mib_kernel():
     segs = lzloader.parse(blob).segments
     assert len(segs) == 41 and (segs[-1].usize, segs[-1].ssize) == (0, 0)
     assert {s.compressed for s in segs[:-1]} == {True, False}
+    assert run_payload(lzdecomp.build_payload(blob, len(kernel)), len(kernel)) == kernel
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.tuples(st.binary(min_size=1, max_size=40), st.integers(1, 300)),
+                min_size=1, max_size=30))
+def test_asm_matches_python_property(pieces):
+    # repeated short pieces give matches of every length and distance (incl. 1-3 and overlaps)
+    kernel = b"".join(p * n for p, n in pieces)[:200_000]
+    blob = lzloader.compress(kernel)
+    assert lzloader.decompress(blob) == kernel
     assert run_payload(lzdecomp.build_payload(blob, len(kernel)), len(kernel)) == kernel

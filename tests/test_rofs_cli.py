@@ -135,3 +135,15 @@ def test_group_help_and_offset(cli, proj):
     assert r.returncode == 0 and json.loads(r.stdout)["offset"] == 1 << 20
     r = cli("rofs", "ls", str(disk))
     assert r.returncode == EX_DATAERR and b"bad ROFS magic 0x0" in r.stderr
+
+
+def test_ls_partition_of_a_disk_image(cli, proj):
+    from test_rofs_reader import _disk_with_rofs
+    _disk_with_rofs(proj / "usr.img", SMALL_IMAGE)
+    r = cli("rofs", "ls", str(proj / "usr.img"), "-p", "1")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.decode().splitlines()[-1] == "l            1 /l -> a"
+    r = cli("rofs", "extract", str(proj / "usr.img"), str(proj / "x"), "--partition", "1")
+    assert r.returncode == 0 and (proj / "x" / "a").read_bytes() == b"hi"
+    r = cli("rofs", "ls", str(proj / "usr.img"), "-p", "2")
+    assert r.returncode == EX_DATAERR and b"partition 2 is empty" in r.stderr

@@ -142,3 +142,68 @@ def test_failed_extract_leaves_nothing(tmp_path, monkeypatch):
     with pytest.raises(OutputError, match=r"cannot write /l: No space left on device"):
         extract_rofs(p, tmp_path / "ex")
     assert sorted(os.listdir(tmp_path)) == ["s.img"]
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from osvkit.errors import OsvkitError  # noqa: E402
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([*range(0, 64), *range(1024, 1024 + 164)]),
+                          st.integers(0, 255)), min_size=1, max_size=6))
+def test_corrupted_images_fail_cleanly(edits):
+    """Random byte changes in the superblock and the tables: the reader either reads a
+    consistent tree or raises one OsvkitError line; never another exception.  Extraction of
+    what it accepts stays inside the target directory."""
+    import tempfile
+    data = bytearray(SMALL_IMAGE)
+    for off, val in edits:
+        data[off] = val
+    with tempfile.TemporaryDirectory() as d:
+        p = os.path.join(d, "f.img")
+        with open(p, "wb") as f:
+            f.write(data)
+        try:
+            lst = inspect_rofs(p)
+        except OsvkitError as e:
+            assert "\n" not in str(e) and str(e).startswith(p)
+            return
+        assert lst.entries[0].path == "/"
+        try:
+            extract_rofs(p, os.path.join(d, "ex"))
+        except OsvkitError as e:
+            assert "\n" not in str(e)
+        assert sorted(os.listdir(d)) in (["ex", "f.img"], ["f.img"])
+
+
+def _disk_with_rofs(path, image: bytes, lba: int = 2048, index: int = 1) -> None:
+    """A raw disk: MBR with entry ``index`` = (lba, len(image) / 512), the image at lba."""
+    mbr = bytearray(512)
+    entry = bytes(8) + lba.to_bytes(4, "little") + (len(image) // 512).to_bytes(4, "little")
+    mbr[0x1BE + 16 * index:0x1BE + 16 * (index + 1)] = entry
+    mbr[4 + 0x1BE + 16 * index] = 0x83
+    mbr[510:512] = b"\x55\xaa"
+    with open(path, "wb") as f:
+        f.write(mbr)
+        f.seek(lba * 512)
+        f.write(image)
+        f.write(bytes(4096))
+
+
+def test_partition_of_raw_and_qcow2_disk(tmp_path, qemu_img):
+    import subprocess
+    raw = tmp_path / "usr.raw"
+    _disk_with_rofs(raw, SMALL_IMAGE)
+    lst = inspect_rofs(raw, partition=1)
+    assert [e.path for e in lst.entries] == ["/", "/a", "/d", "/l"] and lst.offset == 2048 * 512
+    qcow = tmp_path / "usr.qcow2"
+    subprocess.run([qemu_img, "convert", "-O", "qcow2", str(raw), str(qcow)], check=True)
+    with RofsImage(qcow, partition=1) as img:
+        assert img.read(img.entries[1]) == b"hi"
+    r = extract_rofs(qcow, tmp_path / "ex", partition=1)
+    assert r.files == 1 and (tmp_path / "ex" / "a").read_bytes() == b"hi"
+    with pytest.raises(FormatError, match="partition 0 is empty"):
+        inspect_rofs(qcow, partition=0)
+    with pytest.raises(FormatError, match="no MBR"):
+        inspect_rofs(tmp_path / "ex" / "a", partition=1)

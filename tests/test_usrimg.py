@@ -7,7 +7,6 @@ import struct
 
 import pytest
 
-from osvkit import layout
 from osvkit.boot import boot16, lzdecomp
 from osvkit.errors import (CmdlineError, KernelError, LayoutError, MissingInputError,
                            OutputError, UsageError)

@@ -26,6 +26,11 @@ class _RofsGroup(TyperGroup):
         return super().parse_args(ctx, args)
 
 
+OffsetOpt = Annotated[int, typer.Option("--offset", help="Byte offset of the ROFS in the file.")]
+PartitionOpt = Annotated[Optional[int], typer.Option(
+    "-p", "--partition", help="Read MBR partition N of a raw or qcow2 disk image "
+                              "(OSv's usr.img: 1).")]
+
 rofs_app = typer.Typer(cls=_RofsGroup, no_args_is_help=True,
                        help="Build (default), list or extract an OSv ROFS image.")
 app.add_typer(rofs_app, name="rofs")
@@ -79,24 +84,26 @@ def build(
 @rofs_app.command("ls")
 def ls(
     image: Annotated[Path, typer.Argument(help="ROFS image.")],
-    offset: Annotated[int, typer.Option("--offset", help="Byte offset of the ROFS in the file.")] = 0,
+    offset: OffsetOpt = 0,
+    partition: PartitionOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
     """List the tree of a ROFS image (type, size, path, link target)."""
     from ..rofs import format_listing, list_rofs
 
-    emit(list_rofs(image, offset=offset), json_output, format_listing)
+    emit(list_rofs(image, offset=offset, partition=partition), json_output, format_listing)
 
 
 @rofs_app.command("extract")
 def extract(
     image: Annotated[Path, typer.Argument(help="ROFS image.")],
     directory: Annotated[Path, typer.Argument(help="Directory to create (new or empty).")],
-    offset: Annotated[int, typer.Option("--offset", help="Byte offset of the ROFS in the file.")] = 0,
+    offset: OffsetOpt = 0,
+    partition: PartitionOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
     """Write the files of a ROFS image into a new directory (never outside it)."""
     from ..rofs import extract_rofs
 
-    emit(extract_rofs(image, directory, offset=offset), json_output,
+    emit(extract_rofs(image, directory, offset=offset, partition=partition), json_output,
          lambda r: f"{r.directory}: {r.entries} entries, {r.files} files, {r.bytes} bytes")

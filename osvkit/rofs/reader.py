@@ -20,7 +20,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 
-from ..errors import FormatError, MissingInputError, OsvkitIOError, OutputError
+from ..errors import FormatError, MissingInputError, OsvkitIOError, OutputError, UsageError
 from . import schema as S
 
 _TYPES = {S.S_IFDIR: "dir", S.S_IFREG: "file", S.S_IFLNK: "symlink"}
@@ -52,9 +52,11 @@ class RofsListing:
     offset: int
     superblock: dict
     entries: list[RofsEntry] = field(default_factory=list)
+    partition: int | None = None
 
     def to_dict(self) -> dict:
         return {"format": "rofs", "path": self.path, "offset": self.offset,
+                "partition": self.partition,
                 "superblock": self.superblock, "entries": [e.to_dict() for e in self.entries]}
 
 
@@ -64,27 +66,68 @@ def _name(raw: bytes) -> str:
 
 class RofsImage:
     """A ROFS image in a file, from byte ``offset`` (e.g. a partition of a raw disk image),
-    ``size`` bytes long (default: to the end of the file)."""
+    ``size`` bytes long (default: to the end of the file).
 
-    def __init__(self, path: str | os.PathLike, *, offset: int = 0, size: int | None = None):
+    With ``partition=N`` the file is a disk image, raw or qcow2 (read through
+    :func:`osvkit.image.disk.open_disk`), and the ROFS is MBR partition entry ``N`` (OSv's
+    usr.img keeps it in entry 1).  A qcow2 file is always read that way."""
+
+    def __init__(self, path: str | os.PathLike, *, offset: int = 0, size: int | None = None,
+                 partition: int | None = None):
         self.path = os.fspath(path)
         self.offset = offset
+        self.partition = partition
+        self._disk = None
+        self._fd = -1
+        if partition is not None or _is_qcow2(self.path):
+            self._open_disk(partition, size)
+        else:
+            try:
+                self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            except FileNotFoundError:
+                raise MissingInputError("no such file", path=self.path) from None
+            except IsADirectoryError:
+                raise MissingInputError("is a directory", path=self.path,
+                                        expected="a ROFS image") from None
+            except OSError as exc:
+                raise MissingInputError(f"cannot read: {exc.strerror}", path=self.path) from None
+            self.size = (os.fstat(self._fd).st_size - offset) if size is None else size
         try:
-            self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        except FileNotFoundError:
-            raise MissingInputError("no such file", path=self.path) from None
-        except IsADirectoryError:
-            raise MissingInputError("is a directory", path=self.path, expected="a ROFS image") from None
-        except OSError as exc:
-            raise MissingInputError(f"cannot read: {exc.strerror}", path=self.path) from None
-        try:
-            total = os.fstat(self._fd).st_size
-            if size is None:
-                size = total - offset
-            self.size = size
             self._load()
         except BaseException:
-            os.close(self._fd)
+            self.close()
+            raise
+
+    def _open_disk(self, partition: int | None, size: int | None) -> None:
+        from ..image.disk import open_disk   # raw/qcow2 random access (cmdline part)
+
+        self._disk = open_disk(self.path)
+        try:
+            total = self._disk.size
+            if partition is not None:
+                if not 0 <= partition <= 3:
+                    raise UsageError(f"partition {partition}", expected="an MBR entry 0..3")
+                if self.offset:
+                    raise UsageError("both an offset and a partition", expected="one of them")
+                mbr = self._disk.read(0, 512) if total >= 512 else b""
+                if mbr[510:512] != b"\x55\xaa":
+                    raise FormatError("no MBR (55 aa) in sector 0", path=self.path,
+                                      expected="a disk image with a partition table")
+                e = mbr[0x1BE + 16 * partition:0x1BE + 16 * (partition + 1)]
+                lba = int.from_bytes(e[8:12], "little")
+                sectors = int.from_bytes(e[12:16], "little")
+                if not sectors:
+                    raise FormatError(f"partition {partition} is empty", path=self.path,
+                                      expected="a partition holding a ROFS image")
+                self.offset, self.size = lba * 512, sectors * 512
+                if self.offset + self.size > total:
+                    raise FormatError(f"partition {partition} ({self.size} bytes at "
+                                      f"{self.offset:#x}) runs past the {total}-byte disk",
+                                      path=self.path, expected="a partition inside the disk")
+            else:
+                self.size = (total - self.offset) if size is None else size
+        except BaseException:
+            self._disk.close()
             raise
 
     # context manager / cleanup
@@ -92,6 +135,9 @@ class RofsImage:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+        if self._disk is not None:
+            self._disk.close()
+            self._disk = None
 
     def __enter__(self):
         return self
@@ -103,6 +149,9 @@ class RofsImage:
         return FormatError(what, path=self.path, expected=expected)
 
     def _pread(self, n: int, off: int) -> bytes:
+        if self._disk is not None:
+            n = max(0, min(n, self.size - off))
+            return self._disk.read(self.offset + off, n)
         try:
             data = os.pread(self._fd, n, self.offset + off)
         except OSError as exc:
@@ -245,7 +294,8 @@ class RofsImage:
         return data
 
     def listing(self) -> RofsListing:
-        return RofsListing(self.path, self.offset, dict(self.superblock), list(self.entries))
+        return RofsListing(self.path, self.offset, dict(self.superblock), list(self.entries),
+                           self.partition)
 
     def extract(self, dest: str | os.PathLike) -> "ExtractResult":
         """Write the tree to ``dest`` (which must not exist, or be an empty directory).
@@ -312,6 +362,18 @@ class RofsImage:
 
     def _copy_out(self, e: RofsEntry, out: int) -> None:
         """Copy a file's data out in 1 MiB pieces, leaving holes where the image has them."""
+        if self._disk is not None:
+            zero = bytes(1 << 20)
+            for at in range(0, e.size, 1 << 20):
+                chunk = self._pread(min(1 << 20, e.size - at), e.data_offset + at)
+                if chunk != zero[:len(chunk)]:
+                    view = memoryview(chunk)
+                    pos = at
+                    while view:
+                        n = os.pwrite(out, view, pos)
+                        view, pos = view[n:], pos + n
+            os.ftruncate(out, e.size)
+            return
         start = self.offset + e.data_offset
         end = start + e.size
         pos = start
@@ -354,6 +416,14 @@ class ExtractResult:
         return dict(self.__dict__)
 
 
+def _is_qcow2(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"QFI\xfb"
+    except OSError:
+        return False
+
+
 def is_rofs(path: str | os.PathLike, offset: int = 0) -> bool:
     """True when the file has the ROFS magic and version at ``offset``."""
     try:
@@ -366,9 +436,11 @@ def is_rofs(path: str | os.PathLike, offset: int = 0) -> bool:
             and int.from_bytes(head[8:], "little") == S.ROFS_VERSION)
 
 
-def inspect_rofs(path: str | os.PathLike, offset: int = 0) -> RofsListing:
-    """Read and check a ROFS image; return its superblock and tree (``osvkit inspect``)."""
-    with RofsImage(path, offset=offset) as img:
+def inspect_rofs(path: str | os.PathLike, offset: int = 0, *,
+                 partition: int | None = None) -> RofsListing:
+    """Read and check a ROFS image (or MBR ``partition`` of a raw/qcow2 disk image); return
+    its superblock and tree (``osvkit inspect``, ``osvkit rofs ls``)."""
+    with RofsImage(path, offset=offset, partition=partition) as img:
         return img.listing()
 
 
@@ -376,9 +448,10 @@ list_rofs = inspect_rofs
 
 
 def extract_rofs(image: str | os.PathLike, directory: str | os.PathLike, *,
-                 offset: int = 0) -> ExtractResult:
-    """Extract a ROFS image's tree into ``directory`` (new or empty)."""
-    with RofsImage(image, offset=offset) as img:
+                 offset: int = 0, partition: int | None = None) -> ExtractResult:
+    """Extract a ROFS image's tree (or that of MBR ``partition`` of a disk image) into
+    ``directory`` (new or empty)."""
+    with RofsImage(image, offset=offset, partition=partition) as img:
         return img.extract(directory)
 
 

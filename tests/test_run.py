@@ -257,6 +257,9 @@ def test_cli_probe_bad_sizes(cli, tmp_path, args, status, message):
 def test_cli_probe_unwritable_directory(cli, tmp_path):
     p = cli("probe", "-o", tmp_path / "no" / "dir" / "p.elf")
     assert p.returncode == 73 and p.stderr.decode().startswith("error: ")
+    p = cli("probe", "-o", tmp_path)
+    assert p.returncode == 73
+    assert p.stderr.decode() == f"error: {tmp_path}: is a directory, expected a file name for the kernel\n"
 
 
 def test_parse_size():

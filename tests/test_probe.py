@@ -113,6 +113,21 @@ def test_output_is_identical_across_processes(tmp_path):
     assert digests == {hashlib.sha256(build_probe(MiB, entry_report=True)).hexdigest()}
 
 
+@settings(max_examples=25, deadline=None)
+@given(st.integers(min_value=0x2000, max_value=3 * MiB))
+def test_any_size_builds_a_valid_kernel(size):
+    try:
+        data = build_probe(size)
+    except UsageError:
+        assert size < 0x3000                      # below the minimum (code + tail)
+        return
+    assert len(data) == size
+    k = check_kernel(data)
+    info = pk.read_info(data)
+    assert info.image_len == k.image_segment.filesz <= size - 0x200
+    assert info.body_sum == zlib.adler32(data[0x800:0x818] + bytes(8) + data[0x820:info.image_len])
+
+
 def test_sizes_too_small_or_too_large_are_usage_errors():
     with pytest.raises(UsageError, match="probe size 4096 out of range, expected"):
         build_probe(4096)

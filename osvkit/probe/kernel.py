@@ -1397,7 +1397,6 @@ def build_probe(size: int | None = None, *, entry_report: bool = False) -> bytes
 
     # tail: symtab, strtab, shstrtab, section headers
     tail_off = filesz
-    names = b"\0"
     syms = [Elf64_Sym.build(dict(st_name=0, st_info=0, st_other=0, st_shndx=0, st_value=0,
                                  st_size=0))]
     sym_values = {

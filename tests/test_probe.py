@@ -289,7 +289,8 @@ def test_parse_report_fields():
     assert r.bootinfo_addr == 0x1000 and r.bootinfo_flags == 0x200
     assert r.cmdline_bytes == b'hello "world" \\\\ \x01\t\xc3\xbc'
     assert r.cmdline == 'hello "world" \\\\ \x01\tü'
-    assert [tuple(e) for e in r.e820] == [(0, 0x9FC00, 1), (0x100000, 0x7EE0000, 1)]
+    assert r.e820 == [(0, 0x9FC00, 1), (0x100000, 0x7EE0000, 1)]
+    assert r.e820[1].addr == 0x100000 and r.ram == r.e820
     assert r.tsc == (0x7047222, 0x7129EA8, 0x7129EDC)
     assert r.disk_err == 0
     assert r.mptable_rule == "spec" and r.mp_floating_addr == 0xF5BA0

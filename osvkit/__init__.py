@@ -26,6 +26,10 @@ _API = {
     "load_kernel": "osvkit.image.kernel",
     "check_kernel": "osvkit.image.kernel",
     "Kernel": "osvkit.image.kernel",
+    # [bios]
+    "build_usr_image": "osvkit.image.usrimg",
+    "inspect_file": "osvkit.inspect",
+    # [/bios]
     # --- probe helper: conformance kernel and guest runner ---
     "build_probe": "osvkit.probe",
     "write_probe": "osvkit.probe",
@@ -80,6 +84,15 @@ _API = {
     "read_cmdline": "osvkit.image.cmdline_io",
     "set_cmdline": "osvkit.image.cmdline_io",
     # --- end cmdline part ---
+    # --- rofs part ---
+    "ManifestError": "osvkit.errors",
+    "ManifestInputError": "osvkit.errors",
+    "parse_manifest": "osvkit.rofs",
+    "GuestTree": "osvkit.rofs",
+    "build_rofs": "osvkit.rofs",
+    "RofsImage": "osvkit.rofs",
+    "inspect_rofs": "osvkit.rofs",
+    "extract_rofs": "osvkit.rofs",
 }
 
 __all__ = sorted(_API) + ["__version__"]

@@ -116,3 +116,9 @@ class OsvkitIOError(OsvkitError):
 class ToolError(OsvkitError):
     """An external tool (QEMU, qemu-img, firecracker) is missing or failed."""
     exit_status = EX_SOFTWARE
+
+
+# --- rofs part (osvkit/rofs) -------------------------------------------------------------
+class ManifestInputError(ManifestError):
+    """A host file a manifest line names is missing or cannot be read (exit 66)."""
+    exit_status = EX_NOINPUT

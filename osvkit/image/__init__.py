@@ -1,0 +1,1 @@
+"""Image builders, readers and patchers (usr.img, lzloader, vmlinux ELF, disks)."""

@@ -1,0 +1,277 @@
+"""Build and read BIOS-bootable usr.img disk images (osv-boot.md 1.1, 2.2, 2.3).
+
+Layout of an image built here (compatible with OSv's tools)::
+
+    0x00000  LBA 0     osvkit boot16 (the MBR: "VSO" signature, partition table, 55 AA)
+    0x00200  LBA 1     the command line, NUL-terminated (area of 63 sectors)
+    0x10000  LBA 128   the payload: osvkit's decompressor + the kernel in OSv's lzloader
+                       segment format (``compression="fastlz"``), or the kernel ELF itself
+                       (``compression="none"``)
+    kernel_end         MBR entry index 1 (type 0x83, OSv's CHS packing): the application
+                       filesystem, at the next 2 MiB boundary after the payload
+                       (``kernel_end = roundup(64 KiB + payload, 2 MiB)``, like scripts/build);
+                       without ``partition`` the entry is empty (size 0) but still valid, as
+                       in OSv's ramfs images, so OSv's kernel sees /dev/vblk0.1.
+
+The image is written atomically; ``image_format="qcow2"`` converts the raw image with
+``qemu-img convert -O qcow2`` (deterministic: the same input gives the same bytes).
+
+The reader (:func:`read_usr_image`) also understands images made by OSv's own scripts (OSv's
+boot16 and ``lzloader.elf`` at LBA 128), see :mod:`osvkit.inspect`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+from .. import layout
+from ..boot import boot16, lzdecomp, mbr
+from ..errors import (FormatError, LayoutError, MissingInputError, OutputError, ToolError,
+                      UsageError)
+from ..fileio import atomic_output
+from . import lzloader
+from .kernel import Kernel, check_kernel, load_kernel
+
+COMPRESSIONS = ("fastlz", "none")
+IMAGE_FORMATS = ("raw", "qcow2")
+_SIZE_UNITS = {"": 1, "K": layout.KiB, "M": layout.MiB, "G": layout.GiB}
+
+
+def parse_size(value: int | str) -> int:
+    """``4096``, ``"512M"``, ``"1G"``, ``"64K"`` (binary units) -> bytes."""
+    if isinstance(value, int):
+        return value
+    m = re.fullmatch(r"\s*(\d+)\s*([KMG]?)(?:i?B)?\s*", str(value), re.IGNORECASE)
+    if not m:
+        raise UsageError(f"size {value!r} is not a number of bytes",
+                         expected="e.g. 1048576, 64K, 512M or 1G")
+    return int(m.group(1)) * _SIZE_UNITS[m.group(2).upper()]
+
+
+def _round_up(value: int, align: int) -> int:
+    return -(-value // align) * align
+
+
+@dataclass
+class BuildResult:
+    output: str
+    image_format: str
+    compression: str
+    kernel_size: int
+    payload_size: int
+    payload_sectors: int
+    cmdline: str
+    kernel_end: int
+    partition_offset: int
+    partition_size: int
+    image_size: int
+    """Virtual disk size."""
+    file_size: int
+    elapsed: float
+    segments: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k) for k in (
+            "output", "image_format", "compression", "kernel_size", "payload_size",
+            "payload_sectors", "cmdline", "kernel_end", "partition_offset", "partition_size",
+            "image_size", "file_size", "elapsed", "segments")}
+
+
+def check_usr_cmdline(cmdline: str, *, force: bool = False) -> bytes:
+    """The command line's bytes: at most 1023 (OSv's ``save_cmdline`` limit) or, with
+    ``force``, what boot16's 63-sector area holds (32,255 bytes + NUL)."""
+    from ..cmdline import check_cmdline
+
+    return check_cmdline(cmdline, "bios" if force else "osv")
+
+
+def make_payload(kernel_data: bytes, compression: str) -> tuple[bytes, int, int | None, list]:
+    """(payload bytes, load address, decompressor entry or None, segment table dicts)."""
+    if compression == "fastlz":
+        blob = lzloader.compress(kernel_data)
+        info = lzloader.parse(blob)
+        if len(info.segments) > lzdecomp.MAX_SEGMENTS:  # pragma: no cover - > 40 GiB
+            raise LayoutError(f"{len(info.segments)} lz segments", expected="fewer")
+        payload = lzdecomp.build_payload(blob, len(kernel_data))
+        return payload, layout.LZ_BLOB_ADDR, layout.LZ_BLOB_ADDR, [s.to_dict() for s in info.segments]
+    if compression == "none":
+        return kernel_data, layout.KERNEL_BASE_ADDR, None, []
+    raise UsageError(f"compression {compression!r}", expected=" or ".join(COMPRESSIONS))
+
+
+def build_usr_image(kernel, output, *, cmdline: str = "", compression: str = "fastlz",
+                    image_format: str = "raw", partition=None, size=None,
+                    force_cmdline: bool = False) -> BuildResult:
+    """Build a BIOS-bootable usr.img from ``kernel`` (a path or a :class:`Kernel`)."""
+    started = time.perf_counter()
+    if image_format not in IMAGE_FORMATS:
+        raise UsageError(f"image format {image_format!r}", expected=" or ".join(IMAGE_FORMATS))
+    if compression not in COMPRESSIONS:
+        raise UsageError(f"compression {compression!r}", expected=" or ".join(COMPRESSIONS))
+    if isinstance(kernel, Kernel):
+        kern = kernel
+    elif isinstance(kernel, (bytes, bytearray)):
+        kern = check_kernel(bytes(kernel))
+    else:
+        kern = load_kernel(kernel)
+    data = kern.data
+    if layout.KERNEL_BASE_ADDR + len(data) > layout.IDENTITY_MAP_END:
+        raise LayoutError(f"kernel file of {len(data)} bytes reaches past 1 GiB at 0x200000",
+                          path=kern.path, expected="a kernel below 1 GiB")
+    cmd_bytes = check_usr_cmdline(cmdline, force=force_cmdline)
+
+    payload, load_addr, entry, segments = make_payload(data, compression)
+    payload_sectors = _round_up(len(payload), layout.SECTOR_SIZE) // layout.SECTOR_SIZE
+    payload_end = layout.KERNEL_OFFSET + payload_sectors * layout.SECTOR_SIZE
+    kernel_end = _round_up(payload_end, layout.PARTITION_ALIGN)
+
+    part_size = 0
+    if partition is not None:
+        try:
+            part_size = os.path.getsize(partition)
+        except FileNotFoundError:
+            raise MissingInputError("no such file", path=partition) from None
+        except OSError as exc:
+            raise MissingInputError(f"cannot read: {exc.strerror}", path=partition) from None
+        if os.path.isdir(partition):
+            raise MissingInputError("is a directory", path=partition,
+                                    expected="a filesystem image file")
+    part_sectors = _round_up(part_size, layout.SECTOR_SIZE) // layout.SECTOR_SIZE
+    content_end = kernel_end + part_sectors * layout.SECTOR_SIZE
+    image_size = content_end
+    if size is not None:
+        image_size = parse_size(size)
+        if image_size < content_end:
+            raise LayoutError(f"--size {image_size} is smaller than the content "
+                              f"({content_end} bytes)", expected=f"at least {content_end}")
+        if image_size % layout.SECTOR_SIZE:
+            raise LayoutError(f"--size {image_size} is not a multiple of 512",
+                              expected="a whole number of sectors")
+
+    table = bytearray(64)
+    table[16:32] = mbr.partition_entry_osv(kernel_end // layout.SECTOR_SIZE, part_sectors)
+    sector = boot16.build_boot_sector(payload_sectors=payload_sectors, load_addr=load_addr,
+                                      decompressor_entry=entry, partitions=bytes(table))
+
+    def write_raw(f):
+        f.write(sector)
+        f.write(cmd_bytes + b"\0")
+        f.seek(layout.KERNEL_OFFSET)
+        f.write(payload)
+        if partition is not None:
+            f.seek(kernel_end)
+            try:
+                with open(partition, "rb") as src:
+                    shutil.copyfileobj(src, f, 1 << 20)
+            except OSError as exc:
+                raise MissingInputError(f"cannot read: {exc.strerror}", path=partition) from None
+        f.truncate(image_size)
+
+    if image_format == "raw":
+        with atomic_output(output) as f:
+            write_raw(f)
+    else:
+        _write_qcow2(output, write_raw)
+    return BuildResult(
+        output=os.fspath(output), image_format=image_format, compression=compression,
+        kernel_size=len(data), payload_size=len(payload), payload_sectors=payload_sectors,
+        cmdline=cmdline, kernel_end=kernel_end, partition_offset=kernel_end,
+        partition_size=part_sectors * layout.SECTOR_SIZE, image_size=image_size,
+        file_size=os.path.getsize(output), elapsed=round(time.perf_counter() - started, 4),
+        segments=segments)
+
+
+def _write_qcow2(output, write_raw) -> None:
+    qemu_img = shutil.which("qemu-img")
+    if qemu_img is None:
+        raise ToolError("qemu-img not found", expected="qemu-img on PATH for --image-format qcow2")
+    directory = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(directory):
+        raise OutputError("directory does not exist", path=output)
+    with tempfile.TemporaryDirectory(prefix=".osvkit-", dir=directory) as tmp:
+        raw = os.path.join(tmp, "raw.img")
+        with open(raw, "wb") as f:
+            write_raw(f)
+        qcow = os.path.join(tmp, "out.qcow2")
+        proc = subprocess.run([qemu_img, "convert", "-f", "raw", "-O", "qcow2", raw, qcow],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise ToolError(f"qemu-img convert failed: {proc.stderr.strip()}", path=output)
+        os.chmod(qcow, 0o644)
+        try:
+            os.replace(qcow, output)
+        except OSError as exc:
+            raise OutputError(f"cannot create: {exc.strerror}", path=output) from None
+
+
+# ------------------------------------------------------------------------------------------
+# reading
+# ------------------------------------------------------------------------------------------
+QCOW2_MAGIC = b"QFI\xfb"
+
+
+@contextlib.contextmanager
+def open_image(path):
+    """Yield ``(reader, format, virtual_size)`` where ``reader(offset, size) -> bytes``.
+
+    Raw files are read directly; qcow2 goes through ``osvkit.image.disk.open_disk`` when that
+    module is present, else through a raw copy made by ``qemu-img convert``."""
+    path = os.fspath(path)
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        raise MissingInputError("no such file", path=path) from None
+    except IsADirectoryError:
+        raise MissingInputError("is a directory", path=path, expected="a disk image") from None
+    except OSError as exc:
+        raise MissingInputError(f"cannot read: {exc.strerror}", path=path) from None
+    with f:
+        magic = f.read(4)
+        if magic != QCOW2_MAGIC:
+            size = os.fstat(f.fileno()).st_size
+
+            def read(offset, n):
+                f.seek(offset)
+                return f.read(n)
+            yield read, "raw", size
+            return
+    try:
+        from .disk import open_disk  # the cmdline helper's qcow2/raw random access
+    except ImportError:
+        open_disk = None
+    if open_disk is not None:
+        disk = open_disk(path)
+
+        def read_disk(offset, n):
+            n = max(0, min(n, disk.size - offset))
+            return disk.read(offset, n) if n else b""
+        try:
+            yield read_disk, "qcow2", disk.size
+        finally:
+            with contextlib.suppress(Exception):
+                disk.close()
+        return
+    qemu_img = shutil.which("qemu-img")
+    if qemu_img is None:
+        raise ToolError("qemu-img not found", path=path, expected="qemu-img to read qcow2 images")
+    with tempfile.TemporaryDirectory(prefix="osvkit-") as tmp:
+        raw = os.path.join(tmp, "raw.img")
+        proc = subprocess.run([qemu_img, "convert", "-f", "qcow2", "-O", "raw", path, raw],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise FormatError(f"qemu-img cannot read it as qcow2: {proc.stderr.strip()}",
+                              path=path, expected="a valid qcow2 image")
+        with open(raw, "rb") as rf:
+            size = os.fstat(rf.fileno()).st_size
+
+            def read(offset, n):
+                rf.seek(offset)
+                return rf.read(n)
+            yield read, "qcow2", size

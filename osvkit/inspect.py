@@ -1,0 +1,257 @@
+"""``osvkit inspect``: say what a file is and decode it.
+
+:func:`inspect_file` dispatches on the file's type through :data:`DETECTORS`, a list of
+``(name, detect(head: bytes) -> bool, inspect(path) -> dict)``; other parts of osvkit add their
+branches (kernel ELFs, ROFS images) by appending to it.
+
+Disk images (raw or qcow2 with an MBR) are decoded by :func:`inspect_usr_image`: the boot
+sector (osvkit's boot16 or OSv's, and their load-size fields), the command line, the partition
+table (both CHS decodings), the payload at LBA 128 (osvkit's decompressor + lz blob, an
+uncompressed kernel, or OSv's ``lzloader.elf``), the lz segment table and compression ratio,
+and a summary of the kernel ELF recovered by decompressing it in Python.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+from dataclasses import dataclass, field
+from typing import Callable
+
+from . import layout
+from .boot import boot16, lzdecomp, mbr
+from .errors import FormatError, KernelError, MissingInputError
+from .image import lzloader
+from .image.kernel import check_kernel
+
+HEAD_SIZE = 4096
+
+
+@dataclass
+class InspectResult:
+    path: str
+    kind: str
+    details: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "kind": self.kind, **self.details}
+
+
+def _is_disk(head: bytes) -> bool:
+    return head[:4] == b"QFI\xfb" or (len(head) >= 512 and head[510:512] == b"\x55\xaa")
+
+
+DETECTORS: list[tuple[str, Callable[[bytes], bool], Callable[[str], dict]]] = []
+"""(kind, detect(first 4 KiB), inspect(path) -> details dict), tried in order."""
+
+
+def inspect_file(path) -> InspectResult:
+    """Detect what ``path`` is and decode it; FormatError for unknown files."""
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(HEAD_SIZE)
+    except FileNotFoundError:
+        raise MissingInputError("no such file", path=path) from None
+    except IsADirectoryError:
+        raise MissingInputError("is a directory", path=path, expected="a file") from None
+    except OSError as exc:
+        raise MissingInputError(f"cannot read: {exc.strerror}", path=path) from None
+    for kind, detect, handler in DETECTORS:
+        if detect(head):
+            return InspectResult(path, kind, handler(path))
+    raise FormatError("unrecognised file type", path=path,
+                      expected="a usr.img disk image (raw or qcow2)")
+
+
+# ------------------------------------------------------------------------------------------
+# disk images
+# ------------------------------------------------------------------------------------------
+def inspect_usr_image(path) -> dict:
+    from .image.usrimg import open_image
+
+    path = os.fspath(path)
+    with open_image(path) as (read, fmt, size):
+        sector = read(0, layout.SECTOR_SIZE)
+        if len(sector) < layout.SECTOR_SIZE or sector[510:512] != b"\x55\xaa":
+            raise FormatError("no boot sector (no 55 AA at byte 510)", path=path,
+                              expected="an MBR disk image")
+        info = mbr.parse_mbr(sector, path=path)
+        out: dict = {"format": fmt, "virtual_size": size}
+        area = read(layout.CMDLINE_OFFSET, layout.CMDLINE_AREA_SIZE)
+        raw_cmd = area.split(b"\0", 1)[0]
+        out["cmdline"] = raw_cmd.decode("utf-8", "replace")
+        out["cmdline_bytes"] = len(raw_cmd)
+        boot = {"count32": info.count32, "count32_bytes": info.osv_kernel_size,
+                "disk_signature": info.disk_signature,
+                "vso_signature": sector[0x1B8:0x1BE] == boot16.DISK_SIGNATURE}
+        if boot16.is_osvkit_boot16(sector):
+            hdr = boot16.parse_header(sector)
+            boot.update(kind="osvkit-boot16", version=hdr.version,
+                        payload_sectors=hdr.payload_sectors, load_addr=hdr.load_addr,
+                        decompressor_entry=hdr.decompressor_entry)
+            load_size = hdr.payload_sectors * layout.SECTOR_SIZE
+        elif sector[0] == 0xEA and boot["vso_signature"]:
+            boot["kind"] = "osv-boot16"
+            load_size = info.osv_kernel_size
+        else:
+            boot["kind"] = "unknown"
+            load_size = info.osv_kernel_size
+        out["boot"] = boot
+        out["partitions"] = [p.to_dict() for p in info.partitions]
+        payload = read(layout.KERNEL_OFFSET, load_size) if load_size else b""
+        if len(payload) < load_size:
+            out["truncated"] = True
+        out["payload"], kernel = _payload(payload, path)
+        if kernel is not None:
+            try:
+                k = check_kernel(kernel, path=f"{path} (kernel)")
+                out["kernel"] = _kernel_summary(k)
+            except KernelError as exc:
+                out["kernel"] = {"size": len(kernel), "error": str(exc)}
+    return out
+
+
+def _payload(payload: bytes, path: str) -> tuple[dict, bytes | None]:
+    """Describe the payload at LBA 128; return (details, kernel bytes or None)."""
+    if not payload:
+        return {"kind": "none", "size": 0}, None
+    if lzdecomp.is_payload(payload):
+        hdr, blob = lzdecomp.parse_payload(payload, path=path)
+        info = lzloader.parse(blob, path=path)
+        kernel = lzloader.decompress(blob, path=path)
+        d = {"kind": "osvkit-lz", "compression": "fastlz", "size": len(payload),
+             "decompressor_size": hdr.code_size, "blob_offset": hdr.blob_offset,
+             "lz": info.to_dict(), "kernel_size": hdr.kernel_size}
+        return d, kernel
+    if payload[:4] == b"\x7fELF" and payload[4] == 2:
+        end = _elf64_file_end(payload)
+        return {"kind": "kernel-elf", "compression": "none", "size": len(payload)}, payload[:end]
+    if payload[:4] == b"\x7fELF" and payload[4] == 1:
+        offset, how = find_lz_blob_in_lzloader(payload)
+        blob = payload[offset:]
+        info = lzloader.parse(blob, path=path)
+        kernel = lzloader.decompress(blob[:info.size], path=path)
+        d = {"kind": "osv-lzloader", "compression": "fastlz", "size": len(payload),
+             "blob_offset": offset, "blob_found_by": how, "lz": info.to_dict(),
+             "kernel_size": len(kernel)}
+        return d, kernel
+    return {"kind": "unknown", "size": len(payload)}, None
+
+
+def _elf64_file_end(data: bytes) -> int:
+    """The end of an ELF64 file inside zero-padded sectors: its section headers or segments."""
+    shoff, = struct.unpack_from("<Q", data, 0x28)
+    shentsize, shnum = struct.unpack_from("<HH", data, 0x3A)
+    phoff, = struct.unpack_from("<Q", data, 0x20)
+    phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
+    end = shoff + shentsize * shnum
+    for i in range(phnum):
+        off = phoff + i * phentsize
+        if off + 56 > len(data):
+            break
+        _, _, p_offset, _, _, p_filesz = struct.unpack_from("<IIQQQQ", data, off)
+        end = max(end, p_offset + p_filesz)
+    return min(max(end, 64), len(data))
+
+
+LZLOADER_BLOB_SYMBOLS = ("_binary_loader_stripped_elf_lz_start",
+                         "_binary_loader_stripped_elf_lz_size")
+
+
+def find_lz_blob_in_lzloader(elf32: bytes) -> tuple[int, str]:
+    """File offset of the lz blob inside OSv's ``lzloader.elf`` and how it was found.
+
+    First the ELF32 symbol ``_binary_loader_stripped_elf_lz_start`` (file offset = address -
+    0x100000, since boot16 copies the file raw to ``LZ_BLOB_ADDR``); otherwise a scan of the
+    first 64 KiB for a plausible segment table (a blob whose table parses and whose payloads
+    end exactly at the table)."""
+    from elftools.common.exceptions import ELFError
+    from elftools.elf.elffile import ELFFile
+
+    try:
+        elf = ELFFile(io.BytesIO(elf32))
+        symtab = elf.get_section_by_name(".symtab")
+        if symtab is not None:
+            syms = symtab.get_symbol_by_name(LZLOADER_BLOB_SYMBOLS[0])
+            if syms:
+                offset = syms[0]["st_value"] - layout.LZ_BLOB_ADDR
+                if 0 <= offset < len(elf32):
+                    return offset, "symbol"
+    except (ELFError, ValueError, KeyError, struct.error):
+        pass
+    limit = min(len(elf32) - 8, 0x10000)
+    for offset in range(0, max(limit, 0)):
+        info_offset, = struct.unpack_from("<i", elf32, offset)
+        if info_offset < 12 or offset + info_offset + 12 > len(elf32):
+            continue
+        n, = struct.unpack_from("<i", elf32, offset + info_offset)
+        if not 1 <= n <= 1024:
+            continue
+        try:
+            lzloader.parse(elf32[offset:offset + info_offset + 4 + 8 * n])
+        except FormatError:
+            continue
+        return offset, "scan"
+    raise FormatError("no lz segment table found in lzloader.elf",
+                      expected="OSv's lzloader.elf with the compressed kernel")
+
+
+def _kernel_summary(k) -> dict:
+    return {"size": len(k.data), "entry": k.entry, "start32": k.start32,
+            "start32_slot": layout.START32_SLOT_ADDR, "pvh_entry": k.pvh_entry,
+            "phys_end": k.phys_end, "segments": len(k.segments), "notes": k.notes,
+            "symbols": k.symbols}
+
+
+def describe(result: InspectResult) -> str:
+    """Human-readable rendering of :func:`inspect_file`'s result."""
+    d = result.to_dict()
+    lines = [f"{d['path']}: {d['kind']}"]
+    if result.kind != "disk-image":
+        for k, v in result.details.items():
+            lines.append(f"  {k}: {v}")
+        return "\n".join(lines)
+    lines.append(f"  format: {d['format']}, virtual size {d['virtual_size']} bytes")
+    b = d["boot"]
+    lines.append(f"  boot sector: {b['kind']}; count32 {b['count32']} "
+                 f"({b['count32_bytes']} bytes); VSO signature: {str(b['vso_signature']).lower()}")
+    if b["kind"] == "osvkit-boot16":
+        lines.append(f"    payload_sectors {b['payload_sectors']}, load_addr {b['load_addr']:#x}, "
+                     f"decompressor_entry {b['decompressor_entry']:#x}")
+    lines.append(f"  cmdline ({d['cmdline_bytes']} bytes): {d['cmdline']!r}")
+    for p in d["partitions"]:
+        if not p["system_id"] and not p["lba_start"] and not p["sector_count"]:
+            continue
+        lines.append(f"  partition {p['index']}: type {p['system_id']:#04x} lba {p['lba_start']} "
+                     f"sectors {p['sector_count']} (offset {p['offset']:#x}, size {p['size']})")
+        lines.append(f"    CHS osv {tuple(p['start_chs_osv'])}-{tuple(p['end_chs_osv'])}, "
+                     f"standard {tuple(p['start_chs_standard'])}-{tuple(p['end_chs_standard'])}, "
+                     f"osv_usable {str(p['osv_usable']).lower()}")
+    pl = d["payload"]
+    lines.append(f"  payload at LBA 128: {pl['kind']}, compression {pl.get('compression', '?')}, "
+                 f"{pl['size']} bytes")
+    if "lz" in pl:
+        lz = pl["lz"]
+        lines.append(f"    lz blob: {lz['size']} bytes for {lz['uncompressed_size']} "
+                     f"(ratio {lz['ratio']:.3f}), {len(lz['segments'])} segments")
+        for s in lz["segments"]:
+            lines.append(f"      segment {s['index']}: {s['usize']} -> {s['ssize']} "
+                         f"{'fastlz' if s['compressed'] else ('empty' if not s['usize'] else 'raw')}")
+    k = d.get("kernel")
+    if k:
+        if "error" in k:
+            lines.append(f"  kernel: {k['error']}")
+        else:
+            pvh = f"{k['pvh_entry']:#x}" if k["pvh_entry"] is not None else "none"
+            lines.append(f"  kernel: {k['size']} bytes, entry {k['entry']:#x}, start32 {k['start32']:#x} "
+                         f"(slot {k['start32_slot']:#x}), pvh {pvh}, {len(k['notes'])} notes")
+            for name, value in k["symbols"].items():
+                lines.append(f"    {name} = {value:#x}")
+    if d.get("truncated"):
+        lines.append("  WARNING: the image is shorter than the payload the boot sector loads")
+    return "\n".join(lines)
+
+
+DETECTORS.append(("disk-image", _is_disk, inspect_usr_image))

@@ -98,6 +98,36 @@ def test_size_is_exact_and_output_deterministic(size):
     assert k.image_segment.filesz > size - 1024
 
 
+def test_output_is_identical_across_processes(tmp_path):
+    import hashlib
+    import os
+    import sys
+    code = ("import hashlib, sys; from osvkit.probe import build_probe; "
+            "sys.stdout.write(hashlib.sha256(build_probe(1 << 20, entry_report=True)).hexdigest())")
+    digests = set()
+    for seed in ("0", "12345"):
+        env = dict(os.environ, PYTHONHASHSEED=seed)
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             env=env, check=True)
+        digests.add(out.stdout)
+    assert digests == {hashlib.sha256(build_probe(MiB, entry_report=True)).hexdigest()}
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(min_value=0x2000, max_value=3 * MiB))
+def test_any_size_builds_a_valid_kernel(size):
+    try:
+        data = build_probe(size)
+    except UsageError:
+        assert size < 0x3000                      # below the minimum (code + tail)
+        return
+    assert len(data) == size
+    k = check_kernel(data)
+    info = pk.read_info(data)
+    assert info.image_len == k.image_segment.filesz <= size - 0x200
+    assert info.body_sum == zlib.adler32(data[0x800:0x818] + bytes(8) + data[0x820:info.image_len])
+
+
 def test_sizes_too_small_or_too_large_are_usage_errors():
     with pytest.raises(UsageError, match="probe size 4096 out of range, expected"):
         build_probe(4096)
@@ -259,7 +289,8 @@ def test_parse_report_fields():
     assert r.bootinfo_addr == 0x1000 and r.bootinfo_flags == 0x200
     assert r.cmdline_bytes == b'hello "world" \\\\ \x01\t\xc3\xbc'
     assert r.cmdline == 'hello "world" \\\\ \x01\tü'
-    assert [tuple(e) for e in r.e820] == [(0, 0x9FC00, 1), (0x100000, 0x7EE0000, 1)]
+    assert r.e820 == [(0, 0x9FC00, 1), (0x100000, 0x7EE0000, 1)]
+    assert r.e820[1].addr == 0x100000 and r.ram == r.e820
     assert r.tsc == (0x7047222, 0x7129EA8, 0x7129EDC)
     assert r.disk_err == 0
     assert r.mptable_rule == "spec" and r.mp_floating_addr == 0xF5BA0

@@ -92,6 +92,21 @@ def test_bad_expect_regex_and_console_path(tmp_path):
         run_qemu(["q"], timeout=1, console_path=tmp_path / "no" / "console.txt")
 
 
+@pytest.mark.parametrize("script, reason, status", [
+    ("printf 'guest\\n'; exit 0", "poweroff", 0),
+    ("printf 'guest\\n'; kill -SEGV $$", "crash", 1),
+    ("echo 'qemu: bad option' >&2; exit 1", "error", 70),
+])
+def test_exit_reasons_from_the_vmm_process(script, reason, status):
+    # any command works as the "VMM": these stand-ins end the way QEMU can end
+    r = run_qemu(["sh", "-c", script], timeout=20, capture=False)
+    assert (r.exit_reason, r.exit_status) == (reason, status)
+    if reason == "error":
+        assert r.error_line == "qemu: bad option"
+    else:
+        assert r.console == "guest\n"
+
+
 def test_missing_image_and_missing_qemu(tmp_path, monkeypatch):
     with pytest.raises(MissingInputError, match="nope.img: no such file"):
         qemu_command(tmp_path / "nope.img", qemu="q")
@@ -257,6 +272,9 @@ def test_cli_probe_bad_sizes(cli, tmp_path, args, status, message):
 def test_cli_probe_unwritable_directory(cli, tmp_path):
     p = cli("probe", "-o", tmp_path / "no" / "dir" / "p.elf")
     assert p.returncode == 73 and p.stderr.decode().startswith("error: ")
+    p = cli("probe", "-o", tmp_path)
+    assert p.returncode == 73
+    assert p.stderr.decode() == f"error: {tmp_path}: is a directory, expected a file name for the kernel\n"
 
 
 def test_parse_size():

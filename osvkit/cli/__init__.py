@@ -12,6 +12,10 @@ from . import decode as _decode  # noqa: F401,E402
 # -- cli part: verify and demo commands --
 from . import verify as _verify  # noqa: F401,E402
 from . import demo as _demo  # noqa: F401,E402
+# [bios] build (usr format) and inspect
+from . import build as _build  # noqa: F401,E402
+from . import inspect as _inspect  # noqa: F401,E402
+# [/bios]
 # --- probe helper: conformance kernel and guest runner ---
 from . import probe as _probe  # noqa: F401,E402
 from . import run as _run  # noqa: F401,E402

@@ -90,13 +90,10 @@ def qemu_command(image: str | os.PathLike, *, accel: str = "tcg", memory: str = 
     if not re.fullmatch(r"[1-9][0-9]*[MG]?", str(memory)):
         raise UsageError(f"memory size {memory!r}", expected="a size like 256M or 2G")
     image = os.fspath(image)
-    fmt = image_format or detect_image_format(image)
+    detected = detect_image_format(image)          # also: the image must exist
+    fmt = image_format or detected
     if fmt not in IMAGE_FORMATS:
         raise UsageError(f"image format {fmt!r}", expected=" or ".join(IMAGE_FORMATS))
-    if image_format is None:
-        pass
-    elif not os.path.exists(image):
-        raise MissingInputError("no such file", path=image)
     return [qemu or find_qemu(), "-machine", "pc", "-accel", accel, "-m", str(memory),
             "-smp", smp_option(cpus), "-display", "none", "-nodefaults", "-no-user-config",
             "-drive", f"file={image},format={fmt},if={disk_bus},cache=unsafe",

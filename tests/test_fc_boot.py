@@ -142,13 +142,13 @@ def test_qemu_pvh_microvm_mmio(qemu, vmlinux, tmp_path):
 
 def test_patched_elf_boots_through_usr_img(qemu, vmlinux, tmp_path):
     from osvkit.image.usrimg import build_usr_image
-    from osvkit.run._fcrun import run_argv
+    from osvkit.run.qemu import run_qemu
     from osvkit.run.pvh import machine_argv
 
     img = tmp_path / "usr.img"
     build_usr_image(vmlinux, img, cmdline="--bios /x")
     argv = machine_argv("pc", memory="128M", cpus=1) + ["-drive", f"file={img},format=raw,if=ide"]
-    r = run_argv(argv, timeout=60)
+    r = run_qemu(argv, timeout=60)
     rep = _report(r)
     assert rep.loader == "osvkit-boot16" and rep.cmdline == "--bios /x"
     assert rep.image_ok is True and rep.entry == "start32"

@@ -421,7 +421,7 @@ def run_qemu_fc(kernel, *, machine: str = "pc", cmdline: str = "", memory="256M"
 
     from ..image.kernel import load_kernel
     from ..image.usrimg import parse_size
-    from ._fcrun import run_argv
+    from .qemu import run_qemu
 
     k = load_kernel(kernel)
     line = " ".join(p for p in (cmdline.strip(), mmio_cmdline(mmio_devices)) if p)
@@ -434,6 +434,8 @@ def run_qemu_fc(kernel, *, machine: str = "pc", cmdline: str = "", memory="256M"
             f.write(elf)
         argv = qemu_fc_argv(kernel, lp, machine=machine, cmdline=line, memory=mem, cpus=cpus,
                             disk=disk, accel=accel)
-        result = run_argv(argv, timeout=timeout, expect=expect, console_path=console_path)
+        result = run_qemu(argv, timeout=timeout, expect=expect, console_path=console_path,
+                          workdir=tmp)
+    result.vmm = "qemu-fc"
     result.fc_plan = plan
     return result

@@ -187,3 +187,21 @@ def test_qemu_fc_mmio_entries_reach_the_kernel(qemu, dump_kernel):
                          mmio_devices=[(0x1000, 0xC0001000, 5)])
     line = mem["cmdline"].split(b"\0")[0].decode()
     assert line == "--nopci /app virtio_mmio.device=4K@0xc0001000:5"
+
+
+@pytest.mark.qemu
+def test_loader_refuses_a_different_module(qemu, tmp_path, dump_kernel):
+    from osvkit.run.pvh import machine_argv
+    from osvkit.run.qemu import run_qemu
+
+    elf, _plan = fcloader.build_loader(check_kernel(make_dump_kernel()), memory=128 * MiB)
+    (tmp_path / "loader.elf").write_bytes(elf)
+    other = tmp_path / "other.elf"
+    other.write_bytes(make_dump_kernel() + b"\0" * 16)
+    for initrd, msg in ((["-initrd", str(other)], "kernel module size differs"),
+                        ([], "no kernel module")):
+        argv = machine_argv("pc", memory="128M", cpus=1) + \
+            ["-kernel", str(tmp_path / "loader.elf"), "-append", "x"] + initrd
+        r = run_qemu(argv, timeout=30)
+        assert f"osvkit-fc-loader: {msg}" in r.console
+        assert r.exit_reason == "poweroff" and r.boot_done is None

@@ -89,7 +89,7 @@ L_OPS = 0x0A00           # 16-byte ops, up to 96
 L_DATA = 0x1000
 MAX_OPS = (L_DATA - L_OPS) // 16
 STACK_SIZE = 0x1000
-LOADER_ALIGN = 0x10_0000
+LOADER_ALIGN = layout.FC_LOADER_ALIGN
 
 MESSAGES = {
     "no_module": b"osvkit-fc-loader: no kernel module (give the kernel ELF with -initrd)\n\0",
@@ -162,7 +162,7 @@ def plan_loader(kernel: Kernel, *, memory: int, cpus: int) -> tuple[LoaderPlan, 
         ops.append((OP_LOADER, dst, src, len(blob)))
 
     zero(0, layout.FC_SYSTEM_MEM_START)
-    zero(layout.FC_SYSTEM_MEM_START, 0xA0000)
+    zero(layout.FC_SYSTEM_MEM_START, layout.LOW_RAM_END)
     zero(layout.FC_HIMEM_START, loader_addr)
     for s in kernel.load_segments:
         if s.filesz:
@@ -177,10 +177,11 @@ def plan_loader(kernel: Kernel, *, memory: int, cpus: int) -> tuple[LoaderPlan, 
     loader_size = L_DATA + _align(len(data), 16) + layout.FC_CMDLINE_MAX_SIZE + STACK_SIZE
     loader_end = loader_addr + loader_size
     # QEMU puts the -initrd just below top of RAM (minus its ACPI/firmware reserve)
-    if loader_end + len(kernel.data) + 2 * layout.MiB > memory or loader_end > layout.IDENTITY_MAP_END:
+    need = _align(loader_end + len(kernel.data), layout.MiB) + 2 * layout.MiB
+    if need > memory or loader_end > layout.IDENTITY_MAP_END:
         raise LayoutError(f"guest memory of {memory // layout.MiB} MiB is too small for the "
-                          f"kernel ({kernel_end:#x}), the loader and the kernel file as module",
-                          expected=f"at least {_align(loader_end + len(kernel.data), layout.MiB) // layout.MiB + 2} MiB")
+                          f"kernel (to {kernel_end:#x}), the loader and the kernel file as module",
+                          expected=f"at least {need // layout.MiB} MiB")
     for op, dst, src, ln in ops:
         plan_ops.append((OP_NAMES[op], dst, src, ln))
     plan = LoaderPlan(loader_addr=loader_addr, loader_size=loader_size,

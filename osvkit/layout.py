@@ -150,6 +150,18 @@ MP_SPEC_SEARCH_SIZE = 1 * KiB
 # [/schemas]
 
 # ----------------------------------------------------------------------------------
+# [bios] osvkit's boot16 and decompressor scratch (inside the bounce buffer, which is free
+# once boot16 has loaded the payload; no region of their own)
+# ----------------------------------------------------------------------------------
+BOOT16_READ_SECTORS = 127
+"""Sectors per int 0x13 extended read into the bounce buffer (65,024 bytes)."""
+LZ_TABLE_COPY_ADDR = BOUNCE_BUFFER_ADDR + 0x10000
+"""The decompressor copies the lz segment table here before overwriting the blob."""
+LZ_OP_LIMIT_ADDR = LZ_TABLE_COPY_ADDR - 4
+"""u32 scratch: the current segment's output end - 32 (bound of the 32-byte fast copies)."""
+# [/bios]
+
+# ----------------------------------------------------------------------------------
 # Regions, for the overlap test
 # ----------------------------------------------------------------------------------
 REGIONS = {

@@ -16,6 +16,11 @@ It does what OSv's ``arch/x64/boot16.S`` does (osv-boot.md 1.3), with these diff
 * with ``--compression none`` the payload is the kernel itself, loaded straight to 0x200000,
   and ``decompressor_entry`` points at a ``ret`` (:func:`no_decompressor_addr`).
 
+Like OSv's it enables A20 with ``int 0x15`` AX=0x2401 (result unchecked), enters 32-bit flat
+protected mode with interrupts off (DS/ES/FS/GS/SS = 0x10, ESP = the real-mode SP zero-extended,
+just below 0x7C00), calls the decompressor, takes the last TSC stamp and calls ``start32``
+through the pointer at 0x200800 with EBX = 0x1000.
+
 Sector map (all offsets from the start of the sector, which the BIOS loads at 0x7C00):
 
 ====== ==== =========================================================================
@@ -57,7 +62,7 @@ LOADER_NAME = b"osvkit-boot16"
 ERROR_MESSAGE = b": disk error\r\n"
 DISK_SIGNATURE = b"VSO\x00\x00\x00"
 """Bytes 0x1B8-0x1BD of OSv's boot sector (boot16.S:172-173)."""
-SECTORS_PER_READ = 127
+SECTORS_PER_READ = layout.BOOT16_READ_SECTORS
 """Sectors per int 0x13 call (65,024 bytes; the classic limit some BIOSes impose)."""
 
 GDT_CODE32 = 0x00CF_9A00_0000_FFFF
@@ -163,19 +168,17 @@ def _code16(pm32_addr: int) -> str:
     # the command-line area: the DAP starts as 63 sectors from LBA 1 to 0x7E00
     call read_dap
     movw ${bounce_seg:#x}, {A_DAP_SEGMENT:#x}
-    movw ${layout.KERNEL_LBA:#x}, {A_DAP_LBA:#x}
+    movb ${layout.KERNEL_LBA:#x}, {A_DAP_LBA:#x}
 load_loop:
     movl {A_PAYLOAD_SECTORS:#x}, %ecx
-    testl %ecx, %ecx
-    jz load_done
+    jecxz load_done
     cmpl ${SECTORS_PER_READ:#x}, %ecx
     jbe count_ok
     movw ${SECTORS_PER_READ:#x}, %cx
 count_ok:
     movw %cx, {A_DAP_COUNT:#x}
-    pushl %ecx
     call read_dap
-    popl %ecx
+    movzwl {A_DAP_COUNT:#x}, %ecx
     subl %ecx, {A_PAYLOAD_SECTORS:#x}
     addl %ecx, {A_DAP_LBA:#x}
     shll $0x7, %ecx
@@ -207,7 +210,8 @@ load_done:
 e820_loop:
     movl $0xe820, %eax
     movl ${SMAP:#x}, %edx
-    movl ${E820_ENTRY_SIZE:#x}, %ecx
+    pushl ${E820_ENTRY_SIZE:#x}
+    popl %ecx
     int $0x15
     jc e820_done
     movl %ecx, -0x4(%di)
@@ -236,21 +240,30 @@ read_dap:
     ret
 disk_error:
     movb %ah, {bi + BI_DISK_ERR:#x}
-    movw ${A_NAME:#x}, %si
-    call print
-    call print
+    # the message goes to COM1 in one pass, then through the BIOS teletype in another
+    # (with -nographic SeaBIOS mirrors int 0x10 to the serial port; one pass each keeps
+    # the serial text readable)
+    movw ${layout.COM1_PORT:#x}, %dx
+    call print_message
+    xorw %dx, %dx
+    call print_message
 halt:
-    cli
     hlt
     jmp halt
+print_message:
+    movw ${A_NAME:#x}, %si
+    call print
 print:
     lodsb
     testb %al, %al
     jz print_done
-    movw ${layout.COM1_PORT:#x}, %dx
+    testw %dx, %dx
+    jz print_tty
     outb %al, %dx
+    jmp print
+print_tty:
     movb $0xe, %ah
-    movw $0x7, %bx
+    xorw %bx, %bx
     int $0x10
     jmp print
 print_done:
@@ -268,12 +281,12 @@ def _code32() -> str:
     movl %eax, %ss
     movl %eax, %fs
     movl %eax, %gs
-    movl ${layout.BOOT16_STACK_ADDR:#x}, %esp
+    movzwl %sp, %esp
     call *{A_DECOMP_ENTRY:#x}
     rdtsc
-    movl %eax, {bi + BI_TSC_UNCOMPRESS_DONE:#x}
-    movl %edx, {bi + BI_TSC_UNCOMPRESS_DONE + 4:#x}
     movl ${bi:#x}, %ebx
+    movl %eax, {BI_TSC_UNCOMPRESS_DONE:#x}(%ebx)
+    movl %edx, {BI_TSC_UNCOMPRESS_DONE + 4:#x}(%ebx)
     call *{layout.START32_SLOT_ADDR:#x}
 no_decompressor:
     ret

@@ -9,6 +9,10 @@ from ._app import app  # noqa: F401
 
 # Importing a command module registers its commands.
 from . import decode as _decode  # noqa: F401,E402
+# [bios] build (usr format) and inspect
+from . import build as _build  # noqa: F401,E402
+from . import inspect as _inspect  # noqa: F401,E402
+# [/bios]
 # --- probe helper: conformance kernel and guest runner ---
 from . import probe as _probe  # noqa: F401,E402
 from . import run as _run  # noqa: F401,E402
@@ -17,10 +21,6 @@ from . import run as _run  # noqa: F401,E402
 from . import mmio as _mmio  # noqa: F401,E402
 from . import cmdline as _cmdline  # noqa: F401,E402
 # --- end cmdline part ---
-# [bios] build (usr format) and inspect
-from . import build as _build  # noqa: F401,E402
-from . import inspect as _inspect  # noqa: F401,E402
-# [/bios]
 
 # [fcpath] firecracker-config
 from . import firecracker as _firecracker  # noqa: F401,E402

@@ -32,9 +32,9 @@ def build(
     format: Annotated[str, typer.Option("--format", help="Image kind: usr (BIOS usr.img) or vmlinux (Firecracker/PVH kernel ELF).")] = "usr",
     cmdline: Annotated[str, typer.Option("--cmdline", help="Kernel command line.")] = "",
     image_format: Annotated[str, typer.Option("--image-format",
-                                              help="raw or qcow2 (default raw).")] = "raw",
+                                              help="raw or qcow2.")] = "raw",
     compression: Annotated[str, typer.Option("--compression",
-                                             help="fastlz or none (default fastlz).")] = "fastlz",
+                                             help="fastlz or none.")] = "fastlz",
     partition: Annotated[Optional[Path], typer.Option(
         "--partition", help="Filesystem image (e.g. ROFS) for MBR partition 1.")] = None,
     size: Annotated[Optional[str], typer.Option(

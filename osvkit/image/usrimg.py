@@ -248,8 +248,12 @@ def open_image(path):
         open_disk = None
     if open_disk is not None:
         disk = open_disk(path)
+
+        def read_disk(offset, n):
+            n = max(0, min(n, disk.size - offset))
+            return disk.read(offset, n) if n else b""
         try:
-            yield (lambda offset, n: disk.read(offset, n)), "qcow2", disk.size
+            yield read_disk, "qcow2", disk.size
         finally:
             with contextlib.suppress(Exception):
                 disk.close()

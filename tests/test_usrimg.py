@@ -1,0 +1,193 @@
+"""usr.img builder: layout, MBR entry, command-line limits, errors, determinism, CLI."""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import pytest
+
+from osvkit.boot import boot16, lzdecomp
+from osvkit.errors import (CmdlineError, KernelError, LayoutError, MissingInputError,
+                           OutputError, UsageError)
+from osvkit.image import lzloader
+from osvkit.image.kernel import check_kernel
+from osvkit.image.usrimg import build_usr_image, parse_size
+
+from test_bios_boot_kernel import mini_kernel
+
+MiB = 1 << 20
+
+
+@pytest.fixture(scope="module")
+def kernel_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("k") / "kernel.elf"
+    path.write_bytes(mini_kernel(0x30000))
+    return path
+
+
+def test_layout_exact(kernel_file, tmp_path):
+    out = tmp_path / "usr.img"
+    r = build_usr_image(kernel_file, out, cmdline="--rootfs=rofs /hello")
+    img = out.read_bytes()
+    kernel = kernel_file.read_bytes()
+    payload = lzdecomp.build_payload(lzloader.compress(kernel), len(kernel))
+    sectors = -(-len(payload) // 512)
+    assert r.payload_sectors == sectors and r.payload_size == len(payload)
+    hdr = boot16.parse_header(img[:512])
+    assert (hdr.payload_sectors, hdr.load_addr, hdr.decompressor_entry) == (sectors, 0x100000, 0x100000)
+    assert struct.unpack_from("<H", img, 0x10)[0] == -(-sectors * 512 // 32768)  # count32
+    assert img[512:512 + 21] == b"--rootfs=rofs /hello\0"
+    assert img[0x10000:0x10000 + len(payload)] == payload
+    assert img[0x10000:0x1000C] == b"\xEB\x1E\x00\x00osvkitLZ"
+    # no filesystem: an empty entry at the next 2 MiB boundary (LBA 4096), OSv CHS packing:
+    # LBA 4096 = track 65 (head 65, cylinder 0), sector 4096 - 65*63 + 1 = 2
+    assert img[0x1BE:0x1CE] == bytes(16)
+    assert img[0x1CE:0x1DE] == bytes.fromhex("00 41 0200 83 41 0200 00100000 00000000")
+    assert img[0x1DE:0x1FE] == bytes(32)
+    assert img[0x1B8:0x1BE] == b"VSO\0\0\0" and img[510:512] == b"\x55\xaa"
+    assert len(img) == r.image_size == 2 * MiB == r.kernel_end
+
+
+def test_partition_placed_at_2mib_boundary(kernel_file, tmp_path):
+    fs = tmp_path / "rofs.img"
+    fs.write_bytes(bytes(range(256)) * 19 + b"tail")  # 4868 bytes -> 10 sectors
+    out = tmp_path / "usr.img"
+    r = build_usr_image(kernel_file, out, partition=fs)
+    img = out.read_bytes()
+    # end CHS from LBA 4096 + 10 = 4106: track 65, sector 4106 - 4095 + 1 = 12
+    assert img[0x1CE:0x1DE] == bytes.fromhex("00 41 0200 83 41 0c00 00100000 0a000000")
+    assert img[0x200000:0x200000 + 4868] == fs.read_bytes()
+    assert len(img) == 0x200000 + 10 * 512 == r.image_size
+    assert r.partition_offset == 0x200000 and r.partition_size == 5120
+
+
+def test_size_option(kernel_file, tmp_path):
+    out = tmp_path / "usr.img"
+    assert build_usr_image(kernel_file, out, size="8M").image_size == 8 * MiB
+    assert out.stat().st_size == 8 * MiB
+    with pytest.raises(LayoutError, match="smaller than the content"):
+        build_usr_image(kernel_file, out, size="1M")
+    assert parse_size("64K") == 65536 and parse_size("1G") == 1 << 30 and parse_size(4096) == 4096
+    with pytest.raises(UsageError):
+        parse_size("lots")
+
+
+def test_uncompressed_payload(kernel_file, tmp_path):
+    out = tmp_path / "usr.img"
+    r = build_usr_image(kernel_file, out, compression="none")
+    img = out.read_bytes()
+    kernel = kernel_file.read_bytes()
+    assert img[0x10000:0x10000 + len(kernel)] == kernel
+    hdr = boot16.parse_header(img)
+    assert hdr.load_addr == 0x200000 and hdr.decompressor_entry == boot16.no_decompressor_addr()
+    assert r.payload_sectors == len(kernel) // 512
+
+
+@pytest.mark.parametrize("cmdline", ["", "a", "x" * 1023, 'say "hi" \\ there'])
+def test_cmdline_written_nul_terminated(kernel_file, tmp_path, cmdline):
+    out = tmp_path / "usr.img"
+    build_usr_image(kernel_file, out, cmdline=cmdline)
+    data = cmdline.encode()
+    assert out.read_bytes()[512:512 + len(data) + 1] == data + b"\0"
+
+
+def test_cmdline_limits(kernel_file, tmp_path):
+    out = tmp_path / "usr.img"
+    with pytest.raises(CmdlineError, match="1024 bytes, too long for osv"):
+        build_usr_image(kernel_file, out, cmdline="x" * 1024)
+    assert not out.exists()
+    build_usr_image(kernel_file, out, cmdline="x" * 32255, force_cmdline=True)
+    assert out.read_bytes()[512 + 32255] == 0
+    with pytest.raises(CmdlineError, match="too long for bios"):
+        build_usr_image(kernel_file, tmp_path / "b.img", cmdline="x" * 32256, force_cmdline=True)
+    with pytest.raises(CmdlineError, match="NUL"):
+        build_usr_image(kernel_file, tmp_path / "c.img", cmdline="a\0b")
+
+
+def test_kernel_validation(tmp_path):
+    out = tmp_path / "usr.img"
+    notelf = tmp_path / "notelf"
+    notelf.write_bytes(b"MZ" + bytes(5000))
+    with pytest.raises(KernelError, match="notelf: not an ELF file"):
+        build_usr_image(notelf, out)
+    elf32 = tmp_path / "elf32"
+    elf32.write_bytes(b"\x7fELF\x01\x01\x01" + bytes(5000))
+    with pytest.raises(KernelError, match="ELF32"):
+        build_usr_image(elf32, out)
+    k = bytearray(mini_kernel(0x4000))
+    k[18:20] = struct.pack("<H", 3)  # e_machine EM_386
+    (tmp_path / "i386").write_bytes(k)
+    with pytest.raises(KernelError, match="machine"):
+        build_usr_image(tmp_path / "i386", out)
+    k = bytearray(mini_kernel(0x4000))
+    struct.pack_into("<Q", k, 64 + 24, 0x300000)  # p_paddr
+    (tmp_path / "high").write_bytes(k)
+    with pytest.raises(KernelError, match="physical 0x300000, expected physical 0x200000"):
+        build_usr_image(tmp_path / "high", out)
+    k = bytearray(mini_kernel(0x4000))
+    struct.pack_into("<Q", k, 0x800, 0)  # empty start32 slot
+    (tmp_path / "noslot").write_bytes(k)
+    with pytest.raises(KernelError, match="start32 slot"):
+        build_usr_image(tmp_path / "noslot", out)
+    with pytest.raises(MissingInputError, match="no such file"):
+        build_usr_image(tmp_path / "missing", out)
+    assert not out.exists()
+
+
+def test_bad_options_and_outputs(kernel_file, tmp_path):
+    with pytest.raises(UsageError, match="compression 'zstd'"):
+        build_usr_image(kernel_file, tmp_path / "a", compression="zstd")
+    with pytest.raises(UsageError, match="image format 'vmdk'"):
+        build_usr_image(kernel_file, tmp_path / "a", image_format="vmdk")
+    with pytest.raises(MissingInputError, match="no-fs.img: no such file"):
+        build_usr_image(kernel_file, tmp_path / "a", partition=tmp_path / "no-fs.img")
+    with pytest.raises(OutputError, match="directory does not exist"):
+        build_usr_image(kernel_file, tmp_path / "nodir" / "usr.img")
+    existing = tmp_path / "keep.img"
+    existing.write_bytes(b"precious")
+    with pytest.raises(CmdlineError):
+        build_usr_image(kernel_file, existing, cmdline="x" * 5000)
+    assert existing.read_bytes() == b"precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.img"]  # no temp files left
+
+
+def test_accepts_kernel_object_and_is_deterministic(kernel_file, tmp_path):
+    k = check_kernel(kernel_file.read_bytes())
+    build_usr_image(k, tmp_path / "a.img", cmdline="x y")
+    build_usr_image(kernel_file, tmp_path / "b.img", cmdline="x y")
+    assert (tmp_path / "a.img").read_bytes() == (tmp_path / "b.img").read_bytes()
+
+
+def test_qcow2_output_is_deterministic_and_converts_back(kernel_file, tmp_path, qemu_img):
+    import subprocess
+
+    build_usr_image(kernel_file, tmp_path / "raw.img", cmdline="q")
+    for name in ("a.qcow2", "b.qcow2"):
+        r = build_usr_image(kernel_file, tmp_path / name, cmdline="q", image_format="qcow2")
+        assert r.image_format == "qcow2"
+    a, b = (tmp_path / "a.qcow2").read_bytes(), (tmp_path / "b.qcow2").read_bytes()
+    assert a[:4] == b"QFI\xfb" and a == b
+    subprocess.run([qemu_img, "convert", "-O", "raw", str(tmp_path / "a.qcow2"),
+                    str(tmp_path / "back.img")], check=True)
+    assert (tmp_path / "back.img").read_bytes() == (tmp_path / "raw.img").read_bytes()
+
+
+def test_cli_build_json_and_errors(cli, kernel_file, tmp_path):
+    out = tmp_path / "usr.img"
+    r = cli("build", kernel_file, "--format", "usr", "-o", out, "--cmdline", "a b", "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["output"] == str(out) and d["cmdline"] == "a b" and d["compression"] == "fastlz"
+    r = cli("build", tmp_path / "nope.elf", "-o", out)
+    assert r.returncode == 66 and r.stderr.decode().startswith("error: ")
+    bad = tmp_path / "bad.elf"
+    bad.write_bytes(b"not an elf at all" * 10)
+    r = cli("build", bad, "-o", tmp_path / "x.img")
+    assert r.returncode == 65 and b"Traceback" not in r.stderr
+    assert r.stderr.decode().strip() == f"error: {bad}: not an ELF file, expected an ELF64 x86-64 kernel"
+    r = cli("build", kernel_file, "-o", tmp_path / "x.img", "--format", "iso")
+    assert r.returncode == 64 and b"--format 'iso'" in r.stderr
+    r = cli("build", kernel_file, "-o", tmp_path / "x.img", "--cmdline", "y" * 1024)
+    assert r.returncode == 65 and b"too long for osv" in r.stderr
+    assert not (tmp_path / "x.img").exists()

@@ -98,6 +98,21 @@ def test_size_is_exact_and_output_deterministic(size):
     assert k.image_segment.filesz > size - 1024
 
 
+def test_output_is_identical_across_processes(tmp_path):
+    import hashlib
+    import os
+    import sys
+    code = ("import hashlib, sys; from osvkit.probe import build_probe; "
+            "sys.stdout.write(hashlib.sha256(build_probe(1 << 20, entry_report=True)).hexdigest())")
+    digests = set()
+    for seed in ("0", "12345"):
+        env = dict(os.environ, PYTHONHASHSEED=seed)
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             env=env, check=True)
+        digests.add(out.stdout)
+    assert digests == {hashlib.sha256(build_probe(MiB, entry_report=True)).hexdigest()}
+
+
 def test_sizes_too_small_or_too_large_are_usage_errors():
     with pytest.raises(UsageError, match="probe size 4096 out of range, expected"):
         build_probe(4096)

@@ -88,8 +88,14 @@ def test_corrupted_payload_byte_is_detected(qemu, tmp_path):
 
 
 def test_compatibility_mode_entry_with_paging_on(qemu, tmp_path):
-    console, done = boot(qemu, tmp_path, "compat", build_probe(), cpus="1")
+    # Firecracker's own MP table for 3 vCPUs (schemas part's builder), with its 8-byte
+    # interrupt-source entries between and after the processor entries
+    from osvkit.boot.firecracker import firecracker_mptable
+    fc_table = firecracker_mptable(3)
+    console, done = boot(qemu, tmp_path, "compat", build_probe(), cpus="1", mptable=fc_table)
     r = parse_report(console)
+    assert r.mptable_rule == "osv" and r.cpus == 3
+    assert r.mp_floating == fc_table[:16] and r.mptable == fc_table[16:]
     assert r.complete and r.entry == "start32"
     assert r.start32_cr0 & 0x80000001 == 0x80000001   # entered with paging on
     assert r.control_regs["cr0"] & ~0x10 == 0x80010003 and r.control_regs["cr4"] == 0x7B8

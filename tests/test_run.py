@@ -84,6 +84,29 @@ def test_qemu_command_rejects_bad_options(tmp_path, kw, message):
     assert str(exc.value) == message
 
 
+def test_bad_expect_regex_and_console_path(tmp_path):
+    with pytest.raises(UsageError, match="expect pattern '\\(' is not a regex"):
+        run_qemu(["q"], timeout=1, expect="(")
+    from osvkit.errors import OutputError
+    with pytest.raises(OutputError, match="cannot create"):
+        run_qemu(["q"], timeout=1, console_path=tmp_path / "no" / "console.txt")
+
+
+@pytest.mark.parametrize("script, reason, status", [
+    ("printf 'guest\\n'; exit 0", "poweroff", 0),
+    ("printf 'guest\\n'; kill -SEGV $$", "crash", 1),
+    ("echo 'qemu: bad option' >&2; exit 1", "error", 70),
+])
+def test_exit_reasons_from_the_vmm_process(script, reason, status):
+    # any command works as the "VMM": these stand-ins end the way QEMU can end
+    r = run_qemu(["sh", "-c", script], timeout=20, capture=False)
+    assert (r.exit_reason, r.exit_status) == (reason, status)
+    if reason == "error":
+        assert r.error_line == "qemu: bad option"
+    else:
+        assert r.console == "guest\n"
+
+
 def test_missing_image_and_missing_qemu(tmp_path, monkeypatch):
     with pytest.raises(MissingInputError, match="nope.img: no such file"):
         qemu_command(tmp_path / "nope.img", qemu="q")
@@ -190,6 +213,16 @@ def test_cli_run_without_qemu_exits_70(cli, tmp_path):
     assert b"Traceback" not in p.stderr
 
 
+@pytest.mark.qemu
+def test_cli_run_qemu_failing_to_start_exits_70(cli, tmp_path, qemu):
+    img = tmp_path / "x.img"
+    img.write_bytes(bytes(MiB))
+    p = cli("run", img, "--memory", "99999999G", "--timeout", "20", "--json")
+    assert p.returncode == 70 and p.stdout == b""
+    assert p.stderr.decode().startswith("error: qemu-system-x86_64 failed: qemu-system-x86_64: ")
+    assert p.stderr.count(b"\n") == 1
+
+
 def test_cli_run_missing_image_exits_66(cli, tmp_path):
     p = cli("run", tmp_path / "nope.img")
     assert p.returncode == 66 and p.stderr.decode() == f"error: {tmp_path / 'nope.img'}: no such file\n"
@@ -240,6 +273,9 @@ def test_cli_probe_bad_sizes(cli, tmp_path, args, status, message):
 def test_cli_probe_unwritable_directory(cli, tmp_path):
     p = cli("probe", "-o", tmp_path / "no" / "dir" / "p.elf")
     assert p.returncode == 73 and p.stderr.decode().startswith("error: ")
+    p = cli("probe", "-o", tmp_path)
+    assert p.returncode == 73
+    assert p.stderr.decode() == f"error: {tmp_path}: is a directory, expected a file name for the kernel\n"
 
 
 def test_parse_size():

@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
 import selectors
@@ -27,7 +28,7 @@ import tempfile
 import time
 
 from .. import layout
-from ..errors import MissingInputError, ToolError, UsageError
+from ..errors import MissingInputError, OutputError, ToolError, UsageError
 from .result import RunResult
 
 QEMU = "qemu-system-x86_64"
@@ -37,6 +38,7 @@ DISK_BUSES = ("virtio", "ide")
 IMAGE_FORMATS = ("raw", "qcow2")
 QCOW2_MAGIC = b"QFI\xfb"
 _POLL = 0.02
+_EXPECT_WINDOW = 64 * 1024
 
 
 def find_qemu(name: str = QEMU) -> str:
@@ -121,7 +123,14 @@ def run_qemu(argv: list[str], *, timeout: float, expect: str | None = None,
     ``console_path`` when given.  QEMU is always reaped (no zombie) before this returns."""
     if not argv:
         raise UsageError("empty QEMU command")
-    pattern = re.compile(expect, re.MULTILINE) if expect is not None else None
+    try:
+        pattern = re.compile(expect, re.MULTILINE) if expect is not None else None
+    except re.error as exc:
+        raise UsageError(f"expect pattern {expect!r} is not a regex ({exc})") from None
+    try:
+        console_file = open(console_path, "wb") if console_path is not None else None
+    except OSError as exc:
+        raise OutputError(f"cannot create: {exc.strerror}", path=console_path) from None
     own_dir = workdir is None
     workdir = workdir or tempfile.mkdtemp(prefix="osvkit-run-")
     bootdone = os.path.join(workdir, "bootdone")
@@ -131,7 +140,9 @@ def run_qemu(argv: list[str], *, timeout: float, expect: str | None = None,
     boot_done = None
     matched = None
     reason = None
-    console_file = open(console_path, "wb") if console_path is not None else None
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    text = ""
+    searched = 0
     start = time.monotonic()
     try:
         try:
@@ -170,8 +181,11 @@ def run_qemu(argv: list[str], *, timeout: float, expect: str | None = None,
                 now = time.monotonic()
                 if boot_done is None and _boot_done_seen(bootdone):
                     boot_done = now - start
-                if pattern is not None and matched is None:
-                    m = pattern.search(console.decode("utf-8", "replace"))
+                if pattern is not None and len(console) > searched:
+                    text += decoder.decode(bytes(console[searched:]))
+                    searched = len(console)
+                    # a match must end in the new text; look back at most 64 KiB
+                    m = pattern.search(text, max(0, len(text) - _EXPECT_WINDOW))
                     if m:
                         matched = m.group(0)
                         reason = "expect"

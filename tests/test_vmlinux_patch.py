@@ -178,10 +178,35 @@ def test_no_room_when_padding_is_used():
         _patch(bytes(data))
 
 
+def _with_load(paddr: int, memsz: int) -> bytes:
+    """make_kernel() with its second phdr turned into a PT_LOAD at ``paddr``."""
+    data = bytearray(make_kernel(extra_phdrs=1))
+    struct.pack_into("<IIQQQQQQ", data, 0x78, 1, 6, 0x2000, 0x40000000 + paddr, paddr, 0x100,
+                     memsz, 0x1000)
+    return bytes(data)
+
+
+def test_segment_below_1mib():
+    with pytest.raises(KernelError) as exc:
+        _patch(_with_load(0x90000, 0x1000))
+    assert str(exc.value) == ("kernel.elf: PT_LOAD at physical 0x90000 is below 1 MiB, expected "
+                              "every segment in 1 MiB-1 GiB (Firecracker loads at p_paddr >= "
+                              "0x100000)")
+
+
 def test_segment_overlapping_stub_area():
-    # image at 1 MiB: inside the stub area (and below OSv's 0x200000 -> contract error)
-    with pytest.raises(KernelError):
-        _patch(make_kernel(image_paddr=0x100000, start32=0x101000))
+    with pytest.raises(LayoutError) as exc:
+        _patch(_with_load(0x100400, 0x1000))
+    assert str(exc.value) == ("kernel.elf: no room for the stub: PT_LOAD at physical "
+                              "0x100400-0x101400 overlaps 0x100000-0x100500, expected nothing "
+                              "loaded at 0x100000-0x100500 (osvkit's stub)")
+    out, _ = _patch(_with_load(0x180000, 0x1000))          # clear of the stub: fine
+    assert struct.unpack_from("<H", out, 0x38)[0] == 4
+
+
+def test_segment_above_1gib():
+    with pytest.raises(KernelError, match="ends above 1 GiB"):
+        _patch(_with_load(0x3FFFF000, 0x2000))
 
 
 def test_not_elf64_x86_64():

@@ -119,6 +119,12 @@ def test_loader_refusals(tmp_path):
     with pytest.raises(KernelError, match="below 1 MiB"):
         fcloader.build_loader(k, memory=128 * MiB)
     k = check_kernel(make_dump_kernel(), path="dump.elf")
+    with pytest.raises(KernelError) as exc:       # e_entry == start32: OSv's 32-bit entry
+        fcloader.build_loader(check_kernel(make_dump_kernel(start32=0x201000), path="s.elf"),
+                              memory=128 * MiB)
+    assert str(exc.value) == ("s.elf: e_entry is start32 (0x201000), OSv's 32-bit entry, expected "
+                              "a 64-bit Linux entry at e_entry (Firecracker enters it in 64-bit "
+                              "mode); patch with osvkit build --format vmlinux")
     with pytest.raises(LayoutError, match="too small"):
         fcloader.build_loader(k, memory=4 * MiB)
     with pytest.raises(CmdlineError):
@@ -152,7 +158,7 @@ def test_loader_plan_and_code():
     addrs = [a for a, _mn, _ops in disassemble(code64, bits=64, base=0x300000 + fcloader.L_CODE64)]
     disp = int(ins[end][1].split("(")[0].lstrip("*"), 16)
     assert addrs[end + 1] + disp == 0x300000 + fcloader.L_VARS
-    assert struct.unpack_from("<Q", elf, 0x1000 + fcloader.L_VARS)[0] == 0x201000
+    assert struct.unpack_from("<Q", elf, 0x1000 + fcloader.L_VARS)[0] == 0x201000   # e_entry
     assert ins[end - 3:end] == [("movl", "$0x8ff0, %esp"), ("movl", "$0x8ff0, %ebp"),
                                 ("movl", "$0x7000, %esi")]
     assert all(mn == "movl" for mn, _ in ins[3:end])

@@ -140,6 +140,11 @@ def plan_loader(kernel: Kernel, *, memory: int, cpus: int) -> tuple[LoaderPlan, 
         raise KernelError(f"e_entry {kernel.entry:#x} is below 1 MiB",
                           expected="e_entry >= 0x100000 (linux-loader InvalidEntryAddress); "
                                    "patch it with osvkit build --format vmlinux", path=kernel.path)
+    if kernel.entry == kernel.start32:
+        raise KernelError(f"e_entry is start32 ({kernel.entry:#x}), OSv's 32-bit entry",
+                          expected="a 64-bit Linux entry at e_entry (Firecracker enters it in "
+                                   "64-bit mode); patch with osvkit build --format vmlinux",
+                          path=kernel.path)
     if memory > layout.FC_MMIO32_START:
         raise LayoutError(f"qemu-fc guest memory {memory:#x}",
                           expected="at most 3 GiB (QEMU's and Firecracker's maps differ above)")

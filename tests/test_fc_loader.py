@@ -211,3 +211,22 @@ def test_loader_refuses_a_different_module(qemu, tmp_path, dump_kernel):
         r = run_qemu(argv, timeout=30)
         assert f"osvkit-fc-loader: {msg}" in r.console
         assert r.exit_reason == "poweroff" and r.boot_done is None
+
+
+def test_pvh_protocol_plan():
+    from osvkit.errors import UsageError as _UsageError
+    from osvkit.image.vmlinux import patch_vmlinux
+
+    k = check_kernel(patch_vmlinux(check_kernel(make_dump_kernel()))[0], path="v.elf")
+    elf, plan = fcloader.build_loader(k, memory=128 * MiB, cpus=1, protocol="pvh")
+    assert plan.protocol == "pvh" and plan.kernel_entry == 0x100300     # the PVH note's entry
+    assert [(o[0], o[1], o[3]) for o in plan.ops if o[0] == "copy-structure"] == [
+        ("copy-structure", 0x500, 32), ("copy-structure", 0x6000, 56),
+        ("copy-structure", 0x7000, 4 * 24), ("copy-structure", 0x9FC00, 284 + 20)]
+    # the PVH GDT as loaded: TSS available (0x89) so that ltr can mark it busy (0x8b)
+    assert fcloader.fc_gdt_for_ltr("pvh") == bytes.fromhex(
+        "0000000000000000" "ffff0000009bcf00" "ffff00000093cf00" "6700000000890000")
+    with pytest.raises(KernelError, match="no XEN_ELFNOTE_PHYS32_ENTRY"):
+        fcloader.build_loader(check_kernel(make_dump_kernel()), memory=128 * MiB, protocol="pvh")
+    with pytest.raises(_UsageError):
+        fcloader.build_loader(k, memory=128 * MiB, protocol="efi")

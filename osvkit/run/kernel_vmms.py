@@ -11,7 +11,8 @@ KERNEL_VMMS = ("qemu-fc", "qemu-pvh", "firecracker")
 
 def kernel_command(vmm: str, kernel, *, accel: str = "tcg", memory="256M", cpus: int = 1,
                    cmdline: str | None = None, machine: str = "pc", disk=None,
-                   firecracker=None, workdir: str = "$OSVKIT_RUN_DIR") -> list[str]:
+                   firecracker=None, fc_protocol: str = "linux",
+                   workdir: str = "$OSVKIT_RUN_DIR") -> list[str]:
     """The command ``run_kernel`` runs (for ``osvkit run --dry-run``); generated files
     (the qemu-fc loader, the Firecracker config) are named under ``workdir``."""
     from ..image.usrimg import parse_size
@@ -34,7 +35,8 @@ def kernel_command(vmm: str, kernel, *, accel: str = "tcg", memory="256M", cpus:
 
 def run_kernel(vmm: str, kernel, *, accel: str = "tcg", memory="256M", cpus: int = 1,
                timeout: float = 60, expect: str | None = None, cmdline: str | None = None,
-               machine: str = "pc", disk=None, firecracker=None, console_path=None):
+               machine: str = "pc", disk=None, firecracker=None, fc_protocol: str = "linux",
+               console_path=None):
     line = cmdline or ""
     if vmm == "qemu-pvh":
         from .pvh import run_qemu_pvh
@@ -45,7 +47,7 @@ def run_kernel(vmm: str, kernel, *, accel: str = "tcg", memory="256M", cpus: int
         from .fcloader import run_qemu_fc
         return run_qemu_fc(kernel, machine=machine, cmdline=line, memory=memory, cpus=cpus,
                            disk=disk, accel=accel, timeout=timeout, expect=expect,
-                           console_path=console_path)
+                           console_path=console_path, protocol=fc_protocol)
     if vmm == "firecracker":
         from .firecracker import run_firecracker
         return run_firecracker(kernel, firecracker=firecracker, disk=disk, memory=memory,

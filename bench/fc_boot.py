@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from osvkit.image.usrimg import build_usr_image, parse_size  # noqa: E402
 from osvkit.image.vmlinux import build_vmlinux  # noqa: E402
 from osvkit.probe import build_probe  # noqa: E402
-from osvkit.run._fcrun import run_argv  # noqa: E402
+from osvkit.run.qemu import run_qemu  # noqa: E402
 from osvkit.run.fcloader import run_qemu_fc  # noqa: E402
 from osvkit.run.pvh import machine_argv, run_qemu_pvh  # noqa: E402
 
@@ -64,7 +64,7 @@ def main() -> int:
         t_usr = _timed(lambda: build_usr_image(probe, img, cmdline="/x"), args.runs)
         size = os.path.getsize(probe)
         common = dict(cmdline="--nopci /x", memory="256M", timeout=120)
-        bios = _boot(lambda: run_argv(machine_argv("pc", memory="256M", cpus=1)
+        bios = _boot(lambda: run_qemu(machine_argv("pc", memory="256M", cpus=1)
                                       + ["-drive", f"file={img},format=raw,if=ide"],
                                       timeout=120), args.runs)
         rows = [

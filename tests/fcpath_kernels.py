@@ -173,7 +173,9 @@ def parse_state_dump(console: str) -> tuple[dict[str, int], dict[str, bytes]]:
 
 
 def make_dump_kernel(**kw) -> bytes:
-    """An OSv-contract kernel whose e_entry (= start32 address 0x201000) is the 64-bit
-    state dump; image 0x3000 bytes + 0x1000 bss at 0x203000 (filled with 0xAA in the file
-    image? no: bss is not in the file, the loader must zero it)."""
+    """An OSv-contract kernel whose e_entry (0x201000) is the 64-bit state dump, like a
+    kernel with its own Linux entry; the start32 slot points elsewhere in the image
+    (0x202F00).  Image 0x3000 bytes + 0x1000 bss at 0x203000 (not in the file: the loader
+    must zero it)."""
+    kw.setdefault("start32", 0x202F00)
     return make_kernel(code=state_dump_code(), image_size=0x3000, bss=0x1000, **kw)

@@ -142,13 +142,13 @@ def test_qemu_pvh_microvm_mmio(qemu, vmlinux, tmp_path):
 
 def test_patched_elf_boots_through_usr_img(qemu, vmlinux, tmp_path):
     from osvkit.image.usrimg import build_usr_image
-    from osvkit.run._fcrun import run_argv
+    from osvkit.run.qemu import run_qemu
     from osvkit.run.pvh import machine_argv
 
     img = tmp_path / "usr.img"
     build_usr_image(vmlinux, img, cmdline="--bios /x")
     argv = machine_argv("pc", memory="128M", cpus=1) + ["-drive", f"file={img},format=raw,if=ide"]
-    r = run_argv(argv, timeout=60)
+    r = run_qemu(argv, timeout=60)
     rep = _report(r)
     assert rep.loader == "osvkit-boot16" and rep.cmdline == "--bios /x"
     assert rep.image_ok is True and rep.entry == "start32"
@@ -191,3 +191,17 @@ def test_qemu_pvh_uses_the_last_pvh_note(qemu, tmp_path):
                          timeout=30)
         rep = _report(r)
         assert rep.loader == "osvkit-pvh" and rep.image_ok is True
+
+
+def test_qemu_fc_pvh_protocol(qemu, vmlinux):
+    """Firecracker >= 1.12 boots a vmlinux with a PVH note through PVH: the same vmlinux,
+    entered through osvkit's PVH stub with Firecracker's start_info/memmap."""
+    line = "--nopci /pvh " + "p" * (2047 - 13)
+    r = run_qemu_fc(vmlinux, machine="microvm", cmdline=line, memory="128M", cpus=2,
+                    timeout=30, protocol="pvh")
+    rep = _report(r)
+    _check_common(rep, loader="osvkit-pvh", cmdline=line)
+    assert _e820(rep) == FC_E820_128M                 # Firecracker's memmap, same ranges
+    assert rep.start32_cr0 == 0x11                    # PVH: CR0 = PE|ET, paging off
+    assert rep.start32_esp == 0x7C00                  # the PVH stub's stack
+    assert rep.cpus == 2

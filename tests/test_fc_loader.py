@@ -119,6 +119,12 @@ def test_loader_refusals(tmp_path):
     with pytest.raises(KernelError, match="below 1 MiB"):
         fcloader.build_loader(k, memory=128 * MiB)
     k = check_kernel(make_dump_kernel(), path="dump.elf")
+    with pytest.raises(KernelError) as exc:       # e_entry == start32: OSv's 32-bit entry
+        fcloader.build_loader(check_kernel(make_dump_kernel(start32=0x201000), path="s.elf"),
+                              memory=128 * MiB)
+    assert str(exc.value) == ("s.elf: e_entry is start32 (0x201000), OSv's 32-bit entry, expected "
+                              "a 64-bit Linux entry at e_entry (Firecracker enters it in 64-bit "
+                              "mode); patch with osvkit build --format vmlinux")
     with pytest.raises(LayoutError, match="too small"):
         fcloader.build_loader(k, memory=4 * MiB)
     with pytest.raises(CmdlineError):
@@ -152,7 +158,7 @@ def test_loader_plan_and_code():
     addrs = [a for a, _mn, _ops in disassemble(code64, bits=64, base=0x300000 + fcloader.L_CODE64)]
     disp = int(ins[end][1].split("(")[0].lstrip("*"), 16)
     assert addrs[end + 1] + disp == 0x300000 + fcloader.L_VARS
-    assert struct.unpack_from("<Q", elf, 0x1000 + fcloader.L_VARS)[0] == 0x201000
+    assert struct.unpack_from("<Q", elf, 0x1000 + fcloader.L_VARS)[0] == 0x201000   # e_entry
     assert ins[end - 3:end] == [("movl", "$0x8ff0, %esp"), ("movl", "$0x8ff0, %ebp"),
                                 ("movl", "$0x7000, %esi")]
     assert all(mn == "movl" for mn, _ in ins[3:end])
@@ -187,3 +193,40 @@ def test_qemu_fc_mmio_entries_reach_the_kernel(qemu, dump_kernel):
                          mmio_devices=[(0x1000, 0xC0001000, 5)])
     line = mem["cmdline"].split(b"\0")[0].decode()
     assert line == "--nopci /app virtio_mmio.device=4K@0xc0001000:5"
+
+
+@pytest.mark.qemu
+def test_loader_refuses_a_different_module(qemu, tmp_path, dump_kernel):
+    from osvkit.run.pvh import machine_argv
+    from osvkit.run.qemu import run_qemu
+
+    elf, _plan = fcloader.build_loader(check_kernel(make_dump_kernel()), memory=128 * MiB)
+    (tmp_path / "loader.elf").write_bytes(elf)
+    other = tmp_path / "other.elf"
+    other.write_bytes(make_dump_kernel() + b"\0" * 16)
+    for initrd, msg in ((["-initrd", str(other)], "kernel module size differs"),
+                        ([], "no kernel module")):
+        argv = machine_argv("pc", memory="128M", cpus=1) + \
+            ["-kernel", str(tmp_path / "loader.elf"), "-append", "x"] + initrd
+        r = run_qemu(argv, timeout=30)
+        assert f"osvkit-fc-loader: {msg}" in r.console
+        assert r.exit_reason == "poweroff" and r.boot_done is None
+
+
+def test_pvh_protocol_plan():
+    from osvkit.errors import UsageError as _UsageError
+    from osvkit.image.vmlinux import patch_vmlinux
+
+    k = check_kernel(patch_vmlinux(check_kernel(make_dump_kernel()))[0], path="v.elf")
+    elf, plan = fcloader.build_loader(k, memory=128 * MiB, cpus=1, protocol="pvh")
+    assert plan.protocol == "pvh" and plan.kernel_entry == 0x100300     # the PVH note's entry
+    assert [(o[0], o[1], o[3]) for o in plan.ops if o[0] == "copy-structure"] == [
+        ("copy-structure", 0x500, 32), ("copy-structure", 0x6000, 56),
+        ("copy-structure", 0x7000, 4 * 24), ("copy-structure", 0x9FC00, 284 + 20)]
+    # the PVH GDT as loaded: TSS available (0x89) so that ltr can mark it busy (0x8b)
+    assert fcloader.fc_gdt_for_ltr("pvh") == bytes.fromhex(
+        "0000000000000000" "ffff0000009bcf00" "ffff00000093cf00" "6700000000890000")
+    with pytest.raises(KernelError, match="no XEN_ELFNOTE_PHYS32_ENTRY"):
+        fcloader.build_loader(check_kernel(make_dump_kernel()), memory=128 * MiB, protocol="pvh")
+    with pytest.raises(_UsageError):
+        fcloader.build_loader(k, memory=128 * MiB, protocol="efi")

@@ -178,10 +178,35 @@ def test_no_room_when_padding_is_used():
         _patch(bytes(data))
 
 
+def _with_load(paddr: int, memsz: int) -> bytes:
+    """make_kernel() with its second phdr turned into a PT_LOAD at ``paddr``."""
+    data = bytearray(make_kernel(extra_phdrs=1))
+    struct.pack_into("<IIQQQQQQ", data, 0x78, 1, 6, 0x2000, 0x40000000 + paddr, paddr, 0x100,
+                     memsz, 0x1000)
+    return bytes(data)
+
+
+def test_segment_below_1mib():
+    with pytest.raises(KernelError) as exc:
+        _patch(_with_load(0x90000, 0x1000))
+    assert str(exc.value) == ("kernel.elf: PT_LOAD at physical 0x90000 is below 1 MiB, expected "
+                              "every segment in 1 MiB-1 GiB (Firecracker loads at p_paddr >= "
+                              "0x100000)")
+
+
 def test_segment_overlapping_stub_area():
-    # image at 1 MiB: inside the stub area (and below OSv's 0x200000 -> contract error)
-    with pytest.raises(KernelError):
-        _patch(make_kernel(image_paddr=0x100000, start32=0x101000))
+    with pytest.raises(LayoutError) as exc:
+        _patch(_with_load(0x100400, 0x1000))
+    assert str(exc.value) == ("kernel.elf: no room for the stub: PT_LOAD at physical "
+                              "0x100400-0x101400 overlaps 0x100000-0x100500, expected nothing "
+                              "loaded at 0x100000-0x100500 (osvkit's stub)")
+    out, _ = _patch(_with_load(0x180000, 0x1000))          # clear of the stub: fine
+    assert struct.unpack_from("<H", out, 0x38)[0] == 4
+
+
+def test_segment_above_1gib():
+    with pytest.raises(KernelError, match="ends above 1 GiB"):
+        _patch(_with_load(0x3FFFF000, 0x2000))
 
 
 def test_not_elf64_x86_64():
@@ -216,3 +241,38 @@ def test_start64_handover_needs_static_ident_pt_l4():
                               "initialised page table in the file (bss or empty), expected "
                               "OSv's static ident_pt_l4 for --handover start64, or "
                               "--handover start32")
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=40, deadline=None)
+@given(image_pages=st.integers(3, 12), bss=st.integers(0, 0x40000), extra=st.integers(0, 32),
+       pvh=st.booleans(), linux=st.booleans())
+def test_patch_changes_only_allowed_bytes(image_pages, bss, extra, pvh, linux):
+    """For any kernel shape: only e_entry, e_phnum, the new phdr slots and the appended
+    page-aligned stub change; pyelftools reads the new segments back at the chosen places."""
+    from elftools.elf.elffile import ELFFile
+
+    orig = make_kernel(image_size=image_pages * 0x1000, bss=bss, extra_phdrs=extra,
+                       entry=START32 if linux else 0x201100)
+    out, res = _patch(orig, pvh=pvh)
+    if not linux and not pvh:                 # the kernel already has its Linux entry
+        assert out == orig and res.added == [] and res.kept == ["linux64"]
+        return
+    phnum = 1 + extra
+    slots = (0x40 + phnum * 56, 0x40 + (phnum + 1 + pvh) * 56)
+    allowed = [(0x18, 0x20), (0x38, 0x3A), slots]
+    for start, end in _diff_ranges(orig, out[:len(orig)]):
+        assert any(a <= start and end <= b for a, b in allowed), (hex(start), hex(end))
+    assert out[len(orig):len(out) - 0x500] == bytes(len(out) - 0x500 - len(orig))
+    assert len(out) % 0x1000 == 0x500
+    elf = ELFFile(io.BytesIO(out))
+    loads = [s for s in elf.iter_segments() if s["p_type"] == "PT_LOAD"]
+    stub = loads[-1]
+    assert (stub["p_paddr"], stub["p_offset"], stub["p_filesz"]) == (0x100000, len(out) - 0x500, 0x500)
+    assert stub["p_vaddr"] >= 0x40200000 + image_pages * 0x1000 + bss   # above the image's vaddrs
+    assert elf.header["e_entry"] == (0x100000 if linux else 0x201100)
+    k = check_kernel(out)
+    assert (k.pvh_entry == 0x100300) == pvh

@@ -216,7 +216,8 @@ def patch_vmlinux(kernel: Kernel, *, pvh: bool = True, handover: str = "start32"
         if s.memsz and s.paddr < stub_end and STUB_ADDR < s.paddr + s.memsz:
             raise LayoutError(f"no room for the stub: PT_LOAD at physical {s.paddr:#x}-"
                               f"{s.paddr + s.memsz:#x} overlaps {STUB_ADDR:#x}-{stub_end:#x}",
-                              expected="nothing loaded at 1 MiB-2 MiB", path=path)
+                              expected=f"nothing loaded at {STUB_ADDR:#x}-{stub_end:#x} (osvkit's stub)",
+                              path=path)
 
     new_phdrs = 1 + (1 if add_pvh else 0)
     table_end = kernel.phoff + kernel.phnum * PHDR_SIZE

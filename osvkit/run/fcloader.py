@@ -27,6 +27,13 @@ What the loader does (32-bit protected mode, paging off, as PVH enters it):
 5. sets RFLAGS = 0x2, every GPR to 0 except RSP = RBP = 0x8FF0 and RSI = 0x7000, and jumps to
    the kernel's ``e_entry``.
 
+With ``protocol="pvh"`` it reproduces Firecracker >= 1.12's PVH boot instead (what Firecracker
+does for any ELF with a ``XEN_ELFNOTE_PHYS32_ENTRY`` note, firecracker-boot.md 2.9):
+``hvm_start_info`` at 0x6000 (version 1, cmdline 0x20000, memmap 0x7000, no modules,
+rsdp 0), the memmap with Firecracker's e820 ranges, the PVH GDT (code 0x00cf9b000000ffff,
+TSS limit 0x67), the MP table; CR0 = 0x11, CR4 = 0, paging off, EBX = 0x6000, every other
+GPR 0, RFLAGS = 2, jump to the (last) PVH note's address in 32-bit code.
+
 Fidelity notes (what differs from Firecracker/KVM and why):
 
 * CR0 = 0xE0000011: Firecracker ORs PE|PG into KVM's reset CR0 (0x60000010, CD|NW|ET).
@@ -54,7 +61,7 @@ from .. import layout
 from ..asm import assemble, byte_directive, far_jump32
 from ..boot import _fcoffsets as off
 from ..boot import firecracker as fc
-from ..errors import CmdlineError, KernelError, LayoutError
+from ..errors import CmdlineError, KernelError, LayoutError, UsageError
 from ..image.kernel import Kernel
 
 LOADER_NAME = "osvkit-fc-loader"
@@ -76,11 +83,16 @@ FC_RFLAGS = 0x2
 TSS_AVAILABLE = 0x89
 TSS_BUSY = 0x8B
 
+PROTOCOLS = ("linux", "pvh")
+FC_PVH_CR0 = 0x11
+"""PE | ET exactly (firecracker-boot.md 2.4, PVH column)."""
+
 OP_END, OP_ZERO, OP_MODULE, OP_LOADER = 0, 1, 2, 3
 OP_NAMES = {OP_ZERO: "zero", OP_MODULE: "copy-kernel", OP_LOADER: "copy-structure"}
 
 # Loader segment layout (offsets from LOADER base)
 L_CODE32 = 0x0000
+PVH_TAIL = 0x0500        # (from L_CODE32) the PVH protocol's final 32-bit code
 L_CODE64 = 0x0600
 L_VARS = 0x0700          # u64 entry, u32 module base, u32 cmdline length
 L_MSGS = 0x0780
@@ -89,7 +101,7 @@ L_OPS = 0x0A00           # 16-byte ops, up to 96
 L_DATA = 0x1000
 MAX_OPS = (L_DATA - L_OPS) // 16
 STACK_SIZE = 0x1000
-LOADER_ALIGN = 0x10_0000
+LOADER_ALIGN = layout.FC_LOADER_ALIGN
 
 MESSAGES = {
     "no_module": b"osvkit-fc-loader: no kernel module (give the kernel ELF with -initrd)\n\0",
@@ -110,19 +122,20 @@ class LoaderPlan:
     cpus: int
     e820: list[tuple[int, int, int]]
     ops: list[tuple[str, int, int, int]] = field(default_factory=list)  # (op, dst, src, len)
+    protocol: str = "linux"
 
     def to_dict(self) -> dict:
-        return {"loader_addr": self.loader_addr, "loader_size": self.loader_size,
+        return {"protocol": self.protocol, "loader_addr": self.loader_addr, "loader_size": self.loader_size,
                 "kernel_size": self.kernel_size, "kernel_entry": self.kernel_entry,
                 "memory": self.memory, "cpus": self.cpus,
                 "e820": [list(e) for e in self.e820],
                 "ops": [list(o) for o in self.ops]}
 
 
-def fc_gdt_for_ltr() -> bytes:
-    """Firecracker's Linux-boot GDT with the TSS descriptor marked *available*; ``ltr``
-    marks it busy again, leaving Firecracker's exact bytes at 0x500."""
-    gdt = bytearray(fc.firecracker_gdt("linux"))
+def fc_gdt_for_ltr(protocol: str = "linux") -> bytes:
+    """Firecracker's GDT for ``protocol`` with the TSS descriptor marked *available*;
+    ``ltr`` marks it busy again, leaving Firecracker's exact bytes at 0x500."""
+    gdt = bytearray(fc.firecracker_gdt(protocol))
     access = 3 * 8 + 5
     assert gdt[access] == TSS_BUSY
     gdt[access] = TSS_AVAILABLE
@@ -133,17 +146,59 @@ def _align(v: int, a: int) -> int:
     return (v + a - 1) & ~(a - 1)
 
 
-def plan_loader(kernel: Kernel, *, memory: int, cpus: int) -> tuple[LoaderPlan, bytes, bytes]:
+def plan_loader(kernel: Kernel, *, memory: int, cpus: int,
+                protocol: str = "linux") -> tuple[LoaderPlan, bytes, bytes]:
     """Plan the loader for ``kernel`` in a guest of ``memory`` bytes with ``cpus`` vCPUs;
     return the plan, the loader's data area (structures to copy) and the operation table."""
+    if protocol not in PROTOCOLS:
+        raise UsageError(f"Firecracker boot protocol {protocol!r}", expected=" or ".join(PROTOCOLS))
+    if protocol == "pvh":
+        return _plan_pvh(kernel, memory=memory, cpus=cpus)
     if kernel.entry < layout.FC_HIMEM_START:
         raise KernelError(f"e_entry {kernel.entry:#x} is below 1 MiB",
                           expected="e_entry >= 0x100000 (linux-loader InvalidEntryAddress); "
                                    "patch it with osvkit build --format vmlinux", path=kernel.path)
+    if kernel.entry == kernel.start32:
+        raise KernelError(f"e_entry is start32 ({kernel.entry:#x}), OSv's 32-bit entry",
+                          expected="a 64-bit Linux entry at e_entry (Firecracker enters it in "
+                                   "64-bit mode); patch with osvkit build --format vmlinux",
+                          path=kernel.path)
     if memory > layout.FC_MMIO32_START:
         raise LayoutError(f"qemu-fc guest memory {memory:#x}",
                           expected="at most 3 GiB (QEMU's and Firecracker's maps differ above)")
     e820 = fc.firecracker_e820(memory)
+    structures = [(layout.FC_GDT_ADDR, fc_gdt_for_ltr("linux")),
+                  (layout.FC_ZERO_PAGE_ADDR, fc.firecracker_boot_params(0, e820)),
+                  (layout.FC_PML4_ADDR, fc.firecracker_page_tables()),
+                  (layout.FC_MPTABLE_ADDR, fc.firecracker_mptable(cpus))]
+    return _plan(kernel, memory=memory, cpus=cpus, e820=e820, entry=kernel.entry,
+                 structures=structures, protocol="linux")
+
+
+def _plan_pvh(kernel: Kernel, *, memory: int, cpus: int):
+    """Firecracker >= 1.12's PVH boot (firecracker-boot.md 2.9): hvm_start_info at 0x6000,
+    the memmap (Firecracker's e820 ranges) at 0x7000, its PVH GDT, the MP table."""
+    from ..image.vmlinux import effective_pvh_entry
+
+    entry = effective_pvh_entry(kernel)
+    if entry is None:
+        raise KernelError("no XEN_ELFNOTE_PHYS32_ENTRY note", path=kernel.path,
+                          expected="a PVH kernel for --fc-protocol pvh "
+                                   "(osvkit build --format vmlinux --pvh)")
+    if memory > layout.FC_MMIO32_START:
+        raise LayoutError(f"qemu-fc guest memory {memory:#x}",
+                          expected="at most 3 GiB (QEMU's and Firecracker's maps differ above)")
+    e820 = fc.firecracker_e820(memory)
+    structures = [(layout.FC_GDT_ADDR, fc_gdt_for_ltr("pvh")),
+                  (layout.FC_PVH_INFO_ADDR, fc.firecracker_pvh_start_info(len(e820))),
+                  (layout.FC_PVH_MEMMAP_ADDR, fc.firecracker_pvh_memmap(e820)),
+                  (layout.FC_MPTABLE_ADDR, fc.firecracker_mptable(cpus))]
+    return _plan(kernel, memory=memory, cpus=cpus, e820=e820, entry=entry,
+                 structures=structures, protocol="pvh")
+
+
+def _plan(kernel: Kernel, *, memory: int, cpus: int, e820, entry: int, structures,
+          protocol: str):
     kernel_end = max(s.paddr + s.memsz for s in kernel.load_segments)
     loader_addr = _align(max(kernel_end, layout.KERNEL_BASE_ADDR), LOADER_ALIGN)
     # data area: structures Firecracker writes, copied by OP_LOADER ops
@@ -162,30 +217,29 @@ def plan_loader(kernel: Kernel, *, memory: int, cpus: int) -> tuple[LoaderPlan, 
         ops.append((OP_LOADER, dst, src, len(blob)))
 
     zero(0, layout.FC_SYSTEM_MEM_START)
-    zero(layout.FC_SYSTEM_MEM_START, 0xA0000)
+    zero(layout.FC_SYSTEM_MEM_START, layout.LOW_RAM_END)
     zero(layout.FC_HIMEM_START, loader_addr)
     for s in kernel.load_segments:
         if s.filesz:
             ops.append((OP_MODULE, s.paddr, s.offset, s.filesz))
-    put(layout.FC_GDT_ADDR, fc_gdt_for_ltr())
-    put(layout.FC_ZERO_PAGE_ADDR, fc.firecracker_boot_params(0, e820))
-    put(layout.FC_PML4_ADDR, fc.firecracker_page_tables())
-    put(layout.FC_MPTABLE_ADDR, fc.firecracker_mptable(cpus))
+    for dst, blob in structures:
+        put(dst, blob)
     if len(ops) > MAX_OPS:
         raise LayoutError(f"{len(ops)} loader operations (kernel PT_LOADs)",
                           expected=f"at most {MAX_OPS}", path=kernel.path)
     loader_size = L_DATA + _align(len(data), 16) + layout.FC_CMDLINE_MAX_SIZE + STACK_SIZE
     loader_end = loader_addr + loader_size
     # QEMU puts the -initrd just below top of RAM (minus its ACPI/firmware reserve)
-    if loader_end + len(kernel.data) + 2 * layout.MiB > memory or loader_end > layout.IDENTITY_MAP_END:
+    need = _align(loader_end + len(kernel.data), layout.MiB) + 2 * layout.MiB
+    if need > memory or loader_end > layout.IDENTITY_MAP_END:
         raise LayoutError(f"guest memory of {memory // layout.MiB} MiB is too small for the "
-                          f"kernel ({kernel_end:#x}), the loader and the kernel file as module",
-                          expected=f"at least {_align(loader_end + len(kernel.data), layout.MiB) // layout.MiB + 2} MiB")
+                          f"kernel (to {kernel_end:#x}), the loader and the kernel file as module",
+                          expected=f"at least {need // layout.MiB} MiB")
     for op, dst, src, ln in ops:
         plan_ops.append((OP_NAMES[op], dst, src, ln))
     plan = LoaderPlan(loader_addr=loader_addr, loader_size=loader_size,
-                      kernel_size=len(kernel.data), kernel_entry=kernel.entry,
-                      memory=memory, cpus=cpus, e820=e820, ops=plan_ops)
+                      kernel_size=len(kernel.data), kernel_entry=entry,
+                      memory=memory, cpus=cpus, e820=e820, ops=plan_ops, protocol=protocol)
     opbytes = b"".join(struct.pack("<IIII", *o) for o in ops) + struct.pack("<IIII", OP_END, 0, 0, 0)
     return plan, bytes(data), opbytes
 
@@ -196,6 +250,30 @@ def _code32(base: int, plan: LoaderPlan, cmdbuf: int, stack_top: int) -> str:
     m = {k: base + L_MSGS + i * 0x80 for i, k in enumerate(MESSAGES)}
     d = base + L_DESC
     code64 = base + L_CODE64
+    if plan.protocol == "linux":
+        set_cmdline_size = f"    movl %ecx, {layout.FC_ZERO_PAGE_ADDR + bp['cmdline_size']:#x}"
+        tail = f"""
+    movl ${FC_CR4:#x}, %eax
+    movl %eax, %cr4
+    movl ${layout.FC_PML4_ADDR:#x}, %eax
+    movl %eax, %cr3
+    movl ${MSR_EFER:#x}, %ecx
+    rdmsr
+    orl ${FC_EFER_LME:#x}, %eax
+    wrmsr
+    movl ${FC_CR0:#x}, %eax
+    movl %eax, %cr0
+{byte_directive(far_jump32(FC_SEL_CODE, code64))}
+"""
+    else:   # PVH: 32-bit protected mode, paging off, CR0 = 0x11, CR4 = 0, EBX = start_info
+        set_cmdline_size = ""
+        tail = f"""
+    movl $0x0, %eax
+    movl %eax, %cr4
+    movl ${FC_PVH_CR0:#x}, %eax
+    movl %eax, %cr0
+{byte_directive(far_jump32(FC_SEL_CODE, base + L_CODE32 + PVH_TAIL))}
+"""
     return f"""
     cli
     cld
@@ -264,7 +342,7 @@ ops_done:
     movl ${layout.FC_CMDLINE_ADDR:#x}, %edi
     movl {v + 12:#x}, %ecx
     incl %ecx
-    movl %ecx, {layout.FC_ZERO_PAGE_ADDR + bp['cmdline_size']:#x}
+{set_cmdline_size}
     rep movsb
     movl ${d:#x}, %eax
     lgdt (%eax)
@@ -278,17 +356,7 @@ ops_done:
     movl %eax, %ss
     movl ${FC_SEL_TSS:#x}, %eax
     ltr %ax
-    movl ${FC_CR4:#x}, %eax
-    movl %eax, %cr4
-    movl ${layout.FC_PML4_ADDR:#x}, %eax
-    movl %eax, %cr3
-    movl ${MSR_EFER:#x}, %ecx
-    rdmsr
-    orl ${FC_EFER_LME:#x}, %eax
-    wrmsr
-    movl ${FC_CR0:#x}, %eax
-    movl %eax, %cr0
-{byte_directive(far_jump32(FC_SEL_CODE, code64))}
+{tail}
 fail_no_module:
     movl ${m['no_module']:#x}, %esi
     jmp fail
@@ -330,9 +398,27 @@ def _code64(base: int, stack_top: int) -> str:
 """
 
 
-def build_loader(kernel: Kernel, *, memory: int, cpus: int = 1) -> tuple[bytes, LoaderPlan]:
-    """The loader ELF (bytes) for ``kernel`` and its plan."""
-    plan, data, opbytes = plan_loader(kernel, memory=memory, cpus=cpus)
+def _pvh_tail(base: int, stack_top: int) -> str:
+    """32-bit code run from Firecracker's PVH code selector: RFLAGS = 2, EBX = start_info,
+    every other GPR (ESP and EBP too) 0, jump to the PVH note's entry."""
+    v = base + L_VARS
+    zero = "\n".join(f"    movl $0x0, %{r}" for r in ("eax", "ecx", "edx", "esi", "edi", "ebp"))
+    return f"""
+    movl ${stack_top:#x}, %esp
+    pushl ${FC_RFLAGS:#x}
+    popfl
+{zero}
+    movl ${layout.FC_PVH_INFO_ADDR:#x}, %ebx
+    movl $0x0, %esp
+    jmp *{v:#x}
+"""
+
+
+def build_loader(kernel: Kernel, *, memory: int, cpus: int = 1,
+                 protocol: str = "linux") -> tuple[bytes, LoaderPlan]:
+    """The loader ELF (bytes) for ``kernel`` and its plan; ``protocol`` "linux" (the 64-bit
+    boot protocol, e_entry) or "pvh" (Firecracker >= 1.12 with a PVH note)."""
+    plan, data, opbytes = plan_loader(kernel, memory=memory, cpus=cpus, protocol=protocol)
     base = plan.loader_addr
     cmdbuf = base + L_DATA + _align(len(data), 16)
     stack_top = cmdbuf + layout.FC_CMDLINE_MAX_SIZE + STACK_SIZE
@@ -345,9 +431,13 @@ def build_loader(kernel: Kernel, *, memory: int, cpus: int = 1) -> tuple[bytes, 
             raise AssertionError(f"loader part at {at:#x} overruns {end:#x}")
         seg[at:at + len(blob)] = blob
 
-    place(L_CODE32, code32, L_CODE64)
+    place(L_CODE32, code32, L_CODE32 + PVH_TAIL)
+    if protocol == "pvh":
+        place(L_CODE32 + PVH_TAIL,
+              assemble(_pvh_tail(base, stack_top), bits=32, base=base + L_CODE32 + PVH_TAIL),
+              L_CODE64)
     place(L_CODE64, code64, L_VARS)
-    place(L_VARS, struct.pack("<QII", kernel.entry, 0, 0), L_MSGS)
+    place(L_VARS, struct.pack("<QII", plan.kernel_entry, 0, 0), L_MSGS)
     for i, msg in enumerate(MESSAGES.values()):
         place(L_MSGS + i * 0x80, msg, L_MSGS + (i + 1) * 0x80)
     desc = struct.pack("<HI", layout.FC_GDT_SIZE - 1, layout.FC_GDT_ADDR) + b"\0\0"
@@ -413,7 +503,8 @@ def mmio_cmdline(devices) -> str:
 
 def run_qemu_fc(kernel, *, machine: str = "pc", cmdline: str = "", memory="256M", cpus: int = 1,
                 disk=None, mmio_devices=(), accel: str = "tcg", timeout: float = 60,
-                expect: str | None = None, console_path=None, loader_path=None):
+                expect: str | None = None, console_path=None, loader_path=None,
+                protocol: str = "linux"):
     """Boot ``kernel`` (a kernel ELF with a Linux 64-bit entry) the way Firecracker would,
     inside QEMU; returns the runner's RunResult (with ``plan`` attached as ``fc_plan``)."""
     import os
@@ -421,19 +512,21 @@ def run_qemu_fc(kernel, *, machine: str = "pc", cmdline: str = "", memory="256M"
 
     from ..image.kernel import load_kernel
     from ..image.usrimg import parse_size
-    from ._fcrun import run_argv
+    from .qemu import run_qemu
 
     k = load_kernel(kernel)
     line = " ".join(p for p in (cmdline.strip(), mmio_cmdline(mmio_devices)) if p)
     check_fc_cmdline(line)
     mem = parse_size(memory)
-    elf, plan = build_loader(k, memory=mem, cpus=cpus)
+    elf, plan = build_loader(k, memory=mem, cpus=cpus, protocol=protocol)
     with tempfile.TemporaryDirectory(prefix="osvkit-fc-") as tmp:
         lp = os.fspath(loader_path) if loader_path else os.path.join(tmp, "fc-loader.elf")
         with open(lp, "wb") as f:
             f.write(elf)
         argv = qemu_fc_argv(kernel, lp, machine=machine, cmdline=line, memory=mem, cpus=cpus,
                             disk=disk, accel=accel)
-        result = run_argv(argv, timeout=timeout, expect=expect, console_path=console_path)
+        result = run_qemu(argv, timeout=timeout, expect=expect, console_path=console_path,
+                          workdir=tmp)
+    result.vmm = "qemu-fc"
     result.fc_plan = plan
     return result

@@ -15,28 +15,11 @@ import shutil
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass, field
 
 from ..errors import ToolError
 from ..firecracker.config import build_firecracker_config
 
 _BOOT_TIME = re.compile(r"Guest-boot-time\s*=\s*(\d+)\s*us")
-
-
-@dataclass
-class FirecrackerRun:
-    exit_reason: str
-    elapsed: float
-    boot_done: float | None
-    console: str
-    command: list[str]
-    returncode: int | None = None
-    config: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return {"vmm": "firecracker", "exit_reason": self.exit_reason, "elapsed": self.elapsed,
-                "boot_done": self.boot_done, "console": self.console, "command": self.command,
-                "returncode": self.returncode, "config": self.config}
 
 
 def find_firecracker(path=None) -> str:
@@ -52,20 +35,31 @@ def find_firecracker(path=None) -> str:
     return found
 
 
+def firecracker_command(config_path, *, firecracker=None) -> list[str]:
+    return [find_firecracker(firecracker), "--no-api", "--config-file", os.fspath(config_path),
+            "--boot-timer"]
+
+
 def run_firecracker(kernel, *, firecracker=None, disk=None, memory="128M", cpus: int = 1,
-                    cmdline: str = "", timeout: float = 60, expect: str | None = None) -> FirecrackerRun:
+                    cmdline: str = "", timeout: float = 60, expect: str | None = None,
+                    console_path=None):
+    """Boot ``kernel`` in a real Firecracker; returns a :class:`~osvkit.run.result.RunResult`
+    (``vmm`` "firecracker")."""
+    from .result import RunResult
+
     binary = find_firecracker(firecracker)
     cfg = build_firecracker_config(kernel, disk=disk, memory=memory, cpus=cpus, boot_args=cmdline)
     with tempfile.TemporaryDirectory(prefix="osvkit-fc-") as tmp:
         cfg_path = os.path.join(tmp, "vm.json")
         with open(cfg_path, "w") as f:
             f.write(cfg.to_json())
-        argv = [binary, "--no-api", "--config-file", cfg_path, "--boot-timer"]
+        argv = firecracker_command(cfg_path, firecracker=binary)
         start = time.monotonic()
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL)
         out = b""
         reason = "poweroff"
+        pattern = re.compile(expect, re.MULTILINE) if expect is not None else None
         try:
             import selectors
 
@@ -81,7 +75,7 @@ def run_firecracker(kernel, *, firecracker=None, disk=None, memory="128M", cpus:
                     if not chunk:
                         break
                     out += chunk
-                    if expect is not None and expect.encode() in out:
+                    if pattern is not None and pattern.search(out.decode("utf-8", "replace")):
                         reason = "expect"
                         break
         finally:
@@ -90,10 +84,17 @@ def run_firecracker(kernel, *, firecracker=None, disk=None, memory="128M", cpus:
             proc.wait()
         elapsed = time.monotonic() - start
     console = out.decode("utf-8", "replace")
-    if reason == "poweroff" and proc.returncode not in (0, None):
-        reason = "crash"
+    if reason == "poweroff" and proc.returncode:
+        reason = "crash" if proc.returncode < 0 else "error"
     m = _BOOT_TIME.search(console)
     boot_done = int(m.group(1)) / 1e6 if m else None
-    return FirecrackerRun(exit_reason=reason, elapsed=elapsed, boot_done=boot_done,
-                          console=console, command=argv, returncode=proc.returncode,
-                          config=cfg.document)
+    matched = None
+    if reason == "expect":
+        matched = pattern.search(console).group(0)
+    if console_path is not None:
+        with open(console_path, "wb") as f:
+            f.write(out)
+    return RunResult(exit_reason=reason, elapsed=elapsed, boot_done=boot_done, console=console,
+                     command=argv, returncode=proc.returncode,
+                     stderr=console if reason == "error" else "", expect=expect,
+                     matched=matched, vmm="firecracker", pid=proc.pid, console_bytes=out)

@@ -76,8 +76,10 @@ def run_qemu_pvh(kernel, *, machine: str = "pc", cmdline: str = "", memory="256M
                  cpus: int = 1, disk=None, accel: str = "tcg", timeout: float = 60,
                  expect: str | None = None, console_path=None):
     """Boot ``kernel`` with QEMU's PVH loader and return the runner's RunResult."""
-    from ._fcrun import run_argv
+    from .qemu import run_qemu
 
     argv = qemu_pvh_argv(kernel, machine=machine, cmdline=cmdline, memory=memory, cpus=cpus,
                          disk=disk, accel=accel)
-    return run_argv(argv, timeout=timeout, expect=expect, console_path=console_path)
+    result = run_qemu(argv, timeout=timeout, expect=expect, console_path=console_path)
+    result.vmm = "qemu-pvh"
+    return result

@@ -9,9 +9,6 @@ from ._app import app  # noqa: F401
 
 # Importing a command module registers its commands.
 from . import decode as _decode  # noqa: F401,E402
-# -- cli part: verify and demo commands --
-from . import verify as _verify  # noqa: F401,E402
-from . import demo as _demo  # noqa: F401,E402
 # [bios] build (usr format) and inspect
 from . import build as _build  # noqa: F401,E402
 from . import inspect as _inspect  # noqa: F401,E402
@@ -26,14 +23,13 @@ from . import cmdline as _cmdline  # noqa: F401,E402
 # --- end cmdline part ---
 # --- rofs part ---
 from . import rofs as _rofs  # noqa: F401,E402
-# [bios] build (usr format) and inspect
-from . import build as _build  # noqa: F401,E402
-from . import inspect as _inspect  # noqa: F401,E402
-# [/bios]
-
 # [fcpath] firecracker-config
 from . import firecracker as _firecracker  # noqa: F401,E402
 # [/fcpath]
+# -- cli part: verify and demo commands --
+from . import verify as _verify  # noqa: F401,E402
+from . import demo as _demo  # noqa: F401,E402
+# -- end cli part --
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -302,33 +302,19 @@ def _literal_expect(expect: str | None) -> str | None:
 
 
 def _run(req: BootRequest, vmm: str):
-    """Boot with the run part: :func:`osvkit.run.run_image` for ``qemu`` (usr.img), the
-    Firecracker-path backends for a vmlinux ELF (``qemu-pvh``, ``qemu-fc``,
-    ``firecracker``).  The QEMU runners take ``expect`` as a regex; every console is also
-    matched against it here."""
-    image = str(req.image)
+    """Boot with :func:`osvkit.run.run_image`: ``qemu`` for usr.img, ``qemu-pvh`` /
+    ``qemu-fc`` / ``firecracker`` for a vmlinux ELF (with the command line as boot args).
+    The QEMU runners take ``expect`` as a regex; every console is also matched here."""
+    from .run import run_image
+
+    if (vmm == "qemu") != (req.kind == "usr"):
+        raise UsageError(f"no {vmm} backend for a {req.kind} image",
+                         expected="qemu for usr.img, qemu-pvh or qemu-fc for a vmlinux ELF")
     cmdline = req.cmdline if req.kind == "vmlinux" or req.cmdline else None
-    common = dict(memory=req.memory, cpus=req.cpus, timeout=req.timeout)
-    if vmm == "qemu":
-        if req.kind != "usr":
-            raise UsageError(f"no qemu backend for a {req.kind} image",
-                             expected="qemu-pvh or qemu-fc for a vmlinux ELF")
-        from .run import run_image
-        return run_image(image, vmm="qemu", accel=req.accel, expect=req.expect,
-                         cmdline=cmdline, **common)
-    if vmm == "qemu-pvh":
-        from .run.pvh import run_qemu_pvh
-        return run_qemu_pvh(image, cmdline=cmdline or "", accel=req.accel, expect=req.expect,
-                            **common)
-    if vmm == "qemu-fc":
-        from .run.fcloader import run_qemu_fc
-        return run_qemu_fc(image, cmdline=cmdline or "", accel=req.accel, expect=req.expect,
-                           **common)
-    if vmm == "firecracker":
-        from .run.firecracker import run_firecracker
-        return run_firecracker(image, cmdline=cmdline or "", expect=_literal_expect(req.expect),
-                               **common)
-    raise UsageError(f"unknown VMM {vmm!r}", expected=" or ".join(KNOWN_VMMS))
+    expect = _literal_expect(req.expect) if vmm == "firecracker" else req.expect
+    return run_image(str(req.image), vmm=vmm, accel=req.accel, memory=req.memory,
+                     cpus=req.cpus, timeout=req.timeout, expect=expect,
+                     cmdline=cmdline if req.kind == "usr" else (cmdline or ""))
 
 
 def boot_once(req: BootRequest, vmm: str) -> BootCheck:

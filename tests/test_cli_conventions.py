@@ -125,6 +125,10 @@ def test_bad_input_statuses(cli, tmp_path):
         (["verify", "-c", str(tmp_path / "none.toml")], 66, "none.toml: no such build file"),
         (["demo", "--plot", "a.gif"], 64, "unknown picture format"),
         (["verify", "--no-such-flag"], 64, "No such option"),
+        (["verify"], 64, "nothing to verify, expected IMAGE arguments, -c BUILD_FILE or "
+                         "./osvkit.toml"),
+        (["verify", str(junk), "-c", "x.toml"], 64, "give either IMAGE arguments or -c"),
+        (["verify", str(junk), "--image", "a"], 64, "--image and --out need a build file"),
     ]
     for args, status, text in cases:
         r = cli(*args, cwd=tmp_path, env=_clean_env())

@@ -30,6 +30,7 @@ def assemble(text: str, *, bits: int, base: int = 0) -> bytes:
     if bits not in _MODES:
         raise ValueError(f"bits must be 16, 32 or 64, not {bits}")
     _reject_numeric_labels(text)
+    _reject_bare_decimals(text)
     ks = keystone.Ks(keystone.KS_ARCH_X86, getattr(keystone, _MODES[bits]))
     ks.syntax = keystone.KS_OPT_SYNTAX_ATT
     try:
@@ -47,6 +48,22 @@ def _reject_numeric_labels(text: str) -> None:
         code = line.split("#", 1)[0]
         if re.match(r"\s*\d+:", code) or re.search(r"\bj\w*\s+\d+[bf]\b", code):
             raise AsmError(f"numeric local label in generated code: {line.strip()!r}")
+
+
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_BARE_DECIMAL = re.compile(r"(?<![\w.])(\d{2,})(?![\w.])")
+
+
+def _reject_bare_decimals(text: str) -> None:
+    """Keystone 0.9.2 in AT&T mode reads every bare number as hex: ``movl $20, %ecx`` loads
+    0x20, ``.fill 10`` emits 16 bytes.  Numbers 0-9 mean the same either way; anything larger
+    must be written ``0x..`` so that the code says what it assembles to."""
+    for line in text.splitlines():
+        code = _STRING.sub('""', line.split("#", 1)[0])
+        for m in _BARE_DECIMAL.finditer(code):
+            if int(m.group(1)) >= 10:
+                raise AsmError(f"bare number {m.group(1)} in generated code (Keystone reads it as "
+                               f"hex): {line.strip()!r}", expected="0x-prefixed numbers above 9")
 
 
 def far_jump16(selector: int, offset: int) -> bytes:

@@ -100,6 +100,8 @@ def inspect_usr_image(path) -> dict:
             load_size = info.osv_kernel_size
         out["boot"] = boot
         out["partitions"] = [p.to_dict() for p in info.partitions]
+        for p in out["partitions"]:
+            p["filesystem"] = _partition_filesystem(path, p, read)
         payload = read(layout.KERNEL_OFFSET, load_size) if load_size else b""
         if len(payload) < load_size:
             out["truncated"] = True
@@ -205,8 +207,23 @@ def _kernel_summary(k) -> dict:
             "symbols": k.symbols}
 
 
+def _partition_filesystem(path, part: dict, read) -> dict | None:
+    """What the partition holds: a ROFS tree summary, or None when empty or unknown."""
+    from .rofs.reader import detect_rofs_head, inspect_rofs
+
+    if not part["sector_count"]:
+        return None
+    if not detect_rofs_head(read(part["offset"], 16)):
+        return {"format": "unknown"}
+    return inspect_rofs(path, partition=part["index"]).summary()
+
+
 def describe(result: InspectResult) -> str:
     """Human-readable rendering of :func:`inspect_file`'s result."""
+    if result.kind == "rofs":
+        from .rofs.reader import describe_rofs
+
+        return describe_rofs(result.path, result.details)
     d = result.to_dict()
     lines = [f"{d['path']}: {d['kind']}"]
     if result.kind != "disk-image":
@@ -229,6 +246,12 @@ def describe(result: InspectResult) -> str:
         lines.append(f"    CHS osv {tuple(p['start_chs_osv'])}-{tuple(p['end_chs_osv'])}, "
                      f"standard {tuple(p['start_chs_standard'])}-{tuple(p['end_chs_standard'])}, "
                      f"osv_usable {str(p['osv_usable']).lower()}")
+        fs = p.get("filesystem")
+        if fs and fs["format"] == "rofs":
+            lines.append(f"    filesystem: ROFS, {fs['files']} files ({fs['data_bytes']} bytes), "
+                         f"{fs['directories']} directories, {fs['symlinks']} symlinks")
+        elif fs:
+            lines.append("    filesystem: unknown")
     pl = d["payload"]
     lines.append(f"  payload at LBA 128: {pl['kind']}, compression {pl.get('compression', '?')}, "
                  f"{pl['size']} bytes")
@@ -255,3 +278,8 @@ def describe(result: InspectResult) -> str:
 
 
 DETECTORS.append(("disk-image", _is_disk, inspect_usr_image))
+
+# ROFS images (osvkit.rofs.reader)
+from .rofs.reader import detect_rofs_head, inspect_rofs_details  # noqa: E402
+
+DETECTORS.append(("rofs", detect_rofs_head, inspect_rofs_details))

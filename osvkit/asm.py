@@ -31,6 +31,8 @@ def assemble(text: str, *, bits: int, base: int = 0) -> bytes:
         raise ValueError(f"bits must be 16, 32 or 64, not {bits}")
     _reject_numeric_labels(text)
     _reject_bare_decimals(text)
+    if bits == 64:
+        _reject_movq_absolute_loads(text)
     ks = keystone.Ks(keystone.KS_ARCH_X86, getattr(keystone, _MODES[bits]))
     ks.syntax = keystone.KS_OPT_SYNTAX_ATT
     try:
@@ -64,6 +66,21 @@ def _reject_bare_decimals(text: str) -> None:
             if int(m.group(1)) >= 10:
                 raise AsmError(f"bare number {m.group(1)} in generated code (Keystone reads it as "
                                f"hex): {line.strip()!r}", expected="0x-prefixed numbers above 9")
+
+
+_MOVQ_ABS_LOAD = re.compile(r"^\s*(?:\w+:\s*)?movq?\s+(0x[0-9a-fA-F]+|\d+)\s*,\s*%r\w+\s*$")
+
+
+def _reject_movq_absolute_loads(text: str) -> None:
+    """Keystone 0.9.2 in 64-bit mode encodes ``movq 0x1010, %rax`` (a 64-bit load from a
+    numeric absolute address) as ``0x1010(%rip)`` without subtracting RIP; other sizes, stores
+    and label operands come out right.  Refuse the broken form."""
+    for line in text.splitlines():
+        m = _MOVQ_ABS_LOAD.match(line.split("#", 1)[0])
+        if m and not m.group(0).rstrip().endswith(("d", "w", "b")):
+            raise AsmError(f"64-bit load from the absolute address {m.group(1)} "
+                           f"(Keystone mis-encodes it): {line.strip()!r}",
+                           expected="a register base, e.g. movl $addr, %r11d; movq (%r11), %rax")
 
 
 def far_jump16(selector: int, offset: int) -> bytes:

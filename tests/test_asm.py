@@ -37,3 +37,19 @@ def test_far_jump_bytes_disassemble_as_far_jumps():
     assert disassemble(far_jump16(0x08, 0x7C50), bits=16) == [(0, "ljmpw", "$0x8:$0x7c50")]
     assert disassemble(far_jump16_to32(0x08, 0x201000), bits=16) == [(0, "ljmpl", "$0x8:$0x201000")]
     assert disassemble(far_jump32(0x18, 0x200000), bits=32) == [(0, "ljmpl", "$0x18:$0x200000")]
+
+
+@pytest.mark.parametrize("text", ["movq 0x205048, %rax", "spin: movq 0x1010, %r8"])
+def test_rejects_64bit_absolute_loads_keystone_misencodes(text):
+    with pytest.raises(AsmError, match="absolute address"):
+        assemble(text, bits=64, base=0x100000)
+
+
+@pytest.mark.parametrize("text,target", [("movl 0x1010, %r8d", 0x1010), ("movq %rax, 0x1010", 0x1010)])
+def test_other_absolute_forms_come_out_right(text, target):
+    import re
+
+    code = assemble(text, bits=64, base=0x100000)
+    (_, _, ops), = disassemble(code, bits=64, base=0x100000)
+    disp = int(re.search(r"(-?0x[0-9a-f]+)\(%rip\)", ops).group(1), 16)
+    assert 0x100000 + len(code) + disp == target

@@ -50,7 +50,10 @@ def _pad(code: bytes, size: int, what: str) -> bytes:
 
 
 def build_loader_disk(mode: str = "pm32", cmdline: bytes = b"", *,
-                      partitions: bytes = bytes(64), size: int = 64 * 1024) -> bytes:
+                      partitions: bytes = bytes(64), size: int = 64 * 1024,
+                      mptable: bytes | None = None) -> bytes:
+    """``mptable``: bytes copied to 0x9FC00 (where Firecracker puts its MP table and OSv
+    searches first) once the BIOS is no longer needed."""
     if mode not in ("pm32", "compat", "elf64"):
         raise ValueError(mode)
     # data block
@@ -69,6 +72,8 @@ def build_loader_disk(mode: str = "pm32", cmdline: bytes = b"", *,
     data += LOADER_NAME.encode() + b"\0"
     cmdline_addr = DATA + len(data)
     data += cmdline + b"\0"
+    mptable_addr = DATA + len(data)
+    data += mptable or b""
     if len(data) > DATA_END - DATA:
         raise AssertionError("test loader data area overflows")
 
@@ -174,6 +179,13 @@ def build_loader_disk(mode: str = "pm32", cmdline: bytes = b"", *,
         movl %eax, %ss
         movl $0x7c00, %esp
     """
+    if mptable:
+        s32 += f"""
+        movl ${mptable_addr:#x}, %esi
+        movl $0x9fc00, %edi
+        movl ${len(mptable):#x}, %ecx
+        rep movsb
+        """
     if mode == "pm32":
         s32 += f"""
         movl ${bi:#x}, %ebx

@@ -85,16 +85,47 @@ def test_entry_report_sets_e_entry_to_the_64bit_routine(probe_er):
     assert e_entry == syms["probe_elf_entry"] - 0x40000000
     assert e_entry != syms["start32"] - 0x40000000
     assert pk.read_info(probe_er).flags == 1
+    assert check_kernel(probe_er).start32 == syms["start32"] - 0x40000000
     assert pk.read_info(build_probe()).flags == 0
 
 
-@pytest.mark.parametrize("size", [64 * 1024, MiB, 6 * MiB])
+@pytest.mark.parametrize("size", [64 * 1024, MiB, 6 * MiB, 40 * MiB])
 def test_size_is_exact_and_output_deterministic(size):
     a = build_probe(size)
     assert len(a) == size
     assert a == build_probe(size)
     k = check_kernel(a)
     assert k.image_segment.filesz > size - 1024
+
+
+def test_output_is_identical_across_processes(tmp_path):
+    import hashlib
+    import os
+    import sys
+    code = ("import hashlib, sys; from osvkit.probe import build_probe; "
+            "sys.stdout.write(hashlib.sha256(build_probe(1 << 20, entry_report=True)).hexdigest())")
+    digests = set()
+    for seed in ("0", "12345"):
+        env = dict(os.environ, PYTHONHASHSEED=seed)
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             env=env, check=True)
+        digests.add(out.stdout)
+    assert digests == {hashlib.sha256(build_probe(MiB, entry_report=True)).hexdigest()}
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(min_value=0x2000, max_value=3 * MiB))
+def test_any_size_builds_a_valid_kernel(size):
+    try:
+        data = build_probe(size)
+    except UsageError:
+        assert size < 0x3000                      # below the minimum (code + tail)
+        return
+    assert len(data) == size
+    k = check_kernel(data)
+    info = pk.read_info(data)
+    assert info.image_len == k.image_segment.filesz <= size - 0x200
+    assert info.body_sum == zlib.adler32(data[0x800:0x818] + bytes(8) + data[0x820:info.image_len])
 
 
 def test_sizes_too_small_or_too_large_are_usage_errors():
@@ -113,6 +144,21 @@ def test_embedded_checksums_are_adler32(probe):
     body = bytearray(probe[0x800:filesz])
     body[0x18:0x20] = bytes(8)                    # the two sums, at file 0x818-0x81f
     assert info.body_sum == zlib.adler32(bytes(body))
+
+
+def test_probe_info_block_layout():
+    raw = (b"OSVKPROB"                       # +0x00 magic
+           + bytes.fromhex("01000000")       # +0x08 version 1
+           + bytes.fromhex("f0190000")       # +0x0c image length 0x19f0
+           + bytes.fromhex("08067506")       # +0x10 header sum
+           + bytes.fromhex("562735d7")       # +0x14 body sum
+           + bytes.fromhex("01000000"))      # +0x18 flags: entry report
+    info = pk.ProbeInfo.parse(raw)
+    assert (info.version, info.image_len, info.header_sum, info.body_sum, info.flags) == \
+        (1, 0x19F0, 0x06750608, 0xD7352756, 1)
+    assert pk.ProbeInfo.build(info) == raw and pk.ProbeInfo.sizeof() == 0x1C
+    with pytest.raises(FormatError, match="no probe info block at \\+0x808"):
+        pk.read_info(bytes(0x1000))
 
 
 def test_gdt_has_osvs_selectors(probe):
@@ -243,7 +289,8 @@ def test_parse_report_fields():
     assert r.bootinfo_addr == 0x1000 and r.bootinfo_flags == 0x200
     assert r.cmdline_bytes == b'hello "world" \\\\ \x01\t\xc3\xbc'
     assert r.cmdline == 'hello "world" \\\\ \x01\tü'
-    assert [tuple(e) for e in r.e820] == [(0, 0x9FC00, 1), (0x100000, 0x7EE0000, 1)]
+    assert r.e820 == [(0, 0x9FC00, 1), (0x100000, 0x7EE0000, 1)]
+    assert r.e820[1].addr == 0x100000 and r.ram == r.e820
     assert r.tsc == (0x7047222, 0x7129EA8, 0x7129EDC)
     assert r.disk_err == 0
     assert r.mptable_rule == "spec" and r.mp_floating_addr == 0xF5BA0

@@ -21,10 +21,25 @@ PARTITIONS = bytes.fromhex(
 ) + bytes(48)
 
 
+# A Firecracker-style MP table at 0x9FC00: floating pointer, then the "PCMP" table at
+# 0x9FC10 with two processors, an ISA bus and an I/O APIC (MP spec 1.4 layouts).
+MP_FLOATING = (b"_MP_" + (0x9FC10).to_bytes(4, "little")
+               + bytes([1, 4, 0x00, 0, 0, 0, 0, 0]))           # length 1 (16 B), rev 1.4
+MP_TABLE = (b"PCMP" + (100).to_bytes(2, "little") + bytes([4, 0x00])
+            + b"OSVKIT  " + b"PROBETEST   "
+            + bytes(4) + bytes(2) + (4).to_bytes(2, "little")  # oem ptr, oem size, 4 entries
+            + (0xFEE00000).to_bytes(4, "little") + bytes(4)   # lapic, ext len/cksum, reserved
+            + bytes([0, 0, 0x14, 3]) + bytes(16)               # CPU 0: enabled | BSP
+            + bytes([0, 1, 0x14, 1]) + bytes(16)               # CPU 1: enabled
+            + bytes([1, 0]) + b"ISA   "                        # bus 0
+            + bytes([2, 2, 0x11, 1]) + (0xFEC00000).to_bytes(4, "little"))  # I/O APIC
+
+
 def boot(qemu, tmp_path, mode, probe: bytes, *, cpus="2,sockets=2", cmdline=CMDLINE,
-         partitions=PARTITIONS, timeout=30):
+         partitions=PARTITIONS, timeout=30, mptable=None):
     disk = tmp_path / "disk.raw"
-    disk.write_bytes(pb.build_loader_disk(mode, cmdline, partitions=partitions))
+    disk.write_bytes(pb.build_loader_disk(mode, cmdline, partitions=partitions,
+                                          mptable=mptable))
     kernel = tmp_path / "probe.elf"
     kernel.write_bytes(probe)
     serial, bootdone = tmp_path / "serial.txt", tmp_path / "bootdone.bin"
@@ -73,8 +88,14 @@ def test_corrupted_payload_byte_is_detected(qemu, tmp_path):
 
 
 def test_compatibility_mode_entry_with_paging_on(qemu, tmp_path):
-    console, done = boot(qemu, tmp_path, "compat", build_probe(), cpus="1")
+    # Firecracker's own MP table for 3 vCPUs (schemas part's builder), with its 8-byte
+    # interrupt-source entries between and after the processor entries
+    from osvkit.boot.firecracker import firecracker_mptable
+    fc_table = firecracker_mptable(3)
+    console, done = boot(qemu, tmp_path, "compat", build_probe(), cpus="1", mptable=fc_table)
     r = parse_report(console)
+    assert r.mptable_rule == "osv" and r.cpus == 3
+    assert r.mp_floating == fc_table[:16] and r.mptable == fc_table[16:]
     assert r.complete and r.entry == "start32"
     assert r.start32_cr0 & 0x80000001 == 0x80000001   # entered with paging on
     assert r.control_regs["cr0"] & ~0x10 == 0x80010003 and r.control_regs["cr4"] == 0x7B8
@@ -85,7 +106,8 @@ def test_compatibility_mode_entry_with_paging_on(qemu, tmp_path):
 
 def test_elf_entry_report_firecracker_style_state(qemu, tmp_path):
     probe = build_probe(entry_report=True)
-    console, done = boot(qemu, tmp_path, "elf64", probe, cpus="1")
+    console, done = boot(qemu, tmp_path, "elf64", probe, cpus="1",
+                         mptable=MP_FLOATING + MP_TABLE)
     r = parse_report(console)
     s = r.entry_state
     e_entry = int.from_bytes(probe[24:32], "little")
@@ -111,5 +133,10 @@ def test_elf_entry_report_firecracker_style_state(qemu, tmp_path):
     assert r.cmdline_bytes == CMDLINE
     assert [e.to_dict() for e in r.e820] == bp["e820"]
     assert r.tsc[0] == r.tsc[1] == r.tsc[2] != 0
+    # the MP table at 0x9FC00, found by OSv's own search rule, two processor entries
+    assert len(MP_TABLE) == 100 and len(MP_FLOATING) == 16
+    assert r.mptable_rule == "osv" and r.mp_floating_addr == 0x9FC00
+    assert r.mp_floating == MP_FLOATING and r.mptable_addr == 0x9FC10 and r.mptable == MP_TABLE
+    assert r.cpus == 2
     assert r.image_ok and r.header_ok
     assert done == bytes([123])

@@ -50,7 +50,7 @@ def disk(tmp_path):
 @pytest.fixture(scope="module")
 def probe_disk(tmp_path_factory):
     d = tmp_path_factory.mktemp("probe")
-    (d / "disk.raw").write_bytes(pb.build_loader_disk("pm32", b"console check"))
+    (d / "disk.raw").write_bytes(pb.build_loader_disk("pm32", b"console check", size=MiB))
     (d / "probe.elf").write_bytes(build_probe())
     return str(d / "disk.raw"), ["-device", f"loader,file={d / 'probe.elf'},addr=0x200000,force-raw=on"]
 
@@ -84,6 +84,29 @@ def test_qemu_command_rejects_bad_options(tmp_path, kw, message):
     assert str(exc.value) == message
 
 
+def test_bad_expect_regex_and_console_path(tmp_path):
+    with pytest.raises(UsageError, match="expect pattern '\\(' is not a regex"):
+        run_qemu(["q"], timeout=1, expect="(")
+    from osvkit.errors import OutputError
+    with pytest.raises(OutputError, match="cannot create"):
+        run_qemu(["q"], timeout=1, console_path=tmp_path / "no" / "console.txt")
+
+
+@pytest.mark.parametrize("script, reason, status", [
+    ("printf 'guest\\n'; exit 0", "poweroff", 0),
+    ("printf 'guest\\n'; kill -SEGV $$", "crash", 1),
+    ("echo 'qemu: bad option' >&2; exit 1", "error", 70),
+])
+def test_exit_reasons_from_the_vmm_process(script, reason, status):
+    # any command works as the "VMM": these stand-ins end the way QEMU can end
+    r = run_qemu(["sh", "-c", script], timeout=20, capture=False)
+    assert (r.exit_reason, r.exit_status) == (reason, status)
+    if reason == "error":
+        assert r.error_line == "qemu: bad option"
+    else:
+        assert r.console == "guest\n"
+
+
 def test_missing_image_and_missing_qemu(tmp_path, monkeypatch):
     with pytest.raises(MissingInputError, match="nope.img: no such file"):
         qemu_command(tmp_path / "nope.img", qemu="q")
@@ -109,6 +132,17 @@ def test_probe_run_powers_off_with_boot_done(qemu, probe_disk, tmp_path):
     assert console_file.read_bytes() == r.console_bytes
     assert "-no-reboot" in r.command and "isa-debugcon,iobase=0x3f0,chardev=osvkit-bootdone" in r.command
     json.dumps(r.to_dict())
+
+
+@pytest.mark.qemu
+def test_qcow2_image_is_detected_and_booted(qemu, qemu_img, probe_disk, tmp_path):
+    import subprocess
+    image, extra = probe_disk
+    qcow = tmp_path / "disk.qcow2"
+    subprocess.run([qemu_img, "convert", "-O", "qcow2", image, str(qcow)], check=True)
+    r = run_image(qcow, timeout=30, extra=extra)
+    assert f"file={qcow},format=qcow2,if=virtio,cache=unsafe" in r.command
+    assert r.exit_reason == "poweroff" and parse_report(r.console).cmdline == "console check"
 
 
 @pytest.mark.qemu
@@ -179,6 +213,16 @@ def test_cli_run_without_qemu_exits_70(cli, tmp_path):
     assert b"Traceback" not in p.stderr
 
 
+@pytest.mark.qemu
+def test_cli_run_qemu_failing_to_start_exits_70(cli, tmp_path, qemu):
+    img = tmp_path / "x.img"
+    img.write_bytes(bytes(MiB))
+    p = cli("run", img, "--memory", "99999999G", "--timeout", "20", "--json")
+    assert p.returncode == 70 and p.stdout == b""
+    assert p.stderr.decode().startswith("error: qemu-system-x86_64 failed: qemu-system-x86_64: ")
+    assert p.stderr.count(b"\n") == 1
+
+
 def test_cli_run_missing_image_exits_66(cli, tmp_path):
     p = cli("run", tmp_path / "nope.img")
     assert p.returncode == 66 and p.stderr.decode() == f"error: {tmp_path / 'nope.img'}: no such file\n"
@@ -228,9 +272,29 @@ def test_cli_probe_bad_sizes(cli, tmp_path, args, status, message):
 def test_cli_probe_unwritable_directory(cli, tmp_path):
     p = cli("probe", "-o", tmp_path / "no" / "dir" / "p.elf")
     assert p.returncode == 73 and p.stderr.decode().startswith("error: ")
+    p = cli("probe", "-o", tmp_path)
+    assert p.returncode == 73
+    assert p.stderr.decode() == f"error: {tmp_path}: is a directory, expected a file name for the kernel\n"
 
 
 def test_parse_size():
     from osvkit.cli.probe import parse_size
     assert [parse_size(s) for s in ("64K", "1M", "6M", "40M", "1G", "4096", "2m", "3MiB")] == \
         [65536, 1048576, 6291456, 41943040, 1073741824, 4096, 2097152, 3145728]
+
+
+@pytest.mark.qemu
+def test_run_image_cmdline_override_on_a_bios_image(qemu, tmp_path):
+    usrimg = pytest.importorskip("osvkit.image.usrimg",
+                                 reason="needs the bios part (usr.img builder)")
+    image = tmp_path / "usr.img"
+    usrimg.build_usr_image(build_probe(MiB), image, cmdline="--rootfs=rofs /hello")
+    before = image.read_bytes()
+    r = run_image(image, timeout=60, cpus=2, cmdline='--verbose /other "x y"')
+    rep = parse_report(r.console)
+    assert r.exit_reason == "poweroff" and r.boot_done is not None
+    assert rep.loader == "osvkit-boot16" and rep.entry == "start32" and rep.image_ok
+    assert rep.cmdline == '--verbose /other "x y"' and rep.cpus == 2
+    assert image.read_bytes() == before                 # the image itself is untouched
+    rep = parse_report(run_image(image, timeout=60).console)
+    assert rep.cmdline == "--rootfs=rofs /hello"

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import ToolError
-from ._app import JsonOpt, app, echo, emit
+from ._app import JsonOpt, app, emit
 
 
 def _human(result) -> str:

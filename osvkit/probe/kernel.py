@@ -38,6 +38,20 @@ OSv's ``vmlinux_entry64`` (copies the command line and e820 map into the boot-in
 0x1000/0x2000, names the loader ``probe-elf-entry``, loads its GDT and ``lret``\\ s to
 ``start32`` in 32-bit compatibility mode with EBX = 0x1000).
 
+``start32`` (32-bit code, EBX = boot-info block, any flat CS): records CR0/ESP/CS, loads the
+probe's GDT (0x08 64-bit code ``00af9b000000ffff``, 0x10 data ``00cf93000000ffff``, 0x18 32-bit
+code ``00cf9b000000ffff``, as OSv's ``boot.S``), reloads CS with 0x18; if paging is on (it was
+entered in compatibility mode, like OSv's ``vmlinux_entry64`` rejoins it) it clears CR0.PG
+(the code is identity-mapped below 1 GiB) and EFER.LME; then it builds OSv's page tables in
+bss (``ident_pt_l4[0]`` -> l3 | 0x67, l3[0] and l3[1] -> l2 | 0x67, l2[i] = i << 21 | 0x1E7),
+sets CR4 = 0x7B8, CR3 = ``ident_pt_l4``, EFER = 0x900, CR0 = 0x80010003 and far-jumps
+(``ea`` + offset + selector bytes) to ``start64`` through selector 0x08.  ESI tells start64
+which entry ran (``MARK_START32`` / ``MARK_ELF_ENTRY``; anything else means start64 was
+entered directly).
+
+Generated code uses hexadecimal literals only and no absolute memory operands in 64-bit code
+(see :func:`hexify` and :func:`absolute64` for the two Keystone 0.9.2 bugs), and no SSE.
+
 Integrity: two Adler-32 checksums (:func:`checksum`, the same value as ``zlib.adler32``) are
 embedded at build time: the *header* sum over file bytes [0, 0x800) and the *body* sum over
 [0x800, p_filesz) with both sum fields (8 bytes at 0x818) read as zero.  The
@@ -49,11 +63,11 @@ e.g. an ``e_entry`` rewrite, legitimately change).
 from __future__ import annotations
 
 import functools
-from dataclasses import asdict, dataclass
 import random
 import re
 import struct
 import zlib
+from dataclasses import asdict, dataclass
 
 from construct import Bytes, Const, Int8ul, Int16ul, Int32ul, Int64ul, Struct
 
@@ -546,7 +560,6 @@ class _Builder:
         H = self.call_hex
         nl = f"call {newline:#x}\n"
         lim = layout.IDENTITY_MAP_END
-        bi = BOOT_INFO_ADDR
 
         # ---------------------------------------------------------------- start64
         s64 = f"""
@@ -1384,7 +1397,6 @@ def build_probe(size: int | None = None, *, entry_report: bool = False) -> bytes
 
     # tail: symtab, strtab, shstrtab, section headers
     tail_off = filesz
-    names = b"\0"
     syms = [Elf64_Sym.build(dict(st_name=0, st_info=0, st_other=0, st_shndx=0, st_value=0,
                                  st_size=0))]
     sym_values = {

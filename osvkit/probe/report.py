@@ -75,6 +75,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field
+from typing import NamedTuple
 
 from ..errors import FormatError
 
@@ -82,14 +83,12 @@ REPORT_VERSION = 1
 _LINE = re.compile(r"(probe\.[a-z0-9_.]+)(?: (.*))?$")
 
 
-@dataclass
-class E820Entry:
+class E820Entry(NamedTuple):
+    """One e820 record; compares equal to the plain tuple ``(addr, size, type)``."""
+
     addr: int
     size: int
     type: int
-
-    def __iter__(self):
-        return iter((self.addr, self.size, self.type))
 
     def to_dict(self) -> dict:
         return {"addr": self.addr, "size": self.size, "type": self.type}

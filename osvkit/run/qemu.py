@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
 import selectors
@@ -27,7 +28,7 @@ import tempfile
 import time
 
 from .. import layout
-from ..errors import MissingInputError, ToolError, UsageError
+from ..errors import MissingInputError, OutputError, ToolError, UsageError
 from .result import RunResult
 
 QEMU = "qemu-system-x86_64"
@@ -37,6 +38,7 @@ DISK_BUSES = ("virtio", "ide")
 IMAGE_FORMATS = ("raw", "qcow2")
 QCOW2_MAGIC = b"QFI\xfb"
 _POLL = 0.02
+_EXPECT_WINDOW = 64 * 1024
 
 
 def find_qemu(name: str = QEMU) -> str:
@@ -88,13 +90,10 @@ def qemu_command(image: str | os.PathLike, *, accel: str = "tcg", memory: str = 
     if not re.fullmatch(r"[1-9][0-9]*[MG]?", str(memory)):
         raise UsageError(f"memory size {memory!r}", expected="a size like 256M or 2G")
     image = os.fspath(image)
-    fmt = image_format or detect_image_format(image)
+    detected = detect_image_format(image)          # also: the image must exist
+    fmt = image_format or detected
     if fmt not in IMAGE_FORMATS:
         raise UsageError(f"image format {fmt!r}", expected=" or ".join(IMAGE_FORMATS))
-    if image_format is None:
-        pass
-    elif not os.path.exists(image):
-        raise MissingInputError("no such file", path=image)
     return [qemu or find_qemu(), "-machine", "pc", "-accel", accel, "-m", str(memory),
             "-smp", smp_option(cpus), "-display", "none", "-nodefaults", "-no-user-config",
             "-drive", f"file={image},format={fmt},if={disk_bus},cache=unsafe",
@@ -121,7 +120,14 @@ def run_qemu(argv: list[str], *, timeout: float, expect: str | None = None,
     ``console_path`` when given.  QEMU is always reaped (no zombie) before this returns."""
     if not argv:
         raise UsageError("empty QEMU command")
-    pattern = re.compile(expect, re.MULTILINE) if expect is not None else None
+    try:
+        pattern = re.compile(expect, re.MULTILINE) if expect is not None else None
+    except re.error as exc:
+        raise UsageError(f"expect pattern {expect!r} is not a regex ({exc})") from None
+    try:
+        console_file = open(console_path, "wb") if console_path is not None else None
+    except OSError as exc:
+        raise OutputError(f"cannot create: {exc.strerror}", path=console_path) from None
     own_dir = workdir is None
     workdir = workdir or tempfile.mkdtemp(prefix="osvkit-run-")
     bootdone = os.path.join(workdir, "bootdone")
@@ -131,7 +137,9 @@ def run_qemu(argv: list[str], *, timeout: float, expect: str | None = None,
     boot_done = None
     matched = None
     reason = None
-    console_file = open(console_path, "wb") if console_path is not None else None
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    text = ""
+    searched = 0
     start = time.monotonic()
     try:
         try:
@@ -170,8 +178,11 @@ def run_qemu(argv: list[str], *, timeout: float, expect: str | None = None,
                 now = time.monotonic()
                 if boot_done is None and _boot_done_seen(bootdone):
                     boot_done = now - start
-                if pattern is not None and matched is None:
-                    m = pattern.search(console.decode("utf-8", "replace"))
+                if pattern is not None and len(console) > searched:
+                    text += decoder.decode(bytes(console[searched:]))
+                    searched = len(console)
+                    # a match must end in the new text; look back at most 64 KiB
+                    m = pattern.search(text, max(0, len(text) - _EXPECT_WINDOW))
                     if m:
                         matched = m.group(0)
                         reason = "expect"

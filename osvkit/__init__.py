@@ -26,6 +26,18 @@ _API = {
     "load_kernel": "osvkit.image.kernel",
     "check_kernel": "osvkit.image.kernel",
     "Kernel": "osvkit.image.kernel",
+    # [fcpath] Firecracker path: vmlinux patching, qemu-fc / qemu-pvh, Firecracker config
+    "build_vmlinux": "osvkit.image.vmlinux",
+    "patch_vmlinux": "osvkit.image.vmlinux",
+    "inspect_kernel_elf": "osvkit.image.vmlinux",
+    "VmlinuxResult": "osvkit.image.vmlinux",
+    "build_firecracker_config": "osvkit.firecracker.config",
+    "write_firecracker_config": "osvkit.firecracker.config",
+    "run_qemu_fc": "osvkit.run.fcloader",
+    "build_fc_loader": "osvkit.run.fcloader",
+    "run_qemu_pvh": "osvkit.run.pvh",
+    "run_firecracker": "osvkit.run.firecracker",
+    # [/fcpath]
     # [bios]
     "build_usr_image": "osvkit.image.usrimg",
     "inspect_file": "osvkit.inspect",

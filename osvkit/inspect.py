@@ -44,6 +44,8 @@ def _is_disk(head: bytes) -> bool:
 
 DETECTORS: list[tuple[str, Callable[[bytes], bool], Callable[[str], dict]]] = []
 """(kind, detect(first 4 KiB), inspect(path) -> details dict), tried in order."""
+DESCRIBERS: dict[str, Callable[["InspectResult"], str]] = {}
+"""kind -> human rendering, for kinds whose own part renders them (ROFS, kernel ELFs)."""
 
 
 def inspect_file(path) -> InspectResult:
@@ -220,10 +222,8 @@ def _partition_filesystem(path, part: dict, read) -> dict | None:
 
 def describe(result: InspectResult) -> str:
     """Human-readable rendering of :func:`inspect_file`'s result."""
-    if result.kind == "rofs":
-        from .rofs.reader import describe_rofs
-
-        return describe_rofs(result.path, result.details)
+    if result.kind in DESCRIBERS:  # kinds whose own part renders them
+        return DESCRIBERS[result.kind](result)
     d = result.to_dict()
     lines = [f"{d['path']}: {d['kind']}"]
     if result.kind != "disk-image":
@@ -283,3 +283,37 @@ DETECTORS.append(("disk-image", _is_disk, inspect_usr_image))
 from .rofs.reader import detect_rofs_head, inspect_rofs_details  # noqa: E402
 
 DETECTORS.append(("rofs", detect_rofs_head, inspect_rofs_details))
+
+
+def _describe_rofs(result: InspectResult) -> str:
+    from .rofs.reader import describe_rofs
+
+    return describe_rofs(result.path, result.details)
+
+
+DESCRIBERS["rofs"] = _describe_rofs
+
+
+
+# kernel ELFs: the boot contract (osvkit.image.vmlinux)
+def _is_elf(head: bytes) -> bool:
+    return head[:4] == b"\x7fELF"
+
+
+def _inspect_kernel_elf(path) -> dict:
+    from .image.vmlinux import inspect_kernel_elf
+
+    d = inspect_kernel_elf(path).to_dict()
+    d.pop("path", None)
+    d.pop("kind", None)
+    return d
+
+
+def _describe_kernel_elf(result: InspectResult) -> str:
+    from .image.vmlinux import describe_inspection_dict
+
+    return describe_inspection_dict(result.to_dict())
+
+
+DETECTORS.append(("kernel-elf", _is_elf, _inspect_kernel_elf))
+DESCRIBERS["kernel-elf"] = _describe_kernel_elf

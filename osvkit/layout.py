@@ -128,6 +128,13 @@ FC_IRQ_BASE = 5
 STUB_START = 0x100000
 """The vmlinux entry stub osvkit adds: a PT_LOAD in 1 MiB-2 MiB, below the kernel."""
 STUB_END = KERNEL_BASE_ADDR
+# [fcpath] qemu-fc loader
+LOW_RAM_END = 0xA0000
+"""End of conventional RAM (the VGA window follows): qemu-fc zeroes [0x9FC00, LOW_RAM_END),
+the part of Firecracker's system region that is RAM in QEMU."""
+FC_LOADER_ALIGN = 1 * MiB
+"""qemu-fc places its loader at the first 1 MiB boundary above the kernel's last byte."""
+# [/fcpath]
 
 # ----------------------------------------------------------------------------------
 # [schemas] PC BIOS areas searched for the MP floating pointer (MP spec 1.4 section 4)

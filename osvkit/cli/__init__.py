@@ -24,6 +24,10 @@ from . import cmdline as _cmdline  # noqa: F401,E402
 # --- rofs part ---
 from . import rofs as _rofs  # noqa: F401,E402
 
+# [fcpath] firecracker-config
+from . import firecracker as _firecracker  # noqa: F401,E402
+# [/fcpath]
+
 
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point; returns the exit status."""

@@ -10,7 +10,7 @@ import typer
 from ..errors import UsageError
 from ._app import JsonOpt, app, emit
 
-FORMATS = ("usr",)
+FORMATS = ("usr", "vmlinux")
 """Image kinds ``--format`` accepts (other parts add theirs, e.g. ``vmlinux``)."""
 
 
@@ -29,7 +29,7 @@ def _describe(result) -> str:
 def build(
     kernel: Annotated[Path, typer.Argument(help="Kernel ELF (OSv's loader-stripped.elf).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Image file to write.")],
-    format: Annotated[str, typer.Option("--format", help="Image kind: usr (BIOS usr.img).")] = "usr",
+    format: Annotated[str, typer.Option("--format", help="Image kind: usr (BIOS usr.img) or vmlinux (Firecracker/PVH kernel ELF).")] = "usr",
     cmdline: Annotated[str, typer.Option("--cmdline", help="Kernel command line.")] = "",
     image_format: Annotated[str, typer.Option("--image-format",
                                               help="raw or qcow2.")] = "raw",
@@ -49,6 +49,12 @@ def build(
         "--manifest-root", help="Resolve relative host paths here (default: the current directory).")] = None,
     allow_missing: Annotated[bool, typer.Option(
         "--allow-missing", help="Skip manifest host paths that do not exist.")] = False,
+    pvh: Annotated[bool, typer.Option(
+        "--pvh/--no-pvh", help="vmlinux: add a PVH entry and Xen note (default on).")] = True,
+    replace_entry: Annotated[bool, typer.Option(
+        "--replace-entry", help="vmlinux: replace a Linux/PVH entry the kernel already has.")] = False,
+    handover: Annotated[str, typer.Option(
+        "--handover", help="vmlinux: start32 (default; works on stripped kernels) or start64.")] = "start32",
     json_output: JsonOpt = False,
 ) -> None:
     """Build a bootable image from a kernel ELF."""
@@ -71,5 +77,11 @@ def build(
 
             result = build_usr_image(kernel, output, partition=partition, **options)
         emit(result, json_output, _describe)
+        return
+    if format == "vmlinux":  # [fcpath]
+        from ..image.vmlinux import build_vmlinux, describe_vmlinux_result
+
+        emit(build_vmlinux(kernel, output, pvh=pvh, handover=handover,
+                           replace_entry=replace_entry), json_output, describe_vmlinux_result)
         return
     raise UsageError(f"--format {format!r}", expected=" or ".join(FORMATS))

@@ -28,8 +28,10 @@ def _human(result) -> str:
 
 @app.command("run")
 def run_command(
-    image: Annotated[Path, typer.Argument(help="Disk image to boot (raw or qcow2).")],
-    vmm: Annotated[str, typer.Option("--vmm", help="VMM: qemu.")] = "qemu",
+    image: Annotated[Path, typer.Argument(help="Disk image to boot (raw or qcow2), or a kernel "
+                                                "ELF for qemu-fc, qemu-pvh, firecracker.")],
+    vmm: Annotated[str, typer.Option("--vmm", help="VMM: qemu (disk image), qemu-fc, qemu-pvh "
+                                                   "or firecracker (kernel ELF).")] = "qemu",
     accel: Annotated[str, typer.Option("--accel", help="QEMU accelerator: tcg or kvm.")] = "tcg",
     memory: Annotated[str, typer.Option("--memory", help="Guest memory, e.g. 256M.")] = "256M",
     cpus: Annotated[int, typer.Option("--cpus", help="Number of vCPUs.")] = 1,
@@ -40,6 +42,19 @@ def run_command(
     expect: Annotated[Optional[str], typer.Option(
         "--expect", help="Stop with success when the console matches this regex.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the VMM command and exit.")] = False,
+    # [fcpath] kernel-ELF VMMs
+    cmdline: Annotated[Optional[str], typer.Option(
+        "--cmdline", help="Command line (kernel VMMs: -append / boot_args; qemu: replaces "
+                          "the image's, in a temporary copy).")] = None,
+    machine: Annotated[str, typer.Option("--machine", help="qemu-fc/qemu-pvh: pc or microvm.")] = "pc",
+    disk: Annotated[Optional[Path], typer.Option(
+        "--disk", help="qemu-fc/qemu-pvh/firecracker: disk image attached as virtio-blk.")] = None,
+    firecracker: Annotated[Optional[Path], typer.Option(
+        "--firecracker", help="firecracker binary (default: from PATH).")] = None,
+    fc_protocol: Annotated[str, typer.Option(
+        "--fc-protocol", help="qemu-fc: linux (64-bit boot protocol at e_entry, default) or pvh "
+                              "(Firecracker >= 1.12 with a PVH note).")] = "linux",
+    # [/fcpath]
     json_output: JsonOpt = False,
 ) -> None:
     """Boot IMAGE with the serial console captured; exit 0 when the guest powered off (or
@@ -49,12 +64,16 @@ def run_command(
 
     if dry_run:
         argv = image_command(image, vmm=vmm, accel=accel, memory=memory, cpus=cpus,
-                             disk_bus=disk_bus, image_format=image_format)
+                             disk_bus=disk_bus, image_format=image_format, cmdline=cmdline,
+                             machine=machine, disk=disk, firecracker=firecracker,
+                             fc_protocol=fc_protocol)
         argv += capture_options("$OSVKIT_RUN_DIR", argv)
         emit({"command": argv}, json_output, lambda r: shlex.join(r["command"]))
         return
     result = run_image(image, vmm=vmm, accel=accel, memory=memory, cpus=cpus, disk_bus=disk_bus,
-                       timeout=timeout, expect=expect, image_format=image_format)
+                       timeout=timeout, expect=expect, image_format=image_format, cmdline=cmdline,
+                       machine=machine, disk=disk, firecracker=firecracker,
+                       fc_protocol=fc_protocol)
     if result.exit_reason == "error":
         raise ToolError(f"{Path(result.command[0]).name} failed: {result.error_line}")
     emit(result, json_output, _human)

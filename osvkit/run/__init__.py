@@ -18,13 +18,23 @@ from .result import EXIT_REASONS, RunResult
 __all__ = ["run_image", "image_command", "RunResult", "EXIT_REASONS", "VMMS"]
 
 VMMS = ("qemu",)
+# [fcpath] VMMs that boot a kernel ELF: qemu-fc, qemu-pvh, firecracker (osvkit.run.kernel_vmms)
+from .kernel_vmms import KERNEL_VMMS  # noqa: E402
+VMMS = VMMS + KERNEL_VMMS
+# [/fcpath]
 
 
 def image_command(image, *, vmm: str = "qemu", accel: str = "tcg", memory: str = "256M",
                   cpus: int = 1, disk_bus: str = "virtio", image_format: str | None = None,
-                  extra=()) -> list[str]:
+                  extra=(), cmdline: str | None = None, machine: str = "pc", disk=None,
+                  firecracker=None, fc_protocol: str = "linux") -> list[str]:
     """The VMM command :func:`run_image` runs (before the capture options; ``osvkit run
     --dry-run`` prints it with them)."""
+    if vmm in KERNEL_VMMS:  # [fcpath]
+        from .kernel_vmms import kernel_command
+        return kernel_command(vmm, image, accel=accel, memory=memory, cpus=cpus, cmdline=cmdline,
+                              machine=machine, disk=disk, firecracker=firecracker,
+                              fc_protocol=fc_protocol) + list(extra)
     if vmm == "qemu":
         from .qemu import qemu_command
         return qemu_command(image, accel=accel, memory=memory, cpus=cpus, disk_bus=disk_bus,
@@ -35,7 +45,8 @@ def image_command(image, *, vmm: str = "qemu", accel: str = "tcg", memory: str =
 def run_image(image, *, vmm: str = "qemu", accel: str = "tcg", memory: str = "256M",
               cpus: int = 1, disk_bus: str = "virtio", timeout: float = 60,
               expect: str | None = None, cmdline: str | None = None, extra=(),
-              image_format: str | None = None, console_path=None) -> RunResult:
+              image_format: str | None = None, console_path=None, machine: str = "pc",
+              disk=None, firecracker=None, fc_protocol: str = "linux") -> RunResult:
     """Boot ``image`` and return how the run ended.
 
     ``cmdline``, when given, replaces the image's command line in a temporary raw copy (the
@@ -43,6 +54,12 @@ def run_image(image, *, vmm: str = "qemu", accel: str = "tcg", memory: str = "25
     """
     if timeout <= 0:
         raise UsageError(f"timeout {timeout}", expected="a positive number of seconds")
+    if vmm in KERNEL_VMMS:  # [fcpath] ``image`` is a kernel ELF; cmdline is its command line
+        from .kernel_vmms import run_kernel
+        return run_kernel(vmm, image, accel=accel, memory=memory, cpus=cpus, timeout=timeout,
+                          expect=expect, cmdline=cmdline, machine=machine, disk=disk,
+                          firecracker=firecracker, fc_protocol=fc_protocol,
+                          console_path=console_path)
     if vmm != "qemu":
         raise UsageError(f"VMM {vmm!r}", expected=" or ".join(VMMS))
     from .qemu import detect_image_format, run_qemu

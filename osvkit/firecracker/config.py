@@ -1,0 +1,128 @@
+"""Write a Firecracker ``--config-file`` document that boots an OSv kernel.
+
+The document has the keys of Firecracker's ``FullVmConfiguration`` (firecracker-api.yaml):
+
+* ``boot-source``: ``kernel_image_path`` (absolute) and ``boot_args`` = ``--nopci`` + the
+  command line -- OSv's own scripts/firecracker.py prepends ``--nopci`` because Firecracker
+  has no PCI bus (osv-boot.md 5, 8); it is not added twice;
+* ``drives``: the application disk as a **non-root** drive (``is_root_device`` false: with
+  true, Firecracker appends ``root=/dev/vda`` to the command line, which OSv would run as the
+  application), read-write, like scripts/firecracker.py;
+* ``machine-config``: ``vcpu_count`` (1 or an even number up to 32, the API schema's rule)
+  and ``mem_size_mib``.
+
+Which entry Firecracker uses: since v1.12 a kernel with a ``XEN_ELFNOTE_PHYS32_ENTRY`` note is
+always booted through PVH (no knob, firecracker-boot.md 2.9); older versions, or a vmlinux
+built with ``--no-pvh``, use the 64-bit Linux entry (``e_entry``).
+
+Refused: a command line Firecracker refuses (over 2047 bytes with the virtio-mmio entries it
+appends not counted -- osvkit cannot know how many -- so the visible part alone must fit), a
+qcow2 disk (Firecracker reads raw files only), a kernel that is not a patched/linux64 ELF.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+from .. import layout
+from ..errors import FormatError, MissingInputError, UsageError
+from ..fileio import write_atomic
+
+NOPCI = "--nopci"
+MAX_VCPUS = 32
+
+
+@dataclass
+class FirecrackerConfig:
+    """A ``--config-file`` document (``document``) and where it was written."""
+
+    document: dict
+    output: str | None = None
+
+    def to_dict(self) -> dict:
+        return {"output": self.output, "config": self.document}
+
+    def to_json(self) -> str:
+        return json.dumps(self.document, indent=2, sort_keys=False) + "\n"
+
+
+def fc_boot_args(cmdline: str) -> str:
+    """``--nopci`` + ``cmdline`` (once), checked against Firecracker's 2047-byte limit."""
+    from ..cmdline import check_cmdline
+
+    tokens = cmdline.split()
+    args = cmdline.strip() if NOPCI in tokens else (NOPCI + " " + cmdline.strip()).strip()
+    check_cmdline(args, "firecracker")
+    return args
+
+
+def _parse_memory_mib(memory) -> int:
+    from ..image.usrimg import parse_size
+
+    size = parse_size(memory)
+    if size % layout.MiB or size < 2 * layout.MiB:
+        raise UsageError(f"memory {memory!r}", expected="a whole number of MiB, at least 2M")
+    return size // layout.MiB
+
+
+def _check_disk(disk) -> str:
+    path = os.path.abspath(os.fspath(disk))
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except FileNotFoundError:
+        raise MissingInputError("no such file", path=disk) from None
+    except OSError as exc:
+        raise MissingInputError(f"cannot read: {exc.strerror}", path=disk) from None
+    if head == b"QFI\xfb":
+        raise FormatError("qcow2 disk image", path=disk,
+                          expected="a raw image (Firecracker reads raw files only; "
+                                   "qemu-img convert -O raw)")
+    return path
+
+
+def build_firecracker_config(kernel, *, disk=None, memory="128M", cpus: int = 1,
+                             boot_args: str = "") -> FirecrackerConfig:
+    """The document for ``kernel`` (a kernel ELF Firecracker can boot: see
+    ``osvkit build --format vmlinux``)."""
+    from ..image.kernel import load_kernel
+    from ..image.vmlinux import effective_pvh_entry, existing_linux64_entry
+
+    k = load_kernel(kernel)
+    if effective_pvh_entry(k) is None and existing_linux64_entry(k) is None and \
+            not (layout.STUB_START <= k.entry < layout.STUB_END):
+        raise FormatError("the kernel has neither a Linux 64-bit entry nor a PVH note",
+                          path=kernel, expected="a vmlinux (osvkit build --format vmlinux)")
+    if not (cpus == 1 or (cpus % 2 == 0 and 2 <= cpus <= MAX_VCPUS)):
+        raise UsageError(f"{cpus} vCPUs", expected=f"1 or an even number up to {MAX_VCPUS} "
+                                                   "(Firecracker's machine-config rule)")
+    doc = {
+        "boot-source": {
+            "kernel_image_path": os.path.abspath(os.fspath(kernel)),
+            "boot_args": fc_boot_args(boot_args),
+        },
+        "drives": [],
+        "machine-config": {
+            "vcpu_count": cpus,
+            "mem_size_mib": _parse_memory_mib(memory),
+            "smt": False,
+        },
+    }
+    if disk is not None:
+        doc["drives"].append({
+            "drive_id": "rootfs",
+            "path_on_host": _check_disk(disk),
+            "is_root_device": False,
+            "is_read_only": False,
+        })
+    return FirecrackerConfig(document=doc)
+
+
+def write_firecracker_config(kernel, output, **kw) -> FirecrackerConfig:
+    """Build the document and write it (JSON) to ``output`` atomically."""
+    cfg = build_firecracker_config(kernel, **kw)
+    write_atomic(output, cfg.to_json().encode())
+    cfg.output = os.fspath(output)
+    return cfg

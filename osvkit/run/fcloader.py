@@ -1,0 +1,533 @@
+"""qemu-fc: put a QEMU guest into the state Firecracker leaves an x86_64 guest in.
+
+osvkit generates a small loader per run and QEMU starts it as a **PVH ELF** with
+``-kernel``; the target kernel ELF is given unchanged as ``-initrd``, which QEMU's PVH
+firmware (``pvh.bin`` on pc, qboot on microvm) lists as module 0 of ``hvm_start_info``.
+Why this and not ``-device loader,file=...,force-raw=on`` at a scratch address: the module
+list tells the loader exactly where the firmware put the file (top of RAM, clear of the
+kernel), on both machines, with no address agreed in advance that firmware might also use;
+and the kernel file is never modified.  The loader refuses to run when the module is missing
+or its size differs from the file osvkit planned for.
+
+What the loader does (32-bit protected mode, paging off, as PVH enters it):
+
+1. copies the command line (``cmdline_paddr``, as given with ``-append`` plus -- on microvm
+   -- the ``virtio_mmio.device=`` entries QEMU appends) into its own buffer, refusing more
+   than 2047 bytes (Firecracker's CMDLINE_MAX_SIZE 2048 with the NUL);
+2. runs a table of operations planned in Python (:func:`plan_loader`): zero RAM that is fresh
+   in Firecracker -- ``[0, 0x9FC00)``, ``[0x9FC00, 0xA0000)`` and ``[1 MiB, loader)``, which
+   covers every PT_LOAD including its bss --, copy each kernel PT_LOAD's ``p_filesz`` bytes to
+   ``p_paddr``, and copy Firecracker's structures, all built by :mod:`osvkit.boot.firecracker`:
+   GDT (0x500), boot_params with Firecracker's e820 for the memory size (0x7000), page tables
+   (0x9000-0xC000, 1 GiB identity map with 2 MiB pages) and MP table for the vCPU count
+   (0x9FC00);
+3. copies the command line to 0x20000 and sets ``cmdline_size`` = strlen + 1;
+4. loads GDTR (0x500, limit 31), IDTR (0x520, limit 7), DS/ES/FS/GS/SS = 0x10, TR = 0x18,
+   CR4 = 0x20 (PAE), CR3 = 0x9000, EFER.LME, CR0 = 0xE0000011, far-jumps to 0x08 (64-bit);
+5. sets RFLAGS = 0x2, every GPR to 0 except RSP = RBP = 0x8FF0 and RSI = 0x7000, and jumps to
+   the kernel's ``e_entry``.
+
+With ``protocol="pvh"`` it reproduces Firecracker >= 1.12's PVH boot instead (what Firecracker
+does for any ELF with a ``XEN_ELFNOTE_PHYS32_ENTRY`` note, firecracker-boot.md 2.9):
+``hvm_start_info`` at 0x6000 (version 1, cmdline 0x20000, memmap 0x7000, no modules,
+rsdp 0), the memmap with Firecracker's e820 ranges, the PVH GDT (code 0x00cf9b000000ffff,
+TSS limit 0x67), the MP table; CR0 = 0x11, CR4 = 0, paging off, EBX = 0x6000, every other
+GPR 0, RFLAGS = 2, jump to the (last) PVH note's address in 32-bit code.
+
+Fidelity notes (what differs from Firecracker/KVM and why):
+
+* CR0 = 0xE0000011: Firecracker ORs PE|PG into KVM's reset CR0 (0x60000010, CD|NW|ET).
+  QEMU TCG stores CD and NW as written (it models no caches), so the value is reproduced
+  exactly; on real hardware CD|NW would make the loader slow, which is why KVM guests see it
+  only until the kernel rewrites CR0.
+* TR: ``ltr`` only accepts an *available* TSS, and in long mode would read a 16-byte
+  descriptor past the 32-byte GDT.  The loader therefore writes the TSS descriptor with type
+  0x9, loads TR while still in 32-bit protected mode, and the CPU marks it busy (0xB): the GDT
+  bytes end up exactly Firecracker's ``0x008f8b000000ffff``.
+* Not reproduced: MSRs (TSC, MISC_ENABLE, MTRRdefType), LAPIC LVT values, CPUID, FPU state
+  beyond reset, and ACPI -- on ``pc`` SeaBIOS's ACPI tables stay visible in the (write-
+  protected) F-segment, so a guest that prefers ACPI sees QEMU's MADT; ``microvm`` with
+  ``acpi=off`` has none (use it for an MP-table-only machine).  The loader's own pages
+  (above the kernel) and the firmware's copy of the kernel (top of RAM) are not zeroed.
+* Application processors stay in QEMU's wait-for-SIPI state; only the BSP runs the loader.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+from .. import layout
+from ..asm import assemble, byte_directive, far_jump32
+from ..boot import _fcoffsets as off
+from ..boot import firecracker as fc
+from ..errors import KernelError, LayoutError, UsageError
+from ..image.kernel import Kernel
+
+LOADER_NAME = "osvkit-fc-loader"
+CMDLINE_MAX = layout.FC_CMDLINE_MAX_SIZE - 1
+"""2047 visible bytes; with the NUL 2048 (Firecracker's CMDLINE_MAX_SIZE)."""
+
+# Firecracker's control registers for the Linux 64-bit boot (firecracker-boot.md 2.4)
+FC_CR0 = 0xE000_0011
+"""KVM reset CR0 0x60000010 (CD|NW|ET) | PE | PG."""
+FC_CR4 = 0x20
+"""PAE."""
+FC_EFER_LME = 0x100
+"""LME; the CPU sets LMA (0x400) when paging is enabled: EFER = 0x500."""
+MSR_EFER = 0xC000_0080
+FC_SEL_CODE = 0x08
+FC_SEL_DATA = 0x10
+FC_SEL_TSS = 0x18
+FC_RFLAGS = 0x2
+TSS_AVAILABLE = 0x89
+TSS_BUSY = 0x8B
+
+PROTOCOLS = ("linux", "pvh")
+FC_PVH_CR0 = 0x11
+"""PE | ET exactly (firecracker-boot.md 2.4, PVH column)."""
+
+OP_END, OP_ZERO, OP_MODULE, OP_LOADER = 0, 1, 2, 3
+OP_NAMES = {OP_ZERO: "zero", OP_MODULE: "copy-kernel", OP_LOADER: "copy-structure"}
+
+# Loader segment layout (offsets from LOADER base)
+L_CODE32 = 0x0000
+PVH_TAIL = 0x0500        # (from L_CODE32) the PVH protocol's final 32-bit code
+L_CODE64 = 0x0600
+L_VARS = 0x0700          # u64 entry, u32 module base, u32 cmdline length
+L_MSGS = 0x0780
+L_DESC = 0x0900          # gdt desc (6 bytes) @+0, idt desc @+8, zero idt desc @+16
+L_OPS = 0x0A00           # 16-byte ops, up to 96
+L_DATA = 0x1000
+MAX_OPS = (L_DATA - L_OPS) // 16
+STACK_SIZE = 0x1000
+LOADER_ALIGN = layout.FC_LOADER_ALIGN
+
+MESSAGES = {
+    "no_module": b"osvkit-fc-loader: no kernel module (give the kernel ELF with -initrd)\n\0",
+    "size": b"osvkit-fc-loader: kernel module size differs from the planned kernel\n\0",
+    "cmdline": b"osvkit-fc-loader: command line over 2047 bytes (Firecracker's limit)\n\0",
+}
+
+
+@dataclass
+class LoaderPlan:
+    """What the generated loader will do, for tests and ``--json`` output."""
+
+    loader_addr: int
+    loader_size: int
+    kernel_size: int
+    kernel_entry: int
+    memory: int
+    cpus: int
+    e820: list[tuple[int, int, int]]
+    ops: list[tuple[str, int, int, int]] = field(default_factory=list)  # (op, dst, src, len)
+    protocol: str = "linux"
+
+    def to_dict(self) -> dict:
+        return {"protocol": self.protocol, "loader_addr": self.loader_addr, "loader_size": self.loader_size,
+                "kernel_size": self.kernel_size, "kernel_entry": self.kernel_entry,
+                "memory": self.memory, "cpus": self.cpus,
+                "e820": [list(e) for e in self.e820],
+                "ops": [list(o) for o in self.ops]}
+
+
+def fc_gdt_for_ltr(protocol: str = "linux") -> bytes:
+    """Firecracker's GDT for ``protocol`` with the TSS descriptor marked *available*;
+    ``ltr`` marks it busy again, leaving Firecracker's exact bytes at 0x500."""
+    gdt = bytearray(fc.firecracker_gdt(protocol))
+    access = 3 * 8 + 5
+    assert gdt[access] == TSS_BUSY
+    gdt[access] = TSS_AVAILABLE
+    return bytes(gdt)
+
+
+def _align(v: int, a: int) -> int:
+    return (v + a - 1) & ~(a - 1)
+
+
+def plan_loader(kernel: Kernel, *, memory: int, cpus: int,
+                protocol: str = "linux") -> tuple[LoaderPlan, bytes, bytes]:
+    """Plan the loader for ``kernel`` in a guest of ``memory`` bytes with ``cpus`` vCPUs;
+    return the plan, the loader's data area (structures to copy) and the operation table."""
+    if protocol not in PROTOCOLS:
+        raise UsageError(f"Firecracker boot protocol {protocol!r}", expected=" or ".join(PROTOCOLS))
+    if protocol == "pvh":
+        return _plan_pvh(kernel, memory=memory, cpus=cpus)
+    if kernel.entry < layout.FC_HIMEM_START:
+        raise KernelError(f"e_entry {kernel.entry:#x} is below 1 MiB",
+                          expected="e_entry >= 0x100000 (linux-loader InvalidEntryAddress); "
+                                   "patch it with osvkit build --format vmlinux", path=kernel.path)
+    if kernel.entry == kernel.start32:
+        raise KernelError(f"e_entry is start32 ({kernel.entry:#x}), OSv's 32-bit entry",
+                          expected="a 64-bit Linux entry at e_entry (Firecracker enters it in "
+                                   "64-bit mode); patch with osvkit build --format vmlinux",
+                          path=kernel.path)
+    if memory > layout.FC_MMIO32_START:
+        raise LayoutError(f"qemu-fc guest memory {memory:#x}",
+                          expected="at most 3 GiB (QEMU's and Firecracker's maps differ above)")
+    e820 = fc.firecracker_e820(memory)
+    structures = [(layout.FC_GDT_ADDR, fc_gdt_for_ltr("linux")),
+                  (layout.FC_ZERO_PAGE_ADDR, fc.firecracker_boot_params(0, e820)),
+                  (layout.FC_PML4_ADDR, fc.firecracker_page_tables()),
+                  (layout.FC_MPTABLE_ADDR, fc.firecracker_mptable(cpus))]
+    return _plan(kernel, memory=memory, cpus=cpus, e820=e820, entry=kernel.entry,
+                 structures=structures, protocol="linux")
+
+
+def _plan_pvh(kernel: Kernel, *, memory: int, cpus: int):
+    """Firecracker >= 1.12's PVH boot (firecracker-boot.md 2.9): hvm_start_info at 0x6000,
+    the memmap (Firecracker's e820 ranges) at 0x7000, its PVH GDT, the MP table."""
+    from ..image.vmlinux import effective_pvh_entry
+
+    entry = effective_pvh_entry(kernel)
+    if entry is None:
+        raise KernelError("no XEN_ELFNOTE_PHYS32_ENTRY note", path=kernel.path,
+                          expected="a PVH kernel for --fc-protocol pvh "
+                                   "(osvkit build --format vmlinux --pvh)")
+    if memory > layout.FC_MMIO32_START:
+        raise LayoutError(f"qemu-fc guest memory {memory:#x}",
+                          expected="at most 3 GiB (QEMU's and Firecracker's maps differ above)")
+    e820 = fc.firecracker_e820(memory)
+    structures = [(layout.FC_GDT_ADDR, fc_gdt_for_ltr("pvh")),
+                  (layout.FC_PVH_INFO_ADDR, fc.firecracker_pvh_start_info(len(e820))),
+                  (layout.FC_PVH_MEMMAP_ADDR, fc.firecracker_pvh_memmap(e820)),
+                  (layout.FC_MPTABLE_ADDR, fc.firecracker_mptable(cpus))]
+    return _plan(kernel, memory=memory, cpus=cpus, e820=e820, entry=entry,
+                 structures=structures, protocol="pvh")
+
+
+def _plan(kernel: Kernel, *, memory: int, cpus: int, e820, entry: int, structures,
+          protocol: str):
+    kernel_end = max(s.paddr + s.memsz for s in kernel.load_segments)
+    loader_addr = _align(max(kernel_end, layout.KERNEL_BASE_ADDR), LOADER_ALIGN)
+    # data area: structures Firecracker writes, copied by OP_LOADER ops
+    data = bytearray()
+    ops: list[tuple[int, int, int, int]] = []
+    plan_ops: list[tuple[str, int, int, int]] = []
+
+    def zero(dst: int, end: int):
+        ops.append((OP_ZERO, dst, 0, end - dst))
+
+    def put(dst: int, blob: bytes):
+        while len(data) % 16:
+            data.append(0)
+        src = loader_addr + L_DATA + len(data)
+        data.extend(blob)
+        ops.append((OP_LOADER, dst, src, len(blob)))
+
+    zero(0, layout.FC_SYSTEM_MEM_START)
+    zero(layout.FC_SYSTEM_MEM_START, layout.LOW_RAM_END)
+    zero(layout.FC_HIMEM_START, loader_addr)
+    for s in kernel.load_segments:
+        if s.filesz:
+            ops.append((OP_MODULE, s.paddr, s.offset, s.filesz))
+    for dst, blob in structures:
+        put(dst, blob)
+    if len(ops) > MAX_OPS:
+        raise LayoutError(f"{len(ops)} loader operations (kernel PT_LOADs)",
+                          expected=f"at most {MAX_OPS}", path=kernel.path)
+    loader_size = L_DATA + _align(len(data), 16) + layout.FC_CMDLINE_MAX_SIZE + STACK_SIZE
+    loader_end = loader_addr + loader_size
+    # QEMU puts the -initrd just below top of RAM (minus its ACPI/firmware reserve)
+    need = _align(loader_end + len(kernel.data), layout.MiB) + 2 * layout.MiB
+    if need > memory or loader_end > layout.IDENTITY_MAP_END:
+        raise LayoutError(f"guest memory of {memory // layout.MiB} MiB is too small for the "
+                          f"kernel (to {kernel_end:#x}), the loader and the kernel file as module",
+                          expected=f"at least {need // layout.MiB} MiB")
+    for op, dst, src, ln in ops:
+        plan_ops.append((OP_NAMES[op], dst, src, ln))
+    plan = LoaderPlan(loader_addr=loader_addr, loader_size=loader_size,
+                      kernel_size=len(kernel.data), kernel_entry=entry,
+                      memory=memory, cpus=cpus, e820=e820, ops=plan_ops, protocol=protocol)
+    opbytes = b"".join(struct.pack("<IIII", *o) for o in ops) + struct.pack("<IIII", OP_END, 0, 0, 0)
+    return plan, bytes(data), opbytes
+
+
+def _code32(base: int, plan: LoaderPlan, cmdbuf: int, stack_top: int) -> str:
+    si, mod, bp = off.START_INFO, off.HVM_MODLIST_ENTRY, off.BOOT_PARAMS
+    v = base + L_VARS
+    m = {k: base + L_MSGS + i * 0x80 for i, k in enumerate(MESSAGES)}
+    d = base + L_DESC
+    code64 = base + L_CODE64
+    if plan.protocol == "linux":
+        set_cmdline_size = f"    movl %ecx, {layout.FC_ZERO_PAGE_ADDR + bp['cmdline_size']:#x}"
+        tail = f"""
+    movl ${FC_CR4:#x}, %eax
+    movl %eax, %cr4
+    movl ${layout.FC_PML4_ADDR:#x}, %eax
+    movl %eax, %cr3
+    movl ${MSR_EFER:#x}, %ecx
+    rdmsr
+    orl ${FC_EFER_LME:#x}, %eax
+    wrmsr
+    movl ${FC_CR0:#x}, %eax
+    movl %eax, %cr0
+{byte_directive(far_jump32(FC_SEL_CODE, code64))}
+"""
+    else:   # PVH: 32-bit protected mode, paging off, CR0 = 0x11, CR4 = 0, EBX = start_info
+        set_cmdline_size = ""
+        tail = f"""
+    movl $0x0, %eax
+    movl %eax, %cr4
+    movl ${FC_PVH_CR0:#x}, %eax
+    movl %eax, %cr0
+{byte_directive(far_jump32(FC_SEL_CODE, base + L_CODE32 + PVH_TAIL))}
+"""
+    return f"""
+    cli
+    cld
+    movl ${stack_top:#x}, %esp
+    cmpl $0x1, {si['nr_modules']:#x}(%ebx)
+    jb fail_no_module
+    movl {si['modlist_paddr']:#x}(%ebx), %esi
+    movl {mod['paddr']:#x}(%esi), %eax
+    movl %eax, {v + 8:#x}
+    movl {mod['size']:#x}(%esi), %eax
+    cmpl ${plan.kernel_size:#x}, %eax
+    jne fail_size
+    movl {si['cmdline_paddr']:#x}(%ebx), %esi
+    movl ${cmdbuf:#x}, %edi
+    xorl %ecx, %ecx
+    testl %esi, %esi
+    jz cmd_done
+cmd_loop:
+    movb (%esi,%ecx), %al
+    testb %al, %al
+    jz cmd_done
+    cmpl ${CMDLINE_MAX:#x}, %ecx
+    jae fail_cmdline
+    movb %al, (%edi,%ecx)
+    incl %ecx
+    jmp cmd_loop
+cmd_done:
+    movb $0x0, (%edi,%ecx)
+    movl %ecx, {v + 12:#x}
+    movl ${base + L_OPS:#x}, %ebp
+op_loop:
+    movl (%ebp), %eax
+    movl 0x4(%ebp), %edi
+    movl 0x8(%ebp), %esi
+    movl 0xc(%ebp), %edx
+    cmpl ${OP_ZERO:#x}, %eax
+    je op_zero
+    cmpl ${OP_MODULE:#x}, %eax
+    je op_module
+    cmpl ${OP_LOADER:#x}, %eax
+    je op_copy
+    jmp ops_done
+op_zero:
+    xorl %eax, %eax
+    movl %edx, %ecx
+    shrl $0x2, %ecx
+    rep stosl
+    movl %edx, %ecx
+    andl $0x3, %ecx
+    rep stosb
+    jmp op_next
+op_module:
+    addl {v + 8:#x}, %esi
+op_copy:
+    movl %edx, %ecx
+    shrl $0x2, %ecx
+    rep movsl
+    movl %edx, %ecx
+    andl $0x3, %ecx
+    rep movsb
+op_next:
+    addl $0x10, %ebp
+    jmp op_loop
+ops_done:
+    movl ${cmdbuf:#x}, %esi
+    movl ${layout.FC_CMDLINE_ADDR:#x}, %edi
+    movl {v + 12:#x}, %ecx
+    incl %ecx
+{set_cmdline_size}
+    rep movsb
+    movl ${d:#x}, %eax
+    lgdt (%eax)
+    movl ${d + 8:#x}, %eax
+    lidt (%eax)
+    movl ${FC_SEL_DATA:#x}, %eax
+    movl %eax, %ds
+    movl %eax, %es
+    movl %eax, %fs
+    movl %eax, %gs
+    movl %eax, %ss
+    movl ${FC_SEL_TSS:#x}, %eax
+    ltr %ax
+{tail}
+fail_no_module:
+    movl ${m['no_module']:#x}, %esi
+    jmp fail
+fail_size:
+    movl ${m['size']:#x}, %esi
+    jmp fail
+fail_cmdline:
+    movl ${m['cmdline']:#x}, %esi
+fail:
+    movw ${layout.COM1_PORT:#x}, %dx
+fail_print:
+    movb (%esi), %al
+    testb %al, %al
+    jz fail_stop
+    outb %al, %dx
+    incl %esi
+    jmp fail_print
+fail_stop:
+    movl ${d + 16:#x}, %eax
+    lidt (%eax)
+    int3
+"""
+
+
+def _code64(base: int, stack_top: int) -> str:
+    v = base + L_VARS
+    zero_regs = "\n".join(f"    movl $0x0, %{r}" for r in
+                          ("eax", "ebx", "ecx", "edx", "edi", "r8d", "r9d", "r10d", "r11d",
+                           "r12d", "r13d", "r14d", "r15d"))
+    return f"""
+    movl ${stack_top:#x}, %esp
+    pushq ${FC_RFLAGS:#x}
+    popfq
+{zero_regs}
+    movl ${layout.FC_BOOT_STACK_ADDR:#x}, %esp
+    movl ${layout.FC_BOOT_STACK_ADDR:#x}, %ebp
+    movl ${layout.FC_ZERO_PAGE_ADDR:#x}, %esi
+    jmpq *{v:#x}
+"""
+
+
+def _pvh_tail(base: int, stack_top: int) -> str:
+    """32-bit code run from Firecracker's PVH code selector: RFLAGS = 2, EBX = start_info,
+    every other GPR (ESP and EBP too) 0, jump to the PVH note's entry."""
+    v = base + L_VARS
+    zero = "\n".join(f"    movl $0x0, %{r}" for r in ("eax", "ecx", "edx", "esi", "edi", "ebp"))
+    return f"""
+    movl ${stack_top:#x}, %esp
+    pushl ${FC_RFLAGS:#x}
+    popfl
+{zero}
+    movl ${layout.FC_PVH_INFO_ADDR:#x}, %ebx
+    movl $0x0, %esp
+    jmp *{v:#x}
+"""
+
+
+def build_loader(kernel: Kernel, *, memory: int, cpus: int = 1,
+                 protocol: str = "linux") -> tuple[bytes, LoaderPlan]:
+    """The loader ELF (bytes) for ``kernel`` and its plan; ``protocol`` "linux" (the 64-bit
+    boot protocol, e_entry) or "pvh" (Firecracker >= 1.12 with a PVH note)."""
+    plan, data, opbytes = plan_loader(kernel, memory=memory, cpus=cpus, protocol=protocol)
+    base = plan.loader_addr
+    cmdbuf = base + L_DATA + _align(len(data), 16)
+    stack_top = cmdbuf + layout.FC_CMDLINE_MAX_SIZE + STACK_SIZE
+    code32 = assemble(_code32(base, plan, cmdbuf, stack_top), bits=32, base=base + L_CODE32)
+    code64 = assemble(_code64(base, stack_top), bits=64, base=base + L_CODE64)
+    seg = bytearray(plan.loader_size)
+
+    def place(at: int, blob: bytes, end: int):
+        if at + len(blob) > end:  # pragma: no cover - layout bug
+            raise AssertionError(f"loader part at {at:#x} overruns {end:#x}")
+        seg[at:at + len(blob)] = blob
+
+    place(L_CODE32, code32, L_CODE32 + PVH_TAIL)
+    if protocol == "pvh":
+        place(L_CODE32 + PVH_TAIL,
+              assemble(_pvh_tail(base, stack_top), bits=32, base=base + L_CODE32 + PVH_TAIL),
+              L_CODE64)
+    place(L_CODE64, code64, L_VARS)
+    place(L_VARS, struct.pack("<QII", plan.kernel_entry, 0, 0), L_MSGS)
+    for i, msg in enumerate(MESSAGES.values()):
+        place(L_MSGS + i * 0x80, msg, L_MSGS + (i + 1) * 0x80)
+    desc = struct.pack("<HI", layout.FC_GDT_SIZE - 1, layout.FC_GDT_ADDR) + b"\0\0"
+    desc += struct.pack("<HI", layout.FC_IDT_SIZE - 1, layout.FC_IDT_ADDR) + b"\0\0"
+    desc += struct.pack("<HI", 0, 0) + b"\0\0"
+    place(L_DESC, desc, L_OPS)
+    place(L_OPS, opbytes, L_DATA)
+    place(L_DATA, data, plan.loader_size)
+    return _pvh_elf(bytes(seg), base), plan
+
+
+def _pvh_elf(segment: bytes, base: int) -> bytes:
+    """A minimal ELF64 x86-64 with one PT_LOAD at ``base`` and a PVH note naming ``base``."""
+    note = struct.pack("<III", 4, 8, 18) + b"Xen\0" + struct.pack("<Q", base + L_CODE32)
+    note_off, seg_off = 0x100, 0x1000
+    ehdr = struct.pack("<4sBBBBB7sHHIQQQIHHHHHH", b"\x7fELF", 2, 1, 1, 0, 0, bytes(7),
+                       2, 62, 1, base + L_CODE32, 64, 0, 0, 64, 56, 2, 64, 0, 0)
+    phdrs = struct.pack("<IIQQQQQQ", 1, 7, seg_off, base, base, len(segment), len(segment), 0x1000)
+    phdrs += struct.pack("<IIQQQQQQ", 4, 4, note_off, 0, 0, len(note), len(note), 4)
+    head = bytearray(seg_off)
+    head[0:64] = ehdr
+    head[64:64 + len(phdrs)] = phdrs
+    head[note_off:note_off + len(note)] = note
+    return bytes(head) + segment
+
+
+build_fc_loader = build_loader
+
+
+def check_fc_cmdline(cmdline: str) -> str:
+    """Refuse a command line Firecracker would refuse (over 2047 bytes, NUL inside)."""
+    from ..cmdline import check_cmdline
+
+    check_cmdline(cmdline, "firecracker")
+    return cmdline
+
+
+__all__ = ["build_loader", "build_fc_loader", "plan_loader", "run_qemu_fc", "qemu_fc_argv",
+           "mmio_cmdline", "LoaderPlan", "check_fc_cmdline", "PROTOCOLS"]
+
+
+# ---------------------------------------------------------------------------------------
+# Running: osvkit run KERNEL --vmm qemu-fc
+# ---------------------------------------------------------------------------------------
+
+def qemu_fc_argv(kernel, loader_path, *, machine: str = "pc", cmdline: str = "",
+                 memory="256M", cpus: int = 1, disk=None, accel: str = "tcg") -> list[str]:
+    import os
+
+    from .pvh import disk_argv, machine_argv
+
+    return machine_argv(machine, memory=memory, cpus=cpus, accel=accel) + \
+        ["-kernel", os.fspath(loader_path), "-initrd", os.fspath(kernel), "-append", cmdline] + \
+        disk_argv(machine, disk)
+
+
+def mmio_cmdline(devices) -> str:
+    """Firecracker-format ``virtio_mmio.device=4K@0x...:<irq>`` entries for ``devices``
+    (``(size, base, irq)`` tuples), rendered by the cmdline part's encoder."""
+    from ..cmdline import MmioDevice, encode_mmio
+
+    return " ".join(encode_mmio(MmioDevice(size, base, irq, None)) for size, base, irq in devices)
+
+
+def run_qemu_fc(kernel, *, machine: str = "pc", cmdline: str = "", memory="256M", cpus: int = 1,
+                disk=None, mmio_devices=(), accel: str = "tcg", timeout: float = 60,
+                expect: str | None = None, console_path=None, loader_path=None,
+                protocol: str = "linux"):
+    """Boot ``kernel`` (a kernel ELF with a Linux 64-bit entry) the way Firecracker would,
+    inside QEMU; returns the runner's RunResult (with ``plan`` attached as ``fc_plan``)."""
+    import os
+    import tempfile
+
+    from ..image.kernel import load_kernel
+    from ..image.usrimg import parse_size
+    from .qemu import run_qemu
+
+    k = load_kernel(kernel)
+    line = " ".join(p for p in (cmdline.strip(), mmio_cmdline(mmio_devices)) if p)
+    check_fc_cmdline(line)
+    mem = parse_size(memory)
+    elf, plan = build_loader(k, memory=mem, cpus=cpus, protocol=protocol)
+    with tempfile.TemporaryDirectory(prefix="osvkit-fc-") as tmp:
+        lp = os.fspath(loader_path) if loader_path else os.path.join(tmp, "fc-loader.elf")
+        with open(lp, "wb") as f:
+            f.write(elf)
+        argv = qemu_fc_argv(kernel, lp, machine=machine, cmdline=line, memory=mem, cpus=cpus,
+                            disk=disk, accel=accel)
+        result = run_qemu(argv, timeout=timeout, expect=expect, console_path=console_path,
+                          workdir=tmp)
+    result.vmm = "qemu-fc"
+    result.fc_plan = plan
+    return result

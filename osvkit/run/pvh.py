@@ -1,0 +1,85 @@
+"""qemu-pvh: boot a kernel ELF through QEMU's own PVH loader (``-kernel kernel.elf``).
+
+QEMU accepts an uncompressed ELF for ``-kernel`` only when it carries a
+``XEN_ELFNOTE_PHYS32_ENTRY`` note (firecracker-boot.md 6.1, 6.3): on ``pc`` the ``pvh.bin``
+option ROM and on ``microvm`` qboot build ``hvm_start_info`` and enter the note's address in
+32-bit protected mode -- osvkit's PVH stub (``osvkit build --format vmlinux``) or OSv's own
+``hvm_xen_start``.  On microvm (``acpi=off``, ``auto-kernel-cmdline=on``) QEMU appends one
+``virtio_mmio.device=512@0x...:<irq>`` entry per virtio-mmio device to the command line; attach
+a disk (``disk=``) to see one.
+
+:func:`machine_argv` and :func:`disk_argv` are shared with qemu-fc (:mod:`.fcloader`).  The
+guest runs under TCG with ``-no-reboot``: OSv's power-off (and the probe's) ends in a triple
+fault, which then stops QEMU.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+from ..errors import ToolError, UsageError
+
+MACHINES = ("pc", "microvm")
+MICROVM = "microvm,x-option-roms=off,pit=off,pic=off,rtc=off,auto-kernel-cmdline=on,acpi=off"
+"""OSv's scripts/run.py microvm options (osv-boot.md 4.4)."""
+
+
+def qemu_binary() -> str:
+    path = shutil.which("qemu-system-x86_64")
+    if path is None:
+        raise ToolError("qemu-system-x86_64 not found on PATH", expected="QEMU installed")
+    return path
+
+
+def machine_argv(machine: str, *, memory: str | int, cpus: int, accel: str = "tcg") -> list[str]:
+    if machine not in MACHINES:
+        raise UsageError(f"machine {machine!r}", expected=" or ".join(MACHINES))
+    mem = f"{memory // (1024 * 1024)}M" if isinstance(memory, int) else str(memory)
+    argv = [qemu_binary(), "-accel", accel,
+            "-M", "pc" if machine == "pc" else MICROVM,
+            "-m", mem, "-smp", str(cpus), "-no-reboot", "-nodefaults", "-display", "none"]
+    if machine == "microvm":
+        argv += ["-global", "virtio-mmio.force-legacy=off"]
+    return argv
+
+
+def disk_argv(machine: str, disk) -> list[str]:
+    """virtio-blk: PCI on pc, virtio-mmio on microvm."""
+    if disk is None:
+        return []
+    path = os.fspath(disk)
+    with open(path, "rb") as f:
+        fmt = "qcow2" if f.read(4) == b"QFI\xfb" else "raw"
+    dev = "virtio-blk-pci" if machine == "pc" else "virtio-blk-device"
+    return ["-drive", f"file={path},if=none,id=hd0,format={fmt}", "-device", f"{dev},drive=hd0"]
+
+
+def qemu_pvh_argv(kernel, *, machine: str = "pc", cmdline: str = "", memory="256M",
+                  cpus: int = 1, disk=None, accel: str = "tcg") -> list[str]:
+    """The QEMU command line (without the console/boot-done plumbing the runner adds)."""
+    from ..image.kernel import load_kernel
+
+    from ..image.vmlinux import effective_pvh_entry
+
+    k = load_kernel(kernel)
+    if effective_pvh_entry(k) is None:
+        from ..errors import KernelError
+
+        raise KernelError("no XEN_ELFNOTE_PHYS32_ENTRY note", path=kernel,
+                          expected="a PVH kernel (osvkit build --format vmlinux --pvh)")
+    return machine_argv(machine, memory=memory, cpus=cpus, accel=accel) + \
+        ["-kernel", os.fspath(kernel), "-append", cmdline] + disk_argv(machine, disk)
+
+
+def run_qemu_pvh(kernel, *, machine: str = "pc", cmdline: str = "", memory="256M",
+                 cpus: int = 1, disk=None, accel: str = "tcg", timeout: float = 60,
+                 expect: str | None = None, console_path=None):
+    """Boot ``kernel`` with QEMU's PVH loader and return the runner's RunResult."""
+    from .qemu import run_qemu
+
+    argv = qemu_pvh_argv(kernel, machine=machine, cmdline=cmdline, memory=memory, cpus=cpus,
+                         disk=disk, accel=accel)
+    result = run_qemu(argv, timeout=timeout, expect=expect, console_path=console_path)
+    result.vmm = "qemu-pvh"
+    return result

@@ -1,0 +1,77 @@
+"""``osvkit build --format vmlinux`` and ``osvkit inspect`` on kernel ELFs, as subprocesses."""
+
+from __future__ import annotations
+
+import json
+
+from fcpath_kernels import make_kernel
+from osvkit.image.kernel import check_kernel
+from osvkit.image.vmlinux import patch_vmlinux
+
+
+def test_build_vmlinux_cli(cli, tmp_path):
+    src = tmp_path / "loader.elf"
+    src.write_bytes(make_kernel())
+    out = tmp_path / "kernel.elf"
+    r = cli("build", src, "--format", "vmlinux", "-o", out, "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert (d["entry"], d["pvh_entry"], d["added"]) == (0x100000, 0x100300, ["linux64", "pvh"])
+    assert out.read_bytes() == patch_vmlinux(check_kernel(make_kernel()))[0]
+    r = cli("build", src, "--format", "vmlinux", "-o", out, "--no-pvh")
+    assert r.returncode == 0 and b"added: linux64 (" in r.stdout
+    assert check_kernel(out.read_bytes()).pvh_entry is None
+
+
+def test_inspect_kernel_elf_cli(cli, tmp_path):
+    src = tmp_path / "loader.elf"
+    src.write_bytes(make_kernel(entry=0x201100, pvh_note=0x201200))
+    r = cli("inspect", src, "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["kind"] == "kernel-elf"
+    assert d["protocols"] == ["linux64", "pvh", "start32"]
+    assert [(e["protocol"], e["address"], e["provider"]) for e in d["entries"]] == [
+        ("linux64", 0x201100, "kernel"), ("pvh", 0x201200, "kernel"), ("start32", 0x201000, "kernel")]
+    assert "bootfs_size" not in d
+    r = cli("inspect", src)
+    assert r.returncode == 0
+    assert b"linux64  0x201100" in r.stdout and b"start32  0x201000" in r.stdout
+
+
+def test_cli_errors_exit_65(cli, tmp_path):
+    bad = tmp_path / "bad.elf"
+    bad.write_bytes(make_kernel(machine=3))
+    out = tmp_path / "out.elf"
+    r = cli("build", bad, "--format", "vmlinux", "-o", out)
+    assert r.returncode == 65
+    assert r.stderr.decode().strip() == (f"error: {bad}: ELF machine EM_386, expected EM_X86_64")
+    assert not out.exists()
+    full = tmp_path / "full.elf"
+    full.write_bytes(make_kernel(extra_phdrs=34))
+    r = cli("build", full, "--format", "vmlinux", "-o", out)
+    assert r.returncode == 65 and b"no room" in r.stderr and r.stderr.count(b"\n") == 1
+    r = cli("build", tmp_path / "missing.elf", "--format", "vmlinux", "-o", out)
+    assert r.returncode == 66
+
+
+def test_inspect_bootfs_size(cli, tmp_path):
+    src = tmp_path / "loader.elf"
+    src.write_bytes(make_kernel(extra_symbols={"bootfs_start": 0x40202100,
+                                               "bootfs_end": 0x40202100 + 0x480}))
+    r = cli("inspect", src, "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["bootfs_size"] == 0x480
+    assert b"bootfs: 1152 bytes" in cli("inspect", src).stdout
+
+
+def test_qemu_pvh_needs_pvh_note(tmp_path):
+    import pytest
+
+    from osvkit.errors import KernelError
+    from osvkit.run.pvh import qemu_pvh_argv
+
+    src = tmp_path / "loader.elf"
+    src.write_bytes(make_kernel())
+    with pytest.raises(KernelError, match="no XEN_ELFNOTE_PHYS32_ENTRY note"):
+        qemu_pvh_argv(src)

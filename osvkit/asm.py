@@ -30,6 +30,9 @@ def assemble(text: str, *, bits: int, base: int = 0) -> bytes:
     if bits not in _MODES:
         raise ValueError(f"bits must be 16, 32 or 64, not {bits}")
     _reject_numeric_labels(text)
+    _reject_bare_decimals(text)
+    if bits == 64:
+        _reject_movq_absolute_loads(text)
     ks = keystone.Ks(keystone.KS_ARCH_X86, getattr(keystone, _MODES[bits]))
     ks.syntax = keystone.KS_OPT_SYNTAX_ATT
     try:
@@ -47,6 +50,37 @@ def _reject_numeric_labels(text: str) -> None:
         code = line.split("#", 1)[0]
         if re.match(r"\s*\d+:", code) or re.search(r"\bj\w*\s+\d+[bf]\b", code):
             raise AsmError(f"numeric local label in generated code: {line.strip()!r}")
+
+
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_BARE_DECIMAL = re.compile(r"(?<![\w.])(\d{2,})(?![\w.])")
+
+
+def _reject_bare_decimals(text: str) -> None:
+    """Keystone 0.9.2 in AT&T mode reads every bare number as hex: ``movl $20, %ecx`` loads
+    0x20, ``.fill 10`` emits 16 bytes.  Numbers 0-9 mean the same either way; anything larger
+    must be written ``0x..`` so that the code says what it assembles to."""
+    for line in text.splitlines():
+        code = _STRING.sub('""', line.split("#", 1)[0])
+        for m in _BARE_DECIMAL.finditer(code):
+            if int(m.group(1)) >= 10:
+                raise AsmError(f"bare number {m.group(1)} in generated code (Keystone reads it as "
+                               f"hex): {line.strip()!r}", expected="0x-prefixed numbers above 9")
+
+
+_MOVQ_ABS_LOAD = re.compile(r"^\s*(?:\w+:\s*)?movq?\s+(0x[0-9a-fA-F]+|\d+)\s*,\s*%r\w+\s*$")
+
+
+def _reject_movq_absolute_loads(text: str) -> None:
+    """Keystone 0.9.2 in 64-bit mode encodes ``movq 0x1010, %rax`` (a 64-bit load from a
+    numeric absolute address) as ``0x1010(%rip)`` without subtracting RIP; other sizes, stores
+    and label operands come out right.  Refuse the broken form."""
+    for line in text.splitlines():
+        m = _MOVQ_ABS_LOAD.match(line.split("#", 1)[0])
+        if m and not m.group(0).rstrip().endswith(("d", "w", "b")):
+            raise AsmError(f"64-bit load from the absolute address {m.group(1)} "
+                           f"(Keystone mis-encodes it): {line.strip()!r}",
+                           expected="a register base, e.g. movl $addr, %r11d; movq (%r11), %rax")
 
 
 def far_jump16(selector: int, offset: int) -> bytes:

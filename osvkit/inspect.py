@@ -44,8 +44,8 @@ def _is_disk(head: bytes) -> bool:
 
 DETECTORS: list[tuple[str, Callable[[bytes], bool], Callable[[str], dict]]] = []
 """(kind, detect(first 4 KiB), inspect(path) -> details dict), tried in order."""
-DESCRIBERS: dict[str, Callable[[InspectResult], str]] = {}
-"""kind -> human rendering, for kinds whose part renders them ([fcpath])."""
+DESCRIBERS: dict[str, Callable[["InspectResult"], str]] = {}
+"""kind -> human rendering, for kinds whose own part renders them (ROFS, kernel ELFs)."""
 
 
 def inspect_file(path) -> InspectResult:
@@ -102,6 +102,8 @@ def inspect_usr_image(path) -> dict:
             load_size = info.osv_kernel_size
         out["boot"] = boot
         out["partitions"] = [p.to_dict() for p in info.partitions]
+        for p in out["partitions"]:
+            p["filesystem"] = _partition_filesystem(path, p, read)
         payload = read(layout.KERNEL_OFFSET, load_size) if load_size else b""
         if len(payload) < load_size:
             out["truncated"] = True
@@ -207,10 +209,21 @@ def _kernel_summary(k) -> dict:
             "symbols": k.symbols}
 
 
+def _partition_filesystem(path, part: dict, read) -> dict | None:
+    """What the partition holds: a ROFS tree summary, or None when empty or unknown."""
+    from .rofs.reader import detect_rofs_head, inspect_rofs
+
+    if not part["sector_count"]:
+        return None
+    if not detect_rofs_head(read(part["offset"], 16)):
+        return {"format": "unknown"}
+    return inspect_rofs(path, partition=part["index"]).summary()
+
+
 def describe(result: InspectResult) -> str:
-    if result.kind in DESCRIBERS:  # [fcpath] kinds other parts describe themselves
-        return DESCRIBERS[result.kind](result)
     """Human-readable rendering of :func:`inspect_file`'s result."""
+    if result.kind in DESCRIBERS:  # kinds whose own part renders them
+        return DESCRIBERS[result.kind](result)
     d = result.to_dict()
     lines = [f"{d['path']}: {d['kind']}"]
     if result.kind != "disk-image":
@@ -233,6 +246,12 @@ def describe(result: InspectResult) -> str:
         lines.append(f"    CHS osv {tuple(p['start_chs_osv'])}-{tuple(p['end_chs_osv'])}, "
                      f"standard {tuple(p['start_chs_standard'])}-{tuple(p['end_chs_standard'])}, "
                      f"osv_usable {str(p['osv_usable']).lower()}")
+        fs = p.get("filesystem")
+        if fs and fs["format"] == "rofs":
+            lines.append(f"    filesystem: ROFS, {fs['files']} files ({fs['data_bytes']} bytes), "
+                         f"{fs['directories']} directories, {fs['symlinks']} symlinks")
+        elif fs:
+            lines.append("    filesystem: unknown")
     pl = d["payload"]
     lines.append(f"  payload at LBA 128: {pl['kind']}, compression {pl.get('compression', '?')}, "
                  f"{pl['size']} bytes")
@@ -260,8 +279,23 @@ def describe(result: InspectResult) -> str:
 
 DETECTORS.append(("disk-image", _is_disk, inspect_usr_image))
 
+# ROFS images (osvkit.rofs.reader)
+from .rofs.reader import detect_rofs_head, inspect_rofs_details  # noqa: E402
 
-# [fcpath] kernel ELFs: the boot contract (osvkit.image.vmlinux)
+DETECTORS.append(("rofs", detect_rofs_head, inspect_rofs_details))
+
+
+def _describe_rofs(result: InspectResult) -> str:
+    from .rofs.reader import describe_rofs
+
+    return describe_rofs(result.path, result.details)
+
+
+DESCRIBERS["rofs"] = _describe_rofs
+
+
+
+# kernel ELFs: the boot contract (osvkit.image.vmlinux)
 def _is_elf(head: bytes) -> bool:
     return head[:4] == b"\x7fELF"
 
@@ -283,4 +317,3 @@ def _describe_kernel_elf(result: InspectResult) -> str:
 
 DETECTORS.append(("kernel-elf", _is_elf, _inspect_kernel_elf))
 DESCRIBERS["kernel-elf"] = _describe_kernel_elf
-# [/fcpath]

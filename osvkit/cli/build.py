@@ -42,6 +42,14 @@ def build(
         "--size", help="Virtual disk size (bytes or 64K/512M/1G); default: just the content.")] = None,
     force_cmdline: Annotated[bool, typer.Option(
         "--force-cmdline", help="Allow a command line up to 32,255 bytes (OSv limits it to 1023).")] = False,
+    manifest: Annotated[Optional[Path], typer.Option(
+        "--manifest", help="OSv usr.manifest: build a ROFS into partition 1 (adds --rootfs=rofs).")] = None,
+    define: Annotated[Optional[list[str]], typer.Option(
+        "-D", "--define", help="Manifest substitution NAME=VALUE for %(NAME)s (repeatable).")] = None,
+    manifest_root: Annotated[Optional[Path], typer.Option(
+        "--manifest-root", help="Resolve relative host paths here (default: the current directory).")] = None,
+    allow_missing: Annotated[bool, typer.Option(
+        "--allow-missing", help="Skip manifest host paths that do not exist.")] = False,
     pvh: Annotated[bool, typer.Option(
         "--pvh/--no-pvh", help="vmlinux: add a PVH entry and Xen note (default on).")] = True,
     replace_entry: Annotated[bool, typer.Option(
@@ -57,11 +65,23 @@ def build(
     if kernel is None or output is None:
         raise UsageError("missing KERNEL or -o OUTPUT", expected="KERNEL -o OUTPUT, or -c BUILD_FILE")
     if format == "usr":
-        from ..image.usrimg import build_usr_image
+        options = dict(cmdline=cmdline, compression=compression, image_format=image_format,
+                       size=size, force_cmdline=force_cmdline)
+        if manifest is not None:
+            if partition is not None:
+                raise UsageError("--manifest and --partition both fill partition 1",
+                                 expected="one of them")
+            from ..image.appimage import build_app_image
+            from ..rofs.manifest import parse_defines
 
-        result = build_usr_image(kernel, output, cmdline=cmdline, compression=compression,
-                                 image_format=image_format, partition=partition, size=size,
-                                 force_cmdline=force_cmdline)
+            result = build_app_image(kernel, output, manifest=manifest,
+                                     defines=parse_defines(define or []),
+                                     manifest_root=manifest_root, allow_missing=allow_missing,
+                                     **options)
+        else:
+            from ..image.usrimg import build_usr_image
+
+            result = build_usr_image(kernel, output, partition=partition, **options)
         emit(result, json_output, _describe)
         return
     if format == "vmlinux":  # [fcpath]

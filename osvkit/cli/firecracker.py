@@ -27,7 +27,8 @@ def firecracker_config(
     kernel: Annotated[Path, typer.Argument(help="Kernel ELF with a Linux/PVH entry "
                                                 "(osvkit build --format vmlinux).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="JSON file to write.")],
-    disk: Annotated[Optional[Path], typer.Option("--disk", help="Raw application disk (non-root drive).")] = None,
+    disk: Annotated[Optional[Path], typer.Option(
+        "--disk", help="Raw application disk (non-root drive).")] = None,
     memory: Annotated[str, typer.Option("--memory", help="Guest memory (default 128M).")] = "128M",
     cpus: Annotated[int, typer.Option("--cpus", help="vCPUs: 1 or even, up to 32 (default 1).")] = 1,
     boot_args: Annotated[str, typer.Option("--boot-args", help="Command line (--nopci is prepended).")] = "",

@@ -14,6 +14,7 @@ import typer
 from typer.core import TyperGroup
 
 from ..errors import UsageError
+from ..rofs.manifest import parse_defines
 from ._app import JsonOpt, app, emit
 
 
@@ -34,16 +35,6 @@ PartitionOpt = Annotated[Optional[int], typer.Option(
 rofs_app = typer.Typer(cls=_RofsGroup, no_args_is_help=True,
                        help="Build (default), list or extract an OSv ROFS image.")
 app.add_typer(rofs_app, name="rofs")
-
-
-def _defines(values: list[str]) -> dict[str, str]:
-    out = {}
-    for v in values:
-        name, sep, value = v.partition("=")
-        if not sep or not name:
-            raise UsageError(f"-D {v!r}", expected="-D name=value")
-        out[name] = value
-    return out
 
 
 def _human_build(r) -> str:
@@ -74,7 +65,7 @@ def build(
     """Build a ROFS image from an OSv manifest."""
     from ..rofs import build_rofs
 
-    result = build_rofs(manifest, output, defines=_defines(define or []),
+    result = build_rofs(manifest, output, defines=parse_defines(define or []),
                         manifest_root=manifest_root, allow_missing=allow_missing,
                         follow_symlinks_anywhere=follow_symlinks_anywhere, osv_defaults=not bare,
                         limits="format" if long_names else "osv")

@@ -432,8 +432,8 @@ def describe_vmlinux_result(result: VmlinuxResult) -> str:
     if not d["added"]:
         lines.append("  nothing to add: the kernel already has every requested entry "
                      "(--replace-entry to replace them)")
-    lines.append(f"  e_entry {d['entry']:#x} (was {d['original_entry']:#x})" if d["entry"] != d["original_entry"]
-                 else f"  e_entry {d['entry']:#x}")
+    was = f" (was {d['original_entry']:#x})" if d["entry"] != d["original_entry"] else ""
+    lines.append(f"  e_entry {d['entry']:#x}{was}")
     if d["pvh_entry"] is not None:
         lines.append(f"  PVH entry {d['pvh_entry']:#x}")
     lines.append(f"  start32 {d['start32']:#x}")

@@ -44,7 +44,7 @@ import re
 import stat
 from dataclasses import dataclass, field
 
-from ..errors import ManifestError, ManifestInputError
+from ..errors import ManifestError, ManifestInputError, UsageError
 
 log = logging.getLogger("osvkit")
 
@@ -186,6 +186,17 @@ class ManifestLine:
     guest: str
     host: str
     origin: Origin
+
+
+def parse_defines(values) -> dict[str, str]:
+    """``-D name=value`` arguments as a dict (a later value for a name wins)."""
+    out = {}
+    for v in values:
+        name, sep, value = v.partition("=")
+        if not sep or not name:
+            raise UsageError(f"-D {v!r}", expected="-D name=value")
+        out[name] = value
+    return out
 
 
 def substitute(text: str, defines: dict[str, str], origin: Origin) -> str:

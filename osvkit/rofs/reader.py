@@ -54,6 +54,13 @@ class RofsListing:
     entries: list[RofsEntry] = field(default_factory=list)
     partition: int | None = None
 
+    def summary(self) -> dict:
+        """Counts for a one-line tree summary (``osvkit inspect usr.img``)."""
+        kinds = [e.type for e in self.entries]
+        return {"format": "rofs", "files": kinds.count("file"), "directories": kinds.count("dir"),
+                "symlinks": kinds.count("symlink"),
+                "data_bytes": sum(e.size for e in self.entries if e.type == "file")}
+
     def to_dict(self) -> dict:
         return {"format": "rofs", "path": self.path, "offset": self.offset,
                 "partition": self.partition,

@@ -61,7 +61,7 @@ from .. import layout
 from ..asm import assemble, byte_directive, far_jump32
 from ..boot import _fcoffsets as off
 from ..boot import firecracker as fc
-from ..errors import CmdlineError, KernelError, LayoutError, UsageError
+from ..errors import KernelError, LayoutError, UsageError
 from ..image.kernel import Kernel
 
 LOADER_NAME = "osvkit-fc-loader"
@@ -475,7 +475,8 @@ def check_fc_cmdline(cmdline: str) -> str:
     return cmdline
 
 
-__all__ = ["build_loader", "build_fc_loader", "plan_loader", "run_qemu_fc", "qemu_fc_argv", "LoaderPlan", "check_fc_cmdline", "CmdlineError"]
+__all__ = ["build_loader", "build_fc_loader", "plan_loader", "run_qemu_fc", "qemu_fc_argv",
+           "mmio_cmdline", "LoaderPlan", "check_fc_cmdline", "PROTOCOLS"]
 
 
 # ---------------------------------------------------------------------------------------

@@ -3,7 +3,9 @@
 :func:`build_from_file` is what ``osvkit build -c osvkit.toml`` runs.  For each ``[[image]]``
 it gets the kernel (a file, or the built-in conformance kernel ``probe:<size>``), renders the
 command line from its loader options and application command, builds the ROFS from a
-manifest with ``-D`` values (or takes a prebuilt partition), and writes the declared outputs:
+manifest with ``-D`` values (adding ``--rootfs=rofs`` unless the command line names a root
+filesystem, as OSv's ``scripts/build`` does) or takes a prebuilt partition, and writes the
+declared outputs:
 
 =====================  =================================================================
 ``usr``                usr.img, raw or qcow2 (``image-format``)
@@ -456,6 +458,10 @@ def _build_image(bf: BuildFile, img: ImageSpec, stage: _Staging, out_dir: Path, 
     records: list[OutputRecord] = []
     staged_by_kind: dict[str, Path] = {}
     cmdline = opts["cmdline"] or ""
+    if img.rofs_manifest:
+        # like OSv's scripts/build and `osvkit build --manifest`: the root is the ROFS
+        from .image.appimage import with_rootfs
+        cmdline = with_rootfs(cmdline)
     work = stage.work / img.name
     work.mkdir()
 
@@ -595,8 +601,10 @@ def build_from_file(path: str | os.PathLike, *, out_dir: str | os.PathLike | Non
         for img, opts in resolved:
             records = _build_image(bf, img, stage, out, opts, sde)
             bar.update(len(records))
+            cmd = next((i["value"] for r in records for i in r.inputs if i["role"] == "cmdline"),
+                       opts["cmdline"] or "")
             manifest_images.append({
-                "name": img.name, "kernel": img.kernel, "cmdline": opts["cmdline"] or "",
+                "name": img.name, "kernel": img.kernel, "cmdline": cmd,
                 "options": {k: opts[k] for k in ("memory", "cpus", "image-format")},
                 "outputs": [r.to_dict() for r in records]})
         manifest = {

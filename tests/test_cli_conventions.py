@@ -370,3 +370,30 @@ def test_verify_notices_an_output_changed_since_the_build(cli, probe_project, qe
                                    "osvkit-manifest.json"]
     assert boots[0]["probe"]["cmdline"] == "--verbose /edited"    # it still booted
     assert boots[1]["status"] == "pass"
+
+
+def _example_lines(text: str) -> list[str]:
+    return [line.strip()[2:] for line in text.splitlines() if line.strip().startswith("$ ")]
+
+
+def test_every_command_has_examples_that_parse(tmp_path, monkeypatch):
+    import shlex
+    monkeypatch.chdir(tmp_path)
+    group = _click_group()
+    for path, cmd in _walk(group):
+        assert cmd.epilog and "Examples:" in cmd.epilog, path
+        lines = _example_lines(cmd.epilog)
+        assert lines, path
+        for line in lines:
+            words = shlex.split(line.split("  #")[0])
+            while "=" in words[0]:
+                words.pop(0)                   # VAR=value prefixes
+            assert words[0] == "osvkit", line
+            words = words[1:]
+            assert tuple(words[:len(path)]) == path, (path, line)
+            for w in words:                    # files the example names, so exists=True passes
+                if "." in w and not w.startswith("-") and "/" not in w.rstrip("/")[:-1]:
+                    (tmp_path / w).touch()
+            import typer._click as click  # noqa: F401
+            ctx = cmd.make_context(" ".join(path), list(words[len(path):]))
+            assert ctx.params is not None, line

@@ -143,6 +143,8 @@ def ensure_common_options(group, templates: dict | None = None) -> None:
     (``expose_value=False``); they set up logging and the progress bar when parsed."""
     import copy
 
+    if templates is None:
+        add_examples(group)
     templates = templates if templates is not None else _templates(group)
     if not templates:
         return
@@ -210,3 +212,48 @@ def file_default_map(group, env=None) -> dict:
         return out
 
     return walk(group)
+
+
+#: ``--help`` examples for commands whose module declares no epilog (applied by
+#: :func:`ensure_common_options`; a module's own ``epilog=`` always wins)
+EXAMPLES: dict[tuple[str, ...], tuple[str, ...]] = {
+    ("build",): (
+        "osvkit build -c osvkit.toml                     # every image the file declares",
+        "osvkit build loader-stripped.elf -o usr.img --cmdline '--rootfs=rofs /hello'",
+        "osvkit build loader-stripped.elf -o app.img --manifest usr.manifest -D arch=x64",
+        "osvkit build loader-stripped.elf --format vmlinux -o vmlinux.elf --json",
+    ),
+    ("cmdline", "check"): ("osvkit cmdline check --target firecracker -- '--nopci /hello'",),
+    ("cmdline", "get"): ("osvkit cmdline get usr.img", "osvkit cmdline get usr.qcow2 --json"),
+    ("cmdline", "set"): ("osvkit cmdline set usr.img -- '--rootfs=rofs --verbose /hello'",),
+    ("decode", "boot-params"): ("osvkit decode boot-params zero-page.bin --json",),
+    ("decode", "bootinfo"): ("osvkit decode bootinfo mem.dump --offset 0x1000 --base 0",),
+    ("decode", "mbr"): ("osvkit decode mbr usr.img",),
+    ("decode", "mptable"): ("osvkit decode mptable low-memory.dump --base 0 --json",),
+    ("decode", "pvh"): ("osvkit decode pvh start_info.bin",),
+    ("firecracker-config",): (
+        "osvkit firecracker-config vmlinux.elf -o vm.json --disk usr.img --boot-args /hello",),
+    ("inspect",): ("osvkit inspect usr.img", "osvkit inspect vmlinux.elf --json"),
+    ("mmio", "decode"): ("osvkit mmio decode 'virtio_mmio.device=4K@0xc0001000:5'",),
+    ("mmio", "encode"): ("osvkit mmio encode --size 4K --base 0xc0001000 --irq 5",),
+    ("mmio", "strip"): ("osvkit mmio strip -- '--nopci /hello virtio_mmio.device=4K@0xd0000000:5'",),
+    ("probe",): ("osvkit probe -o probe.elf", "osvkit probe -o probe6m.elf --size 6M --json"),
+    ("rofs", "build"): ("osvkit rofs build usr.manifest -o rofs.img -D libdir=/usr/lib",),
+    ("rofs", "extract"): ("osvkit rofs extract usr.img tree/ --partition 1",),
+    ("rofs", "ls"): ("osvkit rofs ls rofs.img", "osvkit rofs ls usr.img -p 1 --json"),
+    ("run",): (
+        "osvkit run usr.img --expect 'Hello' --timeout 30",
+        "osvkit run vmlinux.elf --vmm qemu-fc --cmdline '--nopci /hello' --json",
+        "OSVKIT_MEMORY=512M osvkit run usr.img --dry-run",
+    ),
+}
+
+
+def add_examples(group, prefix: tuple[str, ...] = ()) -> None:
+    """Give commands without an epilog their :data:`EXAMPLES`."""
+    for name, cmd in getattr(group, "commands", {}).items():
+        path = prefix + (name,)
+        if hasattr(cmd, "commands"):
+            add_examples(cmd, path)
+        elif not cmd.epilog and path in EXAMPLES:
+            cmd.epilog = examples(*EXAMPLES[path])

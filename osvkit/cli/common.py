@@ -249,11 +249,24 @@ EXAMPLES: dict[tuple[str, ...], tuple[str, ...]] = {
 }
 
 
+#: extra ``--help`` text after the examples
+NOTES: dict[tuple[str, ...], str] = {
+    ("build",): """
+
+\b
+With -c, -o names the output directory (default: the build file's) and --json prints
+the manifest written to osvkit-manifest.json: {manifest_path, osvkit_manifest,
+osvkit_version, build_file: {path, sha256}, source_date_epoch, images: [{name, kernel,
+cmdline, options, outputs: [{image, kind, path, format, size, sha256, inputs, notes}]}]}.
+Nothing is written unless every image builds.""",
+}
+
+
 def add_examples(group, prefix: tuple[str, ...] = ()) -> None:
-    """Give commands without an epilog their :data:`EXAMPLES`."""
+    """Give commands without an epilog their :data:`EXAMPLES` (and :data:`NOTES`)."""
     for name, cmd in getattr(group, "commands", {}).items():
         path = prefix + (name,)
         if hasattr(cmd, "commands"):
             add_examples(cmd, path)
         elif not cmd.epilog and path in EXAMPLES:
-            cmd.epilog = examples(*EXAMPLES[path])
+            cmd.epilog = examples(*EXAMPLES[path]) + NOTES.get(path, "")

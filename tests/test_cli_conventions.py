@@ -397,3 +397,15 @@ def test_every_command_has_examples_that_parse(tmp_path, monkeypatch):
             import typer._click as click  # noqa: F401
             ctx = cmd.make_context(" ".join(path), list(words[len(path):]))
             assert ctx.params is not None, line
+
+
+def test_broken_osvkit_config(cli, tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("not toml at all\n")
+    env = _clean_env(OSVKIT_CONFIG=str(bad))
+    assert cli("--help", env=env).returncode == 0
+    assert cli("verify", "--help", env=env).returncode == 0
+    r = cli("verify", env=env)
+    assert r.returncode == 65 and f"{bad}:1: (syntax): TOML syntax error" in r.stderr.decode()
+    r = cli("inspect", str(bad), env=env)          # every command reads OSVKIT_CONFIG
+    assert r.returncode == 65 and "(syntax)" in r.stderr.decode()

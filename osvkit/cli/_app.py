@@ -42,7 +42,7 @@ class OsvkitGroup(TyperGroup):
         ensure_common_options(self)
         try:
             from .common import file_default_map  # cli part: OSVKIT_CONFIG [options]
-            self.context_settings["default_map"] = file_default_map(self)
+            self.context_settings["default_map"] = file_default_map(self, args=args)
             rv = super().main(args=args, prog_name=prog_name, complete_var=complete_var,
                               standalone_mode=False, **extra)
         except OsvkitError as exc:

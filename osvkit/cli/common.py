@@ -179,7 +179,7 @@ def _option_sources(cmd) -> None:
                 break
 
 
-def file_default_map(group, env=None) -> dict:
+def file_default_map(group, env=None, args=None) -> dict:
     """``default_map`` for click: the ``[options]`` of the build file named by
     ``OSVKIT_CONFIG``, for every command that has those options (the file level of the
     precedence; click itself applies flag > env var > default_map > default)."""
@@ -189,7 +189,14 @@ def file_default_map(group, env=None) -> dict:
     path = env.get("OSVKIT_CONFIG")
     if not path:
         return {}
-    values = load_build_file(path).options
+    try:
+        values = load_build_file(path).options
+    except Exception:
+        import sys
+        words = sys.argv[1:] if args is None else list(args)
+        if {"-h", "--help", "--version"} & set(words) or not words:
+            return {}         # help stays readable with a broken OSVKIT_CONFIG
+        raise
 
     def walk(g) -> dict:
         out: dict = {}

@@ -23,6 +23,8 @@ def atomic_output(path: str | os.PathLike, mode: int = 0o644):
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise OutputError("directory does not exist", path=path)
+    if os.path.isdir(path):
+        raise OutputError("is a directory", path=path, expected="a file name to write")
     try:
         fd, tmp = tempfile.mkstemp(prefix=".osvkit-", dir=directory)
     except OSError as exc:
@@ -33,7 +35,10 @@ def atomic_output(path: str | os.PathLike, mode: int = 0o644):
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise OutputError(f"cannot write: {exc.strerror}", path=path) from None
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)

@@ -88,10 +88,10 @@ def build_firecracker_config(kernel, *, disk=None, memory="128M", cpus: int = 1,
     """The document for ``kernel`` (a kernel ELF Firecracker can boot: see
     ``osvkit build --format vmlinux``)."""
     from ..image.kernel import load_kernel
-    from ..image.vmlinux import effective_pvh_entry, existing_linux64_entry
+    from ..image.vmlinux import existing_linux64_entry
 
     k = load_kernel(kernel)
-    if effective_pvh_entry(k) is None and existing_linux64_entry(k) is None and \
+    if k.pvh_entry is None and existing_linux64_entry(k) is None and \
             not (layout.STUB_START <= k.entry < layout.STUB_END):
         raise FormatError("the kernel has neither a Linux 64-bit entry nor a PVH note",
                           path=kernel, expected="a vmlinux (osvkit build --format vmlinux)")

@@ -73,10 +73,11 @@ class Kernel:
 
     @property
     def pvh_entry(self) -> int | None:
-        for n in self.notes:
-            if n["name"] == "Xen" and n["type"] == XEN_ELFNOTE_PHYS32_ENTRY:
-                return n["value"]
-        return None
+        """The PVH entry loaders use: linux-loader (Firecracker) and QEMU walk every PT_NOTE
+        and keep the *last* XEN_ELFNOTE_PHYS32_ENTRY (firecracker-boot.md 5.2)."""
+        values = [n["value"] for n in self.notes if n["name"] == "Xen"
+                  and n["type"] == XEN_ELFNOTE_PHYS32_ENTRY and n["value"] is not None]
+        return values[-1] if values else None
 
     @property
     def phys_end(self) -> int:

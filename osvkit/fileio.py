@@ -23,6 +23,8 @@ def atomic_output(path: str | os.PathLike, mode: int = 0o644):
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise OutputError("directory does not exist", path=path)
+    if os.path.isdir(path):
+        raise OutputError("is a directory", path=path, expected="a file name to write")
     try:
         fd, tmp = tempfile.mkstemp(prefix=".osvkit-", dir=directory)
     except OSError as exc:
@@ -33,7 +35,10 @@ def atomic_output(path: str | os.PathLike, mode: int = 0o644):
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise OutputError(f"cannot write: {exc.strerror}", path=path) from None
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
@@ -45,14 +50,28 @@ def write_atomic(path: str | os.PathLike, data: bytes, mode: int = 0o644) -> Non
         f.write(data)
 
 
-def read_input(path: str | os.PathLike, what: str = "a file") -> bytes:
-    """Read a whole input file; missing or unreadable files become one-line errors."""
+def open_input(path: str | os.PathLike, what: str = "a file", *, writable: bool = False):
+    """Open an input file (binary); a missing, directory or unreadable path becomes a one-line
+    error naming the file.  ``writable`` opens it for in-place update (r+b)."""
     try:
-        with open(path, "rb") as f:
-            return f.read()
+        return open(path, "r+b" if writable else "rb")
     except FileNotFoundError:
         raise MissingInputError("no such file", path=path) from None
     except IsADirectoryError:
         raise MissingInputError("is a directory", path=path, expected=what) from None
     except OSError as exc:
+        if writable:
+            raise OutputError(f"cannot open for writing: {exc.strerror}", path=path) from None
         raise MissingInputError(f"cannot read: {exc.strerror}", path=path) from None
+
+
+def read_input(path: str | os.PathLike, what: str = "a file") -> bytes:
+    """Read a whole input file; missing or unreadable files become one-line errors."""
+    with open_input(path, what) as f:
+        return f.read()
+
+
+def read_head(path: str | os.PathLike, size: int, what: str = "a file") -> bytes:
+    """The first ``size`` bytes of an input file (fewer if it is shorter)."""
+    with open_input(path, what) as f:
+        return f.read(size)

@@ -21,7 +21,8 @@ from typing import Callable
 
 from . import layout
 from .boot import boot16, lzdecomp, mbr
-from .errors import FormatError, KernelError, MissingInputError
+from .errors import FormatError, KernelError
+from .fileio import read_head
 from .image import lzloader
 from .image.kernel import check_kernel
 
@@ -51,15 +52,7 @@ DESCRIBERS: dict[str, Callable[["InspectResult"], str]] = {}
 def inspect_file(path) -> InspectResult:
     """Detect what ``path`` is and decode it; FormatError for unknown files."""
     path = os.fspath(path)
-    try:
-        with open(path, "rb") as f:
-            head = f.read(HEAD_SIZE)
-    except FileNotFoundError:
-        raise MissingInputError("no such file", path=path) from None
-    except IsADirectoryError:
-        raise MissingInputError("is a directory", path=path, expected="a file") from None
-    except OSError as exc:
-        raise MissingInputError(f"cannot read: {exc.strerror}", path=path) from None
+    head = read_head(path, HEAD_SIZE)
     for kind, detect, handler in DETECTORS:
         if detect(head):
             return InspectResult(path, kind, handler(path))

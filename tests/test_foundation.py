@@ -68,3 +68,21 @@ def test_cli_version_and_usage_status(cli):
     r = cli("no-such-command")
     assert r.returncode == EX_USAGE
     assert b"Traceback" not in r.stderr
+
+
+def test_atomic_output_errors_and_no_leftovers(tmp_path):
+    from osvkit.errors import OutputError
+    from osvkit.fileio import atomic_output, write_atomic
+
+    write_atomic(tmp_path / "a", b"one")
+    with pytest.raises(RuntimeError):
+        with atomic_output(tmp_path / "a") as f:
+            f.write(b"half")
+            raise RuntimeError("interrupted")
+    assert (tmp_path / "a").read_bytes() == b"one"
+    (tmp_path / "d").mkdir()
+    with pytest.raises(OutputError, match="is a directory"):
+        write_atomic(tmp_path / "d", b"x")
+    with pytest.raises(OutputError, match="directory does not exist"):
+        write_atomic(tmp_path / "missing" / "x", b"x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "d"]

@@ -79,6 +79,7 @@ BAD = [
     ("dot name", lambda d: patch(d, ENT + 10, "B", ord(".")), "bad name /: b'.'"),
     ("slash name", lambda d: patch(d, ENT + 10, "B", ord("/")), "bad name /: b'/'"),
     ("nul name", lambda d: patch(d, ENT + 10, "B", 0), "bad name /: b'\\x00'"),
+    ("nul symlink target", lambda d: patch(d, SYM + 2, "B", 0), "symlink /l has target b'\\x00'"),
     ("duplicate", lambda d: patch(d, ENT + 11 + 10, "B", ord("a")), "two entries named /: b'a'"),
     ("cycle", lambda d: patch(d, ENT + 11, "<Q", 1), "directory inode 1 reached twice (at /d)"),
 ]

@@ -9,7 +9,8 @@ from __future__ import annotations
 import mmap
 import os
 
-from ..errors import FormatError, MissingInputError, UsageError
+from ..errors import FormatError, UsageError
+from ..fileio import open_input
 from . import bootinfo, bootparams, mbr, mptable, pvh
 
 KINDS = ("mbr", "boot-params", "mptable", "bootinfo", "pvh")
@@ -18,18 +19,10 @@ _QCOW2_MAGIC = b"QFI\xfb"
 
 
 def _open(path) -> bytes | mmap.mmap:
-    try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size == 0:
-                return b""
-            return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-    except FileNotFoundError:
-        raise MissingInputError("no such file", path=path) from None
-    except IsADirectoryError:
-        raise MissingInputError("is a directory", path=path, expected="a file") from None
-    except OSError as exc:
-        raise MissingInputError(f"cannot read: {exc.strerror}", path=path) from None
+    with open_input(path) as f:
+        if os.fstat(f.fileno()).st_size == 0:
+            return b""
+        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
 
 
 def decode_bytes(kind: str, data, *, path=None, offset: int | None = None, base: int = 0,

@@ -27,8 +27,8 @@ import os
 from dataclasses import dataclass
 
 from .. import layout
-from ..errors import FormatError, MissingInputError, UsageError
-from ..fileio import write_atomic
+from ..errors import FormatError, UsageError
+from ..fileio import read_head, write_atomic
 
 NOPCI = "--nopci"
 MAX_VCPUS = 32
@@ -69,14 +69,7 @@ def _parse_memory_mib(memory) -> int:
 
 def _check_disk(disk) -> str:
     path = os.path.abspath(os.fspath(disk))
-    try:
-        with open(path, "rb") as f:
-            head = f.read(4)
-    except FileNotFoundError:
-        raise MissingInputError("no such file", path=disk) from None
-    except OSError as exc:
-        raise MissingInputError(f"cannot read: {exc.strerror}", path=disk) from None
-    if head == b"QFI\xfb":
+    if read_head(disk, 4, "a raw disk image") == b"QFI\xfb":
         raise FormatError("qcow2 disk image", path=disk,
                           expected="a raw image (Firecracker reads raw files only; "
                                    "qemu-img convert -O raw)")
@@ -88,10 +81,10 @@ def build_firecracker_config(kernel, *, disk=None, memory="128M", cpus: int = 1,
     """The document for ``kernel`` (a kernel ELF Firecracker can boot: see
     ``osvkit build --format vmlinux``)."""
     from ..image.kernel import load_kernel
-    from ..image.vmlinux import effective_pvh_entry, existing_linux64_entry
+    from ..image.vmlinux import existing_linux64_entry
 
     k = load_kernel(kernel)
-    if effective_pvh_entry(k) is None and existing_linux64_entry(k) is None and \
+    if k.pvh_entry is None and existing_linux64_entry(k) is None and \
             not (layout.STUB_START <= k.entry < layout.STUB_END):
         raise FormatError("the kernel has neither a Linux 64-bit entry nor a PVH note",
                           path=kernel, expected="a vmlinux (osvkit build --format vmlinux)")

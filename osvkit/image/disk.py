@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 from construct import Const, ConstructError, Int32ub, Int64ub, Int8ub, Struct
 
+from ..fileio import open_input, read_head
 from ..errors import (FormatError, MissingInputError, OsvkitError, OsvkitIOError,
                       OutputError)
 
@@ -121,17 +122,7 @@ class Disk:
         self.path = os.fspath(path)
         self.writable = writable
         self.size = 0
-        try:
-            self._f = open(self.path, "r+b" if writable else "rb")
-        except FileNotFoundError:
-            raise MissingInputError("no such file", path=self.path) from None
-        except IsADirectoryError:
-            raise MissingInputError("is a directory", path=self.path,
-                                    expected="a disk image") from None
-        except OSError as exc:
-            cls = OutputError if writable else MissingInputError
-            raise cls(f"cannot open{' for writing' if writable else ''}: {exc.strerror}",
-                      path=self.path) from None
+        self._f = open_input(self.path, "a disk image", writable=writable)
         if writable:
             self._check_not_in_use()
 
@@ -484,13 +475,7 @@ _FOREIGN_MAGICS = {b"QED\0": "qed", b"KDMV": "vmdk", b"vhdx": "vhdx", b"conectix
 
 def detect_format(path) -> str:
     """``"qcow2"`` for the qcow2 magic, else ``"raw"``; other VM image formats are refused."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(8)
-    except FileNotFoundError:
-        raise MissingInputError("no such file", path=path) from None
-    except OSError as exc:
-        raise MissingInputError(f"cannot read: {exc.strerror}", path=path) from None
+    head = read_head(path, 8, "a disk image")
     if head[:4] == QCOW2_MAGIC:
         return "qcow2"
     for magic, name in _FOREIGN_MAGICS.items():

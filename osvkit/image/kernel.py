@@ -21,7 +21,8 @@ import struct
 from dataclasses import dataclass, field
 
 from .. import layout
-from ..errors import KernelError, MissingInputError
+from ..errors import KernelError
+from ..fileio import read_input
 
 EM_X86_64 = 62
 PT_LOAD = 1
@@ -73,10 +74,11 @@ class Kernel:
 
     @property
     def pvh_entry(self) -> int | None:
-        for n in self.notes:
-            if n["name"] == "Xen" and n["type"] == XEN_ELFNOTE_PHYS32_ENTRY:
-                return n["value"]
-        return None
+        """The PVH entry loaders use: linux-loader (Firecracker) and QEMU walk every PT_NOTE
+        and keep the *last* XEN_ELFNOTE_PHYS32_ENTRY (firecracker-boot.md 5.2)."""
+        values = [n["value"] for n in self.notes if n["name"] == "Xen"
+                  and n["type"] == XEN_ELFNOTE_PHYS32_ENTRY and n["value"] is not None]
+        return values[-1] if values else None
 
     @property
     def phys_end(self) -> int:
@@ -98,15 +100,7 @@ class Kernel:
 
 def load_kernel(path: str | os.PathLike) -> Kernel:
     """Read ``path`` and check the boot contract; errors name the file."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        raise MissingInputError("no such file", path=path) from None
-    except IsADirectoryError:
-        raise MissingInputError("is a directory", path=path, expected="a kernel ELF file") from None
-    except OSError as exc:
-        raise MissingInputError(f"cannot read: {exc.strerror}", path=path) from None
+    data = read_input(path, "a kernel ELF file")
     try:
         return check_kernel(data, path=os.fspath(path))
     except KernelError as exc:

@@ -35,7 +35,7 @@ from .. import layout
 from ..boot import boot16, lzdecomp, mbr
 from ..errors import (FormatError, LayoutError, MissingInputError, OutputError, ToolError,
                       UsageError)
-from ..fileio import atomic_output
+from ..fileio import atomic_output, open_input
 from . import lzloader
 from .kernel import Kernel, check_kernel, load_kernel
 
@@ -224,15 +224,7 @@ def open_image(path):
     Raw files are read directly; qcow2 goes through ``osvkit.image.disk.open_disk`` when that
     module is present, else through a raw copy made by ``qemu-img convert``."""
     path = os.fspath(path)
-    try:
-        f = open(path, "rb")
-    except FileNotFoundError:
-        raise MissingInputError("no such file", path=path) from None
-    except IsADirectoryError:
-        raise MissingInputError("is a directory", path=path, expected="a disk image") from None
-    except OSError as exc:
-        raise MissingInputError(f"cannot read: {exc.strerror}", path=path) from None
-    with f:
+    with open_input(path, "a disk image") as f:
         magic = f.read(4)
         if magic != QCOW2_MAGIC:
             size = os.fstat(f.fileno()).st_size

@@ -114,14 +114,6 @@ def existing_linux64_entry(kernel: Kernel) -> int | None:
     return None
 
 
-def effective_pvh_entry(kernel: Kernel) -> int | None:
-    """The PVH entry loaders use: linux-loader (Firecracker) and QEMU both walk every PT_NOTE
-    and keep the *last* XEN_ELFNOTE_PHYS32_ENTRY they find (firecracker-boot.md 5.2)."""
-    values = [n["value"] for n in kernel.notes
-              if n["name"] == "Xen" and n["type"] == XEN_ELFNOTE_PHYS32_ENTRY and n["value"] is not None]
-    return values[-1] if values else None
-
-
 def stub_blob(*, handover: str, start64: int | None = None, ident_pt_l4: int | None = None,
               base: int = STUB_ADDR) -> bytes:
     """The stub segment's bytes (both stubs, GDT, names, PVH note) for physical ``base``."""
@@ -185,7 +177,7 @@ def patch_vmlinux(kernel: Kernel, *, pvh: bool = True, handover: str = "start32"
                               expected="every segment in 1 MiB-1 GiB (Firecracker loads at "
                                        "p_paddr >= 0x100000)", path=path)
     linux64 = existing_linux64_entry(kernel)
-    pvh_old = effective_pvh_entry(kernel)
+    pvh_old = kernel.pvh_entry
     add_linux = linux64 is None or replace_entry
     add_pvh = pvh and (pvh_old is None or replace_entry)
     result = VmlinuxResult(input=path, output=None, size=len(data), entry=kernel.entry,
@@ -360,7 +352,7 @@ def inspect_kernel_elf(kernel) -> ElfInspection:
     if stub is not None or linux64 is not None:
         entries.append({"protocol": "linux64", "address": kernel.entry, "source": "e_entry",
                         "provider": stub or "kernel", "segment": _segment_for(kernel, kernel.entry)})
-    pvh = effective_pvh_entry(kernel)
+    pvh = kernel.pvh_entry
     if pvh is not None:
         n = sum(1 for x in kernel.notes if x["name"] == "Xen" and x["type"] == XEN_ELFNOTE_PHYS32_ENTRY)
         entries.append({"protocol": "pvh", "address": pvh,

@@ -287,6 +287,9 @@ class RofsImage:
                 stack.append(frame(path, child))
             elif kind == "symlink":
                 target = self.symlinks[off]
+                if not target or b"\0" in target:
+                    raise self._err(f"symlink {path} has target {target[:40]!r}",
+                                    "a non-empty target without NUL")
                 out.append(RofsEntry(path, kind, child, len(target), target=_name(target)))
             else:
                 out.append(RofsEntry(path, kind, child, cnt, data_offset=off * S.ROFS_BLOCK_SIZE))

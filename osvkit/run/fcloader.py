@@ -178,9 +178,8 @@ def plan_loader(kernel: Kernel, *, memory: int, cpus: int,
 def _plan_pvh(kernel: Kernel, *, memory: int, cpus: int):
     """Firecracker >= 1.12's PVH boot (firecracker-boot.md 2.9): hvm_start_info at 0x6000,
     the memmap (Firecracker's e820 ranges) at 0x7000, its PVH GDT, the MP table."""
-    from ..image.vmlinux import effective_pvh_entry
 
-    entry = effective_pvh_entry(kernel)
+    entry = kernel.pvh_entry
     if entry is None:
         raise KernelError("no XEN_ELFNOTE_PHYS32_ENTRY note", path=kernel.path,
                           expected="a PVH kernel for --fc-protocol pvh "

@@ -60,10 +60,9 @@ def qemu_pvh_argv(kernel, *, machine: str = "pc", cmdline: str = "", memory="256
     """The QEMU command line (without the console/boot-done plumbing the runner adds)."""
     from ..image.kernel import load_kernel
 
-    from ..image.vmlinux import effective_pvh_entry
 
     k = load_kernel(kernel)
-    if effective_pvh_entry(k) is None:
+    if k.pvh_entry is None:
         from ..errors import KernelError
 
         raise KernelError("no XEN_ELFNOTE_PHYS32_ENTRY note", path=kernel,

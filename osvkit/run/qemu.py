@@ -28,7 +28,8 @@ import tempfile
 import time
 
 from .. import layout
-from ..errors import MissingInputError, OutputError, ToolError, UsageError
+from ..errors import OutputError, ToolError, UsageError
+from ..image.disk import detect_format as detect_image_format
 from .result import RunResult
 
 QEMU = "qemu-system-x86_64"
@@ -53,20 +54,6 @@ def find_qemu(name: str = QEMU) -> str:
     if path is None:
         raise ToolError(f"{name} not found in PATH", expected="QEMU installed (see install.sh)")
     return path
-
-
-def detect_image_format(path: str | os.PathLike) -> str:
-    """``qcow2`` when the file starts with the qcow2 magic, else ``raw``."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(4)
-    except FileNotFoundError:
-        raise MissingInputError("no such file", path=path) from None
-    except IsADirectoryError:
-        raise MissingInputError("is a directory", path=path, expected="a disk image") from None
-    except OSError as exc:
-        raise MissingInputError(f"cannot read: {exc.strerror}", path=path) from None
-    return "qcow2" if head == QCOW2_MAGIC else "raw"
 
 
 def smp_option(cpus: int) -> str:

@@ -600,15 +600,12 @@ def load_build_file(path: str | os.PathLike) -> BuildFile:
 
     Raises :class:`MissingInputError` when it cannot be read, and :class:`BuildFileError`
     (one line listing every problem with its line number) when it is not valid."""
+    from .fileio import read_input
+
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise MissingInputError("no such build file", path=path) from None
-    except IsADirectoryError:
-        raise MissingInputError("is a directory", path=path, expected="a build file") from None
-    except OSError as exc:
-        raise MissingInputError(f"cannot read: {exc.strerror}", path=path) from None
+    if not path.exists():
+        raise MissingInputError("no such build file", path=path)
+    raw = read_input(path, "a build file")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -144,15 +144,9 @@ def find_expected(console: str, regex: str) -> str | None:
 
 def detect_kind(path: str | os.PathLike) -> str:
     """``"usr"`` for a raw MBR disk or qcow2 image, ``"vmlinux"`` for an ELF kernel."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(512)
-    except FileNotFoundError:
-        raise MissingInputError("no such file", path=path) from None
-    except IsADirectoryError:
-        raise MissingInputError("is a directory", path=path, expected="an image file") from None
-    except OSError as exc:
-        raise MissingInputError(f"cannot read: {exc.strerror}", path=path) from None
+    from .fileio import read_head
+
+    head = read_head(path, 512, "a usr.img or vmlinux ELF")
     if head[:4] == b"\x7fELF":
         return "vmlinux"
     if head[:4] == b"QFI\xfb":

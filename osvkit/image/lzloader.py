@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 from ..errors import FormatError
 from ..layout import MiB
+from ..progress import progress
 
 SEGMENT_SIZE = 1 * MiB
 """Uncompressed size of every segment but the last (fastlz.h SEGMENT_SIZE)."""
@@ -103,15 +104,17 @@ def compress(kernel: bytes) -> bytes:
     payloads: list[bytes] = []
     table: list[tuple[int, int]] = []
     nseg = len(kernel) // SEGMENT_SIZE + 1
-    for i in range(nseg):
-        chunk = kernel[i * SEGMENT_SIZE:(i + 1) * SEGMENT_SIZE]
-        stored = chunk
-        if chunk:
-            packed = fastlz_compress(chunk)
-            if len(packed) < len(chunk) and len(packed) <= MAX_COMPRESSED_SEGMENT_SIZE:
-                stored = packed
-        payloads.append(stored)
-        table.append((len(chunk), len(stored)))
+    with progress(len(kernel), "compressing kernel") as bar:
+        for i in range(nseg):
+            chunk = kernel[i * SEGMENT_SIZE:(i + 1) * SEGMENT_SIZE]
+            stored = chunk
+            if chunk:
+                packed = fastlz_compress(chunk)
+                if len(packed) < len(chunk) and len(packed) <= MAX_COMPRESSED_SEGMENT_SIZE:
+                    stored = packed
+            payloads.append(stored)
+            table.append((len(chunk), len(stored)))
+            bar.update(len(chunk))
     info_offset = 4 + sum(len(p) for p in payloads)
     out = bytearray(struct.pack("<i", info_offset))
     for p in payloads:

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 from ..errors import ManifestInputError, OsvkitIOError
 from ..fileio import atomic_output
+from ..progress import progress
 from . import schema as S
 from .manifest import (Dir, File, FileSource, GuestTree, Symlink, fsname,
                        parse_manifest)
@@ -167,6 +168,7 @@ def _write(tree: GuestTree, fd: int, output: str) -> RofsBuildResult:
 
     root = new_inode(S.S_IFDIR)
     frames = [_Frame(tree.root, root, children(tree.root), [])]
+    bar = progress(None, "writing ROFS")
     while frames:
         fr = frames[-1]
         item = next(fr.items, None)
@@ -191,8 +193,10 @@ def _write(tree: GuestTree, fd: int, output: str) -> RofsBuildResult:
             block += S.blocks_for(size)
             files += 1
             data_bytes += size
+            bar.update(size)
         fr.entries.append(S.rofs_dir_entry_c.build({"inode_no": ino[1], "filename": name}))
 
+    bar.close()
     structure = bytearray()
     for e in dir_entries:
         structure += e

@@ -153,6 +153,18 @@ def test_boot_done_absent_when_port_not_written(qemu, disk):
 
 
 @pytest.mark.qemu
+def test_image_name_with_a_comma_boots(qemu, disk, tmp_path, monkeypatch):
+    # QEMU splits option values on commas: "file=a,b.img" was "file=a" plus an option "b.img"
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp,dir"))   # the boot-done file too
+    (tmp_path / "tmp,dir").mkdir()
+    import tempfile
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    r = run_image(disk(serial_text_sector("bye\n", RESET), name="a,b.img"), timeout=30)
+    assert r.exit_reason == "poweroff" and r.console == "bye\n", r.stderr
+    assert any(a.startswith("file=") and "a,,b.img" in a for a in r.command)
+
+
+@pytest.mark.qemu
 def test_timeout_kills_and_reaps_qemu(qemu, disk):
     r = run_image(disk(serial_text_sector("up\n", HANG)), timeout=1.5)
     assert r.exit_reason == "timeout" and not r.ok and r.exit_status == 1

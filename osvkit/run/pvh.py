@@ -19,6 +19,7 @@ import os
 import shutil
 
 from ..errors import ToolError, UsageError
+from .qemu import opt_value
 
 MACHINES = ("pc", "microvm")
 MICROVM = "microvm,x-option-roms=off,pit=off,pic=off,rtc=off,auto-kernel-cmdline=on,acpi=off"
@@ -52,7 +53,7 @@ def disk_argv(machine: str, disk) -> list[str]:
     with open(path, "rb") as f:
         fmt = "qcow2" if f.read(4) == b"QFI\xfb" else "raw"
     dev = "virtio-blk-pci" if machine == "pc" else "virtio-blk-device"
-    return ["-drive", f"file={path},if=none,id=hd0,format={fmt}", "-device", f"{dev},drive=hd0"]
+    return ["-drive", f"file={opt_value(path)},if=none,id=hd0,format={fmt}", "-device", f"{dev},drive=hd0"]
 
 
 def qemu_pvh_argv(kernel, *, machine: str = "pc", cmdline: str = "", memory="256M",

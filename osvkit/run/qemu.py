@@ -56,6 +56,12 @@ def find_qemu(name: str = QEMU) -> str:
     return path
 
 
+def opt_value(value: str | os.PathLike) -> str:
+    """``value`` as one QEMU option value: QEMU's option parser splits on commas, and a
+    doubled comma stands for one (so an image named ``a,b.img`` stays one file name)."""
+    return os.fspath(value).replace(",", ",,")
+
+
 def smp_option(cpus: int) -> str:
     """``-smp`` value with one CPU per socket: SeaBIOS lists one MP-table processor entry per
     package, so ``-smp 2`` (QEMU 7.2: 2 cores in 1 socket) would show OSv's MP-table walk
@@ -83,7 +89,7 @@ def qemu_command(image: str | os.PathLike, *, accel: str = "tcg", memory: str = 
         raise UsageError(f"image format {fmt!r}", expected=" or ".join(IMAGE_FORMATS))
     return [qemu or find_qemu(), "-machine", "pc", "-accel", accel, "-m", str(memory),
             "-smp", smp_option(cpus), "-display", "none", "-nodefaults", "-no-user-config",
-            "-drive", f"file={image},format={fmt},if={disk_bus},cache=unsafe",
+            "-drive", f"file={opt_value(image)},format={fmt},if={disk_bus},cache=unsafe",
             *extra]
 
 
@@ -92,7 +98,7 @@ def capture_options(workdir: str, argv: list[str]) -> list[str]:
     opts = []
     if "-serial" not in argv:
         opts += ["-serial", "stdio"]
-    opts += ["-chardev", f"file,id={BOOTDONE_CHARDEV},path={os.path.join(workdir, 'bootdone')}",
+    opts += ["-chardev", f"file,id={BOOTDONE_CHARDEV},path={opt_value(os.path.join(workdir, 'bootdone'))}",
              "-device", f"isa-debugcon,iobase={layout.BOOT_DONE_PORT:#x},chardev={BOOTDONE_CHARDEV}"]
     if "-no-reboot" not in argv:
         opts.append("-no-reboot")

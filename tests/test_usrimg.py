@@ -135,6 +135,23 @@ def test_kernel_validation(tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.parametrize("cut, message", [
+    (100, r"the program headers \(1 x 56 bytes at offset 0x40\) run past the end of the file "
+          r"\(100 bytes; truncated\?\), expected a complete ELF file$"),
+    (0x1C00, r"the section headers \(\d+ x 64 bytes at offset 0x[0-9a-f]+\) run past the end "
+             r"of the file \(7168 bytes; truncated\?\), expected a complete ELF file$"),
+])
+def test_truncated_kernel_is_named_as_such(tmp_path, cut, message):
+    # pyelftools' own message for these was "malformed ELF: expected 8, found 4"
+    from osvkit.probe import build_probe
+    k = tmp_path / "cut.elf"
+    k.write_bytes(build_probe()[:cut])
+    with pytest.raises(KernelError, match=message) as exc:
+        build_usr_image(k, tmp_path / "usr.img")
+    assert "\n" not in str(exc.value) and str(exc.value).startswith(f"{k}: ")
+    assert not (tmp_path / "usr.img").exists()
+
+
 def test_bad_options_and_outputs(kernel_file, tmp_path):
     with pytest.raises(UsageError, match="compression 'zstd'"):
         build_usr_image(kernel_file, tmp_path / "a", compression="zstd")

@@ -119,6 +119,16 @@ def check_kernel(data: bytes, *, path: str | None = None) -> Kernel:
                           expected="ELF64 (class 2)", path=path)
     if data[5] != 1:
         raise KernelError("big-endian ELF", expected="little-endian x86-64", path=path)
+    # the header tables must be inside the file (pyelftools' own errors on a truncated file
+    # are cryptic: "expected 8, found 4")
+    phoff, shoff = struct.unpack_from("<QQ", data, 0x20)
+    phentsize, phnum, shentsize, shnum = struct.unpack_from("<HHHH", data, 0x36)
+    for what, off, count, size in (("program headers", phoff, phnum, phentsize),
+                                   ("section headers", shoff, shnum, shentsize)):
+        if count and off + count * size > len(data):
+            raise KernelError(f"the {what} ({count} x {size} bytes at offset {off:#x}) run past "
+                              f"the end of the file ({len(data)} bytes; truncated?)",
+                              expected="a complete ELF file", path=path)
     try:
         elf = ELFFile(io.BytesIO(data))
         machine = elf.header["e_machine"]
@@ -134,9 +144,11 @@ def check_kernel(data: bytes, *, path: str | None = None) -> Kernel:
         symbols = _symbols(elf)
         entry, phoff, phnum = elf.header["e_entry"], elf.header["e_phoff"], elf.header["e_phnum"]
     except ELFError as exc:
-        raise KernelError(f"malformed ELF: {exc}", path=path) from None
+        raise KernelError(f"truncated or malformed ELF ({exc})",
+                          expected="a complete ELF64 x86-64 kernel", path=path) from None
     except (struct.error, ValueError, KeyError) as exc:
-        raise KernelError(f"truncated or malformed ELF ({exc})", path=path) from None
+        raise KernelError(f"truncated or malformed ELF ({exc})",
+                          expected="a complete ELF64 x86-64 kernel", path=path) from None
     for s in segments:
         if s.type == PT_LOAD and s.offset + s.filesz > len(data):
             raise KernelError(f"PT_LOAD at offset {s.offset:#x} runs past the end of the file "

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import stat
 
 import pytest
 
@@ -86,3 +88,55 @@ def test_atomic_output_errors_and_no_leftovers(tmp_path):
     with pytest.raises(OutputError, match="directory does not exist"):
         write_atomic(tmp_path / "missing" / "x", b"x")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "d"]
+
+
+def _char_device(tmp_path):
+    """A private /dev/null twin (root only): never risk the real one in a test."""
+    dev = tmp_path / "null"
+    try:
+        os.mknod(dev, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    except PermissionError:
+        return None
+    return dev
+
+
+def test_atomic_output_writes_into_devices_and_fifos_never_replaces_them(tmp_path):
+    # renaming the temporary file over "-o /dev/null" turned /dev/null into a regular file
+    import threading
+
+    from osvkit.fileio import write_atomic
+
+    dev = _char_device(tmp_path)
+    if dev is not None:
+        write_atomic(dev, b"gone")
+        assert stat.S_ISCHR(os.stat(dev).st_mode) and dev.read_bytes() == b""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    write_atomic(fifo, b"through the pipe")
+    reader.join(10)
+    assert got == [b"through the pipe"] and stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["fifo"] + (["null"] if dev is not None else []))
+
+
+def test_cli_probe_to_a_device_keeps_the_device(cli, tmp_path):
+    dev = _char_device(tmp_path)
+    if dev is None:
+        pytest.skip("mknod needs root")
+    r = cli("probe", "-o", str(dev))
+    assert r.returncode == 0, r.stderr
+    assert stat.S_ISCHR(os.stat(dev).st_mode)
+
+
+def test_character_devices_are_refused_as_inputs(cli, tmp_path):
+    # reading /dev/zero whole never ended (osvkit build /dev/zero hung)
+    r = cli("build", "/dev/zero", "--format", "usr", "-o", str(tmp_path / "u.img"))
+    assert r.returncode == 66 and b"Traceback" not in r.stderr
+    assert r.stderr.decode() == ("error: /dev/zero: is a character device, "
+                                 "expected a kernel ELF file\n")
+    r = cli("decode", "mbr", "/dev/zero")
+    assert r.returncode == 66 and r.stderr.decode().startswith("error: /dev/zero: is a character")
+    assert not (tmp_path / "u.img").exists()

@@ -113,7 +113,7 @@ def test_atomic_output_writes_into_devices_and_fifos_never_replaces_them(tmp_pat
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
     got = []
-    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
     reader.start()
     write_atomic(fifo, b"through the pipe")
     reader.join(10)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import struct
 
 import pytest
@@ -208,3 +210,22 @@ def test_cli_build_json_and_errors(cli, kernel_file, tmp_path):
     r = cli("build", kernel_file, "-o", tmp_path / "x.img", "--cmdline", "y" * 1024)
     assert r.returncode == 65 and b"too long for osv" in r.stderr
     assert not (tmp_path / "x.img").exists()
+
+
+@pytest.mark.parametrize("image_format", ["raw", "qcow2"])
+def test_output_to_a_fifo_is_written_into(kernel_file, tmp_path, image_format, request):
+    # the qcow2 path renamed its result over the output: "-o /dev/null" replaced the device
+    import threading
+    if image_format == "qcow2":
+        request.getfixturevalue("qemu_img")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    build_usr_image(kernel_file, fifo, image_format=image_format)
+    reader.join(30)
+    build_usr_image(kernel_file, tmp_path / "file.img", image_format=image_format)
+    assert got == [(tmp_path / "file.img").read_bytes()]
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []

@@ -195,7 +195,10 @@ def _write_qcow2(output, write_raw) -> None:
     directory = os.path.dirname(os.path.abspath(output))
     if not os.path.isdir(directory):
         raise OutputError("directory does not exist", path=output)
-    with tempfile.TemporaryDirectory(prefix=".osvkit-", dir=directory) as tmp:
+    # scratch space next to a regular output (same filesystem, cheap rename); elsewhere for
+    # "-o /dev/stdout" and the like, which atomic_output writes into
+    scratch = directory if not os.path.exists(output) or os.path.isfile(output) else None
+    with tempfile.TemporaryDirectory(prefix=".osvkit-", dir=scratch) as tmp:
         raw = os.path.join(tmp, "raw.img")
         with open(raw, "wb") as f:
             write_raw(f)
@@ -204,11 +207,15 @@ def _write_qcow2(output, write_raw) -> None:
                               capture_output=True, text=True)
         if proc.returncode != 0:
             raise ToolError(f"qemu-img convert failed: {proc.stderr.strip()}", path=output)
-        os.chmod(qcow, 0o644)
-        try:
-            os.replace(qcow, output)
-        except OSError as exc:
-            raise OutputError(f"cannot create: {exc.strerror}", path=output) from None
+        if scratch is not None and not os.path.isdir(output):
+            os.chmod(qcow, 0o644)
+            try:
+                os.replace(qcow, output)
+            except OSError as exc:
+                raise OutputError(f"cannot create: {exc.strerror}", path=output) from None
+        else:   # a device or FIFO is written into, never replaced (see atomic_output)
+            with open(qcow, "rb") as src, atomic_output(output) as dst:
+                shutil.copyfileobj(src, dst)
 
 
 # ------------------------------------------------------------------------------------------

@@ -19,11 +19,30 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def missing_tool(reason: str):
+    """Skip a test whose external tool is absent -- or fail it when ``OSVKIT_REQUIRE_TOOLS=1``
+    (set by ``.ci/run``, after ``install.sh`` installed every tool), so that a broken install
+    cannot turn the boot tests into silent skips."""
+    if os.environ.get("OSVKIT_REQUIRE_TOOLS") == "1":
+        pytest.fail(f"{reason} (OSVKIT_REQUIRE_TOOLS=1)", pytrace=False)
+    pytest.skip(reason, allow_module_level=True)
+
+
+def require_module(name: str):
+    """``pytest.importorskip`` for the test extra's modules (unicorn, jsonschema, PyYAML,
+    ...), failing instead of skipping under ``OSVKIT_REQUIRE_TOOLS=1``."""
+    import importlib
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        missing_tool(f"Python module {name} is not installed (pip install -e '.[test]')")
+
+
 @pytest.fixture(scope="session")
 def qemu() -> str:
     path = shutil.which("qemu-system-x86_64")
     if path is None:
-        pytest.skip("qemu-system-x86_64 is not installed (install.sh installs it)")
+        missing_tool("qemu-system-x86_64 is not installed (install.sh installs it)")
     return path
 
 
@@ -31,7 +50,7 @@ def qemu() -> str:
 def qemu_img() -> str:
     path = shutil.which("qemu-img")
     if path is None:
-        pytest.skip("qemu-img is not installed (install.sh installs it)")
+        missing_tool("qemu-img is not installed (install.sh installs it)")
     return path
 
 

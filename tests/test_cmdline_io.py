@@ -231,7 +231,8 @@ def test_set_refuses_image_open_in_qemu(raw):
     # qemu-io takes QEMU's image locks (byte 100 + permission bit) as a running VM does
     qemu_io = shutil.which("qemu-io")
     if qemu_io is None:
-        pytest.skip("qemu-io is not installed (install.sh installs qemu-utils)")
+        from conftest import missing_tool
+        missing_tool("qemu-io is not installed (install.sh installs qemu-utils)")
     path, _ = raw
     proc = subprocess.Popen([qemu_io, "-f", "raw", str(path)], stdin=subprocess.PIPE,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

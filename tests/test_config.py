@@ -7,6 +7,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import require_module
 
 from osvkit import config
 from osvkit.config import (BuildFileError, CmdlineSpec, key_lines, load_build_file, memory_mib,
@@ -153,7 +154,7 @@ def test_missing_and_non_utf8(tmp_path):
 # --------------------------------------------------------------------------------------
 
 def test_schema_is_package_data_and_valid():
-    jsonschema = pytest.importorskip("jsonschema")
+    jsonschema = require_module("jsonschema")
     path = config.schema_path()
     assert path.name == "osvkit-build.schema.json" and path.is_file()
     schema = json.loads(path.read_text())
@@ -172,7 +173,7 @@ def _as_json(text: str) -> dict:
                             and "regular" not in c[1][0] and "syntax" not in c[1][0]
                             and "without" not in c[1][0]])
 def test_our_validator_agrees_with_jsonschema(text):
-    jsonschema = pytest.importorskip("jsonschema")
+    jsonschema = require_module("jsonschema")
     data = _as_json(text)
     theirs = sorted(tuple(e.absolute_path) for e in
                     jsonschema.Draft202012Validator(config.schema()).iter_errors(data))

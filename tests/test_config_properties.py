@@ -9,7 +9,9 @@ from hypothesis import strategies as st
 
 from osvkit import config
 
-jsonschema = pytest.importorskip("jsonschema")
+from conftest import require_module  # noqa: E402
+
+jsonschema = require_module("jsonschema")
 VALIDATOR = jsonschema.Draft202012Validator(config.schema())
 
 scalars = st.one_of(st.booleans(), st.integers(-3, 300), st.floats(-1, 100, allow_nan=False),
@@ -65,7 +67,7 @@ def test_validator_agrees_with_jsonschema(doc):
             node = node[part]
 
 
-split = pytest.importorskip("osvkit.cmdline").split_cmdline
+from osvkit.cmdline import split_cmdline as split  # noqa: E402
 option = st.from_regex(r"--[a-z][a-z_-]{0,10}(=[A-Za-z0-9/._=,-]{0,12})?", fullmatch=True)
 
 

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import require_module
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -61,7 +62,7 @@ def test_walkthrough_runs(tmp_path, qemu, qemu_img):
 
 
 def _workflow_steps() -> list[dict]:
-    yaml = pytest.importorskip("yaml")
+    yaml = require_module("yaml")
     doc = yaml.safe_load((EXAMPLES / "github-actions.yml").read_text())
     return doc["jobs"]["images"]["steps"], doc
 

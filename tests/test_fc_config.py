@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import require_module
 
 from fcpath_kernels import make_kernel
 from osvkit.errors import CmdlineError, FormatError, ToolError, UsageError
@@ -26,8 +27,8 @@ def vmlinux(tmp_path) -> Path:
 
 @pytest.fixture(scope="module")
 def validator():
-    yaml = pytest.importorskip("yaml")
-    jsonschema = pytest.importorskip("jsonschema")
+    yaml = require_module("yaml")
+    jsonschema = require_module("jsonschema")
     if not API.is_file():
         pytest.skip(f"{API} not found")
     spec = yaml.safe_load(API.read_text())

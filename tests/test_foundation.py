@@ -6,6 +6,7 @@ import itertools
 import json
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -140,3 +141,23 @@ def test_character_devices_are_refused_as_inputs(cli, tmp_path):
     r = cli("decode", "mbr", "/dev/zero")
     assert r.returncode == 66 and r.stderr.decode().startswith("error: /dev/zero: is a character")
     assert not (tmp_path / "u.img").exists()
+
+
+def test_missing_tools_fail_under_require_tools(tmp_path):
+    # CI sets OSVKIT_REQUIRE_TOOLS=1: a QEMU that install.sh failed to install must fail the
+    # boot tests rather than skip them all
+    import subprocess
+    import sys
+    t = tmp_path / "test_t.py"
+    t.write_text("def test_needs_qemu(qemu):\n    pass\n")
+    (tmp_path / "conftest.py").write_text(
+        (Path(__file__).parent / "conftest.py").read_text())
+    env = dict(os.environ, PATH=str(tmp_path))       # no qemu on PATH
+    for require, outcome in (("0", "1 skipped"), ("1", "1 error")):
+        env["OSVKIT_REQUIRE_TOOLS"] = require
+        r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                            "--rootdir", str(tmp_path), str(t)], env=env, cwd=tmp_path,
+                           capture_output=True, text=True)
+        assert outcome in r.stdout and r.returncode == (0 if require == "0" else 1), r.stdout
+    assert "qemu-system-x86_64 is not installed" in r.stdout
+    assert "OSVKIT_REQUIRE_TOOLS=1" in (Path(__file__).parents[1] / ".ci" / "run").read_text()

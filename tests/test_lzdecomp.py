@@ -20,7 +20,9 @@ from osvkit.asm import disassemble
 from osvkit.boot import lzdecomp
 from osvkit.image import lzloader
 
-unicorn = pytest.importorskip("unicorn", reason="pip install unicorn (the test extra)")
+from conftest import require_module  # noqa: E402
+
+unicorn = require_module("unicorn")
 from unicorn.x86_const import UC_X86_REG_ESP  # noqa: E402
 
 from test_lzloader import ALL_STREAMS, _mixed  # noqa: E402

@@ -71,7 +71,8 @@ def test_check_kernel_pyelftools_readelf_and_lief_agree(probe, tmp_path):
     assert lief_syms["start32"] == k.symbols["start32"]
     assert lief_syms["ident_pt_l4"] == k.symbols["ident_pt_l4"]
     if shutil.which("readelf") is None:
-        pytest.skip("readelf not installed")
+        from conftest import missing_tool
+        missing_tool("readelf is not installed (install.sh installs binutils)")
     out = subprocess.run(["readelf", "-W", "-h", "-l", "-s", str(path)], capture_output=True,
                          text=True, check=True)
     assert "Warning" not in out.stderr and not out.stderr

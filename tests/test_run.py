@@ -298,8 +298,7 @@ def test_parse_size():
 
 @pytest.mark.qemu
 def test_run_image_cmdline_override_on_a_bios_image(qemu, tmp_path):
-    usrimg = pytest.importorskip("osvkit.image.usrimg",
-                                 reason="needs the bios part (usr.img builder)")
+    from osvkit.image import usrimg
     image = tmp_path / "usr.img"
     usrimg.build_usr_image(build_probe(MiB), image, cmdline="--rootfs=rofs /hello")
     before = image.read_bytes()

@@ -268,7 +268,6 @@ def test_a_guest_that_never_finishes_fails_by_timeout(tmp_path, qemu):
 
 @pytest.mark.qemu
 def test_probe_boot_reports_tsc_and_expectation(tmp_path, qemu):
-    pytest.importorskip("osvkit.probe", reason="needs the conformance kernel (probe branch)")
     from osvkit.image.usrimg import build_usr_image
     from osvkit.probe import write_probe
 

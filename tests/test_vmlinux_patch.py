@@ -7,6 +7,7 @@ import io
 import struct
 
 import pytest
+from conftest import require_module
 
 from fcpath_kernels import START32, make_kernel
 from osvkit.errors import KernelError, LayoutError, MissingInputError, UsageError
@@ -82,7 +83,7 @@ def test_read_back_with_pyelftools():
 
 
 def test_read_back_with_lief():
-    lief = pytest.importorskip("lief")
+    lief = require_module("lief")
     out, _ = _patch(make_kernel())
     b = lief.parse(list(out))
     assert b is not None

@@ -83,6 +83,19 @@ def test_cmdline_set_too_long_refused_image_unchanged(cli, tmp_path):
     assert r.returncode == 0 and b"forced" in r.stdout
 
 
+def test_cmdline_unknown_target_is_a_usage_error(cli, tmp_path):
+    # it was exit 65 with the image's name, as if the image were bad
+    img = tmp_path / "usr.img"
+    osv_like_image(img)
+    before = sha(img)
+    for args in (("set", img, "x", "--target", "bogus"), ("check", "x", "--target", "bogus")):
+        r = cli("cmdline", *args)
+        assert r.returncode == 64
+        assert r.stderr.decode() == ("error: --target 'bogus', expected one of osv, bios, "
+                                     "firecracker\n")
+    assert sha(img) == before
+
+
 def test_cmdline_missing_image_exit_66(cli, tmp_path):
     r = cli("cmdline", "get", tmp_path / "nope.img")
     assert r.returncode == 66

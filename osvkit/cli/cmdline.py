@@ -7,12 +7,19 @@ from typing import Annotated
 import typer
 
 from ..cmdline import model
+from ..errors import UsageError
 from ..image import cmdline_io
 from ._app import JsonOpt, app, emit, log
 
 cmdline_app = typer.Typer(help="Read or replace the command line stored in an OSv image "
                           "(raw or qcow2; no qemu-nbd, root or KVM).", no_args_is_help=True)
 app.add_typer(cmdline_app, name="cmdline")
+
+
+def _check_target(target: str) -> None:
+    # a bad option value is a usage error (64), not bad data in the image (65)
+    if target not in model.TARGETS:
+        raise UsageError(f"--target {target!r}", expected="one of " + ", ".join(model.TARGETS))
 
 
 def _human_get(info: cmdline_io.CmdlineInfo) -> str:
@@ -45,6 +52,7 @@ def set_cmd(
     json_output: JsonOpt = False,
 ) -> None:
     """Replace the command line in place; the rest of the area is zeroed."""
+    _check_target(target)
     result = cmdline_io.set_cmdline(image, text, target=target, force=force)
     emit(result, json_output,
          lambda r: f"{r.path}: command line set ({len(r.new.encode())} bytes, "
@@ -68,4 +76,6 @@ def check_cmd(
     json_output: JsonOpt = False,
 ) -> None:
     """Measure a command line against OSv's, the BIOS area's and Firecracker's limits."""
+    if target:
+        _check_target(target)
     emit(model.fit_report(text, target or None), json_output, _human_fit)

@@ -84,6 +84,15 @@ def test_qemu_command_rejects_bad_options(tmp_path, kw, message):
     assert str(exc.value) == message
 
 
+@pytest.mark.parametrize("timeout", [0, -1, float("nan")])
+def test_timeout_must_be_positive(tmp_path, timeout):
+    # NaN compared false with "<= 0" and the run never timed out
+    img = tmp_path / "a.img"
+    img.write_bytes(bytes(512))
+    with pytest.raises(UsageError, match="expected a positive number of seconds"):
+        run_image(img, timeout=timeout)
+
+
 def test_bad_expect_regex_and_console_path(tmp_path):
     with pytest.raises(UsageError, match="expect pattern '\\(' is not a regex"):
         run_qemu(["q"], timeout=1, expect="(")

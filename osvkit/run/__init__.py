@@ -52,7 +52,7 @@ def run_image(image, *, vmm: str = "qemu", accel: str = "tcg", memory: str = "25
     ``cmdline``, when given, replaces the image's command line in a temporary raw copy (the
     image itself is never modified); it needs ``osvkit.image.cmdline_io``.
     """
-    if timeout <= 0:
+    if not timeout > 0:        # also NaN, which compares false and made the run endless
         raise UsageError(f"timeout {timeout}", expected="a positive number of seconds")
     if vmm in KERNEL_VMMS:  # [fcpath] ``image`` is a kernel ELF; cmdline is its command line
         from .kernel_vmms import run_kernel

@@ -65,7 +65,15 @@ def test_qemu_command_exact(tmp_path):
                     "-no-user-config", "-drive", f"file={img},format=raw,if=ide,cache=unsafe"]
     img.write_bytes(b"QFI\xfb" + bytes(1020))
     assert f"file={img},format=qcow2,if=virtio,cache=unsafe" in qemu_command(img, qemu="q")
-    assert "format=raw" in qemu_command(img, qemu="q", image_format="raw")[-1]
+    assert "format=qcow2" in qemu_command(img, qemu="q", image_format="qcow2")[-1]
+    # a qcow2 file attached as raw would let the guest overwrite its qcow2 metadata
+    with pytest.raises(UsageError) as exc:
+        qemu_command(img, qemu="q", image_format="raw")
+    assert str(exc.value) == (f"{img}: a qcow2 image, not raw, expected --image-format qcow2 "
+                              "(or no --image-format)")
+    img.write_bytes(bytes(1024))
+    with pytest.raises(UsageError, match="a.img: a raw image, not qcow2"):
+        qemu_command(img, qemu="q", image_format="qcow2")
     assert qemu_command(img, qemu="q", accel="kvm", extra=["-S"])[3:5] == ["-accel", "kvm"]
 
 

@@ -87,6 +87,10 @@ def qemu_command(image: str | os.PathLike, *, accel: str = "tcg", memory: str = 
     fmt = image_format or detected
     if fmt not in IMAGE_FORMATS:
         raise UsageError(f"image format {fmt!r}", expected=" or ".join(IMAGE_FORMATS))
+    if fmt != detected:
+        # a qcow2 file attached as raw lets the guest write over its qcow2 metadata
+        raise UsageError(f"a {detected} image, not {fmt}", path=image,
+                         expected=f"--image-format {detected} (or no --image-format)")
     return [qemu or find_qemu(), "-machine", "pc", "-accel", accel, "-m", str(memory),
             "-smp", smp_option(cpus), "-display", "none", "-nodefaults", "-no-user-config",
             "-drive", f"file={opt_value(image)},format={fmt},if={disk_bus},cache=unsafe",

@@ -229,3 +229,21 @@ def test_output_to_a_fifo_is_written_into(kernel_file, tmp_path, image_format, r
     assert got == [(tmp_path / "file.img").read_bytes()]
     assert stat.S_ISFIFO(os.stat(fifo).st_mode)
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_output_that_is_an_input_is_refused(kernel_file, tmp_path):
+    # "-o" naming the kernel (or a link to it) replaced the user's kernel with the image
+    k = tmp_path / "k.elf"
+    k.write_bytes(kernel_file.read_bytes())
+    (tmp_path / "link.elf").symlink_to(k)
+    with pytest.raises(UsageError) as exc:
+        build_usr_image(tmp_path / "link.elf", k)
+    assert str(exc.value) == (f"{k}: the output is the kernel of this build "
+                              f"({tmp_path / 'link.elf'}), expected an output path that is "
+                              "not an input")
+    assert k.read_bytes() == kernel_file.read_bytes()
+    fs = tmp_path / "fs.img"
+    fs.write_bytes(b"ROFS" * 100)
+    with pytest.raises(UsageError, match="the output is the partition of this build"):
+        build_usr_image(k, fs, partition=fs)
+    assert fs.read_bytes() == b"ROFS" * 100

@@ -82,7 +82,10 @@ def inspect_usr_image(path) -> dict:
                 "disk_signature": info.disk_signature,
                 "vso_signature": sector[0x1B8:0x1BE] == boot16.DISK_SIGNATURE}
         if boot16.is_osvkit_boot16(sector):
-            hdr = boot16.parse_header(sector)
+            try:
+                hdr = boot16.parse_header(sector)
+            except FormatError as exc:
+                raise exc.with_path(path) from None
             boot.update(kind="osvkit-boot16", version=hdr.version,
                         payload_sectors=hdr.payload_sectors, load_addr=hdr.load_addr,
                         decompressor_entry=hdr.decompressor_entry)

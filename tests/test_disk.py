@@ -244,6 +244,11 @@ def test_qcow2_corrupt_still_readable(qcow):
     (0x04, (4).to_bytes(4, "big"), "qcow2 version 4, expected version 2 or 3"),
     (0x14, (8).to_bytes(4, "big"), "cluster_bits 8"),
     (0x24, (0).to_bytes(4, "big"), "l1_size 0 too small"),
+    # an L1 offset past what lseek accepts was an OSError traceback (EINVAL)
+    (0x28, (1 << 50).to_bytes(8, "big"),
+     # (EINVAL where the filesystem's size limit is below 2**50, else a short read)
+     r"L1 table at 0x4000000000000 (cannot be read \(Invalid argument\), expected an offset "
+     r"inside the file|needs)"),
 ])
 def test_qcow2_bad_headers(qcow, offset, value, words):
     q, _ = qcow

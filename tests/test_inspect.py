@@ -168,3 +168,17 @@ def test_cli_inspect_human_and_json(cli, kernel_file, tmp_path):
     r = cli("-vv", "inspect", out, "--json")
     d = json.loads(r.stdout)
     assert d["cmdline"] == "hello" and d["payload"]["kind"] == "osvkit-lz"
+
+
+def test_inspect_damaged_boot16_header_is_one_line(cli, kernel_file, tmp_path):
+    # a flipped byte in a boot16 constant escaped as a construct ConstError traceback
+    from osvkit.image.usrimg import build_usr_image
+    img = tmp_path / "usr.img"
+    build_usr_image(kernel_file, img)
+    data = bytearray(img.read_bytes())
+    data[0x50] ^= 0xFF                      # inside "osvkit-boot16\0" at 0x46
+    img.write_bytes(data)
+    r = cli("inspect", img)
+    assert r.returncode == 65
+    assert r.stderr.decode() == (f"error: {img}: damaged osvkit boot16 header (loader_name), "
+                                 "expected the constants boot16 writes (rebuild the image)\n")

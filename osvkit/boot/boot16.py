@@ -357,8 +357,18 @@ def is_osvkit_boot16(sector: bytes) -> bool:
 
 
 def parse_header(sector: bytes):
-    """Parse the osvkit boot16 header (construct container)."""
-    return Boot16Header.parse(sector[:CODE_OFFSET])
+    """Parse the osvkit boot16 header (construct container); a damaged header (a constant
+    that does not match) is a FormatError naming the field."""
+    from construct import ConstructError
+
+    from ..errors import FormatError
+    try:
+        return Boot16Header.parse(sector[:CODE_OFFSET])
+    except ConstructError as exc:
+        field = getattr(exc, "path", None) or "header"
+        field = str(field).replace("(parsing) -> ", "").replace(" -> ", ".")
+        raise FormatError(f"damaged osvkit boot16 header ({field})",
+                          expected="the constants boot16 writes (rebuild the image)") from None
 
 
 def osv_count32(sector: bytes) -> int:

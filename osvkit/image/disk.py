@@ -105,8 +105,14 @@ CONVERT_HINT = "convert it first (qemu-img convert -O raw, or -O qcow2 without -
 
 
 def _read_exact(f, offset: int, n: int, path, what: str) -> bytes:
-    f.seek(offset)
-    data = f.read(n)
+    try:
+        f.seek(offset)
+        data = f.read(n)
+    except (OSError, OverflowError, ValueError) as exc:
+        # a corrupt table offset can be beyond what lseek accepts (EINVAL) or 2**63
+        raise FormatError(f"{what} at {offset:#x} cannot be read "
+                          f"({getattr(exc, 'strerror', None) or exc})", path=path,
+                          expected="an offset inside the file") from None
     if len(data) != n:
         raise FormatError(f"truncated: {what} at {offset:#x} needs {n} bytes, file has "
                           f"{len(data)}", path=path)

@@ -100,7 +100,9 @@ def inspect_usr_image(path) -> dict:
         out["partitions"] = [p.to_dict() for p in info.partitions]
         for p in out["partitions"]:
             p["filesystem"] = _partition_filesystem(path, p, read)
-        payload = read(layout.KERNEL_OFFSET, load_size) if load_size else b""
+        # a damaged header can claim up to 2 TiB: read no more than the image holds
+        available = max(0, size - layout.KERNEL_OFFSET)
+        payload = read(layout.KERNEL_OFFSET, min(load_size, available)) if load_size else b""
         if len(payload) < load_size:
             out["truncated"] = True
         out["payload"], kernel = _payload(payload, path)

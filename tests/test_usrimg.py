@@ -247,3 +247,27 @@ def test_output_that_is_an_input_is_refused(kernel_file, tmp_path):
     with pytest.raises(UsageError, match="the output is the partition of this build"):
         build_usr_image(k, fs, partition=fs)
     assert fs.read_bytes() == b"ROFS" * 100
+
+
+def test_corrupt_sizes_in_a_kernel_are_one_line_errors(tmp_path):
+    # a PT_NOTE whose p_filesz is 2**64-1: pyelftools' read() raised OverflowError (traceback)
+    from osvkit.probe import build_probe
+    k = bytearray(build_probe())
+    struct.pack_into("<I", k, 64, 4)              # phdr 0 p_type = PT_NOTE
+    struct.pack_into("<Q", k, 64 + 32, (1 << 64) - 1)   # phdr 0 p_filesz
+    (tmp_path / "k.elf").write_bytes(k)
+    with pytest.raises(KernelError, match=r"truncated or malformed ELF \(.+\), expected a "
+                                          r"complete ELF64 x86-64 kernel$"):
+        build_usr_image(tmp_path / "k.elf", tmp_path / "u.img")
+
+
+def test_inspect_reads_no_more_than_the_image_holds(kernel_file, tmp_path):
+    # payload_sectors 0xffffffff (2 TiB) in a damaged header: inspect read it all (MemoryError)
+    from osvkit.inspect import inspect_file
+    img = tmp_path / "usr.img"
+    build_usr_image(kernel_file, img)
+    data = bytearray(img.read_bytes())
+    struct.pack_into("<I", data, 0x12, 0xFFFFFFFF)
+    img.write_bytes(data)
+    d = inspect_file(img).to_dict()
+    assert d["truncated"] is True and d["boot"]["payload_sectors"] == 0xFFFFFFFF

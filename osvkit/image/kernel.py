@@ -146,8 +146,9 @@ def check_kernel(data: bytes, *, path: str | None = None) -> Kernel:
     except ELFError as exc:
         raise KernelError(f"truncated or malformed ELF ({exc})",
                           expected="a complete ELF64 x86-64 kernel", path=path) from None
-    except (struct.error, ValueError, KeyError) as exc:
-        raise KernelError(f"truncated or malformed ELF ({exc})",
+    except (struct.error, ValueError, KeyError, OverflowError, MemoryError) as exc:
+        # OverflowError/MemoryError: a corrupt size or offset that pyelftools passes to read()
+        raise KernelError(f"truncated or malformed ELF ({exc or type(exc).__name__})",
                           expected="a complete ELF64 x86-64 kernel", path=path) from None
     for s in segments:
         if s.type == PT_LOAD and s.offset + s.filesz > len(data):

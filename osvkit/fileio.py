@@ -22,7 +22,10 @@ def atomic_output(path: str | os.PathLike, mode: int = 0o644):
     On any exception the temporary file is removed and ``path`` is untouched.
     """
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
+    # a symbolic link keeps pointing where it did: its target is replaced, not the link
+    # (renaming over "/dev/stdout" or a user's link to a shared image would replace the link)
+    target = os.path.realpath(path) if os.path.islink(path) else path
+    directory = os.path.dirname(os.path.abspath(target))
     if not os.path.isdir(directory):
         raise OutputError("directory does not exist", path=path)
     if os.path.isdir(path):
@@ -59,7 +62,7 @@ def atomic_output(path: str | os.PathLike, mode: int = 0o644):
             return
         os.chmod(tmp, mode)
         try:
-            os.replace(tmp, path)
+            os.replace(tmp, target)
         except OSError as exc:
             raise OutputError(f"cannot write: {exc.strerror}", path=path) from None
     except BaseException:

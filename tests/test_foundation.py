@@ -161,3 +161,21 @@ def test_missing_tools_fail_under_require_tools(tmp_path):
         assert outcome in r.stdout and r.returncode == (0 if require == "0" else 1), r.stdout
     assert "qemu-system-x86_64 is not installed" in r.stdout
     assert "OSVKIT_REQUIRE_TOOLS=1" in (Path(__file__).parents[1] / ".ci" / "run").read_text()
+
+
+def test_atomic_output_through_a_symlink_replaces_the_target_keeps_the_link(tmp_path):
+    # os.replace over the link replaced the link itself (think -o /dev/stdout > file)
+    from osvkit.fileio import write_atomic
+    (tmp_path / "real").mkdir()
+    target = tmp_path / "real" / "image"
+    target.write_bytes(b"old")
+    link = tmp_path / "link"
+    link.symlink_to(target)
+    write_atomic(link, b"new")
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert target.read_bytes() == b"new"
+    assert sorted(p.name for p in (tmp_path / "real").iterdir()) == ["image"]
+    dangling = tmp_path / "dangling"
+    dangling.symlink_to(tmp_path / "real" / "new-file")
+    write_atomic(dangling, b"made")
+    assert dangling.is_symlink() and (tmp_path / "real" / "new-file").read_bytes() == b"made"

@@ -271,3 +271,13 @@ def test_inspect_reads_no_more_than_the_image_holds(kernel_file, tmp_path):
     img.write_bytes(data)
     d = inspect_file(img).to_dict()
     assert d["truncated"] is True and d["boot"]["payload_sectors"] == 0xFFFFFFFF
+
+
+def test_qcow2_output_through_a_symlink_keeps_the_link(kernel_file, tmp_path, qemu_img):
+    target = tmp_path / "images" / "usr.qcow2"
+    target.parent.mkdir()
+    target.write_bytes(b"old")
+    link = tmp_path / "usr.qcow2"
+    link.symlink_to(target)
+    build_usr_image(kernel_file, link, image_format="qcow2")
+    assert link.is_symlink() and target.read_bytes()[:4] == b"QFI\xfb"

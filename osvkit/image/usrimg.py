@@ -209,7 +209,8 @@ def _write_qcow2(output, write_raw) -> None:
         raise OutputError("directory does not exist", path=output)
     # scratch space next to a regular output (same filesystem, cheap rename); elsewhere for
     # "-o /dev/stdout" and the like, which atomic_output writes into
-    scratch = directory if not os.path.exists(output) or os.path.isfile(output) else None
+    scratch = directory if not os.path.islink(output) and (
+        not os.path.exists(output) or os.path.isfile(output)) else None
     with tempfile.TemporaryDirectory(prefix=".osvkit-", dir=scratch) as tmp:
         raw = os.path.join(tmp, "raw.img")
         with open(raw, "wb") as f:

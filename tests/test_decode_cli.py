@@ -154,6 +154,20 @@ def test_missing_file_and_bad_option(cli, files, tmp_path):
     assert r.returncode == 64 and b"is not a number" in r.stderr
 
 
+def test_decode_from_a_pipe(files, tmp_path):
+    # a FIFO (bash's <(...)) has st_size 0: it was reported as "file is empty"
+    import os
+    import threading
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    data = files["mbr"].read_bytes()
+    writer = threading.Thread(target=lambda: fifo.write_bytes(data), daemon=True)
+    writer.start()
+    r = decode_file("mbr", fifo)
+    writer.join(10)
+    assert r.to_dict() == decode_file("mbr", files["mbr"]).to_dict()
+
+
 VALID = [fc.firecracker_mptable(1), fc.firecracker_boot_params(3, fc.firecracker_e820(1 << 27)),
          fc.firecracker_pvh_start_info(4) + fc.firecracker_pvh_memmap(fc.firecracker_e820(1 << 27)),
          bootinfo.build_bootinfo(cmdline=0x79, mmap_addr=0x80, mmap_length=48) + bytes(7)

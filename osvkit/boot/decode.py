@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import stat
 
 from ..errors import FormatError, UsageError
 from ..fileio import open_input
@@ -20,7 +21,11 @@ _QCOW2_MAGIC = b"QFI\xfb"
 
 def _open(path) -> bytes | mmap.mmap:
     with open_input(path) as f:
-        if os.fstat(f.fileno()).st_size == 0:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            # a pipe (<(...)) or a block device: fstat says 0 bytes and mmap cannot map it
+            return f.read()
+        if st.st_size == 0:
             return b""
         return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import struct
 from dataclasses import dataclass, field
 from typing import Callable
@@ -53,6 +54,10 @@ def inspect_file(path) -> InspectResult:
     """Detect what ``path`` is and decode it; FormatError for unknown files."""
     path = os.fspath(path)
     head = read_head(path, HEAD_SIZE)
+    if stat.S_ISFIFO(os.stat(path).st_mode):
+        # the detector's read consumed the head of a pipe; the handler would see the rest
+        raise FormatError("cannot seek (a pipe?)", path=path,
+                          expected="a file (inspect reads it more than once)")
     for kind, detect, handler in DETECTORS:
         if detect(head):
             return InspectResult(path, kind, handler(path))

@@ -182,3 +182,30 @@ def test_inspect_damaged_boot16_header_is_one_line(cli, kernel_file, tmp_path):
     assert r.returncode == 65
     assert r.stderr.decode() == (f"error: {img}: damaged osvkit boot16 header (loader_name), "
                                  "expected the constants boot16 writes (rebuild the image)\n")
+
+
+@pytest.mark.parametrize("what", ["image", "kernel"])
+def test_inspect_of_a_pipe_is_a_one_line_error(cli, kernel_file, tmp_path, what):
+    # a pipe (bash <(...)): an image gave an io.UnsupportedOperation traceback, a kernel
+    # "not an ELF file" (the type detector had consumed its head)
+    import os
+    import threading
+    from osvkit.image.usrimg import build_usr_image
+    src = kernel_file
+    if what == "image":
+        src = tmp_path / "usr.img"
+        build_usr_image(kernel_file, src)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    data = src.read_bytes()
+
+    def feed():
+        try:
+            fifo.write_bytes(data)
+        except BrokenPipeError:
+            pass
+    threading.Thread(target=feed, daemon=True).start()
+    r = cli("inspect", fifo)
+    assert r.returncode == 65, r.stderr
+    assert r.stderr.decode().startswith(f"error: {fifo}: cannot seek (a pipe?), expected ")
+    assert r.stderr.count(b"\n") == 1

@@ -245,6 +245,9 @@ def open_image(path):
     module is present, else through a raw copy made by ``qemu-img convert``."""
     path = os.fspath(path)
     with open_input(path, "a disk image") as f:
+        if not f.seekable():        # a pipe: images are read at offsets
+            raise FormatError("cannot seek (a pipe?)", path=path,
+                              expected="a disk image file or block device")
         magic = f.read(4)
         if magic != QCOW2_MAGIC:
             size = os.fstat(f.fileno()).st_size

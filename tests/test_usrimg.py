@@ -281,3 +281,13 @@ def test_qcow2_output_through_a_symlink_keeps_the_link(kernel_file, tmp_path, qe
     link.symlink_to(target)
     build_usr_image(kernel_file, link, image_format="qcow2")
     assert link.is_symlink() and target.read_bytes()[:4] == b"QFI\xfb"
+
+
+def test_partition_from_a_pipe_is_refused(kernel_file, tmp_path):
+    # stat gives a pipe 0 bytes: the image came out with an empty partition, silently
+    fifo = tmp_path / "fs.fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(MissingInputError, match=r"fs.fifo: is not a regular file \(a pipe or "
+                                                r"device\?\), expected a filesystem image file$"):
+        build_usr_image(kernel_file, tmp_path / "u.img", partition=fifo)
+    assert not (tmp_path / "u.img").exists()

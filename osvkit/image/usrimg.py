@@ -155,6 +155,10 @@ def build_usr_image(kernel, output, *, cmdline: str = "", compression: str = "fa
         if os.path.isdir(partition):
             raise MissingInputError("is a directory", path=partition,
                                     expected="a filesystem image file")
+        if not os.path.isfile(partition):
+            # a pipe or device: stat says 0 bytes, and the partition came out empty
+            raise MissingInputError("is not a regular file (a pipe or device?)", path=partition,
+                                    expected="a filesystem image file")
     part_sectors = _round_up(part_size, layout.SECTOR_SIZE) // layout.SECTOR_SIZE
     content_end = kernel_end + part_sectors * layout.SECTOR_SIZE
     image_size = content_end

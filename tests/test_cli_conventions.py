@@ -129,6 +129,10 @@ def test_bad_input_statuses(cli, tmp_path):
                          "./osvkit.toml"),
         (["verify", str(junk), "-c", "x.toml"], 64, "give either IMAGE arguments or -c"),
         (["verify", str(junk), "--image", "a"], 64, "--image and --out need a build file"),
+        # were tracebacks (exit 1): a file as the demo's directory, a file that cannot seek
+        (["demo", "--out", str(junk)], 73, "junk.img: is not a directory, expected a directory"),
+        (["cmdline", "get", "/proc/version"], 65, "/proc/version: cannot seek"),
+        (["cmdline", "set", "/proc/version", "--", "/x"], 65, "/proc/version: cannot seek"),
     ]
     for args, status, text in cases:
         r = cli(*args, cwd=tmp_path, env=_clean_env())

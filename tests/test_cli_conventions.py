@@ -340,6 +340,18 @@ def test_every_shared_long_option_has_an_environment_variable():
     assert checked >= 10
 
 
+def test_the_command_line_option_is_cmdline_everywhere():
+    """Every command that takes a guest command line as an option spells it --cmdline."""
+    found = []
+    for path, cmd in _walk(_click_group()):
+        for p in cmd.params:
+            opts = getattr(p, "opts", None) or ()
+            if any(o in ("--boot-args", "--append", "--cmdline") for o in opts):
+                assert opts[0] == "--cmdline", (path, opts)
+                found.append(path[0])
+    assert {"build", "run", "verify", "firecracker-config"} <= set(found)
+
+
 def test_run_dry_run_follows_flag_env_file_default(cli, tmp_path):
     pytest.importorskip("osvkit.run.qemu", reason="needs osvkit run (probe branch)")
     img = tmp_path / "a.img"

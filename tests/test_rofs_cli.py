@@ -135,6 +135,12 @@ def test_group_help_and_offset(cli, proj):
     assert r.returncode == 0 and json.loads(r.stdout)["offset"] == 1 << 20
     r = cli("rofs", "ls", str(disk))
     assert r.returncode == EX_DATAERR and b"bad ROFS magic 0x0" in r.stderr
+    # a negative offset is a usage error (it was "read failed: Invalid argument", exit 74)
+    for args in (("ls", str(disk)), ("extract", str(disk), str(proj / "x"))):
+        r = cli("rofs", *args, "--offset", "-5")
+        assert r.returncode == EX_USAGE
+        assert r.stderr.decode() == "error: offset -5, expected a byte offset of 0 or more\n"
+    assert not (proj / "x").exists()
 
 
 def test_ls_partition_of_a_disk_image(cli, proj):

@@ -153,3 +153,33 @@ def test_ls_partition_of_a_disk_image(cli, proj):
     assert r.returncode == 0 and (proj / "x" / "a").read_bytes() == b"hi"
     r = cli("rofs", "ls", str(proj / "usr.img"), "-p", "2")
     assert r.returncode == EX_DATAERR and b"partition 2 is empty" in r.stderr
+
+
+def _documented_keys(help_text: str) -> str:
+    text = " ".join(help_text.split())
+    return text[text.index("--json prints {"):]
+
+
+def test_json_keys_are_the_documented_ones(cli, proj):
+    """The keys --help documents for rofs build/ls/extract are exactly the keys printed."""
+    import re
+    (proj / "m").write_text("/a: h/a\n/l: ->/a\n")
+    runs = {"build": ("build", "m", "-o", "out/r.img"), "ls": ("ls", "out/r.img"),
+            "extract": ("extract", "out/r.img", "tree")}
+    for name, args in runs.items():
+        r = cli("rofs", *args, "--json", "-v", cwd=proj)
+        assert r.returncode == 0, r.stderr
+        doc = json.loads(r.stdout)
+        helptext = cli("rofs", name, "--help").stdout.decode()
+        keys = _documented_keys(helptext)
+        top = re.match(r"--json prints \{(.*?)(?:, superblock|\})", keys).group(1)
+        expected = [k.strip() for k in top.split(",")]
+        if name == "ls":
+            expected += ["superblock", "entries"]
+            sb = re.search(r"superblock: \{([^}]*)\}", keys).group(1)
+            assert list(doc["superblock"]) == [k.strip() for k in sb.split(",")]
+            ent = [k.strip() for k in re.search(r"entries: \[\{([^}]*)\}", keys).group(1).split(",")]
+            for e in doc["entries"]:
+                assert list(e) == ent[:4] + (["target"] if e["type"] == "symlink" else [])
+            assert any(e["type"] == "symlink" for e in doc["entries"])
+        assert list(doc) == expected, name

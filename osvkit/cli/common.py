@@ -266,6 +266,24 @@ the manifest written to osvkit-manifest.json: {manifest_path, osvkit_manifest,
 osvkit_version, build_file: {path, sha256}, source_date_epoch, images: [{name, kernel,
 cmdline, options, outputs: [{image, kind, path, format, size, sha256, inputs, notes}]}]}.
 Nothing is written unless every image builds.""",
+    ("rofs", "build"): """
+
+\b
+--json prints {output, size, structure_info_first_block, structure_info_blocks_count,
+directory_entries_count, symlinks_count, inodes_count, files, data_bytes}. Nothing is
+written when the manifest or a host file is bad (the error names file:line).""",
+    ("rofs", "ls"): """
+
+\b
+--json prints {format, path, offset, partition, superblock: {magic, version, block_size,
+structure_info_first_block, structure_info_blocks_count, directory_entries_count,
+symlinks_count, inodes_count}, entries: [{path, type, inode, size, target}]} (type: dir,
+file or symlink; target only for symlinks).""",
+    ("rofs", "extract"): """
+
+\b
+--json prints {image, directory, entries, files, bytes}. The tree is extracted beside
+DIRECTORY and renamed into place at the end: on failure nothing is written.""",
 }
 
 

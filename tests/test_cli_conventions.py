@@ -256,6 +256,38 @@ def test_two_cli_builds_are_byte_identical(cli, tmp_path, qemu_img):
     assert "osvkit-manifest.json" in trees[0] and "out/probe-gce.tar.gz" in trees[0]
 
 
+def test_build_file_flags_apply_or_are_refused(cli, tmp_path):
+    """With -c, --image-format is the flag level over OSVKIT_IMAGE_FORMAT over the file (the
+    flag used to be ignored), and options that belong in the build file are refused (they
+    used to be ignored without a word)."""
+    pytest.importorskip("osvkit.probe", reason="needs the conformance kernel (probe branch)")
+    bf = tmp_path / "osvkit.toml"
+    bf.write_text('spec = 1\n[[image]]\nname = "a"\nkernel = "probe"\n'
+                  'image-format = "raw"\noutputs = { usr = "a.img" }\n')
+
+    def fmt(*args, **env):
+        r = cli("build", "-c", str(bf), "--json", *args, env=_clean_env(**env))
+        assert r.returncode == 0, r.stderr.decode()
+        return json.loads(r.stdout)["images"][0]["outputs"][0]["format"]
+
+    assert fmt() == "raw"                                                        # file
+    assert fmt(OSVKIT_IMAGE_FORMAT="qcow2") == "qcow2"                           # env > file
+    assert fmt("--image-format", "qcow2") == "qcow2"                             # flag > file
+    assert fmt("--image-format", "raw", OSVKIT_IMAGE_FORMAT="qcow2") == "raw"    # flag > env
+    for args, names in ((["--size", "1G", "--compression", "none"], "--compression, --size"),
+                        (["-D", "a=b"], "--define"), (["--manifest", "m"], "--manifest"),
+                        (["--format", "vmlinux"], "--format")):
+        for p in tmp_path.iterdir():
+            if p != bf:
+                p.unlink()
+        r = cli("build", "-c", str(bf), *args, env=_clean_env())
+        assert r.returncode == 64
+        assert r.stderr.decode() == (f"error: {names} cannot be used with -c BUILD_FILE, "
+                                     "expected these settings in the build file's [[image]] "
+                                     "tables\n")
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["osvkit.toml"]
+
+
 def test_failed_cli_build_writes_nothing(cli, tmp_path):
     bf = tmp_path / "osvkit.toml"
     bf.write_text('spec = 1\n[[image]]\nname = "a"\nkernel = "probe"\noutputs = { usr = "a.img" }\n'

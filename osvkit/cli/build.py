@@ -26,6 +26,25 @@ def _describe(result) -> str:
     return "\n".join(lines)
 
 
+#: parameters that mean something with -c (the rest belong in the build file)
+_WITH_CONFIG = {"config", "output", "json_output", "cmdline", "image_format", "kernel"}
+
+
+def _given_on_command_line() -> set[str]:
+    """Names of the build command's parameters the user typed (not defaults, not OSVKIT_*
+    variables): a flag given with -c must either apply or be refused, never ignored."""
+    try:  # typer >= 0.24 vendors click as typer._click
+        from typer._click.core import ParameterSource
+        from typer._click.globals import get_current_context
+    except ImportError:  # pragma: no cover
+        from click import get_current_context
+        from click.core import ParameterSource
+
+    ctx = get_current_context()
+    return {name for name in ctx.params
+            if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE}
+
+
 @app.command("build")
 def build(
     kernel: Annotated[Optional[Path], typer.Argument(help="Kernel ELF (OSv's loader-stripped.elf).")] = None,
@@ -61,7 +80,14 @@ def build(
 ) -> None:
     """Build a bootable image from a kernel ELF, or every image a build file (-c) declares."""
     if config is not None:  # [cli] build file: every image it declares, plus the manifest
-        return build_file_command(config, output, json_output, kernel=kernel, cmdline=cmdline or None)
+        given = _given_on_command_line()
+        ignored = [f"--{n.replace('_', '-')}" for n in given if n not in _WITH_CONFIG]
+        if ignored:
+            raise UsageError(f"{', '.join(sorted(ignored))} cannot be used with -c BUILD_FILE",
+                             expected="these settings in the build file's [[image]] tables")
+        return build_file_command(
+            config, output, json_output, kernel=kernel, cmdline=cmdline or None,
+            image_format=image_format if "image_format" in given else None)
     if kernel is None or output is None:
         raise UsageError("missing KERNEL or -o OUTPUT", expected="KERNEL -o OUTPUT, or -c BUILD_FILE")
     if format == "usr":

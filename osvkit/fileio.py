@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import stat
 import tempfile
 
 from .errors import MissingInputError, OutputError
@@ -27,36 +25,15 @@ def atomic_output(path: str | os.PathLike, mode: int = 0o644):
         raise OutputError("directory does not exist", path=path)
     if os.path.isdir(path):
         raise OutputError("is a directory", path=path, expected="a file name to write")
-    # an existing character device or FIFO (-o /dev/null, -o /dev/stdout, a pipe) is written
-    # into, never replaced: renaming over it would turn /dev/null into a regular file
     try:
-        st_mode = os.stat(path).st_mode
-    except OSError:
-        st_mode = None
-    stream = st_mode is not None and (stat.S_ISCHR(st_mode) or stat.S_ISFIFO(st_mode))
-    if st_mode is not None and not stream and not stat.S_ISREG(st_mode):
-        kind = "a block device" if stat.S_ISBLK(st_mode) else "not a regular file"
-        raise OutputError(f"is {kind}", path=path, expected="a regular file name to write")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".osvkit-", dir=None if stream else directory)
+        fd, tmp = tempfile.mkstemp(prefix=".osvkit-", dir=directory)
     except OSError as exc:
         raise OutputError(f"cannot create: {exc.strerror}", path=path) from None
     try:
         with os.fdopen(fd, "w+b") as f:
             yield f
             f.flush()
-            if stream:
-                f.seek(0)
-                try:
-                    with open(path, "wb") as out:
-                        shutil.copyfileobj(f, out)
-                except OSError as exc:
-                    raise OutputError(f"cannot write: {exc.strerror}", path=path) from None
-            else:
-                os.fsync(f.fileno())
-        if stream:
-            os.unlink(tmp)
-            return
+            os.fsync(f.fileno())
         os.chmod(tmp, mode)
         try:
             os.replace(tmp, path)
@@ -77,7 +54,7 @@ def open_input(path: str | os.PathLike, what: str = "a file", *, writable: bool 
     """Open an input file (binary); a missing, directory or unreadable path becomes a one-line
     error naming the file.  ``writable`` opens it for in-place update (r+b)."""
     try:
-        f = open(path, "r+b" if writable else "rb")
+        return open(path, "r+b" if writable else "rb")
     except FileNotFoundError:
         raise MissingInputError("no such file", path=path) from None
     except IsADirectoryError:
@@ -86,12 +63,6 @@ def open_input(path: str | os.PathLike, what: str = "a file", *, writable: bool 
         if writable:
             raise OutputError(f"cannot open for writing: {exc.strerror}", path=path) from None
         raise MissingInputError(f"cannot read: {exc.strerror}", path=path) from None
-    # a character device (/dev/zero, a tty) never ends or is not data: reading it whole
-    # would hang or exhaust memory; block devices and pipes end and are read as files
-    if stat.S_ISCHR(os.fstat(f.fileno()).st_mode):
-        f.close()
-        raise MissingInputError("is a character device", path=path, expected=what)
-    return f
 
 
 def read_input(path: str | os.PathLike, what: str = "a file") -> bytes:

@@ -239,7 +239,7 @@ EXAMPLES: dict[tuple[str, ...], tuple[str, ...]] = {
     ("decode", "mptable"): ("osvkit decode mptable low-memory.dump --base 0 --json",),
     ("decode", "pvh"): ("osvkit decode pvh start_info.bin",),
     ("firecracker-config",): (
-        "osvkit firecracker-config vmlinux.elf -o vm.json --disk usr.img --boot-args /hello",),
+        "osvkit firecracker-config vmlinux.elf -o vm.json --disk usr.img --cmdline /hello",),
     ("inspect",): ("osvkit inspect usr.img", "osvkit inspect vmlinux.elf --json"),
     ("mmio", "decode"): ("osvkit mmio decode 'virtio_mmio.device=4K@0xc0001000:5'",),
     ("mmio", "encode"): ("osvkit mmio encode --size 4K --base 0xc0001000 --irq 5",),

@@ -124,7 +124,10 @@ def run_demo(out_dir: str | os.PathLike | None = None, *,
     from .buildfile import _build_usr, _build_vmlinux, _probe_bytes
     from .fileio import write_atomic
 
+    from .verify import check_plot_path
+
     opts = resolve_options(flags, None, env=env)
+    check_plot_path(plot)          # before building and booting, not after
     kept = out_dir is not None
     out = Path(out_dir) if kept else Path(tempfile.mkdtemp(prefix="osvkit-demo-"))
     if kept:

@@ -143,6 +143,29 @@ def test_bad_input_statuses(cli, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["junk.img"]   # nothing written
 
 
+def test_bad_expect_and_plot_place_are_found_before_any_boot(cli, tmp_path):
+    """A bad --expect regex was exit 70 "no run backend could boot any image ... expected
+    QEMU installed"; a --plot in a missing directory failed only after every boot."""
+    img = tmp_path / "a.img"
+    img.write_bytes(bytes(510) + b"\x55\xaa")
+    (tmp_path / "pic.svg").mkdir()
+    cases = [
+        (["verify", str(img), "--expect", "("], 64,
+         "error: --expect '(': bad regular expression: missing ), unterminated subpattern at "
+         "position 0, expected a Python regular expression"),
+        (["verify", str(img), "--plot", str(tmp_path / "no" / "t.svg")], 73,
+         f"error: {tmp_path / 'no' / 't.svg'}: directory does not exist"),
+        (["verify", str(img), "--plot", str(tmp_path / "pic.svg")], 73,
+         f"error: {tmp_path / 'pic.svg'}: is a directory, expected a file name for the picture"),
+        (["demo", "--plot", str(tmp_path / "no" / "t.png")], 73,
+         f"error: {tmp_path / 'no' / 't.png'}: directory does not exist"),
+    ]
+    for args, status, line in cases:
+        r = cli(*args, env=_clean_env())
+        assert (r.returncode, r.stderr.decode(), r.stdout) == (status, line + "\n", b""), args
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.img", "pic.svg"]
+
+
 def test_env_values_are_checked_with_their_name(cli, tmp_path):
     img = tmp_path / "a.img"
     img.write_bytes(bytes(510) + b"\x55\xaa")

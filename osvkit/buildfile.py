@@ -513,7 +513,7 @@ def _build_image(bf: BuildFile, img: ImageSpec, stage: _Staging, out_dir: Path, 
     cmd_in = {"role": "cmdline", "value": cmdline,
               "sha256": hashlib.sha256(cmdline.encode("utf-8")).hexdigest()}
 
-    # the filesystem for partition 2
+    # the filesystem for MBR partition 1 (index 1)
     part_path: Path | None = None
     part_inputs: list[dict] = []
     if img.rofs_manifest:

@@ -657,7 +657,7 @@ def load_build_file(path: str | os.PathLike) -> BuildFile:
             problems.append((("image", i, "kernel"), exc.what, exc.expected))
         if spec.partition and spec.rofs_manifest:
             problems.append((("image", i, "partition"), "both partition and rofs given",
-                             "at most one filesystem for partition 2"))
+                             "at most one filesystem for partition 1"))
         if spec.verify.expect is not None:
             try:
                 re.compile(spec.verify.expect)

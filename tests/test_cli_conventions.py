@@ -311,6 +311,36 @@ def test_build_file_flags_apply_or_are_refused(cli, tmp_path):
         assert sorted(p.name for p in tmp_path.iterdir()) == ["osvkit.toml"]
 
 
+def test_build_refuses_options_its_format_would_drop(cli, tmp_path):
+    """Options the chosen --format does not use were dropped without a word (--cmdline with
+    --format vmlinux: the ELF carries no command line)."""
+    pytest.importorskip("osvkit.probe", reason="needs the conformance kernel (probe branch)")
+    kernel = tmp_path / "k.elf"
+    assert cli("probe", "-o", str(kernel), env=_clean_env()).returncode == 0
+    out = tmp_path / "o.img"
+    cases = [
+        (["--format", "vmlinux", "--cmdline", "/x"],
+         "--cmdline with --format vmlinux (the vmlinux ELF carries no command line: give it to "
+         "the VMM, e.g. osvkit run --cmdline or firecracker-config --cmdline), expected options "
+         "of the vmlinux format: --pvh, --replace-entry, --handover"),
+        (["--format", "vmlinux", "--size", "1G", "--compression", "none"],
+         "--compression, --size with --format vmlinux, expected options of the vmlinux format: "
+         "--pvh, --replace-entry, --handover"),
+        (["--handover", "start64"], "--handover with --format usr, expected these with "
+                                    "--format vmlinux"),
+        (["-D", "a=b", "--allow-missing"],
+         "--allow-missing, --define without --manifest, expected --manifest usr.manifest"),
+    ]
+    for args, line in cases:
+        r = cli("build", str(kernel), "-o", str(out), *args, env=_clean_env())
+        assert (r.returncode, r.stderr.decode()) == (64, f"error: {line}\n"), args
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["k.elf"]
+    # the environment level is not a mistake: OSVKIT_CMDLINE with a vmlinux build is fine
+    r = cli("build", str(kernel), "-o", str(out), "--format", "vmlinux",
+            env=_clean_env(OSVKIT_CMDLINE="/x"))
+    assert r.returncode == 0, r.stderr.decode()
+
+
 def test_failed_cli_build_writes_nothing(cli, tmp_path):
     bf = tmp_path / "osvkit.toml"
     bf.write_text('spec = 1\n[[image]]\nname = "a"\nkernel = "probe"\noutputs = { usr = "a.img" }\n'

@@ -183,3 +183,28 @@ def test_json_keys_are_the_documented_ones(cli, proj):
                 assert list(e) == ent[:4] + (["target"] if e["type"] == "symlink" else [])
             assert any(e["type"] == "symlink" for e in doc["entries"])
         assert list(doc) == expected, name
+
+
+def test_output_too_large_is_a_write_error(proj):
+    """A full disk or a file-size limit while copying file data is the image's write failure
+    (74, naming the image), not "cannot read host file" (66, naming the input); and no output
+    is left behind.  The limit is a real RLIMIT_FSIZE on the child process."""
+    import resource
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    (proj / "h" / "big").write_bytes(os.urandom(3 << 20))
+    (proj / "m").write_text("/big: h/big\n")
+
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)     # EFBIG instead of a signal
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    r = subprocess.run([sys.executable, "-m", "osvkit", "rofs", "m", "-o", "out/r.img"],
+                       cwd=proj, env=env, capture_output=True, preexec_fn=limit, timeout=120)
+    assert (r.returncode, r.stderr.decode()) == (74, "error: out/r.img: write failed: "
+                                                     "File too large\n")
+    assert os.listdir(proj / "out") == []

@@ -437,6 +437,34 @@ def test_the_command_line_option_is_cmdline_everywhere():
     assert {"build", "run", "verify", "firecracker-config"} <= set(found)
 
 
+def test_shared_options_are_checked_alike_on_every_command(cli, tmp_path):
+    """run, build and firecracker-config take --timeout/--cpus/--memory/--accel/--image-format
+    with their own typer types; values verify refuses (nan, 0, -1) were accepted there."""
+    pytest.importorskip("osvkit.run.qemu", reason="needs osvkit run (probe branch)")
+    img = tmp_path / "a.img"
+    img.write_bytes(bytes(510) + b"\x55\xaa")
+    cases = [
+        (["run", str(img), "--dry-run", "--timeout", "nan"], {},
+         "--timeout: bad timeout nan, expected a number of seconds above 0"),
+        (["run", str(img), "--dry-run", "--cpus", "0"], {},
+         "--cpus: bad CPU count 0, expected an integer from 1 to 255"),
+        (["run", str(img), "--dry-run", "--accel", "xen"], {},
+         "--accel: bad value 'xen', expected tcg or kvm"),
+        (["run", str(img), "--dry-run"], {"OSVKIT_TIMEOUT": "-1"},
+         "OSVKIT_TIMEOUT: bad timeout -1.0, expected a number of seconds above 0"),
+        (["verify", str(img), "--timeout", "nan"], {},
+         "--timeout: bad timeout 'nan', expected a number of seconds above 0"),
+        (["firecracker-config", str(img), "-o", str(tmp_path / "fc.json"), "--cpus", "0"], {},
+         "--cpus: bad CPU count 0, expected an integer from 1 to 255"),
+    ]
+    for args, env, line in cases:
+        r = cli(*args, env=_clean_env(**env))
+        assert (r.returncode, r.stderr.decode(), r.stdout) == (64, f"error: {line}\n", b""), args
+    r = cli("run", str(img), "--dry-run", "--timeout", "5", "--cpus", "2", env=_clean_env())
+    assert r.returncode == 0 and b"-smp 2," in r.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.img"]
+
+
 def test_run_dry_run_follows_flag_env_file_default(cli, tmp_path):
     pytest.importorskip("osvkit.run.qemu", reason="needs osvkit run (probe branch)")
     img = tmp_path / "a.img"

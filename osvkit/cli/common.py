@@ -176,7 +176,35 @@ def _option_sources(cmd) -> None:
             if opt.startswith("--") and opt[2:] in OPTIONS:
                 p.envvar = OPTIONS[opt[2:]].env
                 p.show_envvar = True
+                if p.callback is None:
+                    p.callback = _check_shared_option(opt[2:])
                 break
+
+
+def _check_shared_option(name: str):
+    """A click callback checking a shared option's value with the same parser the other
+    commands use (so ``run --timeout nan`` or ``--cpus 0`` is refused as ``verify`` refuses
+    it), naming where the value came from; the value itself is passed on unchanged."""
+    def check(ctx, param, value):
+        if value is None:
+            return value
+        try:
+            from typer._click.core import ParameterSource
+        except ImportError:  # pragma: no cover
+            from click.core import ParameterSource
+        source = ctx.get_parameter_source(param.name)
+        label = {ParameterSource.COMMANDLINE: f"--{name}",
+                 ParameterSource.ENVIRONMENT: OPTIONS[name].env,
+                 ParameterSource.DEFAULT_MAP: "OSVKIT_CONFIG [options]"}.get(source)
+        if label is None:
+            return value            # the command's own default
+        from ..errors import UsageError
+        try:
+            OPTIONS[name].parse(value)
+        except UsageError as exc:
+            raise UsageError(f"{label}: {exc.what}", expected=exc.expected) from None
+        return value
+    return check
 
 
 def file_default_map(group, env=None, args=None) -> dict:

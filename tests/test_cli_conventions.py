@@ -311,6 +311,25 @@ def test_build_file_flags_apply_or_are_refused(cli, tmp_path):
         assert sorted(p.name for p in tmp_path.iterdir()) == ["osvkit.toml"]
 
 
+def test_build_file_cmdline_flag_env_file(cli, tmp_path):
+    """--cmdline '' with -c clears the file's command line (it used to be taken as not
+    given); flag > OSVKIT_CMDLINE > file."""
+    pytest.importorskip("osvkit.probe", reason="needs the conformance kernel (probe branch)")
+    bf = tmp_path / "osvkit.toml"
+    bf.write_text('spec = 1\n[[image]]\nname = "a"\nkernel = "probe"\ncmdline = "/file"\n'
+                  'outputs = { usr = "a.img" }\n')
+
+    def cmdline(*args, **env):
+        r = cli("build", "-c", str(bf), "--json", *args, env=_clean_env(**env))
+        assert r.returncode == 0, r.stderr.decode()
+        return json.loads(r.stdout)["images"][0]["cmdline"]
+
+    assert cmdline() == "/file"
+    assert cmdline(OSVKIT_CMDLINE="/env") == "/env"
+    assert cmdline("--cmdline", "/flag", OSVKIT_CMDLINE="/env") == "/flag"
+    assert cmdline("--cmdline", "") == ""
+
+
 def test_build_refuses_options_its_format_would_drop(cli, tmp_path):
     """Options the chosen --format does not use were dropped without a word (--cmdline with
     --format vmlinux: the ELF carries no command line)."""

@@ -115,7 +115,8 @@ def build(
             raise UsageError(f"{', '.join(sorted(ignored))} cannot be used with -c BUILD_FILE",
                              expected="these settings in the build file's [[image]] tables")
         return build_file_command(
-            config, output, json_output, kernel=kernel, cmdline=cmdline or None,
+            config, output, json_output, kernel=kernel,
+            cmdline=cmdline if "cmdline" in given else None,
             image_format=image_format if "image_format" in given else None)
     if kernel is None or output is None:
         raise UsageError("missing KERNEL or -o OUTPUT", expected="KERNEL -o OUTPUT, or -c BUILD_FILE")

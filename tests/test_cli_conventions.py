@@ -557,3 +557,75 @@ def test_broken_osvkit_config(cli, tmp_path):
     assert r.returncode == 65 and f"{bad}:1: (syntax): TOML syntax error" in r.stderr.decode()
     r = cli("inspect", str(bad), env=env)          # every command reads OSVKIT_CONFIG
     assert r.returncode == 65 and "(syntax)" in r.stderr.decode()
+
+
+# --------------------------------------------------------------------------------------
+# --json is only JSON on stdout, with -v, for every command (as a real subprocess)
+# --------------------------------------------------------------------------------------
+
+#: commands whose --json -v runs boot guests; covered by the qemu tests above
+#: (test_build_and_verify_json_with_verbose, test_demo_json)
+_BOOTING = {("verify",), ("demo",)}
+
+
+def test_every_command_prints_only_json_with_verbose(cli, tmp_path):
+    """Each leaf command, on good input, with -v before and after it and --json: stdout is
+    one JSON document (json.loads), logs go to stderr.  A new command without a case here
+    fails this test."""
+    pytest.importorskip("osvkit.probe", reason="needs the conformance kernel (probe branch)")
+    pytest.importorskip("osvkit.image.vmlinux", reason="needs the vmlinux builder (fcpath)")
+    from osvkit.boot import bootinfo, firecracker as fc
+
+    d = tmp_path
+    mem = bytearray(0x100000)                       # a Firecracker-like guest memory dump
+    mem[0x1000:0x1000 + 121] = bootinfo.build_bootinfo(
+        flags=0x200, cmdline=0x20000, mmap_length=96, mmap_addr=0x2000, boot_loader_name=0x1100)
+    e820 = fc.firecracker_e820(128 << 20)
+    mem[0x2000:0x2000 + 96] = bootinfo.build_osv_e820(e820)
+    mem[0x6000:0x6038] = fc.firecracker_pvh_start_info(len(e820))
+    mem[0x7000:0x8000] = fc.firecracker_boot_params(len("--nopci /hello"), e820)
+    mem[0x20000:0x2000F] = b"--nopci /hello\0"
+    table = fc.firecracker_mptable(2)
+    mem[0x9FC00:0x9FC00 + len(table)] = table
+    (d / "mem.bin").write_bytes(bytes(mem))
+    (d / "h").mkdir()
+    (d / "h" / "a").write_bytes(b"hi")
+    (d / "m").write_text("/a: h/a\n/l: ->/a\n")
+    env = _clean_env()
+    steps = [   # (command path, arguments); earlier steps make later steps' inputs
+        (("probe",), ["-o", "k.elf"]),
+        (("build",), ["k.elf", "-o", "usr.img", "--manifest", "m", "--cmdline", "/hello"]),
+        (("rofs", "build"), ["m", "-o", "r.img"]),
+        (("rofs", "ls"), ["usr.img", "-p", "1"]),
+        (("rofs", "extract"), ["r.img", "tree"]),
+        (("inspect",), ["usr.img"]),
+        (("cmdline", "get"), ["usr.img"]),
+        (("cmdline", "set"), ["usr.img", "--", "--rootfs=rofs /hello two"]),
+        (("cmdline", "check"), ["--", "--nopci /hello"]),
+        (("decode", "mbr"), ["usr.img"]),
+        (("decode", "mptable"), ["mem.bin"]),
+        (("decode", "boot-params"), ["mem.bin", "--offset", "0x7000"]),
+        (("decode", "bootinfo"), ["mem.bin", "--offset", "0x1000", "--base", "0"]),
+        (("decode", "pvh"), ["mem.bin", "--offset", "0x6000"]),
+        (("mmio", "encode"), ["--size", "4K", "--base", "0xc0001000", "--irq", "5"]),
+        (("mmio", "decode"), ["virtio_mmio.device=4K@0xc0001000:5"]),
+        (("mmio", "strip"), ["--", "--nopci /hello virtio_mmio.device=4K@0xd0000000:5"]),
+        (("build",), ["k.elf", "--format", "vmlinux", "-o", "vm.elf"]),
+        (("firecracker-config",), ["vm.elf", "-o", "vm.json", "--disk", "r.img"]),
+        (("run",), ["usr.img", "--dry-run"]),
+    ]
+    commands = {path for path, _ in _walk(_click_group())}
+    assert commands - _BOOTING <= {path for path, _ in steps}, "a command without a case"
+    logged = 0
+    for path, args in steps:
+        if "--" in args:            # options go before "--"
+            i = args.index("--")
+            argv = ["-v", *path, *args[:i], "--json", "-vv", *args[i:]]
+        else:
+            argv = ["-v", *path, *args, "--json", "-vv"]
+        r = cli(*argv, cwd=d, env=env)
+        assert r.returncode == 0, (argv, r.stderr.decode())
+        assert r.stdout.lstrip()[:1] in (b"{", b"["), (argv, r.stdout[:200])
+        json.loads(r.stdout)
+        logged += b"osvkit: " in r.stderr
+    assert logged >= 2          # -v did make logs, and they went to stderr

@@ -414,22 +414,57 @@ class _Staging:
         self.staged: dict[Path, Path] = {}
 
     def path_for(self, rel: str) -> Path:
-        target = (self.out_dir / rel)
+        target = self.out_dir / os.path.normpath(rel)
+        check_target(target)
         staged = self.root / "out" / f"{len(self.staged)}" / target.name
         staged.parent.mkdir(parents=True)
         self.staged[staged] = target
         return staged
 
+    def check_inputs(self, inputs: Iterable[Path]) -> None:
+        """Refuse an output that would replace one of the build's own inputs (the build
+        file, a kernel, a manifest, a host file of a ROFS)."""
+        for target in self.staged.values():
+            for src in inputs:
+                try:
+                    same = os.path.samefile(target, src)
+                except OSError:
+                    continue
+                if same:
+                    what = ("is an input of the build" if os.path.abspath(target)
+                            == os.path.abspath(src) else f"is the same file as the input {src}")
+                    raise OutputError(what, path=target,
+                                      expected="outputs apart from the build's inputs")
+
     def commit(self) -> None:
+        for target in self.staged.values():
+            check_target(target)        # once more: nothing was moved yet
         for staged, target in self.staged.items():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(staged, target)
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(staged, target)
+            except OSError as exc:
+                raise OutputError(f"cannot write: {exc.strerror}", path=target) from None
         shutil.rmtree(self.root, ignore_errors=True)
 
     def abort(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
         if self.created_out:
             shutil.rmtree(self.out_dir, ignore_errors=True)
+
+
+def check_target(target: Path) -> None:
+    """An output path must name a file: not an existing directory, and no ancestor of it an
+    existing non-directory (checked before anything is built, and again before the staged
+    outputs are moved, so a build never stops half-way through moving them)."""
+    if target.is_dir():
+        raise OutputError("is a directory", path=target, expected="a file name to write")
+    for parent in target.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise OutputError(f"{parent} is not a directory", path=target,
+                                  expected="an output path below directories")
+            break
 
 
 def _rel(path: Path, base: Path) -> str:
@@ -478,7 +513,7 @@ def _build_image(bf: BuildFile, img: ImageSpec, stage: _Staging, out_dir: Path, 
     cmd_in = {"role": "cmdline", "value": cmdline,
               "sha256": hashlib.sha256(cmdline.encode("utf-8")).hexdigest()}
 
-    # the filesystem for partition 2
+    # the filesystem for MBR partition 1 (index 1)
     part_path: Path | None = None
     part_inputs: list[dict] = []
     if img.rofs_manifest:
@@ -594,6 +629,10 @@ def build_from_file(path: str | os.PathLike, *, out_dir: str | os.PathLike | Non
                              expected=", ".join(i.name for i in images))
         images = [i for i in images if i.name in wanted]
     resolved = [(img, bf.resolve(img, flags, env=env)) for img in images]
+    for img, _ in resolved:            # before anything is built or created
+        for rel in img.outputs.values():
+            check_target(out / os.path.normpath(rel))
+    check_target(out / MANIFEST_NAME)
     stage = _Staging(out)
     bar = progress(sum(len(img.outputs) for img, _ in resolved), "osvkit build", unit="outputs")
     try:
@@ -615,6 +654,9 @@ def build_from_file(path: str | os.PathLike, *, out_dir: str | os.PathLike | Non
             "images": manifest_images,
         }
         manifest_path = stage.path_for(MANIFEST_NAME)
+        stage.check_inputs([bf.path] + [
+            bf.input_path(i["path"]) for img in manifest_images for o in img["outputs"]
+            for i in o["inputs"] if "path" in i and not i.get("builtin")])
         write_atomic(manifest_path,
                      (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8"))
         stage.commit()

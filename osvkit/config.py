@@ -657,7 +657,7 @@ def load_build_file(path: str | os.PathLike) -> BuildFile:
             problems.append((("image", i, "kernel"), exc.what, exc.expected))
         if spec.partition and spec.rofs_manifest:
             problems.append((("image", i, "partition"), "both partition and rofs given",
-                             "at most one filesystem for partition 2"))
+                             "at most one filesystem for partition 1"))
         if spec.verify.expect is not None:
             try:
                 re.compile(spec.verify.expect)
@@ -666,6 +666,12 @@ def load_build_file(path: str | os.PathLike) -> BuildFile:
                                  f"bad regular expression: {exc}", "a Python regex"))
         for kind, out in spec.outputs.items():
             norm = os.path.normpath(out)
+            if os.path.isabs(out) or norm == ".." or norm.startswith("../"):
+                problems.append((("image", i, "outputs", kind),
+                                 f"output {out!r} is outside the output directory",
+                                 "a path relative to the output directory, inside it "
+                                 "(choose the directory with -o)"))
+                continue
             if norm in seen_outputs:
                 problems.append((("image", i, "outputs", kind),
                                  f"output {out!r} is also written by "

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .config import resolve_options
-from .errors import OsvkitError
+from .errors import OsvkitError, OutputError
 from .verify import FAILURE_PATTERNS, BootCheck, BootRequest, boot_once
 
 log = logging.getLogger("osvkit")
@@ -124,11 +124,20 @@ def run_demo(out_dir: str | os.PathLike | None = None, *,
     from .buildfile import _build_usr, _build_vmlinux, _probe_bytes
     from .fileio import write_atomic
 
+    from .verify import check_plot_path
+
     opts = resolve_options(flags, None, env=env)
+    check_plot_path(plot)          # before building and booting, not after
     kept = out_dir is not None
     out = Path(out_dir) if kept else Path(tempfile.mkdtemp(prefix="osvkit-demo-"))
     if kept:
-        out.mkdir(parents=True, exist_ok=True)
+        if out.exists() and not out.is_dir():
+            raise OutputError("is not a directory", path=out,
+                              expected="a directory for the demo's files")
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create the directory: {exc.strerror}", path=out) from None
     try:
         kernel = out / "probe.elf"
         data = _probe_bytes(None)

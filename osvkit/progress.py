@@ -10,7 +10,7 @@ Builders call it without knowing whether anyone watches::
             bar.update(len(chunk))          # add n units of work done
 
 The bar is drawn only when stderr is a terminal, progress is enabled (the CLI disables it for
-``--quiet`` and ``--json``) and the work has run for at least :data:`DELAY` seconds, so fast
+``--quiet``; ``OSVKIT_NO_PROGRESS=1`` disables it too) and the work has run for at least :data:`DELAY` seconds, so fast
 work and CI logs never see it.  Otherwise every call is a cheap no-op.  Nothing is ever
 written to stdout.
 """

@@ -394,8 +394,34 @@ def _vmms_for(kind: str, vmms: Iterable[str] | None) -> tuple[tuple[str, ...], b
     return DEFAULT_VMMS[kind], False
 
 
+def check_expect(expect: str | None) -> None:
+    """A bad ``--expect`` regex is the caller's mistake (64), found before any boot (the run
+    backends' UsageError for it used to read as "backend not available")."""
+    if expect is not None:
+        try:
+            re.compile(expect)
+        except re.error as exc:
+            raise UsageError(f"--expect {expect!r}: bad regular expression: {exc}",
+                             expected="a Python regular expression") from None
+
+
+def check_plot_path(plot: str | os.PathLike | None) -> None:
+    """The picture's place is checked before the boots, not after minutes of them."""
+    if plot is None:
+        return
+    from .errors import OutputError
+    p = Path(plot)
+    if p.is_dir():
+        raise OutputError("is a directory", path=p, expected="a file name for the picture")
+    if not p.parent.resolve().is_dir():
+        raise OutputError("directory does not exist", path=p)
+
+
 def run_checks(requests: list[BootRequest], plot: str | os.PathLike | None = None,
                title: str = "osvkit verify") -> VerifyResult:
+    check_plot_path(plot)
+    for req in requests:
+        check_expect(req.expect)
     checks = []
     for req in requests:
         for vmm in req.vmms:

@@ -19,7 +19,7 @@ import pytest
 from osvkit.buildfile import (GIB, build_from_file, convert_image, firecracker_config,
                               normalise_vdi, normalise_vmdk, source_date_epoch,
                               write_gce_tarball)
-from osvkit.errors import FormatError, MissingInputError, UsageError
+from osvkit.errors import FormatError, MissingInputError, OutputError, UsageError
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 HAVE_PROBE = importlib.util.find_spec("osvkit.probe") is not None
@@ -319,6 +319,33 @@ def test_failed_build_into_new_out_dir_removes_it(tmp_path):
     with pytest.raises(MissingInputError):
         build_from_file(bf, out_dir=out, env={})
     assert not out.exists()
+
+
+@pytest.mark.parametrize("outputs,message", [
+    # an output that is an existing directory: refused before anything is built (it used to
+    # be found only when the staged files were moved: a traceback, other outputs moved)
+    ('{ vmlinux = "a.elf", usr = "rootfs" }', r"/rootfs: is a directory, expected a file name"),
+    ('{ usr = "usr.manifest/x.img" }', r"/usr.manifest is not a directory, expected an output "
+                                      r"path below directories"),
+    # outputs that would replace the build's own inputs
+    ('{ usr = "osvkit.toml" }', r"/osvkit.toml: is an input of the build, expected outputs "
+                                r"apart from the build's inputs"),
+    ('{ usr = "kernel.elf" }', r"/kernel.elf: is an input of the build"),
+    ('{ usr = "a.img", rofs = "rootfs/hello.txt" }', r"/rootfs/hello.txt: is an input of the build"),
+    ('{ usr = "usr.manifest" }', r"/usr.manifest: is an input of the build"),
+])
+def test_bad_output_paths_write_nothing(tmp_path, outputs, message):
+    text = ('spec = 1\n[[image]]\nname = "a"\nkernel = "kernel.elf"\n'
+            f'outputs = {outputs}\n[image.rofs]\nmanifest = "usr.manifest"\n'
+            'defines = { greeting = "hello.txt" }\n')
+    bf = make_project(tmp_path / "p", text)
+    before = tree_bytes(bf.parent)
+    dirs = sorted(p for p in bf.parent.rglob("*") if p.is_dir())
+    with pytest.raises(OutputError, match=message) as info:
+        build_from_file(bf, env={})
+    assert info.value.exit_status == 73 and "\n" not in str(info.value)
+    assert tree_bytes(bf.parent) == before
+    assert sorted(p for p in bf.parent.rglob("*") if p.is_dir()) == dirs
 
 
 def test_bad_kernel_writes_nothing(tmp_path):

@@ -129,6 +129,10 @@ def test_bad_input_statuses(cli, tmp_path):
                          "./osvkit.toml"),
         (["verify", str(junk), "-c", "x.toml"], 64, "give either IMAGE arguments or -c"),
         (["verify", str(junk), "--image", "a"], 64, "--image and --out need a build file"),
+        # were tracebacks (exit 1): a file as the demo's directory, a file that cannot seek
+        (["demo", "--out", str(junk)], 73, "junk.img: is not a directory, expected a directory"),
+        (["cmdline", "get", "/proc/version"], 65, "/proc/version: cannot seek"),
+        (["cmdline", "set", "/proc/version", "--", "/x"], 65, "/proc/version: cannot seek"),
     ]
     for args, status, text in cases:
         r = cli(*args, cwd=tmp_path, env=_clean_env())
@@ -137,6 +141,29 @@ def test_bad_input_statuses(cli, tmp_path):
         assert text in err, (args, err)
         assert "Traceback" not in err and r.stdout == b""
     assert sorted(p.name for p in tmp_path.iterdir()) == ["junk.img"]   # nothing written
+
+
+def test_bad_expect_and_plot_place_are_found_before_any_boot(cli, tmp_path):
+    """A bad --expect regex was exit 70 "no run backend could boot any image ... expected
+    QEMU installed"; a --plot in a missing directory failed only after every boot."""
+    img = tmp_path / "a.img"
+    img.write_bytes(bytes(510) + b"\x55\xaa")
+    (tmp_path / "pic.svg").mkdir()
+    cases = [
+        (["verify", str(img), "--expect", "("], 64,
+         "error: --expect '(': bad regular expression: missing ), unterminated subpattern at "
+         "position 0, expected a Python regular expression"),
+        (["verify", str(img), "--plot", str(tmp_path / "no" / "t.svg")], 73,
+         f"error: {tmp_path / 'no' / 't.svg'}: directory does not exist"),
+        (["verify", str(img), "--plot", str(tmp_path / "pic.svg")], 73,
+         f"error: {tmp_path / 'pic.svg'}: is a directory, expected a file name for the picture"),
+        (["demo", "--plot", str(tmp_path / "no" / "t.png")], 73,
+         f"error: {tmp_path / 'no' / 't.png'}: directory does not exist"),
+    ]
+    for args, status, line in cases:
+        r = cli(*args, env=_clean_env())
+        assert (r.returncode, r.stderr.decode(), r.stdout) == (status, line + "\n", b""), args
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.img", "pic.svg"]
 
 
 def test_env_values_are_checked_with_their_name(cli, tmp_path):
@@ -252,6 +279,87 @@ def test_two_cli_builds_are_byte_identical(cli, tmp_path, qemu_img):
     assert "osvkit-manifest.json" in trees[0] and "out/probe-gce.tar.gz" in trees[0]
 
 
+def test_build_file_flags_apply_or_are_refused(cli, tmp_path):
+    """With -c, --image-format is the flag level over OSVKIT_IMAGE_FORMAT over the file (the
+    flag used to be ignored), and options that belong in the build file are refused (they
+    used to be ignored without a word)."""
+    pytest.importorskip("osvkit.probe", reason="needs the conformance kernel (probe branch)")
+    bf = tmp_path / "osvkit.toml"
+    bf.write_text('spec = 1\n[[image]]\nname = "a"\nkernel = "probe"\n'
+                  'image-format = "raw"\noutputs = { usr = "a.img" }\n')
+
+    def fmt(*args, **env):
+        r = cli("build", "-c", str(bf), "--json", *args, env=_clean_env(**env))
+        assert r.returncode == 0, r.stderr.decode()
+        return json.loads(r.stdout)["images"][0]["outputs"][0]["format"]
+
+    assert fmt() == "raw"                                                        # file
+    assert fmt(OSVKIT_IMAGE_FORMAT="qcow2") == "qcow2"                           # env > file
+    assert fmt("--image-format", "qcow2") == "qcow2"                             # flag > file
+    assert fmt("--image-format", "raw", OSVKIT_IMAGE_FORMAT="qcow2") == "raw"    # flag > env
+    for args, names in ((["--size", "1G", "--compression", "none"], "--compression, --size"),
+                        (["-D", "a=b"], "--define"), (["--manifest", "m"], "--manifest"),
+                        (["--format", "vmlinux"], "--format")):
+        for p in tmp_path.iterdir():
+            if p != bf:
+                p.unlink()
+        r = cli("build", "-c", str(bf), *args, env=_clean_env())
+        assert r.returncode == 64
+        assert r.stderr.decode() == (f"error: {names} cannot be used with -c BUILD_FILE, "
+                                     "expected these settings in the build file's [[image]] "
+                                     "tables\n")
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["osvkit.toml"]
+
+
+def test_build_file_cmdline_flag_env_file(cli, tmp_path):
+    """--cmdline '' with -c clears the file's command line (it used to be taken as not
+    given); flag > OSVKIT_CMDLINE > file."""
+    pytest.importorskip("osvkit.probe", reason="needs the conformance kernel (probe branch)")
+    bf = tmp_path / "osvkit.toml"
+    bf.write_text('spec = 1\n[[image]]\nname = "a"\nkernel = "probe"\ncmdline = "/file"\n'
+                  'outputs = { usr = "a.img" }\n')
+
+    def cmdline(*args, **env):
+        r = cli("build", "-c", str(bf), "--json", *args, env=_clean_env(**env))
+        assert r.returncode == 0, r.stderr.decode()
+        return json.loads(r.stdout)["images"][0]["cmdline"]
+
+    assert cmdline() == "/file"
+    assert cmdline(OSVKIT_CMDLINE="/env") == "/env"
+    assert cmdline("--cmdline", "/flag", OSVKIT_CMDLINE="/env") == "/flag"
+    assert cmdline("--cmdline", "") == ""
+
+
+def test_build_refuses_options_its_format_would_drop(cli, tmp_path):
+    """Options the chosen --format does not use were dropped without a word (--cmdline with
+    --format vmlinux: the ELF carries no command line)."""
+    pytest.importorskip("osvkit.probe", reason="needs the conformance kernel (probe branch)")
+    kernel = tmp_path / "k.elf"
+    assert cli("probe", "-o", str(kernel), env=_clean_env()).returncode == 0
+    out = tmp_path / "o.img"
+    cases = [
+        (["--format", "vmlinux", "--cmdline", "/x"],
+         "--cmdline with --format vmlinux (the vmlinux ELF carries no command line: give it to "
+         "the VMM, e.g. osvkit run --cmdline or firecracker-config --cmdline), expected options "
+         "of the vmlinux format: --pvh, --replace-entry, --handover"),
+        (["--format", "vmlinux", "--size", "1G", "--compression", "none"],
+         "--compression, --size with --format vmlinux, expected options of the vmlinux format: "
+         "--pvh, --replace-entry, --handover"),
+        (["--handover", "start64"], "--handover with --format usr, expected these with "
+                                    "--format vmlinux"),
+        (["-D", "a=b", "--allow-missing"],
+         "--allow-missing, --define without --manifest, expected --manifest usr.manifest"),
+    ]
+    for args, line in cases:
+        r = cli("build", str(kernel), "-o", str(out), *args, env=_clean_env())
+        assert (r.returncode, r.stderr.decode()) == (64, f"error: {line}\n"), args
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["k.elf"]
+    # the environment level is not a mistake: OSVKIT_CMDLINE with a vmlinux build is fine
+    r = cli("build", str(kernel), "-o", str(out), "--format", "vmlinux",
+            env=_clean_env(OSVKIT_CMDLINE="/x"))
+    assert r.returncode == 0, r.stderr.decode()
+
+
 def test_failed_cli_build_writes_nothing(cli, tmp_path):
     bf = tmp_path / "osvkit.toml"
     bf.write_text('spec = 1\n[[image]]\nname = "a"\nkernel = "probe"\noutputs = { usr = "a.img" }\n'
@@ -336,6 +444,46 @@ def test_every_shared_long_option_has_an_environment_variable():
     assert checked >= 10
 
 
+def test_the_command_line_option_is_cmdline_everywhere():
+    """Every command that takes a guest command line as an option spells it --cmdline."""
+    found = []
+    for path, cmd in _walk(_click_group()):
+        for p in cmd.params:
+            opts = getattr(p, "opts", None) or ()
+            if any(o in ("--boot-args", "--append", "--cmdline") for o in opts):
+                assert opts[0] == "--cmdline", (path, opts)
+                found.append(path[0])
+    assert {"build", "run", "verify", "firecracker-config"} <= set(found)
+
+
+def test_shared_options_are_checked_alike_on_every_command(cli, tmp_path):
+    """run, build and firecracker-config take --timeout/--cpus/--memory/--accel/--image-format
+    with their own typer types; values verify refuses (nan, 0, -1) were accepted there."""
+    pytest.importorskip("osvkit.run.qemu", reason="needs osvkit run (probe branch)")
+    img = tmp_path / "a.img"
+    img.write_bytes(bytes(510) + b"\x55\xaa")
+    cases = [
+        (["run", str(img), "--dry-run", "--timeout", "nan"], {},
+         "--timeout: bad timeout nan, expected a number of seconds above 0"),
+        (["run", str(img), "--dry-run", "--cpus", "0"], {},
+         "--cpus: bad CPU count 0, expected an integer from 1 to 255"),
+        (["run", str(img), "--dry-run", "--accel", "xen"], {},
+         "--accel: bad value 'xen', expected tcg or kvm"),
+        (["run", str(img), "--dry-run"], {"OSVKIT_TIMEOUT": "-1"},
+         "OSVKIT_TIMEOUT: bad timeout -1.0, expected a number of seconds above 0"),
+        (["verify", str(img), "--timeout", "nan"], {},
+         "--timeout: bad timeout 'nan', expected a number of seconds above 0"),
+        (["firecracker-config", str(img), "-o", str(tmp_path / "fc.json"), "--cpus", "0"], {},
+         "--cpus: bad CPU count 0, expected an integer from 1 to 255"),
+    ]
+    for args, env, line in cases:
+        r = cli(*args, env=_clean_env(**env))
+        assert (r.returncode, r.stderr.decode(), r.stdout) == (64, f"error: {line}\n", b""), args
+    r = cli("run", str(img), "--dry-run", "--timeout", "5", "--cpus", "2", env=_clean_env())
+    assert r.returncode == 0 and b"-smp 2," in r.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.img"]
+
+
 def test_run_dry_run_follows_flag_env_file_default(cli, tmp_path):
     pytest.importorskip("osvkit.run.qemu", reason="needs osvkit run (probe branch)")
     img = tmp_path / "a.img"
@@ -409,3 +557,75 @@ def test_broken_osvkit_config(cli, tmp_path):
     assert r.returncode == 65 and f"{bad}:1: (syntax): TOML syntax error" in r.stderr.decode()
     r = cli("inspect", str(bad), env=env)          # every command reads OSVKIT_CONFIG
     assert r.returncode == 65 and "(syntax)" in r.stderr.decode()
+
+
+# --------------------------------------------------------------------------------------
+# --json is only JSON on stdout, with -v, for every command (as a real subprocess)
+# --------------------------------------------------------------------------------------
+
+#: commands whose --json -v runs boot guests; covered by the qemu tests above
+#: (test_build_and_verify_json_with_verbose, test_demo_json)
+_BOOTING = {("verify",), ("demo",)}
+
+
+def test_every_command_prints_only_json_with_verbose(cli, tmp_path):
+    """Each leaf command, on good input, with -v before and after it and --json: stdout is
+    one JSON document (json.loads), logs go to stderr.  A new command without a case here
+    fails this test."""
+    pytest.importorskip("osvkit.probe", reason="needs the conformance kernel (probe branch)")
+    pytest.importorskip("osvkit.image.vmlinux", reason="needs the vmlinux builder (fcpath)")
+    from osvkit.boot import bootinfo, firecracker as fc
+
+    d = tmp_path
+    mem = bytearray(0x100000)                       # a Firecracker-like guest memory dump
+    mem[0x1000:0x1000 + 121] = bootinfo.build_bootinfo(
+        flags=0x200, cmdline=0x20000, mmap_length=96, mmap_addr=0x2000, boot_loader_name=0x1100)
+    e820 = fc.firecracker_e820(128 << 20)
+    mem[0x2000:0x2000 + 96] = bootinfo.build_osv_e820(e820)
+    mem[0x6000:0x6038] = fc.firecracker_pvh_start_info(len(e820))
+    mem[0x7000:0x8000] = fc.firecracker_boot_params(len("--nopci /hello"), e820)
+    mem[0x20000:0x2000F] = b"--nopci /hello\0"
+    table = fc.firecracker_mptable(2)
+    mem[0x9FC00:0x9FC00 + len(table)] = table
+    (d / "mem.bin").write_bytes(bytes(mem))
+    (d / "h").mkdir()
+    (d / "h" / "a").write_bytes(b"hi")
+    (d / "m").write_text("/a: h/a\n/l: ->/a\n")
+    env = _clean_env()
+    steps = [   # (command path, arguments); earlier steps make later steps' inputs
+        (("probe",), ["-o", "k.elf"]),
+        (("build",), ["k.elf", "-o", "usr.img", "--manifest", "m", "--cmdline", "/hello"]),
+        (("rofs", "build"), ["m", "-o", "r.img"]),
+        (("rofs", "ls"), ["usr.img", "-p", "1"]),
+        (("rofs", "extract"), ["r.img", "tree"]),
+        (("inspect",), ["usr.img"]),
+        (("cmdline", "get"), ["usr.img"]),
+        (("cmdline", "set"), ["usr.img", "--", "--rootfs=rofs /hello two"]),
+        (("cmdline", "check"), ["--", "--nopci /hello"]),
+        (("decode", "mbr"), ["usr.img"]),
+        (("decode", "mptable"), ["mem.bin"]),
+        (("decode", "boot-params"), ["mem.bin", "--offset", "0x7000"]),
+        (("decode", "bootinfo"), ["mem.bin", "--offset", "0x1000", "--base", "0"]),
+        (("decode", "pvh"), ["mem.bin", "--offset", "0x6000"]),
+        (("mmio", "encode"), ["--size", "4K", "--base", "0xc0001000", "--irq", "5"]),
+        (("mmio", "decode"), ["virtio_mmio.device=4K@0xc0001000:5"]),
+        (("mmio", "strip"), ["--", "--nopci /hello virtio_mmio.device=4K@0xd0000000:5"]),
+        (("build",), ["k.elf", "--format", "vmlinux", "-o", "vm.elf"]),
+        (("firecracker-config",), ["vm.elf", "-o", "vm.json", "--disk", "r.img"]),
+        (("run",), ["usr.img", "--dry-run"]),
+    ]
+    commands = {path for path, _ in _walk(_click_group())}
+    assert commands - _BOOTING <= {path for path, _ in steps}, "a command without a case"
+    logged = 0
+    for path, args in steps:
+        if "--" in args:            # options go before "--"
+            i = args.index("--")
+            argv = ["-v", *path, *args[:i], "--json", "-vv", *args[i:]]
+        else:
+            argv = ["-v", *path, *args, "--json", "-vv"]
+        r = cli(*argv, cwd=d, env=env)
+        assert r.returncode == 0, (argv, r.stderr.decode())
+        assert r.stdout.lstrip()[:1] in (b"{", b"["), (argv, r.stdout[:200])
+        json.loads(r.stdout)
+        logged += b"osvkit: " in r.stderr
+    assert logged >= 2          # -v did make logs, and they went to stderr

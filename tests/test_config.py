@@ -113,6 +113,12 @@ BAD_CASES = [
      ["osvkit.toml:5: (syntax): TOML syntax error"]),
     ('spec = 1\n[[image]]\nname="a"\nkernel="k"\noutputs={rofs="a.rofs"}\n',
      ["osvkit.toml:5: image[0].outputs.rofs: rofs output without [image.rofs]"]),
+    ('spec = 1\n[[image]]\nname="a"\nkernel="k"\n[image.outputs]\nusr="/tmp/a.img"\n'
+     'vmlinux="out/../../a.elf"\n',
+     ["osvkit.toml:6: image[0].outputs.usr: output '/tmp/a.img' is outside the output "
+      "directory, expected a path relative to the output directory, inside it",
+      "osvkit.toml:7: image[0].outputs.vmlinux: output 'out/../../a.elf' is outside the "
+      "output directory"]),
 ]
 
 

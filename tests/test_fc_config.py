@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -92,6 +93,14 @@ def test_cli(cli, vmlinux, tmp_path, validator):
     assert doc["machine-config"] == {"vcpu_count": 2, "mem_size_mib": 512, "smt": False}
     r = cli("firecracker-config", vmlinux, "-o", out, "--boot-args", "x" * 3000)
     assert r.returncode == 65
+    # --cmdline, as on build/run/verify (--boot-args stays as an alias); OSVKIT_CMDLINE too
+    r = cli("firecracker-config", vmlinux, "-o", out, "--cmdline", "/hi", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(out.read_text())["boot-source"]["boot_args"] == "--nopci /hi"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OSVKIT_")}
+    r = cli("firecracker-config", vmlinux, "-o", out, env={**env, "OSVKIT_CMDLINE": "/env"})
+    assert r.returncode == 0, r.stderr
+    assert json.loads(out.read_text())["boot-source"]["boot_args"] == "--nopci /env"
 
 
 def test_no_firecracker_binary(vmlinux, monkeypatch):

@@ -135,6 +135,12 @@ def test_group_help_and_offset(cli, proj):
     assert r.returncode == 0 and json.loads(r.stdout)["offset"] == 1 << 20
     r = cli("rofs", "ls", str(disk))
     assert r.returncode == EX_DATAERR and b"bad ROFS magic 0x0" in r.stderr
+    # a negative offset is a usage error (it was "read failed: Invalid argument", exit 74)
+    for args in (("ls", str(disk)), ("extract", str(disk), str(proj / "x"))):
+        r = cli("rofs", *args, "--offset", "-5")
+        assert r.returncode == EX_USAGE
+        assert r.stderr.decode() == "error: offset -5, expected a byte offset of 0 or more\n"
+    assert not (proj / "x").exists()
 
 
 def test_ls_partition_of_a_disk_image(cli, proj):
@@ -147,3 +153,58 @@ def test_ls_partition_of_a_disk_image(cli, proj):
     assert r.returncode == 0 and (proj / "x" / "a").read_bytes() == b"hi"
     r = cli("rofs", "ls", str(proj / "usr.img"), "-p", "2")
     assert r.returncode == EX_DATAERR and b"partition 2 is empty" in r.stderr
+
+
+def _documented_keys(help_text: str) -> str:
+    text = " ".join(help_text.split())
+    return text[text.index("--json prints {"):]
+
+
+def test_json_keys_are_the_documented_ones(cli, proj):
+    """The keys --help documents for rofs build/ls/extract are exactly the keys printed."""
+    import re
+    (proj / "m").write_text("/a: h/a\n/l: ->/a\n")
+    runs = {"build": ("build", "m", "-o", "out/r.img"), "ls": ("ls", "out/r.img"),
+            "extract": ("extract", "out/r.img", "tree")}
+    for name, args in runs.items():
+        r = cli("rofs", *args, "--json", "-v", cwd=proj)
+        assert r.returncode == 0, r.stderr
+        doc = json.loads(r.stdout)
+        helptext = cli("rofs", name, "--help").stdout.decode()
+        keys = _documented_keys(helptext)
+        top = re.match(r"--json prints \{(.*?)(?:, superblock|\})", keys).group(1)
+        expected = [k.strip() for k in top.split(",")]
+        if name == "ls":
+            expected += ["superblock", "entries"]
+            sb = re.search(r"superblock: \{([^}]*)\}", keys).group(1)
+            assert list(doc["superblock"]) == [k.strip() for k in sb.split(",")]
+            ent = [k.strip() for k in re.search(r"entries: \[\{([^}]*)\}", keys).group(1).split(",")]
+            for e in doc["entries"]:
+                assert list(e) == ent[:4] + (["target"] if e["type"] == "symlink" else [])
+            assert any(e["type"] == "symlink" for e in doc["entries"])
+        assert list(doc) == expected, name
+
+
+def test_output_too_large_is_a_write_error(proj):
+    """A full disk or a file-size limit while copying file data is the image's write failure
+    (74, naming the image), not "cannot read host file" (66, naming the input); and no output
+    is left behind.  The limit is a real RLIMIT_FSIZE on the child process."""
+    import resource
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    (proj / "h" / "big").write_bytes(os.urandom(3 << 20))
+    (proj / "m").write_text("/big: h/big\n")
+
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)     # EFBIG instead of a signal
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    r = subprocess.run([sys.executable, "-m", "osvkit", "rofs", "m", "-o", "out/r.img"],
+                       cwd=proj, env=env, capture_output=True, preexec_fn=limit, timeout=120)
+    assert (r.returncode, r.stderr.decode()) == (74, "error: out/r.img: write failed: "
+                                                     "File too large\n")
+    assert os.listdir(proj / "out") == []

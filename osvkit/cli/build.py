@@ -26,6 +26,54 @@ def _describe(result) -> str:
     return "\n".join(lines)
 
 
+#: parameters that mean something with -c (the rest belong in the build file)
+_WITH_CONFIG = {"config", "output", "json_output", "cmdline", "image_format", "kernel"}
+
+
+def _given_on_command_line() -> set[str]:
+    """Names of the build command's parameters the user typed (not defaults, not OSVKIT_*
+    variables): a flag given with -c must either apply or be refused, never ignored."""
+    try:  # typer >= 0.24 vendors click as typer._click
+        from typer._click.core import ParameterSource
+        from typer._click.globals import get_current_context
+    except ImportError:  # pragma: no cover
+        from click import get_current_context
+        from click.core import ParameterSource
+
+    ctx = get_current_context()
+    return {name for name in ctx.params
+            if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE}
+
+
+#: options that only mean something for one --format (or with --manifest)
+_USR_ONLY = {"cmdline", "compression", "image_format", "partition", "size", "force_cmdline",
+             "manifest"}
+_VMLINUX_ONLY = {"pvh", "replace_entry", "handover"}
+_MANIFEST_ONLY = {"define", "manifest_root", "allow_missing"}
+
+
+def _refuse_unused(given: set[str], fmt: str, with_manifest: bool) -> None:
+    """A flag the build would not use is a mistake to report, not to drop (--cmdline with
+    --format vmlinux was silently lost: the ELF carries no command line)."""
+    def names(ps):
+        return ", ".join(f"--{p.replace('_', '-')}" for p in sorted(ps))
+
+    unused = given & (_VMLINUX_ONLY if fmt == "usr" else _USR_ONLY | _MANIFEST_ONLY)
+    if fmt == "vmlinux" and unused:
+        hint = (" (the vmlinux ELF carries no command line: give it to the VMM, e.g. "
+                "osvkit run --cmdline or firecracker-config --cmdline)"
+                if "cmdline" in unused else "")
+        raise UsageError(f"{names(unused)} with --format vmlinux{hint}",
+                         expected="options of the vmlinux format: --pvh, --replace-entry, "
+                                  "--handover")
+    if fmt == "usr" and unused:
+        raise UsageError(f"{names(unused)} with --format usr",
+                         expected="these with --format vmlinux")
+    if fmt == "usr" and not with_manifest and given & _MANIFEST_ONLY:
+        raise UsageError(f"{names(given & _MANIFEST_ONLY)} without --manifest",
+                         expected="--manifest usr.manifest")
+
+
 @app.command("build")
 def build(
     kernel: Annotated[Optional[Path], typer.Argument(help="Kernel ELF (OSv's loader-stripped.elf).")] = None,
@@ -61,9 +109,18 @@ def build(
 ) -> None:
     """Build a bootable image from a kernel ELF, or every image a build file (-c) declares."""
     if config is not None:  # [cli] build file: every image it declares, plus the manifest
-        return build_file_command(config, output, json_output, kernel=kernel, cmdline=cmdline or None)
+        given = _given_on_command_line()
+        ignored = [f"--{n.replace('_', '-')}" for n in given if n not in _WITH_CONFIG]
+        if ignored:
+            raise UsageError(f"{', '.join(sorted(ignored))} cannot be used with -c BUILD_FILE",
+                             expected="these settings in the build file's [[image]] tables")
+        return build_file_command(
+            config, output, json_output, kernel=kernel,
+            cmdline=cmdline if "cmdline" in given else None,
+            image_format=image_format if "image_format" in given else None)
     if kernel is None or output is None:
         raise UsageError("missing KERNEL or -o OUTPUT", expected="KERNEL -o OUTPUT, or -c BUILD_FILE")
+    _refuse_unused(_given_on_command_line(), format, manifest is not None)
     if format == "usr":
         options = dict(cmdline=cmdline, compression=compression, image_format=image_format,
                        size=size, force_cmdline=force_cmdline)

@@ -176,7 +176,35 @@ def _option_sources(cmd) -> None:
             if opt.startswith("--") and opt[2:] in OPTIONS:
                 p.envvar = OPTIONS[opt[2:]].env
                 p.show_envvar = True
+                if p.callback is None:
+                    p.callback = _check_shared_option(opt[2:])
                 break
+
+
+def _check_shared_option(name: str):
+    """A click callback checking a shared option's value with the same parser the other
+    commands use (so ``run --timeout nan`` or ``--cpus 0`` is refused as ``verify`` refuses
+    it), naming where the value came from; the value itself is passed on unchanged."""
+    def check(ctx, param, value):
+        if value is None:
+            return value
+        try:
+            from typer._click.core import ParameterSource
+        except ImportError:  # pragma: no cover
+            from click.core import ParameterSource
+        source = ctx.get_parameter_source(param.name)
+        label = {ParameterSource.COMMANDLINE: f"--{name}",
+                 ParameterSource.ENVIRONMENT: OPTIONS[name].env,
+                 ParameterSource.DEFAULT_MAP: "OSVKIT_CONFIG [options]"}.get(source)
+        if label is None:
+            return value            # the command's own default
+        from ..errors import UsageError
+        try:
+            OPTIONS[name].parse(value)
+        except UsageError as exc:
+            raise UsageError(f"{label}: {exc.what}", expected=exc.expected) from None
+        return value
+    return check
 
 
 def file_default_map(group, env=None, args=None) -> dict:
@@ -239,7 +267,7 @@ EXAMPLES: dict[tuple[str, ...], tuple[str, ...]] = {
     ("decode", "mptable"): ("osvkit decode mptable low-memory.dump --base 0 --json",),
     ("decode", "pvh"): ("osvkit decode pvh start_info.bin",),
     ("firecracker-config",): (
-        "osvkit firecracker-config vmlinux.elf -o vm.json --disk usr.img --boot-args /hello",),
+        "osvkit firecracker-config vmlinux.elf -o vm.json --disk usr.img --cmdline /hello",),
     ("inspect",): ("osvkit inspect usr.img", "osvkit inspect vmlinux.elf --json"),
     ("mmio", "decode"): ("osvkit mmio decode 'virtio_mmio.device=4K@0xc0001000:5'",),
     ("mmio", "encode"): ("osvkit mmio encode --size 4K --base 0xc0001000 --irq 5",),
@@ -266,6 +294,24 @@ the manifest written to osvkit-manifest.json: {manifest_path, osvkit_manifest,
 osvkit_version, build_file: {path, sha256}, source_date_epoch, images: [{name, kernel,
 cmdline, options, outputs: [{image, kind, path, format, size, sha256, inputs, notes}]}]}.
 Nothing is written unless every image builds.""",
+    ("rofs", "build"): """
+
+\b
+--json prints {output, size, structure_info_first_block, structure_info_blocks_count,
+directory_entries_count, symlinks_count, inodes_count, files, data_bytes}. Nothing is
+written when the manifest or a host file is bad (the error names file:line).""",
+    ("rofs", "ls"): """
+
+\b
+--json prints {format, path, offset, partition, superblock: {magic, version, block_size,
+structure_info_first_block, structure_info_blocks_count, directory_entries_count,
+symlinks_count, inodes_count}, entries: [{path, type, inode, size, target}]} (type: dir,
+file or symlink; target only for symlinks).""",
+    ("rofs", "extract"): """
+
+\b
+--json prints {image, directory, entries, files, bytes}. The tree is extracted beside
+DIRECTORY and renamed into place at the end: on failure nothing is written.""",
 }
 
 

@@ -31,7 +31,9 @@ def firecracker_config(
         "--disk", help="Raw application disk (non-root drive).")] = None,
     memory: Annotated[str, typer.Option("--memory", help="Guest memory (default 128M).")] = "128M",
     cpus: Annotated[int, typer.Option("--cpus", help="vCPUs: 1 or even, up to 32 (default 1).")] = 1,
-    boot_args: Annotated[str, typer.Option("--boot-args", help="Command line (--nopci is prepended).")] = "",
+    boot_args: Annotated[str, typer.Option(
+        "--cmdline", "--boot-args", metavar="TEXT",
+        help="Command line, Firecracker's boot_args (--nopci is prepended).")] = "",
     json_output: JsonOpt = False,
 ) -> None:
     """Write a Firecracker --config-file document for an OSv kernel."""

@@ -198,7 +198,12 @@ class RawDisk(Disk):
 
     def __init__(self, path, writable: bool = False):
         super().__init__(path, writable)
-        self.size = os.lseek(self._f.fileno(), 0, os.SEEK_END)   # files and block devices
+        try:
+            self.size = os.lseek(self._f.fileno(), 0, os.SEEK_END)   # files and block devices
+        except OSError as exc:    # /proc files, character devices, pipes
+            self._f.close()
+            raise FormatError(f"cannot seek: {exc.strerror}", path=self.path,
+                              expected="a disk image file or block device") from None
 
     def _read(self, offset: int, n: int) -> bytes:
         return os.pread(self._f.fileno(), n, offset)

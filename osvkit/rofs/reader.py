@@ -86,6 +86,8 @@ class RofsImage:
         self.partition = partition
         self._disk = None
         self._fd = -1
+        if offset < 0:
+            raise UsageError(f"offset {offset}", expected="a byte offset of 0 or more")
         if partition is not None or _is_qcow2(self.path):
             self._open_disk(partition, size)
         else:

@@ -188,7 +188,7 @@ def _write(tree: GuestTree, fd: int, output: str) -> RofsBuildResult:
             symlinks.append(S.rofs_symlink_c.build({"path": fsname(node.target)}))
         else:
             ino = new_inode(S.S_IFREG)
-            size = _copy_in(node, fd, block * bs)
+            size = _copy_in(node, fd, block * bs, output)
             ino[2], ino[3] = block, size
             block += S.blocks_for(size)
             files += 1
@@ -237,11 +237,11 @@ def _pwrite_all(fd: int, data: bytes, offset: int, output: str) -> None:
         offset += n
 
 
-def _copy_in(node: File, dst: int, dst_off: int) -> int:
+def _copy_in(node: File, dst: int, dst_off: int, output: str = "<output>") -> int:
     """Copy a file's data to ``dst`` at ``dst_off``; return its size in bytes."""
     src = node.source
     if src.data is not None:
-        _pwrite_all(dst, src.data, dst_off, "<output>")
+        _pwrite_all(dst, src.data, dst_off, output)
         return len(src.data)
     origin = node.origin
     try:
@@ -261,7 +261,7 @@ def _copy_in(node: File, dst: int, dst_off: int) -> int:
             total = src.size
         else:
             total -= src.offset
-        _copy_range(fd, src.offset, total, dst, dst_off, node)
+        _copy_range(fd, src.offset, total, dst, dst_off, node, output)
         return total
     finally:
         os.close(fd)
@@ -288,7 +288,13 @@ def _segments(fd: int, start: int, end: int):
         pos = hole
 
 
-def _copy_range(src: int, off: int, size: int, dst: int, dst_off: int, node: File) -> None:
+#: errors of copy_file_range that are the output's (a full disk, a file-size limit), not the
+#: host file's: reported as write failures of the image (74), not unreadable input (66)
+_OUTPUT_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+
+
+def _copy_range(src: int, off: int, size: int, dst: int, dst_off: int, node: File,
+                output: str = "<output>") -> None:
     use_cfr = hasattr(os, "copy_file_range")
     # look for holes only in files big enough to have them worth skipping
     segments = _segments(src, off, off + size) if size > CHUNK_SIZE else [(off, off + size)]
@@ -301,6 +307,8 @@ def _copy_range(src: int, off: int, size: int, dst: int, dst_off: int, node: Fil
                 try:
                     n = os.copy_file_range(src, dst, want, pos, dst_off + (pos - off))
                 except OSError as exc:
+                    if exc.errno in _OUTPUT_ERRNOS:
+                        raise OsvkitIOError(f"write failed: {exc.strerror}", path=output) from None
                     if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP,
                                          errno.EPERM, errno.EBADF):
                         raise node.origin.error(f"cannot read host file {node.source.path}: "
@@ -315,7 +323,7 @@ def _copy_range(src: int, off: int, size: int, dst: int, dst_off: int, node: Fil
                     raise node.origin.error(f"cannot read host file {node.source.path}: "
                                             f"{exc.strerror}", cls=ManifestInputError,
                                             expected="a readable file") from None
-                _pwrite_all(dst, chunk, dst_off + (pos - off), "<output>")
+                _pwrite_all(dst, chunk, dst_off + (pos - off), output)
                 n = len(chunk)
             if n == 0:
                 raise node.origin.error(f"host file {node.source.path} shrank while it was copied",

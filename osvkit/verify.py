@@ -46,6 +46,10 @@ PASSING_EXITS = ("poweroff", "expect")
 _BOOTCHART_RE = re.compile(
     r"^\s*(?P<name>\S[^\n]*?):\s*(?P<at>\d+(?:\.\d+)?)ms,\s*\(\+(?P<delta>\d+(?:\.\d+)?)ms\)\s*$")
 _BOOTED_RE = re.compile(r"Booted up in (?P<ms>\d+(?:\.\d+)?) ms")
+_SKIPPED_CHART = "Skipping bootchart"
+"""OSv prints this instead of the chart when its clock cannot turn ticks into time (every
+clock but kvmclock and xenclock: under QEMU TCG it runs on the HPET, ``core/chart.cc``);
+its ``Booted up in`` then reads 0.00 ms."""
 
 
 # --------------------------------------------------------------------------------------
@@ -73,19 +77,24 @@ class BootTiming:
     """OSv's boot timing from a console: bootchart phases and/or ``Booted up in``."""
     phases: list[BootPhase] = field(default_factory=list)
     booted_up_ms: float | None = None
+    chart_skipped: bool = False
+    """OSv said it could not print the chart (no clock that converts ticks to time)."""
 
     @property
     def total_ms(self) -> float | None:
+        """The guest's boot time, or None when it printed none it could measure."""
         for ph in self.phases:
             if ph.name == "Total time":
                 return ph.at_ms
         if self.phases:
             return self.phases[-1].at_ms
+        if self.chart_skipped or not self.booted_up_ms:
+            return None           # "Booted up in 0.00 ms" from a clock that cannot tell
         return self.booted_up_ms
 
     def to_dict(self) -> dict:
         return {"phases": [p.to_dict() for p in self.phases], "booted_up_ms": self.booted_up_ms,
-                "total_ms": self.total_ms}
+                "chart_skipped": self.chart_skipped, "total_ms": self.total_ms}
 
 
 def parse_bootchart(console: str) -> BootTiming:
@@ -101,6 +110,8 @@ def parse_bootchart(console: str) -> BootTiming:
         m = _BOOTED_RE.search(line)
         if m:
             timing.booted_up_ms = float(m.group("ms"))
+        if _SKIPPED_CHART in line:
+            timing.chart_skipped = True
     return timing
 
 
@@ -190,8 +201,8 @@ class BootCheck:
         """``(name, start, end)`` for the plot: bootchart phases, else the host boot-done."""
         if self.timing.phases:
             return [(p.name, p.start_ms, p.at_ms) for p in self.timing.phases]
-        if self.timing.booted_up_ms is not None:
-            return [("booted up (guest)", 0.0, self.timing.booted_up_ms)]
+        if self.timing.total_ms is not None:
+            return [("booted up (guest)", 0.0, self.timing.total_ms)]
         if self.boot_done_s is not None:
             return [("boot-done (host)", 0.0, round(self.boot_done_s * 1000, 3))]
         return []
@@ -255,6 +266,7 @@ class BootRequest:
     expect: str | None
     fail_patterns: tuple[str, ...]
     probe: bool | None = None        # None: try to parse a probe report anyway
+    disk: Path | None = None         # ELF boots: the disk holding the application (usr.img)
     pre_reasons: tuple[str, ...] = ()  # known before booting (e.g. changed since the build)
 
 
@@ -306,9 +318,12 @@ def _run(req: BootRequest, vmm: str):
                          expected="qemu for usr.img, qemu-pvh or qemu-fc for a vmlinux ELF")
     cmdline = req.cmdline if req.kind == "vmlinux" or req.cmdline else None
     expect = _literal_expect(req.expect) if vmm == "firecracker" else req.expect
+    if req.kind == "usr":
+        return run_image(str(req.image), vmm=vmm, accel=req.accel, memory=req.memory,
+                         cpus=req.cpus, timeout=req.timeout, expect=expect, cmdline=cmdline)
     return run_image(str(req.image), vmm=vmm, accel=req.accel, memory=req.memory,
-                     cpus=req.cpus, timeout=req.timeout, expect=expect,
-                     cmdline=cmdline if req.kind == "usr" else (cmdline or ""))
+                     cpus=req.cpus, timeout=req.timeout, expect=expect, cmdline=cmdline or "",
+                     disk=None if req.disk is None else str(req.disk))
 
 
 def boot_once(req: BootRequest, vmm: str) -> BootCheck:
@@ -447,8 +462,10 @@ def run_checks(requests: list[BootRequest], plot: str | os.PathLike | None = Non
 def verify_images(images: Iterable[str | os.PathLike], *, flags: Mapping[str, Any] | None = None,
                   vmms: Iterable[str] | None = None, expect: str | None = None,
                   fail_patterns: Iterable[str] = (), plot: str | os.PathLike | None = None,
-                  env: Mapping[str, str] | None = None) -> VerifyResult:
-    """Boot each image file with its fitting backends.
+                  env: Mapping[str, str] | None = None,
+                  disk: str | os.PathLike | None = None) -> VerifyResult:
+    """Boot each image file with its fitting backends; ``disk`` is attached to kernel-ELF
+    boots (the usr.img or raw disk holding the application filesystem).
 
     ``flags`` holds command-line option values (``memory``, ``cpus``, ``timeout``, ``accel``,
     ``cmdline``; None = not given), resolved against ``OSVKIT_*`` variables and defaults."""
@@ -465,7 +482,8 @@ def verify_images(images: Iterable[str | os.PathLike], *, flags: Mapping[str, An
             image=img, name=img.name, kind=kind, vmms=chosen, explicit_vmms=explicit,
             memory=opts["memory"], cpus=opts["cpus"], timeout=opts["timeout"],
             accel=opts["accel"], cmdline=opts["cmdline"], expect=expect,
-            fail_patterns=tuple(FAILURE_PATTERNS) + tuple(fail_patterns)))
+            fail_patterns=tuple(FAILURE_PATTERNS) + tuple(fail_patterns),
+            disk=Path(disk) if disk is not None and kind == "vmlinux" else None))
     return run_checks(requests, plot)
 
 
@@ -514,11 +532,19 @@ def verify_build_file(path: str | os.PathLike, *, flags: Mapping[str, Any] | Non
                 chosen, explicit = _vmms_for(kind, fitting)
             else:
                 chosen, explicit = _vmms_for(kind, None)
+            cmdline, disk = None, None          # usr.img: the command line is in the image
+            if kind == "vmlinux":
+                cmdline = opts["cmdline"]
+                if img.rofs_manifest and "usr" in img.outputs:
+                    # the application is on the ROFS in usr.img's partition 1: attach it and
+                    # name it the root, as the usr.img's own command line does
+                    from .image.appimage import with_rootfs
+
+                    cmdline, disk = with_rootfs(cmdline or ""), base / img.outputs["usr"]
             requests.append(BootRequest(
                 image=file, name=f"{img.name}/{kind}", kind=kind, vmms=chosen,
                 explicit_vmms=explicit, memory=opts["memory"], cpus=opts["cpus"],
-                timeout=timeout, accel=opts["accel"],
-                cmdline=opts["cmdline"] if kind == "vmlinux" else None,   # usr.img: in the image
+                timeout=timeout, accel=opts["accel"], cmdline=cmdline, disk=disk,
                 expect=expect if expect is not None else img.verify.expect,
                 fail_patterns=tuple(FAILURE_PATTERNS) + tuple(img.verify.fail_patterns)
                 + tuple(fail_patterns),

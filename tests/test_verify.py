@@ -304,3 +304,18 @@ def test_all_backends_missing_is_a_tool_error(tmp_path, monkeypatch):
     # named explicitly, a missing backend is a failed boot instead
     result = V.verify_images([elf], vmms=["qemu-fc"], env={})
     assert [c.status for c in result.checks] == ["fail"] and not result.passed
+
+
+def test_bootchart_skipped_under_a_clock_without_conversion():
+    """OSv under TCG (HPET clock): no chart, 'Booted up in 0.00 ms' is not a measurement."""
+    from osvkit.verify import parse_bootchart
+
+    console = ("OSv v0.57.0-398-g0e34e4dc\n"
+               "Skipping bootchart: please run this with a clocksource that can do "
+               "ticks/nanoseconds conversion.\n"
+               "Booted up in 0.00 ms\nCmdline: /hello\nHello from C code\n")
+    t = parse_bootchart(console)
+    assert t.chart_skipped and t.phases == [] and t.booted_up_ms == 0.0
+    assert t.total_ms is None
+    assert parse_bootchart("Booted up in 0.00 ms\n").total_ms is None
+    assert parse_bootchart("Booted up in 12.50 ms\n").total_ms == 12.5

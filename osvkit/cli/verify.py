@@ -27,7 +27,7 @@ Exit status: 0 every boot passed, 1 a boot failed, 64 bad usage, 65 bad input,
 \b
 --json prints {"passed", "summary": {boots, passed, failed, skipped}, "boots": [{image,
 name, kind, vmm, status, passed, reasons, exit_reason, elapsed_s, boot_done_s, expect,
-expect_line, failures, timing: {phases, booted_up_ms, total_ms}, probe, command,
+expect_line, failures, timing: {phases, booted_up_ms, chart_skipped, total_ms}, probe, command,
 console_tail}], "plot"}."""
 
 
@@ -52,6 +52,10 @@ def verify(
     plot: Annotated[Optional[Path], typer.Option(
         "--plot", metavar="FILE",
         help="Draw the boot phases as a timeline (.png or .svg).")] = None,
+    disk: Annotated[Optional[Path], typer.Option(
+        "--disk", metavar="IMAGE",
+        help="Disk for kernel-ELF boots: the usr.img (or raw copy) holding the application "
+             "filesystem.")] = None,
     memory: MemoryOpt = None,
     cpus: CpusOpt = None,
     timeout: TimeoutOpt = None,
@@ -82,8 +86,11 @@ def verify(
             raise UsageError("--image and --out need a build file (-c), not IMAGE arguments",
                              expected="-c BUILD_FILE")
         result = verify_images(images, flags=given, vmms=vmm, expect=expect,
-                               fail_patterns=fail_pattern or (), plot=plot)
+                               fail_patterns=fail_pattern or (), plot=plot, disk=disk)
     else:
+        if disk is not None:
+            raise UsageError("--disk is for IMAGE arguments; a build file attaches its own usr.img",
+                             expected="IMAGE arguments with --disk")
         if build_file is None:
             if not Path(DEFAULT_NAME).is_file():
                 raise UsageError("nothing to verify",

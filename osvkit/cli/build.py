@@ -18,7 +18,7 @@ FORMATS = ("usr", "vmlinux")
 def _describe(result) -> str:
     d = result.to_dict()
     lines = [f"wrote {d['output']} ({d['image_format']}, {d['image_size']} bytes virtual, "
-             f"{d['file_size']} on disk) in {d['elapsed']:.3f} s",
+             f"file of {d['file_size']} bytes) in {d['elapsed']:.3f} s",
              f"  kernel {d['kernel_size']} bytes -> payload {d['payload_size']} bytes "
              f"({d['payload_sectors']} sectors, compression {d['compression']})",
              f"  partition 1 at {d['partition_offset']:#x}, {d['partition_size']} bytes",

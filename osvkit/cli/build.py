@@ -26,8 +26,31 @@ def _describe(result) -> str:
     return "\n".join(lines)
 
 
+# [fcpath] options that only one --format uses; given on the command line for the other one
+# they would be silently ignored (a vmlinux has no command line or partition; a usr.img no PVH)
+_USR_ONLY = {"cmdline": "--cmdline", "image_format": "--image-format",
+             "compression": "--compression", "partition": "--partition", "size": "--size",
+             "force_cmdline": "--force-cmdline", "manifest": "--manifest", "define": "--define",
+             "manifest_root": "--manifest-root", "allow_missing": "--allow-missing"}
+_VMLINUX_ONLY = {"pvh": "--pvh/--no-pvh", "replace_entry": "--replace-entry",
+                 "handover": "--handover"}
+
+
+def _refuse_options_of_other_format(ctx: typer.Context, format: str) -> None:  # noqa: A002
+    from typer._click.core import ParameterSource
+
+    other = {"usr": _VMLINUX_ONLY, "vmlinux": _USR_ONLY}.get(format, {})
+    given = [opt for name, opt in other.items()
+             if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE]
+    if given:
+        raise UsageError(f"{', '.join(given)} with --format {format}",
+                         expected=f"only options that apply to --format {format} "
+                                  "(see osvkit build --help)")
+
+
 @app.command("build")
 def build(
+    ctx: typer.Context,
     kernel: Annotated[Optional[Path], typer.Argument(help="Kernel ELF (OSv's loader-stripped.elf).")] = None,
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Image file to write (with -c: the output directory).")] = None,
     format: Annotated[str, typer.Option("--format", help="Image kind: usr (BIOS usr.img) or vmlinux (Firecracker/PVH kernel ELF).")] = "usr",
@@ -64,6 +87,7 @@ def build(
         return build_file_command(config, output, json_output, kernel=kernel, cmdline=cmdline or None)
     if kernel is None or output is None:
         raise UsageError("missing KERNEL or -o OUTPUT", expected="KERNEL -o OUTPUT, or -c BUILD_FILE")
+    _refuse_options_of_other_format(ctx, format)
     if format == "usr":
         options = dict(cmdline=cmdline, compression=compression, image_format=image_format,
                        size=size, force_cmdline=force_cmdline)

@@ -486,8 +486,9 @@ def qemu_fc_argv(kernel, loader_path, *, machine: str = "pc", cmdline: str = "",
                  memory="256M", cpus: int = 1, disk=None, accel: str = "tcg") -> list[str]:
     import os
 
-    from .pvh import disk_argv, machine_argv
+    from .pvh import check_disk_cmdline, disk_argv, machine_argv
 
+    check_disk_cmdline(machine, disk, cmdline)
     return machine_argv(machine, memory=memory, cpus=cpus, accel=accel) + \
         ["-kernel", os.fspath(loader_path), "-initrd", os.fspath(kernel), "-append", cmdline] + \
         disk_argv(machine, disk)

@@ -23,7 +23,13 @@ def kernel_command(vmm: str, kernel, *, accel: str = "tcg", memory="256M", cpus:
         return qemu_pvh_argv(kernel, machine=machine, cmdline=line, memory=memory, cpus=cpus,
                              disk=disk, accel=accel)
     if vmm == "qemu-fc":
-        from .fcloader import qemu_fc_argv
+        from ..image.kernel import load_kernel
+        from .fcloader import check_fc_cmdline, plan_loader, qemu_fc_argv
+
+        # refuse here what run_qemu_fc would refuse, so --dry-run prints no command that fails
+        check_fc_cmdline(line)
+        plan_loader(load_kernel(kernel), memory=parse_size(memory), cpus=cpus,
+                    protocol=fc_protocol)
         return qemu_fc_argv(kernel, os.path.join(workdir, "fc-loader.elf"), machine=machine,
                             cmdline=line, memory=parse_size(memory), cpus=cpus, disk=disk,
                             accel=accel)

@@ -44,13 +44,28 @@ def machine_argv(machine: str, *, memory: str | int, cpus: int, accel: str = "tc
     return argv
 
 
+def check_disk_cmdline(machine: str, disk, cmdline: str) -> None:
+    """On ``pc`` the disk is virtio-blk over PCI, so OSv's ``--nopci`` (among the leading
+    options) would hide it: refuse that combination."""
+    if disk is None or machine != "pc":
+        return
+    for token in cmdline.split():
+        if not token.startswith("-"):
+            break
+        if token == "--nopci":
+            raise UsageError("--nopci with --disk on the pc machine (the disk is virtio-blk "
+                             "over PCI, which --nopci hides from OSv)",
+                             expected="no --nopci on pc, or --machine microvm (virtio-mmio)")
+
+
 def disk_argv(machine: str, disk) -> list[str]:
     """virtio-blk: PCI on pc, virtio-mmio on microvm."""
     if disk is None:
         return []
+    from ..image.disk import detect_format
+
     path = os.fspath(disk)
-    with open(path, "rb") as f:
-        fmt = "qcow2" if f.read(4) == b"QFI\xfb" else "raw"
+    fmt = detect_format(path)       # missing/directory/foreign image: a one-line error
     dev = "virtio-blk-pci" if machine == "pc" else "virtio-blk-device"
     return ["-drive", f"file={path},if=none,id=hd0,format={fmt}", "-device", f"{dev},drive=hd0"]
 
@@ -67,6 +82,7 @@ def qemu_pvh_argv(kernel, *, machine: str = "pc", cmdline: str = "", memory="256
 
         raise KernelError("no XEN_ELFNOTE_PHYS32_ENTRY note", path=kernel,
                           expected="a PVH kernel (osvkit build --format vmlinux --pvh)")
+    check_disk_cmdline(machine, disk, cmdline)
     return machine_argv(machine, memory=memory, cpus=cpus, accel=accel) + \
         ["-kernel", os.fspath(kernel), "-append", cmdline] + disk_argv(machine, disk)
 

@@ -276,3 +276,31 @@ def test_patch_changes_only_allowed_bytes(image_pages, bss, extra, pvh, linux):
     assert elf.header["e_entry"] == (0x100000 if linux else 0x201100)
     k = check_kernel(out)
     assert (k.pvh_entry == 0x100300) == pvh
+
+
+def test_repatching_osvkits_output_keeps_or_regenerates_in_place():
+    """osvkit's own output is recognised: patching it again keeps its entries (same bytes);
+    --replace-entry regenerates the stub where it is; a --no-pvh output gets the PVH note's
+    program header and nothing else, ending byte-identical to a one-step patch.  (Before,
+    each of these failed with "no room for the stub".)"""
+    once, _ = _patch(make_kernel())
+    again, res = _patch(once)
+    assert again == once
+    assert res.kept == ["linux64", "pvh"] and res.added == []
+    assert (res.linux64_entry, res.pvh_entry) == (0x100000, 0x100300)
+    replaced, res = _patch(once, replace_entry=True)
+    assert replaced == once and res.added == ["linux64", "pvh"]
+    no_pvh, _ = _patch(make_kernel(), pvh=False)
+    both, res = _patch(no_pvh)
+    assert res.kept == ["linux64"] and res.added == ["pvh"]
+    assert both == once
+    changed = _diff_ranges(no_pvh, both)
+    assert changed[0] == (0x38, 0x39)                                  # e_phnum 2 -> 3
+    assert all(0xB0 <= a and b <= 0xE8 for a, b in changed[1:])       # the new phdr slot
+    assert struct.unpack_from("<IIQQQQQQ", both, 0xB0) == (
+        4, 4, 0x42A0, 0x402042A0, 0x1002A0, 24, 24, 4)
+    # a different handover rewrites only the stub segment's bytes (offset 0x4000, 0x500)
+    s64, res = _patch(once, replace_entry=True, handover="start64")
+    assert res.handover == "start64"
+    assert [r for r in _diff_ranges(once, s64) if not (0x4000 <= r[0] and r[1] <= 0x4500)] == []
+    assert s64[:0x4000] == once[:0x4000] and s64 != once

@@ -63,3 +63,43 @@ def test_run_qemu_fc_refuses_long_cmdline(cli, vmlinux):
     r = cli("run", vmlinux, "--vmm", "qemu-fc", "--cmdline", "x" * 2048)
     assert r.returncode == 65
     assert r.stderr.count(b"\n") == 1
+
+
+def _one_line_error(r, status: int) -> str:
+    err = r.stderr.decode()
+    assert r.returncode == status, err
+    assert err.count("\n") == 1 and err.startswith("error: ") and "Traceback" not in err
+    return err.strip()
+
+
+def test_run_kernel_vmm_disk_errors(cli, vmlinux, qemu, tmp_path):
+    """--disk that is missing or a directory: one line, exit 66 (was a FileNotFoundError
+    traceback from the argv builder); --nopci with a PCI disk on pc: usage error."""
+    for vmm in ("qemu-fc", "qemu-pvh"):
+        r = cli("run", vmlinux, "--vmm", vmm, "--disk", tmp_path / "nodisk", "--timeout", "5")
+        assert _one_line_error(r, 66) == f"error: {tmp_path / 'nodisk'}: no such file"
+        r = cli("run", vmlinux, "--vmm", vmm, "--disk", tmp_path, "--timeout", "5")
+        assert _one_line_error(r, 66) == f"error: {tmp_path}: is a directory, expected a disk image"
+    disk = tmp_path / "d.raw"
+    disk.write_bytes(bytes(4096))
+    r = cli("run", vmlinux, "--vmm", "qemu-fc", "--disk", disk, "--cmdline", "--nopci /x",
+            "--dry-run")
+    assert "--nopci with --disk on the pc machine" in _one_line_error(r, 64)
+    r = cli("run", vmlinux, "--vmm", "qemu-fc", "--machine", "microvm", "--disk", disk,
+            "--cmdline", "--nopci /x", "--dry-run", "--json")
+    assert r.returncode == 0, r.stderr
+    r = cli("run", vmlinux, "--vmm", "qemu-pvh", "--disk", disk, "--cmdline", "/x --nopci",
+            "--dry-run", "--json")                  # an application argument, not OSv's option
+    assert r.returncode == 0, r.stderr
+
+
+def test_run_qemu_fc_dry_run_refuses_what_the_run_refuses(cli, vmlinux, qemu, tmp_path):
+    r = cli("run", vmlinux, "--vmm", "qemu-fc", "--cmdline", "x" * 2048, "--dry-run")
+    assert _one_line_error(r, 65) == ("error: command line is 2048 bytes, too long for "
+                                      "firecracker, expected at most 2047 bytes (Firecracker's "
+                                      "CMDLINE_MAX_SIZE 2048 including the NUL)")
+    unpatched = vmlinux.parent / "probe.elf"
+    r = cli("run", unpatched, "--vmm", "qemu-fc", "--dry-run")
+    assert "e_entry is start32" in _one_line_error(r, 65)
+    r = cli("run", vmlinux, "--vmm", "qemu-fc", "--cmdline", "x" * 2047, "--dry-run", "--json")
+    assert r.returncode == 0, r.stderr

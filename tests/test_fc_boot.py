@@ -95,6 +95,8 @@ def test_qemu_fc_entry_state_is_firecrackers(qemu, tmp_path):
     rep = _report(r)
     assert rep.entry == "elf-entry"
     s = rep.entry_state
+    # RIP = the ELF's e_entry, read straight from the file header (firecracker-boot.md 2.5)
+    assert s["rip"] == struct.unpack_from("<Q", k.read_bytes(), 0x18)[0] >= 0x100000
     assert {n: s[n] for n in ("rax", "rbx", "rcx", "rdx", "rdi")} == dict.fromkeys(
         ("rax", "rbx", "rcx", "rdx", "rdi"), 0)
     assert (s["rsi"], s["rsp"], s["rbp"], s["rflags"]) == (0x7000, 0x8FF0, 0x8FF0, 0x2)

@@ -153,7 +153,7 @@ e820_done:
     jmp *%rax
 """
     else:
-        raise ValueError(f"handover must be one of {HANDOVERS:#x}, not {handover!r}")
+        raise ValueError(f"handover must be one of {HANDOVERS}, not {handover!r}")
     return text
 
 

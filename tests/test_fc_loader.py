@@ -230,3 +230,40 @@ def test_pvh_protocol_plan():
         fcloader.build_loader(check_kernel(make_dump_kernel()), memory=128 * MiB, protocol="pvh")
     with pytest.raises(_UsageError):
         fcloader.build_loader(k, memory=128 * MiB, protocol="efi")
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("machine,cpus", [("pc", 2), ("microvm", 1)])
+def test_qemu_fc_pvh_entry_state_is_firecrackers(qemu, tmp_path, machine, cpus):
+    """--fc-protocol pvh: the state at the PVH note's entry, recorded by a 32-bit dump
+    kernel before it touches anything, against firecracker-boot.md 2.2-2.5, 2.9, 5.4
+    (written out here).  Before this test only what osvkit's PVH stub passed on was seen."""
+    from fcpath_kernels import make_pvh_dump_kernel
+
+    k = tmp_path / "pvhdump.elf"
+    k.write_bytes(make_pvh_dump_kernel())
+    r, regs, mem = _boot(k, machine=machine, cmdline="--nopci /pvh", cpus=cpus, protocol="pvh")
+    assert r.exit_reason == "poweroff" and r.boot_done is not None
+    assert {n: regs[n] for n in ("eax", "ecx", "edx", "esi", "edi", "ebp", "esp")} == \
+        dict.fromkeys(("eax", "ecx", "edx", "esi", "edi", "ebp", "esp"), 0)
+    assert (regs["ebx"], regs["eflags"]) == (0x6000, 0x2)
+    assert (regs["cr0"], regs["cr3"], regs["cr4"], regs["efer"]) == (0x11, 0, 0, 0)
+    assert (regs["cs"], regs["ds"], regs["es"], regs["ss"], regs["fs"], regs["gs"], regs["tr"]) == \
+        (0x08, 0x10, 0x10, 0x10, 0x10, 0x10, 0x18)
+    assert (regs["gdtr_base"], regs["gdtr_limit"], regs["idtr_base"], regs["idtr_limit"]) == \
+        (0x500, 31, 0x520, 7)
+    assert mem["gdt"] == bytes.fromhex("0000000000000000" "ffff0000009bcf00"
+                                       "ffff00000093cf00" "67000000008b0000")
+    assert mem["idt"] == bytes(8)
+    # hvm_start_info: magic, version 1, flags 0, no modules, modlist 0, cmdline 0x20000,
+    # rsdp 0, memmap 0x7000, 4 entries, reserved 0
+    assert struct.unpack_from("<IIIIQQQQII", mem["start_info"]) == (
+        0x336EC578, 1, 0, 0, 0, 0x20000, 0, 0x7000, 4, 0)
+    assert mem["start_info"][56:] == bytes(8)
+    assert [struct.unpack_from("<QQII", mem["memmap"], 24 * i) for i in range(4)] == \
+        [(a, s, t, 0) for a, s, t in E820_128M]
+    assert mem["memmap"][96:] == bytes(0x100 - 96)
+    t = mptable.parse_mp_table(mem["mptable"], offset=0, base=0x9FC00)
+    assert t.checksums_ok and [p["apicid"] for p in t.processors] == list(range(cpus))
+    assert mem["cmdline"] == b"--nopci /pvh" + bytes(0x800 - 12)
+    assert mem["low"] == bytes(0x500) and mem["bss"] == bytes(0x1000)

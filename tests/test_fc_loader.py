@@ -267,3 +267,18 @@ def test_qemu_fc_pvh_entry_state_is_firecrackers(qemu, tmp_path, machine, cpus):
     assert t.checksums_ok and [p["apicid"] for p in t.processors] == list(range(cpus))
     assert mem["cmdline"] == b"--nopci /pvh" + bytes(0x800 - 12)
     assert mem["low"] == bytes(0x500) and mem["bss"] == bytes(0x1000)
+
+
+@pytest.mark.qemu
+def test_loader_refuses_a_cmdline_over_2047_bytes_in_the_guest(qemu, tmp_path, dump_kernel):
+    """The host checks the line it is given; on microvm QEMU appends its virtio_mmio entries
+    afterwards, so the loader itself must refuse a line that ends up over 2047 bytes
+    (Firecracker's 2048 with the NUL) instead of truncating or overrunning it."""
+    disk = tmp_path / "disk.raw"
+    disk.write_bytes(bytes(1 << 20))
+    line = "--nopci /x " + "y" * (2047 - 11)           # 2047: fits before QEMU appends
+    assert len(line) == 2047
+    r = fcloader.run_qemu_fc(dump_kernel, machine="microvm", cmdline=line, memory="128M",
+                             disk=disk, timeout=30)
+    assert "osvkit-fc-loader: command line over 2047 bytes (Firecracker's limit)" in r.console
+    assert r.boot_done is None and "REG " not in r.console

@@ -103,3 +103,36 @@ def test_run_qemu_fc_dry_run_refuses_what_the_run_refuses(cli, vmlinux, qemu, tm
     assert "e_entry is start32" in _one_line_error(r, 65)
     r = cli("run", vmlinux, "--vmm", "qemu-fc", "--cmdline", "x" * 2047, "--dry-run", "--json")
     assert r.returncode == 0, r.stderr
+
+
+def _stand_in(tmp_path, body: str):
+    """An executable standing in for the firecracker binary (none can be installed here):
+    it sees exactly the argv and config file osvkit gives a real one."""
+    p = tmp_path / "firecracker"
+    p.write_text("#!/bin/sh\n" + body)
+    p.chmod(0o755)
+    return p
+
+
+def test_run_firecracker_plumbing(cli, vmlinux, tmp_path):
+    """argv is ``--no-api --config-file FILE --boot-timer``; the config names the kernel and
+    the --nopci command line; stdout is the console; the --boot-timer log line gives
+    boot_done; a clean exit is a power-off; a hang is killed at the timeout."""
+    fc = _stand_in(tmp_path, 'test "$1 $2 $4" = "--no-api --config-file --boot-timer" || exit 3\n'
+                             'cat "$3"\n'
+                             'echo "Guest-boot-time =   2500 us 2 ms, 1000 CPU us 1 CPU ms"\n')
+    r = cli("run", vmlinux, "--vmm", "firecracker", "--firecracker", fc, "--cmdline", "/fc a",
+            "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert (d["vmm"], d["exit_reason"], d["boot_done"]) == ("firecracker", "poweroff", 0.0025)
+    cfg = json.loads(d["console"][:d["console"].index("Guest-boot-time")])
+    assert cfg["boot-source"] == {"kernel_image_path": str(vmlinux), "boot_args": "--nopci /fc a"}
+    hang = _stand_in(tmp_path, "echo booting\nexec sleep 30\n")
+    r = cli("run", vmlinux, "--vmm", "firecracker", "--firecracker", hang, "--timeout", "1",
+            "--json")
+    d = json.loads(r.stdout)
+    assert (r.returncode, d["exit_reason"], d["console"]) == (1, "timeout", "booting\n")
+    bad = _stand_in(tmp_path, "echo 'Error: bad config' >&2\nexit 1\n")
+    r = cli("run", vmlinux, "--vmm", "firecracker", "--firecracker", bad)
+    assert _one_line_error(r, 70) == "error: firecracker failed: Error: bad config"

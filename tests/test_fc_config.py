@@ -60,6 +60,11 @@ def test_nopci_not_doubled(vmlinux):
     cfg = build_firecracker_config(vmlinux, boot_args="--nopci /x")
     assert cfg.document["boot-source"]["boot_args"] == "--nopci /x"
     assert cfg.document["drives"] == []
+    # an application's own "--nopci" argument is not OSv's option: still prepended
+    cfg = build_firecracker_config(vmlinux, boot_args="/x --nopci")
+    assert cfg.document["boot-source"]["boot_args"] == "--nopci /x --nopci"
+    cfg = build_firecracker_config(vmlinux, boot_args="--verbose --nopci /x")
+    assert cfg.document["boot-source"]["boot_args"] == "--verbose --nopci /x"
 
 
 def test_cmdline_limit(vmlinux):

@@ -47,15 +47,14 @@ def machine_argv(machine: str, *, memory: str | int, cpus: int, accel: str = "tc
 def check_disk_cmdline(machine: str, disk, cmdline: str) -> None:
     """On ``pc`` the disk is virtio-blk over PCI, so OSv's ``--nopci`` (among the leading
     options) would hide it: refuse that combination."""
+    from ..cmdline import split_cmdline
+
     if disk is None or machine != "pc":
         return
-    for token in cmdline.split():
-        if not token.startswith("-"):
-            break
-        if token == "--nopci":
-            raise UsageError("--nopci with --disk on the pc machine (the disk is virtio-blk "
-                             "over PCI, which --nopci hides from OSv)",
-                             expected="no --nopci on pc, or --machine microvm (virtio-mmio)")
+    if "--nopci" in split_cmdline(cmdline, strip_mmio=True).options:
+        raise UsageError("--nopci with --disk on the pc machine (the disk is virtio-blk "
+                         "over PCI, which --nopci hides from OSv)",
+                         expected="no --nopci on pc, or --machine microvm (virtio-mmio)")
 
 
 def disk_argv(machine: str, disk) -> list[str]:

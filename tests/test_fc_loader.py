@@ -61,6 +61,13 @@ def _check_entry_state(regs, mem, *, cmdline: str, cpus: int):
     assert struct.unpack_from("<Q", zp, 0x70)[0] == 0xE0000               # acpi_rsdp_addr
     assert [struct.unpack_from("<QQI", zp, 0x2D0 + 20 * i) for i in range(4)] == E820_128M
     assert zp[0x2D0 + 80:] == bytes(4096 - 0x2D0 - 80)
+    # every other byte of the zero page is 0 (firecracker-boot.md 3.1/3.2: only these are set)
+    rest = bytearray(zp)
+    for start, end in ((0x70, 0x78), (0x1E8, 0x1E9), (0x1FE, 0x200), (0x202, 0x206),
+                       (0x210, 0x211), (0x228, 0x22C), (0x230, 0x234), (0x238, 0x23C),
+                       (0x2D0, 0x2D0 + 80)):
+        rest[start:end] = bytes(end - start)
+    assert rest == bytes(4096)
     # page tables as written (firecracker-boot.md 2.6); the CPU's page walks since paging
     # was enabled set Accessed (0x20) / Dirty (0x40) bits -- KVM's would too -- so mask them
     pt = mem["pt"]
@@ -73,6 +80,15 @@ def _check_entry_state(regs, mem, *, cmdline: str, cpus: int):
     t = mptable.parse_mp_table(mem["mptable"], offset=0, base=0x9FC00)
     assert t.checksums_ok
     assert [p["apicid"] for p in t.processors] == list(range(cpus))
+    # firecracker-boot.md 4.1/4.2 written out: the floating pointer and the table header
+    mp = mem["mptable"]
+    assert mp[0:10] == b"_MP_" + struct.pack("<IBB", 0x9FC10, 1, 4) and mp[11:16] == bytes(5)
+    assert sum(mp[0:16]) % 256 == 0
+    assert struct.unpack_from("<4sHB", mp, 16) == (b"PCMP", 268 + 20 * cpus, 4)
+    assert mp[24:44] == b"FC      " + b"0" * 12
+    assert struct.unpack_from("<IHHII", mp, 44) == (0, 0, cpus + 29, 0xFEE00000, 0)
+    assert sum(mp[16:16 + 268 + 20 * cpus]) % 256 == 0
+    assert mp[16 + 268 + 20 * cpus:] == bytes(0x400 - 284 - 20 * cpus)
     assert t.header["oem"] in (b"FC      ", "FC      ")
     assert [e["apicid"] for e in t.ioapics] == [cpus + 1]
     line = mem["cmdline"]

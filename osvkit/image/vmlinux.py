@@ -212,7 +212,10 @@ def patch_vmlinux(kernel: Kernel, *, pvh: bool = True, handover: str = "start32"
             raise KernelError(f"no {' or '.join(missing)} symbol (stripped kernel?)",
                               expected="a .symtab with start64 and ident_pt_l4 for "
                                        "--handover start64, or --handover start32", path=path)
-        start64, ident = _phys(kernel.symbols["start64"]), _phys(kernel.symbols["ident_pt_l4"])
+        # start64 at its linked (virtual) address, as OSv's own start32_from_64 does: ident_pt_l4
+        # maps 1-2 GiB onto 0-1 GiB, and code running at the physical alias would keep
+        # low-half return addresses that OSv's own page tables later unmap
+        start64, ident = kernel.symbols["start64"], _phys(kernel.symbols["ident_pt_l4"])
         _check_ident_pt_l4(kernel, ident)
 
     own = osvkit_stub_segment(kernel)

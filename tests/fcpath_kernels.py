@@ -91,10 +91,11 @@ DUMP_MEM = (("gdt", 0x500, 0x20), ("idt", 0x520, 0x8), ("zeropage", 0x7000, 0x10
             ("low", 0x0, 0x500), ("bss", 0x203000, 0x1000))
 
 
-def state_dump_code(base: int = START32) -> bytes:
+def state_dump_code(base: int = START32, *, save_offset: int = 0x1800,
+                    report_rip: bool = False) -> bytes:
     from osvkit.asm import assemble
 
-    save = base + 0x1800          # register save area inside the image (file +0x2800)
+    save = base + save_offset     # register save area inside the image (file +0x2800)
     names = base + 0xA00
     lines = []
     for i, r in enumerate(DUMP_REGS):
@@ -120,6 +121,9 @@ def state_dump_code(base: int = START32) -> bytes:
               "movq 0x202(%rdi), %rax", f"movq %rax, {8 * (n + 12):#x}(%rdi)",
               "movzwl 0x210(%rdi), %eax", f"movq %rax, {8 * (n + 15):#x}(%rdi)",
               "movq 0x212(%rdi), %rax", f"movq %rax, {8 * (n + 14):#x}(%rdi)"]
+    if report_rip:                # where this code runs (after the saves above)
+        extra.append("rip")
+        lines += ["leaq 0(%rip), %rax", f"movq %rax, {8 * (n + 16):#x}(%rdi)"]
     allnames = list(DUMP_REGS) + extra
     name_blob = b""
     name_at = []
@@ -264,3 +268,17 @@ def make_pvh_dump_kernel(**kw) -> bytes:
     kw.setdefault("start32", 0x202F00)
     return make_kernel(code=pvh_state_dump_code(), image_size=0x3000, bss=0x1000,
                        pvh_note=START32, **kw)
+
+
+def make_start64_kernel() -> bytes:
+    """A kernel for ``--handover start64`` laid out like OSv: a static ``ident_pt_l4`` at
+    +0x2000 (symbol 0x40202000) whose l3[0] and l3[1] both point at one l2 of 2 MiB pages
+    (0-1 GiB identity and 1-2 GiB onto 0-1 GiB, osv-boot.md 4.5), and the 64-bit state
+    dump at ``start64`` (symbol 0x40201010, run at that linked address)."""
+    code = bytes(0x10) + state_dump_code(base=KERNEL_VADDR + 0x1010, save_offset=0x4800,
+                                         report_rip=True)
+    img = bytearray(make_kernel(code=code, image_size=0x6000, bss=0x1000))
+    struct.pack_into("<QQ", img, 0x3000, 0x204003, 0x204003)        # l3[0], l3[1] -> l2
+    for i in range(512):
+        struct.pack_into("<Q", img, 0x4000 + 8 * i, (i << 21) | 0x83)
+    return bytes(img)

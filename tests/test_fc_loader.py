@@ -298,3 +298,25 @@ def test_loader_refuses_a_cmdline_over_2047_bytes_in_the_guest(qemu, tmp_path, d
                              disk=disk, timeout=30)
     assert "osvkit-fc-loader: command line over 2047 bytes (Firecracker's limit)" in r.console
     assert r.boot_done is None and "REG " not in r.console
+
+
+@pytest.mark.qemu
+def test_start64_handover_boots_at_the_linked_address(qemu, tmp_path):
+    """``--handover start64`` under qemu-fc: osvkit's 64-bit stub loads OSv's BOOT_CR4/CR0,
+    CR3 = ident_pt_l4 (physical), EFER |= LME|NXE, and enters ``start64`` at its linked
+    address (osv-boot.md 4.5) with RBX = 0x1000, RDI = 0 and the boot-info block filled."""
+    from fcpath_kernels import make_start64_kernel
+    from osvkit.image.vmlinux import build_vmlinux
+
+    src = tmp_path / "k.elf"
+    src.write_bytes(make_start64_kernel())
+    out = tmp_path / "v.elf"
+    build_vmlinux(src, out, handover="start64")
+    r, regs, mem = _boot(out, machine="pc", cmdline="--nopci /s64", cpus=1)
+    assert 0x40201010 <= regs["rip"] < 0x40201010 + 0x800           # not the 0x201010 alias
+    assert (regs["rbx"], regs["rdi"]) == (0x1000, 0)
+    # CR0 = BOOT_CR0 0x80010003 plus ET (0x10), which the CPU keeps set; EFER LME|LMA|NXE
+    assert (regs["cr0"], regs["cr3"], regs["cr4"], regs["efer"]) == (0x80010013, 0x202000,
+                                                                     0x7B8, 0xD00)
+    assert (regs["cs"], regs["ds"], regs["ss"]) == (0x08, 0x10, 0x10)
+    assert mem["cmdline"][:12] == b"--nopci /s64"

@@ -136,3 +136,26 @@ def test_run_firecracker_plumbing(cli, vmlinux, tmp_path):
     bad = _stand_in(tmp_path, "echo 'Error: bad config' >&2\nexit 1\n")
     r = cli("run", vmlinux, "--vmm", "firecracker", "--firecracker", bad)
     assert _one_line_error(r, 70) == "error: firecracker failed: Error: bad config"
+
+
+def test_run_kernel_vmm_memory_and_cpus_errors(cli, vmlinux, qemu):
+    """Sizes are osvkit's (bytes or K/M/G) for every kernel VMM: qemu-pvh passed --memory
+    through to QEMU, where a bare '1' is 1 MiB (the guest hung until the timeout) and 'abc'
+    was reported as a QEMU failure (exit 70); --cpus 0 went to -smp."""
+    for vmm in ("qemu-pvh", "qemu-fc"):
+        r = cli("run", vmlinux, "--vmm", vmm, "--memory", "1", "--dry-run")
+        assert _one_line_error(r, 64) == ("error: guest memory '1', expected a whole number "
+                                          "of MiB, at least 2M (e.g. 128M)")
+        r = cli("run", vmlinux, "--vmm", vmm, "--memory", "abc", "--dry-run")
+        assert _one_line_error(r, 64).startswith("error: size 'abc' is not a number of bytes")
+        r = cli("run", vmlinux, "--vmm", vmm, "--cpus", "0", "--dry-run")
+        assert _one_line_error(r, 64) == {
+            "qemu-pvh": "error: 0 vCPUs, expected at least 1",
+            "qemu-fc": "error: 0 vCPUs, expected 1 to 254 (the MP table's limit)"}[vmm]
+    r = cli("run", vmlinux, "--vmm", "qemu-pvh", "--memory", "2M", "--dry-run")
+    assert _one_line_error(r, 65) == ("error: guest memory of 2 MiB is too small for the kernel "
+                                      "(loaded up to 0x20a000), expected at least 4 MiB")
+    r = cli("run", vmlinux, "--vmm", "qemu-pvh", "--memory", "4M", "--dry-run", "--json")
+    assert r.returncode == 0, r.stderr
+    cmd = json.loads(r.stdout)["command"]
+    assert cmd[cmd.index("-m") + 1] == "4M"

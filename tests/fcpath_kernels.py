@@ -91,10 +91,11 @@ DUMP_MEM = (("gdt", 0x500, 0x20), ("idt", 0x520, 0x8), ("zeropage", 0x7000, 0x10
             ("low", 0x0, 0x500), ("bss", 0x203000, 0x1000))
 
 
-def state_dump_code(base: int = START32) -> bytes:
+def state_dump_code(base: int = START32, *, save_offset: int = 0x1800,
+                    report_rip: bool = False) -> bytes:
     from osvkit.asm import assemble
 
-    save = base + 0x1800          # register save area inside the image (file +0x2800)
+    save = base + save_offset     # register save area inside the image (file +0x2800)
     names = base + 0xA00
     lines = []
     for i, r in enumerate(DUMP_REGS):
@@ -120,6 +121,9 @@ def state_dump_code(base: int = START32) -> bytes:
               "movq 0x202(%rdi), %rax", f"movq %rax, {8 * (n + 12):#x}(%rdi)",
               "movzwl 0x210(%rdi), %eax", f"movq %rax, {8 * (n + 15):#x}(%rdi)",
               "movq 0x212(%rdi), %rax", f"movq %rax, {8 * (n + 14):#x}(%rdi)"]
+    if report_rip:                # where this code runs (after the saves above)
+        extra.append("rip")
+        lines += ["leaq 0(%rip), %rax", f"movq %rax, {8 * (n + 16):#x}(%rdi)"]
     allnames = list(DUMP_REGS) + extra
     name_blob = b""
     name_at = []
@@ -179,3 +183,102 @@ def make_dump_kernel(**kw) -> bytes:
     must zero it)."""
     kw.setdefault("start32", 0x202F00)
     return make_kernel(code=state_dump_code(), image_size=0x3000, bss=0x1000, **kw)
+
+
+# ---------------------------------------------------------------------------------------
+# A 32-bit "state dump" for the PVH entry: the same REG/MEM lines for what Firecracker's
+# PVH boot leaves (32-bit protected mode, paging off, EBX = hvm_start_info).
+# ---------------------------------------------------------------------------------------
+
+PVH_DUMP_REGS = ("eax", "ebx", "ecx", "edx", "esi", "edi", "ebp", "esp")
+PVH_DUMP_MEM = (("gdt", 0x500, 0x20), ("idt", 0x520, 0x8), ("start_info", 0x6000, 0x40),
+                ("memmap", 0x7000, 0x100), ("mptable", 0x9FC00, 0x400),
+                ("cmdline", 0x20000, 0x800), ("low", 0x0, 0x500), ("bss", 0x203000, 0x1000))
+
+
+def pvh_state_dump_code(base: int = START32) -> bytes:
+    """32-bit code that records every register first (ESP may be 0: no stack until then),
+    then prints them and selected memory like :func:`state_dump_code`."""
+    from osvkit.asm import assemble
+
+    save = base + 0x1800
+    names = base + 0xA00
+    stack = base + 0x1F00
+    lines = [f"movl %{r}, {save + 4 * i:#x}" for i, r in enumerate(PVH_DUMP_REGS)]
+    n = len(PVH_DUMP_REGS)
+    extra = ["eflags", "cr0", "cr3", "cr4", "efer", "cs", "ds", "es", "ss", "fs", "gs", "tr",
+             "gdtr_base", "gdtr_limit", "idtr_base", "idtr_limit"]
+    lines += [
+        f"movl ${stack:#x}, %esp",
+        "pushfl", "popl %eax", f"movl %eax, {save + 4 * n:#x}",
+        "movl %cr0, %eax", f"movl %eax, {save + 4 * (n + 1):#x}",
+        "movl %cr3, %eax", f"movl %eax, {save + 4 * (n + 2):#x}",
+        "movl %cr4, %eax", f"movl %eax, {save + 4 * (n + 3):#x}",
+        "movl $0xc0000080, %ecx", "rdmsr", f"movl %eax, {save + 4 * (n + 4):#x}",
+    ]
+    for j, seg in enumerate(("cs", "ds", "es", "ss", "fs", "gs")):
+        lines += ["xorl %eax, %eax", f"movw %{seg}, %ax", f"movl %eax, {save + 4 * (n + 5 + j):#x}"]
+    lines += ["xorl %eax, %eax", "str %ax", f"movl %eax, {save + 4 * (n + 11):#x}",
+              f"sgdt {save + 0x200:#x}", f"sidt {save + 0x210:#x}",
+              f"movl {save + 0x202:#x}, %eax", f"movl %eax, {save + 4 * (n + 12):#x}",
+              f"movzwl {save + 0x200:#x}, %eax", f"movl %eax, {save + 4 * (n + 13):#x}",
+              f"movl {save + 0x212:#x}, %eax", f"movl %eax, {save + 4 * (n + 14):#x}",
+              f"movzwl {save + 0x210:#x}, %eax", f"movl %eax, {save + 4 * (n + 15):#x}"]
+    allnames = list(PVH_DUMP_REGS) + extra
+    name_blob = b""
+    name_at = []
+    for nm in allnames:
+        name_at.append(names + len(name_blob))
+        name_blob += f"REG {nm}=".encode() + b"\0"
+    mem_at = []
+    for nm, _a, _l in PVH_DUMP_MEM:
+        mem_at.append(names + len(name_blob))
+        name_blob += f"MEM {nm} ".encode() + b"\0"
+    for i in range(len(allnames)):
+        lines += [f"movl ${name_at[i]:#x}, %esi", "call put_str",
+                  f"movl {save + 4 * i:#x}, %eax", "call put_hex"]
+    for i, (_nm, addr, ln) in enumerate(PVH_DUMP_MEM):
+        lines += [f"movl ${mem_at[i]:#x}, %esi", "call put_str",
+                  f"movl ${addr:#x}, %esi", f"movl ${ln:#x}, %ecx", "call put_mem"]
+    lines += [
+        "movw $0x3f0, %dx", "movb $0x7b, %al", "outb %al, %dx",     # boot-done 123
+        f"lidt {save + 0x220:#x}", "int3",
+        "put_char:", "pushl %edx", "movw $0x3f8, %dx", "outb %al, %dx", "popl %edx", "ret",
+        "put_str:", "movb (%esi), %al", "testb %al, %al", "jz put_str_done", "call put_char",
+        "incl %esi", "jmp put_str", "put_str_done:", "ret",
+        "put_nibble:", "andb $0xf, %al", "cmpb $0xa, %al", "jb put_nib_digit", "addb $0x27, %al",
+        "put_nib_digit:", "addb $0x30, %al", "call put_char", "ret",
+        "put_hex:", "movl %eax, %ebx", "movl $0x8, %ecx",
+        "put_hex_loop:", "roll $0x4, %ebx", "movb %bl, %al", "call put_nibble",
+        "decl %ecx", "jnz put_hex_loop", "movb $0xa, %al", "call put_char", "ret",
+        "put_mem:", "put_mem_loop:", "movb (%esi), %bl", "movb %bl, %al", "shrb $0x4, %al",
+        "call put_nibble", "movb %bl, %al", "call put_nibble", "incl %esi", "decl %ecx",
+        "jnz put_mem_loop", "movb $0xa, %al", "call put_char", "ret",
+    ]
+    code = assemble("\n".join(lines), bits=32, base=base)
+    assert len(code) < 0xA00, len(code)
+    out = bytearray(0xA00 + len(name_blob))
+    out[:len(code)] = code
+    out[0xA00:] = name_blob
+    return bytes(out)
+
+
+def make_pvh_dump_kernel(**kw) -> bytes:
+    """An OSv-contract kernel whose PVH note names the 32-bit state dump at 0x201000."""
+    kw.setdefault("start32", 0x202F00)
+    return make_kernel(code=pvh_state_dump_code(), image_size=0x3000, bss=0x1000,
+                       pvh_note=START32, **kw)
+
+
+def make_start64_kernel() -> bytes:
+    """A kernel for ``--handover start64`` laid out like OSv: a static ``ident_pt_l4`` at
+    +0x2000 (symbol 0x40202000) whose l3[0] and l3[1] both point at one l2 of 2 MiB pages
+    (0-1 GiB identity and 1-2 GiB onto 0-1 GiB, osv-boot.md 4.5), and the 64-bit state
+    dump at ``start64`` (symbol 0x40201010, run at that linked address)."""
+    code = bytes(0x10) + state_dump_code(base=KERNEL_VADDR + 0x1010, save_offset=0x4800,
+                                         report_rip=True)
+    img = bytearray(make_kernel(code=code, image_size=0x6000, bss=0x1000))
+    struct.pack_into("<QQ", img, 0x3000, 0x204003, 0x204003)        # l3[0], l3[1] -> l2
+    for i in range(512):
+        struct.pack_into("<Q", img, 0x4000 + 8 * i, (i << 21) | 0x83)
+    return bytes(img)

@@ -61,6 +61,13 @@ def _check_entry_state(regs, mem, *, cmdline: str, cpus: int):
     assert struct.unpack_from("<Q", zp, 0x70)[0] == 0xE0000               # acpi_rsdp_addr
     assert [struct.unpack_from("<QQI", zp, 0x2D0 + 20 * i) for i in range(4)] == E820_128M
     assert zp[0x2D0 + 80:] == bytes(4096 - 0x2D0 - 80)
+    # every other byte of the zero page is 0 (firecracker-boot.md 3.1/3.2: only these are set)
+    rest = bytearray(zp)
+    for start, end in ((0x70, 0x78), (0x1E8, 0x1E9), (0x1FE, 0x200), (0x202, 0x206),
+                       (0x210, 0x211), (0x228, 0x22C), (0x230, 0x234), (0x238, 0x23C),
+                       (0x2D0, 0x2D0 + 80)):
+        rest[start:end] = bytes(end - start)
+    assert rest == bytes(4096)
     # page tables as written (firecracker-boot.md 2.6); the CPU's page walks since paging
     # was enabled set Accessed (0x20) / Dirty (0x40) bits -- KVM's would too -- so mask them
     pt = mem["pt"]
@@ -73,6 +80,15 @@ def _check_entry_state(regs, mem, *, cmdline: str, cpus: int):
     t = mptable.parse_mp_table(mem["mptable"], offset=0, base=0x9FC00)
     assert t.checksums_ok
     assert [p["apicid"] for p in t.processors] == list(range(cpus))
+    # firecracker-boot.md 4.1/4.2 written out: the floating pointer and the table header
+    mp = mem["mptable"]
+    assert mp[0:10] == b"_MP_" + struct.pack("<IBB", 0x9FC10, 1, 4) and mp[11:16] == bytes(5)
+    assert sum(mp[0:16]) % 256 == 0
+    assert struct.unpack_from("<4sHB", mp, 16) == (b"PCMP", 268 + 20 * cpus, 4)
+    assert mp[24:44] == b"FC      " + b"0" * 12
+    assert struct.unpack_from("<IHHII", mp, 44) == (0, 0, cpus + 29, 0xFEE00000, 0)
+    assert sum(mp[16:16 + 268 + 20 * cpus]) % 256 == 0
+    assert mp[16 + 268 + 20 * cpus:] == bytes(0x400 - 284 - 20 * cpus)
     assert t.header["oem"] in (b"FC      ", "FC      ")
     assert [e["apicid"] for e in t.ioapics] == [cpus + 1]
     line = mem["cmdline"]
@@ -230,3 +246,77 @@ def test_pvh_protocol_plan():
         fcloader.build_loader(check_kernel(make_dump_kernel()), memory=128 * MiB, protocol="pvh")
     with pytest.raises(_UsageError):
         fcloader.build_loader(k, memory=128 * MiB, protocol="efi")
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("machine,cpus", [("pc", 2), ("microvm", 1)])
+def test_qemu_fc_pvh_entry_state_is_firecrackers(qemu, tmp_path, machine, cpus):
+    """--fc-protocol pvh: the state at the PVH note's entry, recorded by a 32-bit dump
+    kernel before it touches anything, against firecracker-boot.md 2.2-2.5, 2.9, 5.4
+    (written out here).  Before this test only what osvkit's PVH stub passed on was seen."""
+    from fcpath_kernels import make_pvh_dump_kernel
+
+    k = tmp_path / "pvhdump.elf"
+    k.write_bytes(make_pvh_dump_kernel())
+    r, regs, mem = _boot(k, machine=machine, cmdline="--nopci /pvh", cpus=cpus, protocol="pvh")
+    assert r.exit_reason == "poweroff" and r.boot_done is not None
+    assert {n: regs[n] for n in ("eax", "ecx", "edx", "esi", "edi", "ebp", "esp")} == \
+        dict.fromkeys(("eax", "ecx", "edx", "esi", "edi", "ebp", "esp"), 0)
+    assert (regs["ebx"], regs["eflags"]) == (0x6000, 0x2)
+    assert (regs["cr0"], regs["cr3"], regs["cr4"], regs["efer"]) == (0x11, 0, 0, 0)
+    assert (regs["cs"], regs["ds"], regs["es"], regs["ss"], regs["fs"], regs["gs"], regs["tr"]) == \
+        (0x08, 0x10, 0x10, 0x10, 0x10, 0x10, 0x18)
+    assert (regs["gdtr_base"], regs["gdtr_limit"], regs["idtr_base"], regs["idtr_limit"]) == \
+        (0x500, 31, 0x520, 7)
+    assert mem["gdt"] == bytes.fromhex("0000000000000000" "ffff0000009bcf00"
+                                       "ffff00000093cf00" "67000000008b0000")
+    assert mem["idt"] == bytes(8)
+    # hvm_start_info: magic, version 1, flags 0, no modules, modlist 0, cmdline 0x20000,
+    # rsdp 0, memmap 0x7000, 4 entries, reserved 0
+    assert struct.unpack_from("<IIIIQQQQII", mem["start_info"]) == (
+        0x336EC578, 1, 0, 0, 0, 0x20000, 0, 0x7000, 4, 0)
+    assert mem["start_info"][56:] == bytes(8)
+    assert [struct.unpack_from("<QQII", mem["memmap"], 24 * i) for i in range(4)] == \
+        [(a, s, t, 0) for a, s, t in E820_128M]
+    assert mem["memmap"][96:] == bytes(0x100 - 96)
+    t = mptable.parse_mp_table(mem["mptable"], offset=0, base=0x9FC00)
+    assert t.checksums_ok and [p["apicid"] for p in t.processors] == list(range(cpus))
+    assert mem["cmdline"] == b"--nopci /pvh" + bytes(0x800 - 12)
+    assert mem["low"] == bytes(0x500) and mem["bss"] == bytes(0x1000)
+
+
+@pytest.mark.qemu
+def test_loader_refuses_a_cmdline_over_2047_bytes_in_the_guest(qemu, tmp_path, dump_kernel):
+    """The host checks the line it is given; on microvm QEMU appends its virtio_mmio entries
+    afterwards, so the loader itself must refuse a line that ends up over 2047 bytes
+    (Firecracker's 2048 with the NUL) instead of truncating or overrunning it."""
+    disk = tmp_path / "disk.raw"
+    disk.write_bytes(bytes(1 << 20))
+    line = "--nopci /x " + "y" * (2047 - 11)           # 2047: fits before QEMU appends
+    assert len(line) == 2047
+    r = fcloader.run_qemu_fc(dump_kernel, machine="microvm", cmdline=line, memory="128M",
+                             disk=disk, timeout=30)
+    assert "osvkit-fc-loader: command line over 2047 bytes (Firecracker's limit)" in r.console
+    assert r.boot_done is None and "REG " not in r.console
+
+
+@pytest.mark.qemu
+def test_start64_handover_boots_at_the_linked_address(qemu, tmp_path):
+    """``--handover start64`` under qemu-fc: osvkit's 64-bit stub loads OSv's BOOT_CR4/CR0,
+    CR3 = ident_pt_l4 (physical), EFER |= LME|NXE, and enters ``start64`` at its linked
+    address (osv-boot.md 4.5) with RBX = 0x1000, RDI = 0 and the boot-info block filled."""
+    from fcpath_kernels import make_start64_kernel
+    from osvkit.image.vmlinux import build_vmlinux
+
+    src = tmp_path / "k.elf"
+    src.write_bytes(make_start64_kernel())
+    out = tmp_path / "v.elf"
+    build_vmlinux(src, out, handover="start64")
+    r, regs, mem = _boot(out, machine="pc", cmdline="--nopci /s64", cpus=1)
+    assert 0x40201010 <= regs["rip"] < 0x40201010 + 0x800           # not the 0x201010 alias
+    assert (regs["rbx"], regs["rdi"]) == (0x1000, 0)
+    # CR0 = BOOT_CR0 0x80010003 plus ET (0x10), which the CPU keeps set; EFER LME|LMA|NXE
+    assert (regs["cr0"], regs["cr3"], regs["cr4"], regs["efer"]) == (0x80010013, 0x202000,
+                                                                     0x7B8, 0xD00)
+    assert (regs["cs"], regs["ds"], regs["ss"]) == (0x08, 0x10, 0x10)
+    assert mem["cmdline"][:12] == b"--nopci /s64"

@@ -75,3 +75,34 @@ def test_qemu_pvh_needs_pvh_note(tmp_path):
     src.write_bytes(make_kernel())
     with pytest.raises(KernelError, match="no XEN_ELFNOTE_PHYS32_ENTRY note"):
         qemu_pvh_argv(src)
+
+
+def test_build_refuses_options_of_the_other_format(cli, tmp_path):
+    """A vmlinux has no command line or partition, a usr.img no PVH note: such options were
+    silently ignored; now a usage error names them.  An OSVKIT_CMDLINE in the environment
+    is not an option the user typed for this build and stays harmless."""
+    src = tmp_path / "loader.elf"
+    src.write_bytes(make_kernel())
+    out = tmp_path / "kernel.elf"
+    r = cli("build", src, "--format", "vmlinux", "-o", out, "--cmdline", "/x", "--size", "1M")
+    assert r.returncode == 64 and not out.exists()
+    assert r.stderr.decode() == ("error: --cmdline, --size with --format vmlinux, expected only "
+                                 "options that apply to --format vmlinux (see osvkit build --help)\n")
+    r = cli("build", src, "-o", tmp_path / "usr.img", "--no-pvh")
+    assert r.returncode == 64 and b"--pvh/--no-pvh with --format usr" in r.stderr
+    r = cli("build", src, "-o", tmp_path / "usr.img", "--handover", "start64")
+    assert r.returncode == 64 and b"--handover with --format usr" in r.stderr
+    r = cli("build", src, "--format", "vmlinux", "-o", out, env={"OSVKIT_CMDLINE": "/x"})
+    assert r.returncode == 0, r.stderr
+
+
+def test_build_vmlinux_twice_cli(cli, tmp_path):
+    src = tmp_path / "loader.elf"
+    src.write_bytes(make_kernel())
+    once, twice = tmp_path / "once.elf", tmp_path / "twice.elf"
+    assert cli("build", src, "--format", "vmlinux", "-o", once).returncode == 0
+    r = cli("build", once, "--format", "vmlinux", "-o", twice, "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert (d["added"], d["kept"]) == ([], ["linux64", "pvh"])
+    assert twice.read_bytes() == once.read_bytes()

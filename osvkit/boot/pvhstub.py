@@ -60,7 +60,7 @@ memmap_count_ok:
 memmap_loop:
     testl %ecx, %ecx
     jz memmap_done
-    movl $0x14, {e24['ent_size']:#x}(%edi)
+    movl ${off.BOOT_E820_ENTRY['sizeof']:#x}, {e24['ent_size']:#x}(%edi)
     movl {mm['addr']:#x}(%esi), %eax
     movl %eax, {e24['addr']:#x}(%edi)
     movl {mm['addr'] + 4:#x}(%esi), %eax

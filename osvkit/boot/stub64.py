@@ -21,7 +21,8 @@ its own:
      to be entered this way (``start32_from_64``);
    * ``start64`` (the seed's way): set CR4 = 0x7B8, CR3 = ``ident_pt_l4``, EFER |= LME|NXE,
      CR0 = 0x80010003 (OSv's BOOT_CR4/BOOT_CR0, osv-boot.md 4.5), then jump to ``start64``
-     with RDI = 0.  Needs the ``start64`` and ``ident_pt_l4`` symbols.
+     (at its linked address, as OSv's start32_from_64) with RDI = 0.  Needs the ``start64``
+     and ``ident_pt_l4`` symbols.
 
 Every boot_params / boot-info offset comes from :mod:`osvkit.boot._fcoffsets` (the schemas).
 """
@@ -153,7 +154,7 @@ e820_done:
     jmp *%rax
 """
     else:
-        raise ValueError(f"handover must be one of {HANDOVERS:#x}, not {handover!r}")
+        raise ValueError(f"handover must be one of {HANDOVERS}, not {handover!r}")
     return text
 
 

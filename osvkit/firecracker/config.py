@@ -52,8 +52,11 @@ def fc_boot_args(cmdline: str) -> str:
     """``--nopci`` + ``cmdline`` (once), checked against Firecracker's 2047-byte limit."""
     from ..cmdline import check_cmdline
 
-    tokens = cmdline.split()
-    args = cmdline.strip() if NOPCI in tokens else (NOPCI + " " + cmdline.strip()).strip()
+    from ..cmdline import split_cmdline
+
+    # only OSv's own options count (an application's "--nopci" argument is not one)
+    has = NOPCI in split_cmdline(cmdline, strip_mmio=True).options
+    args = cmdline.strip() if has else (NOPCI + " " + cmdline.strip()).strip()
     check_cmdline(args, "firecracker")
     return args
 

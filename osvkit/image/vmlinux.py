@@ -105,12 +105,26 @@ def _align(value: int, align: int) -> int:
 
 
 def existing_linux64_entry(kernel: Kernel) -> int | None:
-    """e_entry, when it is a Linux 64-bit entry of the kernel itself (current OSv:
-    ``vmlinux_entry64``): not start32 and inside the image segment."""
+    """e_entry, when it is a Linux 64-bit entry the file already has: the kernel's own
+    (current OSv: ``vmlinux_entry64``; not start32 and inside the image segment) or osvkit's
+    stub from an earlier ``build --format vmlinux``."""
     seg = kernel.image_segment
     if kernel.entry and kernel.entry != kernel.start32 and \
             seg.paddr <= kernel.entry < seg.paddr + seg.memsz:
         return kernel.entry
+    own = osvkit_stub_segment(kernel)
+    if own is not None and kernel.entry == own.paddr + OFF_ENTRY64:
+        return kernel.entry
+    return None
+
+
+def osvkit_stub_segment(kernel: Kernel):
+    """The PT_LOAD an earlier :func:`patch_vmlinux` added (at :data:`STUB_ADDR`, holding
+    osvkit's stub names), or None."""
+    for s in kernel.load_segments:
+        if s.paddr == STUB_ADDR and s.filesz == STUB_SIZE and \
+                _stub_name_at(kernel, STUB_ADDR + OFF_ENTRY64) is not None:
+            return s
     return None
 
 
@@ -198,8 +212,16 @@ def patch_vmlinux(kernel: Kernel, *, pvh: bool = True, handover: str = "start32"
             raise KernelError(f"no {' or '.join(missing)} symbol (stripped kernel?)",
                               expected="a .symtab with start64 and ident_pt_l4 for "
                                        "--handover start64, or --handover start32", path=path)
-        start64, ident = _phys(kernel.symbols["start64"]), _phys(kernel.symbols["ident_pt_l4"])
+        # start64 at its linked (virtual) address, as OSv's own start32_from_64 does: ident_pt_l4
+        # maps 1-2 GiB onto 0-1 GiB, and code running at the physical alias would keep
+        # low-half return addresses that OSv's own page tables later unmap
+        start64, ident = kernel.symbols["start64"], _phys(kernel.symbols["ident_pt_l4"])
         _check_ident_pt_l4(kernel, ident)
+
+    own = osvkit_stub_segment(kernel)
+    if own is not None:     # osvkit's own output again: regenerate its stub segment in place
+        return _repatch(kernel, own, result, add_linux=add_linux, add_pvh=add_pvh,
+                        handover=handover, start64=start64, ident=ident)
 
     stub_end = STUB_ADDR + STUB_SIZE
     if not (layout.STUB_START <= STUB_ADDR and stub_end <= layout.STUB_END):  # pragma: no cover
@@ -211,19 +233,7 @@ def patch_vmlinux(kernel: Kernel, *, pvh: bool = True, handover: str = "start32"
                               expected=f"nothing loaded at {STUB_ADDR:#x}-{stub_end:#x} (osvkit's stub)",
                               path=path)
 
-    new_phdrs = 1 + (1 if add_pvh else 0)
-    table_end = kernel.phoff + kernel.phnum * PHDR_SIZE
-    new_end = table_end + new_phdrs * PHDR_SIZE
-    if new_end > layout.START32_SLOT_OFFSET:
-        raise LayoutError(f"no room for {new_phdrs} more program header(s): the table would "
-                          f"end at {new_end:#x}",
-                          expected=f"e_phoff + (e_phnum+{new_phdrs})*56 <= 0x800 (the start32 slot)",
-                          path=path)
-    if any(data[table_end:new_end]):
-        raise LayoutError(f"no room for {new_phdrs} more program header(s): bytes "
-                          f"{table_end:#x}-{new_end:#x} after the table are in use",
-                          expected="zero padding between the program headers and +0x800",
-                          path=path)
+    _check_phdr_room(kernel, 1 + (1 if add_pvh else 0))
 
     blob = stub_blob(handover=handover, start64=start64, ident_pt_l4=ident)
     offset = _align(len(data), PAGE)
@@ -231,12 +241,10 @@ def patch_vmlinux(kernel: Kernel, *, pvh: bool = True, handover: str = "start32"
     phdrs = struct.pack("<IIQQQQQQ", PT_LOAD, PF_R | PF_X, offset, vaddr, STUB_ADDR,
                         STUB_SIZE, STUB_SIZE, PAGE)
     if add_pvh:
-        phdrs += struct.pack("<IIQQQQQQ", PT_NOTE, PF_R, offset + OFF_NOTE, vaddr + OFF_NOTE,
-                             STUB_ADDR + OFF_NOTE, NOTE_SIZE, NOTE_SIZE, 4)
+        phdrs += _note_phdr(offset, vaddr)
 
     out = bytearray(data)
-    out[table_end:new_end] = phdrs
-    struct.pack_into("<H", out, E_PHNUM, kernel.phnum + new_phdrs)
+    _append_phdrs(out, kernel, phdrs)
     if add_linux:
         struct.pack_into("<Q", out, E_ENTRY, STUB_ADDR + OFF_ENTRY64)
         result.entry = STUB_ADDR + OFF_ENTRY64
@@ -250,6 +258,61 @@ def patch_vmlinux(kernel: Kernel, *, pvh: bool = True, handover: str = "start32"
     result.stub_addr = STUB_ADDR
     # read our own output back: it must still keep OSv's contract
     check_kernel(bytes(out), path=path)
+    return bytes(out), result
+
+
+def _check_phdr_room(kernel: Kernel, count: int) -> None:
+    table_end = kernel.phoff + kernel.phnum * PHDR_SIZE
+    new_end = table_end + count * PHDR_SIZE
+    if new_end > layout.START32_SLOT_OFFSET:
+        raise LayoutError(f"no room for {count} more program header(s): the table would "
+                          f"end at {new_end:#x}",
+                          expected=f"e_phoff + (e_phnum+{count})*56 <= 0x800 (the start32 slot)",
+                          path=kernel.path)
+    if any(kernel.data[table_end:new_end]):
+        raise LayoutError(f"no room for {count} more program header(s): bytes "
+                          f"{table_end:#x}-{new_end:#x} after the table are in use",
+                          expected="zero padding between the program headers and +0x800",
+                          path=kernel.path)
+
+
+def _append_phdrs(out: bytearray, kernel: Kernel, phdrs: bytes) -> None:
+    """Write ``phdrs`` into the (checked) zero room right after the table; bump e_phnum."""
+    table_end = kernel.phoff + kernel.phnum * PHDR_SIZE
+    out[table_end:table_end + len(phdrs)] = phdrs
+    struct.pack_into("<H", out, E_PHNUM, kernel.phnum + len(phdrs) // PHDR_SIZE)
+
+
+def _note_phdr(offset: int, vaddr: int) -> bytes:
+    """The PT_NOTE over the Xen note inside the stub segment at file ``offset``."""
+    return struct.pack("<IIQQQQQQ", PT_NOTE, PF_R, offset + OFF_NOTE, vaddr + OFF_NOTE,
+                       STUB_ADDR + OFF_NOTE, NOTE_SIZE, NOTE_SIZE, 4)
+
+
+def _repatch(kernel: Kernel, own, result: VmlinuxResult, *, add_linux: bool, add_pvh: bool,
+             handover: str, start64, ident) -> tuple[bytes, VmlinuxResult]:
+    """Re-patch osvkit's own output: the stub segment's bytes are regenerated where they are
+    (same file offset, same program header); e_entry points at it when the Linux entry is
+    (re)placed; a PT_NOTE is added only when the file has none for osvkit's note yet."""
+    has_note = any(s.type == PT_NOTE and s.paddr == STUB_ADDR + OFF_NOTE for s in kernel.segments)
+    note = add_pvh and not has_note
+    if note:
+        _check_phdr_room(kernel, 1)
+    out = bytearray(kernel.data)
+    out[own.offset:own.offset + STUB_SIZE] = stub_blob(handover=handover, start64=start64,
+                                                      ident_pt_l4=ident)
+    if note:
+        _append_phdrs(out, kernel, _note_phdr(own.offset, own.vaddr))
+    if add_linux:
+        struct.pack_into("<Q", out, E_ENTRY, STUB_ADDR + OFF_ENTRY64)
+        result.entry = result.linux64_entry = STUB_ADDR + OFF_ENTRY64
+        result.added.append("linux64")
+    if add_pvh:
+        result.pvh_entry = STUB_ADDR + OFF_PVH
+        result.added.append("pvh")
+    result.size = len(out)
+    result.stub_addr = STUB_ADDR
+    check_kernel(bytes(out), path=kernel.path)
     return bytes(out), result
 
 
@@ -420,7 +483,7 @@ def describe_vmlinux_result(result: VmlinuxResult) -> str:
         lines.append(f"  added: {', '.join(d['added'])} (stub segment at physical "
                      f"{d['stub_addr']:#x}, handover {d['handover']})")
     if d["kept"]:
-        lines.append(f"  kept the kernel's own: {', '.join(d['kept'])}")
+        lines.append(f"  kept the existing entries: {', '.join(d['kept'])}")
     if not d["added"]:
         lines.append("  nothing to add: the kernel already has every requested entry "
                      "(--replace-entry to replace them)")

@@ -152,6 +152,9 @@ def plan_loader(kernel: Kernel, *, memory: int, cpus: int,
     return the plan, the loader's data area (structures to copy) and the operation table."""
     if protocol not in PROTOCOLS:
         raise UsageError(f"Firecracker boot protocol {protocol!r}", expected=" or ".join(PROTOCOLS))
+    if not 1 <= cpus <= fc.FC_MAX_SUPPORTED_CPUS:      # a bad argument, before the MP table
+        raise UsageError(f"{cpus} vCPUs", expected=f"1 to {fc.FC_MAX_SUPPORTED_CPUS} "
+                                                   "(the MP table's limit)")
     if protocol == "pvh":
         return _plan_pvh(kernel, memory=memory, cpus=cpus)
     if kernel.entry < layout.FC_HIMEM_START:
@@ -486,8 +489,9 @@ def qemu_fc_argv(kernel, loader_path, *, machine: str = "pc", cmdline: str = "",
                  memory="256M", cpus: int = 1, disk=None, accel: str = "tcg") -> list[str]:
     import os
 
-    from .pvh import disk_argv, machine_argv
+    from .pvh import check_disk_cmdline, disk_argv, machine_argv
 
+    check_disk_cmdline(machine, disk, cmdline)
     return machine_argv(machine, memory=memory, cpus=cpus, accel=accel) + \
         ["-kernel", os.fspath(loader_path), "-initrd", os.fspath(kernel), "-append", cmdline] + \
         disk_argv(machine, disk)
@@ -511,13 +515,13 @@ def run_qemu_fc(kernel, *, machine: str = "pc", cmdline: str = "", memory="256M"
     import tempfile
 
     from ..image.kernel import load_kernel
-    from ..image.usrimg import parse_size
+    from .pvh import guest_memory
     from .qemu import run_qemu
 
     k = load_kernel(kernel)
     line = " ".join(p for p in (cmdline.strip(), mmio_cmdline(mmio_devices)) if p)
     check_fc_cmdline(line)
-    mem = parse_size(memory)
+    mem = guest_memory(memory)
     elf, plan = build_loader(k, memory=mem, cpus=cpus, protocol=protocol)
     with tempfile.TemporaryDirectory(prefix="osvkit-fc-") as tmp:
         lp = os.fspath(loader_path) if loader_path else os.path.join(tmp, "fc-loader.elf")

@@ -15,7 +15,6 @@ def kernel_command(vmm: str, kernel, *, accel: str = "tcg", memory="256M", cpus:
                    workdir: str = "$OSVKIT_RUN_DIR") -> list[str]:
     """The command ``run_kernel`` runs (for ``osvkit run --dry-run``); generated files
     (the qemu-fc loader, the Firecracker config) are named under ``workdir``."""
-    from ..image.usrimg import parse_size
 
     line = cmdline or ""
     if vmm == "qemu-pvh":
@@ -23,10 +22,16 @@ def kernel_command(vmm: str, kernel, *, accel: str = "tcg", memory="256M", cpus:
         return qemu_pvh_argv(kernel, machine=machine, cmdline=line, memory=memory, cpus=cpus,
                              disk=disk, accel=accel)
     if vmm == "qemu-fc":
-        from .fcloader import qemu_fc_argv
+        from ..image.kernel import load_kernel
+        from .fcloader import check_fc_cmdline, plan_loader, qemu_fc_argv
+        from .pvh import guest_memory
+
+        # refuse here what run_qemu_fc would refuse, so --dry-run prints no command that fails
+        mem = guest_memory(memory)
+        check_fc_cmdline(line)
+        plan_loader(load_kernel(kernel), memory=mem, cpus=cpus, protocol=fc_protocol)
         return qemu_fc_argv(kernel, os.path.join(workdir, "fc-loader.elf"), machine=machine,
-                            cmdline=line, memory=parse_size(memory), cpus=cpus, disk=disk,
-                            accel=accel)
+                            cmdline=line, memory=mem, cpus=cpus, disk=disk, accel=accel)
     if vmm == "firecracker":
         from .firecracker import firecracker_command
         return firecracker_command(os.path.join(workdir, "vm.json"), firecracker=firecracker)

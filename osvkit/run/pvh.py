@@ -33,10 +33,27 @@ def qemu_binary() -> str:
     return path
 
 
+MiB = 1024 * 1024
+
+
+def guest_memory(memory: str | int) -> int:
+    """Guest memory in bytes (osvkit sizes: bytes or 64K/512M/1G, so a bare ``128`` is 128
+    bytes, not QEMU's 128 MiB): a whole number of MiB, at least 2 MiB."""
+    from ..image.usrimg import parse_size
+
+    size = parse_size(memory)
+    if size % MiB or size < 2 * MiB:
+        raise UsageError(f"guest memory {memory!r}",
+                         expected="a whole number of MiB, at least 2M (e.g. 128M)")
+    return size
+
+
 def machine_argv(machine: str, *, memory: str | int, cpus: int, accel: str = "tcg") -> list[str]:
     if machine not in MACHINES:
         raise UsageError(f"machine {machine!r}", expected=" or ".join(MACHINES))
-    mem = f"{memory // (1024 * 1024)}M" if isinstance(memory, int) else str(memory)
+    mem = f"{guest_memory(memory) // MiB}M"
+    if cpus < 1:
+        raise UsageError(f"{cpus} vCPUs", expected="at least 1")
     argv = [qemu_binary(), "-accel", accel,
             "-M", "pc" if machine == "pc" else MICROVM,
             "-m", mem, "-smp", str(cpus), "-no-reboot", "-nodefaults", "-display", "none"]
@@ -45,13 +62,27 @@ def machine_argv(machine: str, *, memory: str | int, cpus: int, accel: str = "tc
     return argv
 
 
+def check_disk_cmdline(machine: str, disk, cmdline: str) -> None:
+    """On ``pc`` the disk is virtio-blk over PCI, so OSv's ``--nopci`` (among the leading
+    options) would hide it: refuse that combination."""
+    from ..cmdline import split_cmdline
+
+    if disk is None or machine != "pc":
+        return
+    if "--nopci" in split_cmdline(cmdline, strip_mmio=True).options:
+        raise UsageError("--nopci with --disk on the pc machine (the disk is virtio-blk "
+                         "over PCI, which --nopci hides from OSv)",
+                         expected="no --nopci on pc, or --machine microvm (virtio-mmio)")
+
+
 def disk_argv(machine: str, disk) -> list[str]:
     """virtio-blk: PCI on pc, virtio-mmio on microvm."""
     if disk is None:
         return []
+    from ..image.disk import detect_format
+
     path = os.fspath(disk)
-    with open(path, "rb") as f:
-        fmt = "qcow2" if f.read(4) == b"QFI\xfb" else "raw"
+    fmt = detect_format(path)       # missing/directory/foreign image: a one-line error
     dev = "virtio-blk-pci" if machine == "pc" else "virtio-blk-device"
     return ["-drive", f"file={opt_value(path)},if=none,id=hd0,format={fmt}", "-device", f"{dev},drive=hd0"]
 
@@ -68,6 +99,13 @@ def qemu_pvh_argv(kernel, *, machine: str = "pc", cmdline: str = "", memory="256
 
         raise KernelError("no XEN_ELFNOTE_PHYS32_ENTRY note", path=kernel,
                           expected="a PVH kernel (osvkit build --format vmlinux --pvh)")
+    if guest_memory(memory) < k.phys_end + MiB:
+        from ..errors import LayoutError
+
+        raise LayoutError(f"guest memory of {guest_memory(memory) // MiB} MiB is too small for "
+                          f"the kernel (loaded up to {k.phys_end:#x})",
+                          expected=f"at least {(k.phys_end + 2 * MiB - 1) // MiB} MiB")
+    check_disk_cmdline(machine, disk, cmdline)
     return machine_argv(machine, memory=memory, cpus=cpus, accel=accel) + \
         ["-kernel", os.fspath(kernel), "-append", cmdline] + disk_argv(machine, disk)
 

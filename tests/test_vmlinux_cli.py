@@ -86,8 +86,9 @@ def test_build_refuses_options_of_the_other_format(cli, tmp_path):
     out = tmp_path / "kernel.elf"
     r = cli("build", src, "--format", "vmlinux", "-o", out, "--cmdline", "/x", "--size", "1M")
     assert r.returncode == 64 and not out.exists()
-    assert r.stderr.decode() == ("error: --cmdline, --size with --format vmlinux, expected only "
-                                 "options that apply to --format vmlinux (see osvkit build --help)\n")
+    err = r.stderr.decode()
+    assert err.startswith("error: --cmdline, --size with --format vmlinux (the vmlinux ELF "
+                          "carries no command line") and err.count("\n") == 1
     r = cli("build", src, "-o", tmp_path / "usr.img", "--no-pvh")
     assert r.returncode == 64 and b"--pvh/--no-pvh with --format usr" in r.stderr
     r = cli("build", src, "-o", tmp_path / "usr.img", "--handover", "start64")

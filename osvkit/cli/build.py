@@ -56,7 +56,8 @@ def _refuse_unused(given: set[str], fmt: str, with_manifest: bool) -> None:
     """A flag the build would not use is a mistake to report, not to drop (--cmdline with
     --format vmlinux was silently lost: the ELF carries no command line)."""
     def names(ps):
-        return ", ".join(f"--{p.replace('_', '-')}" for p in sorted(ps))
+        flag = {"pvh": "pvh/--no-pvh"}
+        return ", ".join(f"--{flag.get(p, p.replace('_', '-'))}" for p in sorted(ps))
 
     unused = given & (_VMLINUX_ONLY if fmt == "usr" else _USR_ONLY | _MANIFEST_ONLY)
     if fmt == "vmlinux" and unused:

@@ -140,7 +140,6 @@ A_CODE = _B + CODE_OFFSET
 def _code16(pm32_addr: int) -> str:
     # NOTE: every number is written in hex: Keystone 0.9.2 in AT&T mode reads "20" as 0x20.
     bi = layout.BOOTINFO_ADDR
-    di0 = bi + 0x80  # DI after zeroing the block; fields are addressed relative to it
     bounce_seg = layout.BOUNCE_BUFFER_ADDR >> 4
     far = byte_directive(far_jump16(SEL_CODE32, pm32_addr))
     return f"""

@@ -125,7 +125,7 @@ class BootInfo:
             "address": self.address,
             "fields": self.fields,
             "e820": None if self.e820 is None else
-            [{"addr": a, "size": s, "type": t} for a, s, t in self.e820],
+            schema.e820_records(self.e820),
             "cmdline": self.cmdline,
             "boot_loader_name": self.boot_loader_name,
             "notes": self.notes,

@@ -192,7 +192,7 @@ class BootParamsInfo:
             "address": self.address,
             "fields": self.fields,
             "hdr": self.hdr,
-            "e820": [{"addr": a, "size": s, "type": t} for a, s, t in self.e820],
+            "e820": schema.e820_records(self.e820),
             "cmdline": self.cmdline,
             "notes": self.notes,
         }

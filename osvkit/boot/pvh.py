@@ -100,7 +100,7 @@ class PvhStartInfo:
             "address": self.address,
             "fields": self.fields,
             "memmap": None if self.memmap is None else
-            [{"addr": a, "size": s, "type": t} for a, s, t in self.memmap],
+            schema.e820_records(self.memmap),
             "modules": self.modules,
             "cmdline": self.cmdline,
             "notes": self.notes,

@@ -160,3 +160,8 @@ def plain(obj: Any) -> Any:
     if isinstance(obj, (list, ListContainer, tuple)):
         return [plain(v) for v in obj]
     return obj
+
+
+def e820_records(entries) -> list[dict]:
+    """``(addr, size, type)`` tuples as the JSON records every decoder prints."""
+    return [{"addr": a, "size": sz, "type": t} for a, sz, t in entries]

@@ -380,8 +380,12 @@ class BuildFileResult:
     def to_dict(self) -> dict:
         return {"manifest_path": self.manifest_path, **self.manifest}
 
+    def describe(self) -> str:
+        return format_result(self)
+
 
 def format_result(result: BuildFileResult) -> str:
+    """One line per output and the manifest's path (``osvkit build -c`` without --json)."""
     lines = []
     for o in result.outputs:
         lines.append(f"{o['path']}: {o['kind']} ({o['format']}), {o['size']} bytes, "

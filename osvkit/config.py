@@ -159,6 +159,13 @@ class ResolvedOptions:
     def get(self, name: str, default: Any = None) -> Any:
         return self.values.get(name, default)
 
+    def given(self) -> dict[str, Any]:
+        """The values someone set (flag, environment or build file), keyed by Python name
+        (``image_format``): what a command passes on when its library function has its own
+        defaults."""
+        return {k.replace("-", "_"): v for k, v in self.values.items()
+                if self.sources[k] != "default"}
+
     def to_dict(self) -> dict:
         return {k: {"value": self.values[k], "source": self.sources[k]} for k in self.values}
 

@@ -3,53 +3,39 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
 
-import typer
+import click
 
+from .. import layout
 from ..errors import UsageError
-from ._app import JsonOpt, app, emit
-from .common import ConfigOpt, build_file_command  # [cli]
+from ..units import parse_size
+from ._app import choice, command, emit, json_option
+from .common import (cmdline_option, config_option, given_on_command_line, image_format_option,
+                     resolve)
 
 FORMATS = ("usr", "vmlinux")
-"""Image kinds ``--format`` accepts (other parts add theirs, e.g. ``vmlinux``)."""
+"""Image kinds ``--format`` accepts."""
 
-
-def _describe(result) -> str:
-    d = result.to_dict()
-    lines = [f"wrote {d['output']} ({d['image_format']}, {d['image_size']} bytes virtual, "
-             f"file of {d['file_size']} bytes) in {d['elapsed']:.3f} s",
-             f"  kernel {d['kernel_size']} bytes -> payload {d['payload_size']} bytes "
-             f"({d['payload_sectors']} sectors, compression {d['compression']})",
-             f"  partition 1 at {d['partition_offset']:#x}, {d['partition_size']} bytes",
-             f"  cmdline: {d['cmdline']!r}"]
-    return "\n".join(lines)
-
+#: the largest disk an MBR describes: 2**32 sectors (a usr.img's partition table is an MBR)
+MAX_DISK_SIZE = (1 << 32) * layout.SECTOR_SIZE
 
 #: parameters that mean something with -c (the rest belong in the build file)
 _WITH_CONFIG = {"config", "output", "json_output", "cmdline", "image_format", "kernel"}
-
-
-def _given_on_command_line() -> set[str]:
-    """Names of the build command's parameters the user typed (not defaults, not OSVKIT_*
-    variables): a flag given with -c must either apply or be refused, never ignored."""
-    try:  # typer >= 0.24 vendors click as typer._click
-        from typer._click.core import ParameterSource
-        from typer._click.globals import get_current_context
-    except ImportError:  # pragma: no cover
-        from click import get_current_context
-        from click.core import ParameterSource
-
-    ctx = get_current_context()
-    return {name for name in ctx.params
-            if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE}
-
 
 #: options that only mean something for one --format (or with --manifest)
 _USR_ONLY = {"cmdline", "compression", "image_format", "partition", "size", "force_cmdline",
              "manifest"}
 _VMLINUX_ONLY = {"pvh", "replace_entry", "handover"}
 _MANIFEST_ONLY = {"define", "manifest_root", "allow_missing"}
+
+NOTES = """
+
+\b
+With -c, -o names the output directory (default: the build file's) and --json prints
+the manifest written to osvkit-manifest.json: {manifest_path, osvkit_manifest,
+osvkit_version, build_file: {path, sha256}, source_date_epoch, images: [{name, kernel,
+cmdline, options, outputs: [{image, kind, path, format, size, sha256, inputs, notes}]}]}.
+Nothing is written unless every image builds."""
 
 
 def _refuse_unused(given: set[str], fmt: str, with_manifest: bool) -> None:
@@ -75,77 +61,98 @@ def _refuse_unused(given: set[str], fmt: str, with_manifest: bool) -> None:
                          expected="--manifest usr.manifest")
 
 
-@app.command("build")
-def build(
-    kernel: Annotated[Optional[Path], typer.Argument(help="Kernel ELF (OSv's loader-stripped.elf).")] = None,
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Image file to write (with -c: the output directory).")] = None,
-    format: Annotated[str, typer.Option("--format", help="Image kind: usr (BIOS usr.img) or vmlinux (Firecracker/PVH kernel ELF).")] = "usr",
-    cmdline: Annotated[str, typer.Option("--cmdline", help="Kernel command line.")] = "",
-    image_format: Annotated[str, typer.Option("--image-format",
-                                              help="raw or qcow2.")] = "raw",
-    compression: Annotated[str, typer.Option("--compression",
-                                             help="fastlz or none.")] = "fastlz",
-    partition: Annotated[Optional[Path], typer.Option(
-        "--partition", help="Filesystem image (e.g. ROFS) for MBR partition 1.")] = None,
-    size: Annotated[Optional[str], typer.Option(
-        "--size", help="Virtual disk size (bytes or 64K/512M/1G); default: just the content.")] = None,
-    force_cmdline: Annotated[bool, typer.Option(
-        "--force-cmdline", help="Allow a command line up to 32,255 bytes (OSv limits it to 1023).")] = False,
-    manifest: Annotated[Optional[Path], typer.Option(
-        "--manifest", help="OSv usr.manifest: build a ROFS into partition 1 (adds --rootfs=rofs).")] = None,
-    define: Annotated[Optional[list[str]], typer.Option(
-        "-D", "--define", help="Manifest substitution NAME=VALUE for %(NAME)s (repeatable).")] = None,
-    manifest_root: Annotated[Optional[Path], typer.Option(
-        "--manifest-root", help="Resolve relative host paths here (default: the current directory).")] = None,
-    allow_missing: Annotated[bool, typer.Option(
-        "--allow-missing", help="Skip manifest host paths that do not exist.")] = False,
-    pvh: Annotated[bool, typer.Option(
-        "--pvh/--no-pvh", help="vmlinux: add a PVH entry and Xen note (default on).")] = True,
-    replace_entry: Annotated[bool, typer.Option(
-        "--replace-entry", help="vmlinux: replace a Linux/PVH entry the kernel already has.")] = False,
-    handover: Annotated[str, typer.Option(
-        "--handover", help="vmlinux: start32 (default; works on stripped kernels) or start64.")] = "start32",
-    json_output: JsonOpt = False,
-    config: ConfigOpt = None,  # [cli] osvkit build -c osvkit.toml
-) -> None:
+def _build_file(config: Path, kernel, output, json_output: bool, cmdline, image_format) -> None:
+    """``osvkit build -c FILE [-o DIR]``: every image of a build file, and its manifest."""
+    from ..buildfile import build_from_file
+
+    given = given_on_command_line()
+    ignored = [f"--{n.replace('_', '-')}" for n in given if n not in _WITH_CONFIG]
+    if ignored:
+        raise UsageError(f"{', '.join(sorted(ignored))} cannot be used with -c BUILD_FILE",
+                         expected="these settings in the build file's [[image]] tables")
+    if kernel is not None:
+        raise UsageError("a KERNEL argument and -c BUILD_FILE", expected="one of them")
+    emit(build_from_file(config, out_dir=output,
+                         flags={"cmdline": cmdline, "image-format": image_format}),
+         json_output)
+
+
+def _build_usr(kernel, output, options: dict, *, manifest, partition, define, manifest_root,
+               allow_missing):
+    if manifest is None:
+        from ..image.usrimg import build_usr_image
+
+        return build_usr_image(kernel, output, partition=partition, **options)
+    if partition is not None:
+        raise UsageError("--manifest and --partition both fill partition 1",
+                         expected="one of them")
+    from ..image.appimage import build_app_image
+    from ..rofs.manifest import parse_defines
+
+    return build_app_image(kernel, output, manifest=manifest, defines=parse_defines(define),
+                           manifest_root=manifest_root, allow_missing=allow_missing, **options)
+
+
+PathType = click.Path(path_type=Path)
+
+
+@command("build", examples_=(
+    "osvkit build -c osvkit.toml                     # every image the file declares",
+    "osvkit build loader-stripped.elf -o usr.img --cmdline '--rootfs=rofs /hello'",
+    "osvkit build loader-stripped.elf -o app.img --manifest usr.manifest -D arch=x64",
+    "osvkit build loader-stripped.elf --format vmlinux -o vmlinux.elf --json"), notes=NOTES)
+@click.argument("kernel", type=PathType, required=False)
+@click.option("-o", "--output", type=PathType,
+              help="Image file to write (with -c: the output directory).")
+@click.option("--format", "format", **choice(*FORMATS), default="usr",
+              show_default=True,
+              help="Image kind: usr (BIOS usr.img) or vmlinux (Firecracker/PVH kernel ELF).")
+@cmdline_option
+@image_format_option
+@click.option("--compression", **choice("fastlz", "none"), default="fastlz",
+              show_default=True, help="Kernel payload compression.")
+@click.option("--partition", type=PathType, help="Filesystem image (e.g. ROFS) for MBR partition 1.")
+@click.option("--size", metavar="SIZE",
+              help="Virtual disk size (bytes or 64K/512M/1G, at most 2T); default: just the "
+                   "content.")
+@click.option("--force-cmdline", is_flag=True,
+              help="Allow a command line up to 32,255 bytes (OSv limits it to 1023).")
+@click.option("--manifest", type=PathType,
+              help="OSv usr.manifest: build a ROFS into partition 1 (adds --rootfs=rofs).")
+@click.option("-D", "--define", multiple=True, metavar="NAME=VALUE",
+              help="Manifest substitution NAME=VALUE for %(NAME)s (repeatable).")
+@click.option("--manifest-root", type=PathType,
+              help="Resolve relative host paths here (default: the current directory).")
+@click.option("--allow-missing", is_flag=True, help="Skip manifest host paths that do not exist.")
+@click.option("--pvh/--no-pvh", default=True,
+              help="vmlinux: add a PVH entry and Xen note (default on).")
+@click.option("--replace-entry", is_flag=True,
+              help="vmlinux: replace a Linux/PVH entry the kernel already has.")
+@click.option("--handover", **choice("start32", "start64"), default="start32",
+              help="vmlinux: start32 (default; works on stripped kernels) or start64.")
+@json_option
+@config_option
+def build(kernel, output, format, cmdline, image_format, compression, partition, size,
+          force_cmdline, manifest, define, manifest_root, allow_missing, pvh, replace_entry,
+          handover, json_output, config) -> None:
     """Build a bootable image from a kernel ELF, or every image a build file (-c) declares."""
-    if config is not None:  # [cli] build file: every image it declares, plus the manifest
-        given = _given_on_command_line()
-        ignored = [f"--{n.replace('_', '-')}" for n in given if n not in _WITH_CONFIG]
-        if ignored:
-            raise UsageError(f"{', '.join(sorted(ignored))} cannot be used with -c BUILD_FILE",
-                             expected="these settings in the build file's [[image]] tables")
-        return build_file_command(
-            config, output, json_output, kernel=kernel,
-            cmdline=cmdline if "cmdline" in given else None,
-            image_format=image_format if "image_format" in given else None)
+    if config is not None:
+        return _build_file(config, kernel, output, json_output, cmdline, image_format)
     if kernel is None or output is None:
         raise UsageError("missing KERNEL or -o OUTPUT", expected="KERNEL -o OUTPUT, or -c BUILD_FILE")
-    _refuse_unused(_given_on_command_line(), format, manifest is not None)
-    if format == "usr":
-        options = dict(cmdline=cmdline, compression=compression, image_format=image_format,
-                       size=size, force_cmdline=force_cmdline)
-        if manifest is not None:
-            if partition is not None:
-                raise UsageError("--manifest and --partition both fill partition 1",
-                                 expected="one of them")
-            from ..image.appimage import build_app_image
-            from ..rofs.manifest import parse_defines
-
-            result = build_app_image(kernel, output, manifest=manifest,
-                                     defines=parse_defines(define or []),
-                                     manifest_root=manifest_root, allow_missing=allow_missing,
-                                     **options)
-        else:
-            from ..image.usrimg import build_usr_image
-
-            result = build_usr_image(kernel, output, partition=partition, **options)
-        emit(result, json_output, _describe)
-        return
-    if format == "vmlinux":  # [fcpath]
+    _refuse_unused(given_on_command_line(), format, manifest is not None)
+    if format == "vmlinux":
         from ..image.vmlinux import build_vmlinux, describe_vmlinux_result
 
         emit(build_vmlinux(kernel, output, pvh=pvh, handover=handover,
                            replace_entry=replace_entry), json_output, describe_vmlinux_result)
         return
-    raise UsageError(f"--format {format!r}", expected=" or ".join(FORMATS))
+    opts = resolve(cmdline=cmdline, image_format=image_format)
+    options = dict(cmdline=opts["cmdline"] or "", compression=compression,
+                   image_format=opts["image-format"], force_cmdline=force_cmdline,
+                   size=None if size is None else parse_size(
+                       size, "--size", maximum=MAX_DISK_SIZE,
+                       why="an MBR disk holds 2**32 sectors of 512 bytes"))
+    emit(_build_usr(kernel, output, options, manifest=manifest, partition=partition,
+                    define=define, manifest_root=manifest_root, allow_missing=allow_missing),
+         json_output)

@@ -87,6 +87,8 @@ def check_cmdline(line: str, target: str = "osv") -> bytes:
     """
     limit = _check_target(target)
     data = encode_cmdline(line)
+    if mmio.PREFIX in line:
+        mmio.decode_all(line, "osv")      # one grammar: what `mmio decode` refuses is refused
     if len(data) > limit:
         raise CmdlineError(f"command line is {len(data)} bytes, too long for {target}",
                            reason=CmdlineError.TOO_LARGE,
@@ -114,12 +116,22 @@ class CmdlineFit:
                             for t in TARGETS},
                 "unfit": list(self.unfit)}
 
+    def describe(self) -> str:
+        """The size and, per target, whether the line fits (``osvkit cmdline check``)."""
+        lines = [f"{self.size} bytes"]
+        for name, limit in TARGETS.items():
+            verdict = "does not fit" if name in self.unfit else "fits"
+            lines.append(f"  {name:<12} {limit:>6}  {verdict}")
+        return "\n".join(lines)
+
 
 def fit_report(line: str, target: str | None = None) -> CmdlineFit:
     """Measure ``line`` against all targets; with ``target``, raise like
     :func:`check_cmdline` when it does not fit that one."""
     if target is not None:
         check_cmdline(line, target)
+    elif mmio.PREFIX in line:
+        mmio.decode_all(line, "osv")
     return CmdlineFit(line, len(encode_cmdline(line)), tuple(unfit_targets(line)))
 
 

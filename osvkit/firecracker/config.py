@@ -47,6 +47,19 @@ class FirecrackerConfig:
     def to_json(self) -> str:
         return json.dumps(self.document, indent=2, sort_keys=False) + "\n"
 
+    def describe(self) -> str:
+        """What was written, for people (``osvkit firecracker-config`` without --json)."""
+        d = self.document
+        machine = d["machine-config"]
+        lines = [f"wrote {self.output}",
+                 f"  kernel {d['boot-source']['kernel_image_path']}",
+                 f"  boot_args {d['boot-source']['boot_args']!r}",
+                 f"  {machine['vcpu_count']} vCPU(s), {machine['mem_size_mib']} MiB"]
+        for drv in d["drives"]:
+            lines.append(f"  drive {drv['drive_id']}: {drv['path_on_host']} (root device: no)")
+        lines.append(f"  run: firecracker --no-api --config-file {self.output}")
+        return "\n".join(lines)
+
 
 def fc_boot_args(cmdline: str) -> str:
     """``--nopci`` + ``cmdline`` (once), checked against Firecracker's 2047-byte limit."""

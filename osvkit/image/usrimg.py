@@ -24,14 +24,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import shutil
 import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
 
-from .. import layout
+from .. import layout, units
 from ..boot import boot16, lzdecomp, mbr
 from ..errors import (FormatError, LayoutError, MissingInputError, OutputError, ToolError,
                       UsageError)
@@ -41,18 +40,12 @@ from .kernel import Kernel, check_kernel, load_kernel
 
 COMPRESSIONS = ("fastlz", "none")
 IMAGE_FORMATS = ("raw", "qcow2")
-_SIZE_UNITS = {"": 1, "K": layout.KiB, "M": layout.MiB, "G": layout.GiB}
 
 
 def parse_size(value: int | str) -> int:
-    """``4096``, ``"512M"``, ``"1G"``, ``"64K"`` (binary units) -> bytes."""
-    if isinstance(value, int):
-        return value
-    m = re.fullmatch(r"\s*(\d+)\s*([KMG]?)(?:i?B)?\s*", str(value), re.IGNORECASE)
-    if not m:
-        raise UsageError(f"size {value!r} is not a number of bytes",
-                         expected="e.g. 1048576, 64K, 512M or 1G")
-    return int(m.group(1)) * _SIZE_UNITS[m.group(2).upper()]
+    """``4096``, ``"512M"``, ``"1G"``, ``"64K"`` (binary units) -> bytes (bounded: see
+    :func:`osvkit.units.parse_size`)."""
+    return units.parse_size(value, "size")
 
 
 def _round_up(value: int, align: int) -> int:
@@ -82,6 +75,16 @@ class BuildResult:
             "output", "image_format", "compression", "kernel_size", "payload_size",
             "payload_sectors", "cmdline", "kernel_end", "partition_offset", "partition_size",
             "image_size", "file_size", "elapsed", "segments")}
+
+    def describe(self) -> str:
+        """What was built, for people (``osvkit build`` without --json)."""
+        return "\n".join([
+            f"wrote {self.output} ({self.image_format}, {self.image_size} bytes virtual, "
+            f"file of {self.file_size} bytes) in {self.elapsed:.3f} s",
+            f"  kernel {self.kernel_size} bytes -> payload {self.payload_size} bytes "
+            f"({self.payload_sectors} sectors, compression {self.compression})",
+            f"  partition 1 at {self.partition_offset:#x}, {self.partition_size} bytes",
+            f"  cmdline: {self.cmdline!r}"])
 
 
 def check_usr_cmdline(cmdline: str, *, force: bool = False) -> bytes:

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from .errors import FormatError, MissingInputError, UsageError
+from .units import parse_size
 
 SPEC_VERSION = 1
 SCHEMA_FILE = "osvkit-build.schema.json"
@@ -56,14 +57,21 @@ VMMS = ("qemu", "qemu-pvh", "qemu-fc", "firecracker")
 # Options and their precedence
 # --------------------------------------------------------------------------------------
 
-_MEMORY_RE = re.compile(r"^([1-9][0-9]*)([KMG]?)$")
+_MEMORY_RE = re.compile(r"^([1-9][0-9]{0,15})([KMG]?)$")
+
+
+def _shown(v: Any) -> str:
+    """``repr(v)``, shortened when a hostile value is thousands of characters long."""
+    text = repr(v)
+    return text if len(text) <= 60 else f"{text[:40]}... ({len(str(v))} characters)"
 
 
 def memory_mib(value: str | int) -> int:
     """``"256M"`` -> 256, ``"1G"`` -> 1024, ``512`` -> 512 (a bare number is MiB, as in QEMU)."""
-    m = _MEMORY_RE.match(str(value).strip())
+    m = _MEMORY_RE.match(str(value).strip()[:64])
     if not m:
-        raise UsageError(f"bad memory size {value!r}", expected="a number of MiB or <n>K/M/G")
+        raise UsageError(f"bad memory size {_shown(value)}",
+                         expected="a number of MiB or <n>K/M/G (at most 16 digits)")
     n, unit = int(m.group(1)), m.group(2)
     if unit == "K":
         if n % 1024:
@@ -82,22 +90,21 @@ def _parse_memory(v: Any) -> str:
 
 
 def _parse_int_min1(v: Any) -> int:
-    try:
-        n = int(str(v).strip()) if not isinstance(v, bool) else None
-    except ValueError:
-        n = None
+    text = str(v).strip()
+    n = int(text) if not isinstance(v, bool) and re.fullmatch(r"[0-9]{1,6}", text) else None
     if n is None or n < 1 or n > 255:
-        raise UsageError(f"bad CPU count {v!r}", expected="an integer from 1 to 255")
+        raise UsageError(f"bad CPU count {_shown(v)}", expected="an integer from 1 to 255")
     return n
 
 
 def _parse_timeout(v: Any) -> float:
     try:
-        t = float(str(v).strip()) if not isinstance(v, bool) else -1.0
+        text = str(v).strip()
+        t = float(text) if not isinstance(v, bool) and len(text) <= 32 else -1.0
     except ValueError:
         t = -1.0
-    if not t > 0:
-        raise UsageError(f"bad timeout {v!r}", expected="a number of seconds above 0")
+    if not 0 < t < float("inf"):
+        raise UsageError(f"bad timeout {_shown(v)}", expected="a number of seconds above 0")
     return t
 
 
@@ -323,7 +330,8 @@ def _validate(value: Any, node: dict, path: tuple, root: dict, errors: list) -> 
 
 
 def _show(v: Any) -> str:
-    return json.dumps(v) if isinstance(v, (str, int, float, bool)) else _typename(v)
+    text = json.dumps(v) if isinstance(v, (str, int, float, bool)) else _typename(v)
+    return text if len(text) <= 60 else f"{text[:40]}... ({len(text)} characters)"
 
 
 def validate(data: Any) -> list[tuple[tuple, str, str]]:
@@ -525,7 +533,7 @@ class ImageSpec:
                 "rofs_defines": dict(self.rofs_defines), "verify": self.verify.to_dict()}
 
 
-_SIZE_RE = re.compile(r"^([0-9]+)([KMG]?)$")
+_SIZE_RE = re.compile(r"^([0-9]{1,24})([KMG]?)$")
 
 
 def parse_probe_spec(kernel: str) -> int | None | bool:
@@ -536,8 +544,8 @@ def parse_probe_spec(kernel: str) -> int | None | bool:
         return False
     m = _SIZE_RE.match(kernel[6:])
     if not m:
-        raise UsageError(f"bad probe size in {kernel!r}", expected="probe:<n>[K|M|G]")
-    return int(m.group(1)) << {"": 0, "K": 10, "M": 20, "G": 30}[m.group(2)]
+        raise UsageError(f"bad probe size in {_shown(kernel)}", expected="probe:<n>[K|M|G]")
+    return parse_size(kernel[6:], "probe size", units="KMG")
 
 
 @dataclass
@@ -602,6 +610,41 @@ class BuildFile:
                 "options": dict(self.options), "images": [i.to_dict() for i in self.images]}
 
 
+#: deepest nesting of tables and arrays read (the schema needs 4)
+MAX_DEPTH = 16
+
+
+def _too_deep(data: Any) -> tuple | None:
+    """The key path of a value nested deeper than :data:`MAX_DEPTH`, or None (iterative, so
+    a hostile file cannot exhaust Python's stack)."""
+    stack = [((), data)]
+    while stack:
+        path, value = stack.pop()
+        if len(path) > MAX_DEPTH:
+            return path
+        if isinstance(value, dict):
+            stack.extend((path + (k,), v) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((path + (i,), v) for i, v in enumerate(value))
+    return None
+
+
+def _parser_limit(text: str, exc: Exception) -> tuple:
+    """The error for a file Python's TOML parser gives up on: an integer over its 4,300-digit
+    limit, or nesting deeper than its recursion allows."""
+    if isinstance(exc, RecursionError):
+        depths = [len(re.findall(r"[\[{]", line)) for line in text.splitlines()] or [0]
+        line = depths.index(max(depths)) + 1
+        return (line, "(syntax)", "tables or arrays nested too deeply for the TOML parser",
+                f"at most {MAX_DEPTH} levels")
+    for number, line in enumerate(text.splitlines(), 1):
+        m = re.search(r"[0-9_]{4000,}", line)
+        if m:
+            return (number, "(syntax)", f"a number of {len(m.group())} digits",
+                    "an integer of at most 19 digits")
+    return (None, "(syntax)", f"TOML value error: {str(exc)[:100]}", "valid TOML")
+
+
 def load_build_file(path: str | os.PathLike) -> BuildFile:
     """Read, parse and validate a build file.
 
@@ -620,7 +663,9 @@ def load_build_file(path: str | os.PathLike) -> BuildFile:
         raise BuildFileError(path, [(line, "(file)", "not UTF-8 text", "a TOML file")]) from None
     try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+    except (ValueError, RecursionError) as exc:
+        if not isinstance(exc, tomllib.TOMLDecodeError):
+            raise BuildFileError(path, [_parser_limit(text, exc)]) from None
         msg = str(exc)
         m = re.search(r"\(at line (\d+), column \d+\)", msg)
         line = int(m.group(1)) if m else None
@@ -628,6 +673,11 @@ def load_build_file(path: str | os.PathLike) -> BuildFile:
         raise BuildFileError(path, [(line, "(syntax)", f"TOML syntax error: {what}",
                                      "valid TOML")]) from None
     lines = key_lines(text)
+    deep = _too_deep(data)
+    if deep is not None:
+        raise BuildFileError(path, [(line_of(lines, deep), format_key_path(deep[:4]) + "...",
+                                     f"tables or arrays nested more than {MAX_DEPTH} deep",
+                                     "a build file as its schema describes it")])
     errors = validate(data)
     if errors:
         raise BuildFileError(path, [(line_of(lines, p), format_key_path(p), w, e)

@@ -122,6 +122,14 @@ def choice(*values: str) -> dict:
     return {"callback": check, "metavar": "|".join(values)}
 
 
+def number(ctx, param, value):
+    """Click callback: an integer option (decimal or 0x-hex, at least 0), bounded before it is
+    converted (:func:`osvkit.units.parse_int`)."""
+    from ..units import parse_int
+
+    return None if value is None else parse_int(value, param.opts[0])
+
+
 def examples(*lines: str) -> str:
     """An ``--help`` epilog listing example invocations (one per line)."""
     return "\b\nExamples:\n" + "\n".join(f"  $ {line}" for line in lines)

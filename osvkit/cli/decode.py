@@ -7,14 +7,9 @@ from typing import Callable
 
 import click
 
-from ..units import parse_int
-from ._app import command, emit, json_option, subgroup
+from ._app import command, emit, json_option, number, subgroup
 
 decode_group = subgroup("decode", "Decode a boot structure from a file or a raw memory dump.")
-
-
-def _number(ctx, param, value):
-    return None if value is None else parse_int(value, param.opts[0])
 
 
 def _decode_command(name: str, kind: str, example: str) -> Callable:
@@ -22,10 +17,10 @@ def _decode_command(name: str, kind: str, example: str) -> Callable:
     def deco(f: Callable) -> click.Command:
         @command(name, group=decode_group, examples_=(example,), help=f.__doc__)
         @click.argument("file", type=click.Path(path_type=Path), metavar="FILE")
-        @click.option("--offset", metavar="N", callback=_number,
+        @click.option("--offset", metavar="N", callback=number,
                       help="Byte offset of the structure in FILE (decimal or 0x-hex; default "
                            "0, for mptable: search).")
-        @click.option("--base", metavar="ADDR", callback=_number,
+        @click.option("--base", metavar="ADDR", callback=number,
                       help="Guest-physical address of FILE's first byte (default 0), used to "
                            "follow pointers.")
         @json_option

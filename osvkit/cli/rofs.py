@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from ._app import command, emit, json_option, subgroup
+from ._app import command, emit, json_option, number, subgroup
 
 
 class _RofsGroup(click.Group):
@@ -29,10 +29,10 @@ PathType = click.Path(path_type=Path)
 
 
 def _image_options(f):
-    f = click.option("-p", "--partition", type=int, default=None,
+    f = click.option("-p", "--partition", metavar="N", callback=number, default=None,
                      help="Read MBR partition N of a raw or qcow2 disk image "
                           "(OSv's usr.img: 1).")(f)
-    return click.option("--offset", type=int, default=0, show_default=True,
+    return click.option("--offset", metavar="N", callback=number, default="0", show_default=True,
                         help="Byte offset of the ROFS in the file.")(f)
 
 

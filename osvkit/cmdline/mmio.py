@@ -366,6 +366,8 @@ def decode(text: str, grammar: str = "osv") -> MmioDevice:
                    "only a K or M suffix (OSv has no G)")
     if parsed.entry.device.size == 0:
         raise _err(f"size 0 in {body!r}", "a size of at least 1 byte")
+    if parsed.entry.device.id is None and re.fullmatch(r":[0-9]+", parsed.entry.ignored):
+        raise _err(f"id in {body!r} out of range", f"0..{ID_MAX}")
     return parsed.entry.device
 
 

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from osvkit.boot import bootparams, schema
+from osvkit.boot import bootparams
+from osvkit.structs import base as schema
 from osvkit.boot.bootparams import BOOT_PARAMS_OFFSETS, BootParams, SetupHeader
 from osvkit.errors import FormatError, LayoutError
 

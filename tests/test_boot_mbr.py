@@ -7,7 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from osvkit import layout
-from osvkit.boot import mbr, schema
+from osvkit.boot import mbr
+from osvkit.structs import base as schema
 from osvkit.errors import FormatError, LayoutError
 
 

@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from osvkit.boot import pvh, schema
+from osvkit.boot import pvh
+from osvkit.structs import base as schema
 from osvkit.errors import FormatError
 
 

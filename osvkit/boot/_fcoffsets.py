@@ -12,7 +12,7 @@ from __future__ import annotations
 from . import bootinfo as _bi
 from . import bootparams as _bp
 from . import pvh as _pvh
-from . import schema as _schema
+from ..structs import base as _schema
 
 
 def _with_size(offsets: dict[str, int], struct) -> dict[str, int]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from construct import Array, Int8ul, Int16ul, Int32ul, Int64ul, Struct
 
 from .. import layout
-from . import schema
+from ..structs import base as schema
 from .bootparams import E820_TYPE_NAMES, describe_e820, read_cstring
 
 BOOTINFO_FLAG_BOOT_LOADER_NAME = 1 << 9

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from construct import Array, Bytes, Const, Int8ul, Int16ul, Int32ul, Int64ul, Struct
 
 from ..errors import LayoutError
-from . import schema
+from ..structs import base as schema
 
 E820_RAM = 1
 E820_RESERVED = 2

@@ -23,7 +23,7 @@ from construct import Array, Bytes, Computed, Const, Int8ul, Int16ul, Int32ul, S
 
 from .. import layout
 from ..errors import LayoutError
-from . import schema
+from ..structs import base as schema
 
 CHS_SECTORS_PER_TRACK = 63
 CHS_HEADS = 255

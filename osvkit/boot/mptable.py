@@ -29,7 +29,7 @@ from construct import Array, Bytes, Const, Int8ul, Int16ul, Int32ul, Struct
 
 from .. import layout
 from ..errors import FormatError, LayoutError
-from . import schema
+from ..structs import base as schema
 
 MPF_SIGNATURE = b"_MP_"
 MPC_SIGNATURE = b"PCMP"

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from construct import Const, Int32ul, Int64ul, Struct
 
-from . import schema
+from ..structs import base as schema
 from .bootparams import describe_e820, read_cstring
 
 XEN_HVM_START_MAGIC_VALUE = 0x336EC578

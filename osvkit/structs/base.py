@@ -1,6 +1,6 @@
 """The one place where construct meets osvkit's errors.
 
-Every boot structure in :mod:`osvkit.boot` is a construct 2.10 ``Struct``.  Code never calls
+Every structure in :mod:`osvkit.structs` is a construct 2.10 ``Struct``.  Code never calls
 ``Struct.parse``/``Struct.build`` directly; it calls :func:`parse` and :func:`build` here, which
 turn construct's exceptions into one-line :class:`~osvkit.errors.FormatError` /
 :class:`~osvkit.errors.LayoutError` messages naming the file, the offset, the field path and

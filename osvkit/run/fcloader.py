@@ -59,7 +59,7 @@ from dataclasses import dataclass, field
 
 from .. import layout
 from ..asm import assemble, byte_directive, far_jump32
-from ..boot import _fcoffsets as off
+from ..structs import offsets as off
 from ..boot import firecracker as fc
 from ..errors import KernelError, LayoutError, UsageError
 from ..image.kernel import Kernel

@@ -21,13 +21,7 @@ from __future__ import annotations
 
 import struct
 
-from osvkit.asm import assemble as _assemble, byte_directive, far_jump16_to32
-from osvkit.probe.kernel import absolute64, hexify
-
-
-def assemble(text, *, bits, base=0):
-    text = hexify(text)
-    return _assemble(absolute64(text) if bits == 64 else text, bits=bits, base=base)
+from osvkit.asm import assemble, byte_directive, far_jump16_to32
 
 STAGE2 = 0x7E00
 STAGE32 = 0x8000
@@ -107,7 +101,7 @@ def build_loader_disk(mode: str = "pm32", cmdline: bytes = b"", *,
         int $0x15
         movw ${bi:#x}, %di
         xorl %eax, %eax
-        movw $32, %cx
+        movw $0x20, %cx
         rep stosl
         movw ${BP:#x}, %di
         movw $0x300, %cx
@@ -125,16 +119,16 @@ def build_loader_disk(mode: str = "pm32", cmdline: bytes = b"", *,
     e820_loop:
         movl $0xe820, %eax
         movl $0x534d4150, %edx
-        movl $20, %ecx
+        movl $0x14, %ecx
         pushw %di
-        addw ${e820_skip}, %di
+        addw ${e820_skip:#x}, %di
         int $0x15
         popw %di
         jc e820_done
         cmpl $0x534d4150, %eax
         jne e820_done
         {"" if fc else "movl %ecx, (%di)"}
-        addw ${e820_step}, %di
+        addw ${e820_step:#x}, %di
         incw %si
         testl %ebx, %ebx
         jnz e820_loop
@@ -204,7 +198,7 @@ def build_loader_disk(mode: str = "pm32", cmdline: bytes = b"", *,
         movl $0xb003, 0xa000
         movl $0xb000, %edi
         movl $0x83, %eax
-        movl $512, %ecx
+        movl $0x200, %ecx
     pd_loop:
         movl %eax, (%edi)
         addl $0x200000, %eax
@@ -229,7 +223,8 @@ def build_loader_disk(mode: str = "pm32", cmdline: bytes = b"", *,
     if mode == "compat":
         s64 = f"""
         movl ${bi:#x}, %ebx
-        movl 0x200800, %eax
+        movq $0x200800, %r11
+        movl (%r11), %eax
         pushq $0x08
         pushq %rax
         lretq
@@ -238,14 +233,16 @@ def build_loader_disk(mode: str = "pm32", cmdline: bytes = b"", *,
         s64 = f"""
         movq ${fc_gdt_src:#x}, %rsi
         movq $0x500, %rdi
-        movl $32, %ecx
+        movl $0x20, %ecx
         rep movsb
         movq $0x520, %rdi
         xorl %eax, %eax
         movl $8, %ecx
         rep stosb
-        lgdt {fc_gdt_desc:#x}
-        lidt {fc_idt_desc:#x}
+        movq ${fc_gdt_desc:#x}, %r11
+        lgdt (%r11)
+        movq ${fc_idt_desc:#x}, %r11
+        lidt (%r11)
         movl $0x10, %eax
         movl %eax, %ds
         movl %eax, %es
@@ -266,7 +263,8 @@ def build_loader_disk(mode: str = "pm32", cmdline: bytes = b"", *,
         xorl %edi, %edi
         pushq $2
         popfq
-        jmpq *0x200018
+        movq $0x200018, %r11
+        jmpq *(%r11)
         """
     else:
         s64 = "hlt"

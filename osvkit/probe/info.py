@@ -12,7 +12,7 @@ import zlib
 
 from construct import Array, Const, ConstructError, Int16ul, Int32ul, Int64ul, Struct
 
-from ..boot.schema import field_offsets
+from ..structs.base import field_offsets
 from ..errors import FormatError
 from .layout import GDT, INFO_MAGIC, INFO_OFFSET
 

@@ -27,13 +27,13 @@ boot_params, MP tables, MBR) come from their construct schemas.
 from __future__ import annotations
 
 from .. import layout
-from ..boot.bootinfo import BOOTINFO_FLAG_BOOT_LOADER_NAME, BOOTINFO_OFFSETS, OSV_E820_OFFSETS
-from ..boot.bootinfo import OSV_E820_ENTRY_SIZE, OSV_E820_ENT_SIZE
-from ..boot.bootparams import BOOT_FLAG, BOOT_PARAMS_OFFSETS, E820_MAX_ENTRIES_ZEROPAGE
-from ..boot.bootparams import BootE820Entry
-from ..boot.mbr import MBR_OFFSETS
-from ..boot.mptable import MPC_SIGNATURE, MPC_TABLE_OFFSETS, MPC_TABLE_SIZE
-from ..boot.mptable import MPF_INTEL_OFFSETS, MPF_INTEL_SIZE, MPF_SIGNATURE, MP_PROCESSOR, MpcCpu
+from ..structs.bootinfo import BOOTINFO_FLAG_BOOT_LOADER_NAME, BOOTINFO_OFFSETS, OSV_E820_OFFSETS
+from ..structs.bootinfo import OSV_E820_ENTRY_SIZE, OSV_E820_ENT_SIZE
+from ..structs.bootparams import BOOT_FLAG, BOOT_PARAMS_OFFSETS, E820_MAX_ENTRIES_ZEROPAGE
+from ..structs.bootparams import BootE820Entry
+from ..structs.mbr import MBR_OFFSETS
+from ..structs.mptable import MPC_SIGNATURE, MPC_TABLE_OFFSETS, MPC_TABLE_SIZE
+from ..structs.mptable import MPF_INTEL_OFFSETS, MPF_INTEL_SIZE, MPF_SIGNATURE, MP_PROCESSOR, MpcCpu
 
 # ----------------------------------------------------------------------------------------
 # The file image

@@ -19,8 +19,9 @@ from .common import resolve, shared
 @shared("memory", default="128M")
 @shared("cpus")
 @shared("cmdline", aliases=("--boot-args",))
+@click.option("--initrd", type=click.Path(path_type=Path), help="Initrd (boot-source initrd_path).")
 @json_option
-def firecracker_config(kernel: Path, output: Path, disk, memory, cpus, cmdline,
+def firecracker_config(kernel: Path, output: Path, disk, memory, cpus, cmdline, initrd,
                        json_output: bool) -> None:
     """Write a Firecracker --config-file document for an OSv kernel.
 
@@ -33,5 +34,5 @@ def firecracker_config(kernel: Path, output: Path, disk, memory, cpus, cmdline,
                     cmdline=cmdline).given()
     if "cmdline" in given:
         given["boot_args"] = given.pop("cmdline")
-    result = write_firecracker_config(kernel, output, disk=disk, **given)
+    result = write_firecracker_config(kernel, output, disk=disk, initrd=initrd, **given)
     emit(result, json_output)

@@ -54,9 +54,12 @@ PathType = click.Path(path_type=Path)
 @click.option("--fc-protocol", default="linux", show_default=True,
               help="qemu-fc: linux (64-bit boot protocol at e_entry) or pvh (Firecracker >= "
                    "1.12 with a PVH note).")
+@click.option("--initrd", type=PathType,
+              help="qemu-fc/qemu-pvh: initrd (placed where Firecracker puts it / QEMU's -initrd).")
 @json_option
 def run_command(image, vmm, accel, memory, cpus, disk_bus, image_format, timeout, expect,
-                dry_run, cmdline, machine, disk, firecracker, fc_protocol, json_output) -> None:
+                dry_run, cmdline, machine, disk, firecracker, fc_protocol, initrd,
+                json_output) -> None:
     """Boot IMAGE (a disk image, raw or qcow2, or a kernel ELF for qemu-fc, qemu-pvh and
     firecracker) with the serial console captured.
 
@@ -69,7 +72,7 @@ def run_command(image, vmm, accel, memory, cpus, disk_bus, image_format, timeout
                    image_format=image_format)
     common = dict(vmm=vmm, accel=opts["accel"], memory=opts["memory"], cpus=opts["cpus"],
                   disk_bus=disk_bus, cmdline=opts["cmdline"], machine=machine, disk=disk,
-                  firecracker=firecracker, fc_protocol=fc_protocol,
+                  firecracker=firecracker, fc_protocol=fc_protocol, initrd=initrd,
                   image_format=opts.given().get("image_format"))
     if dry_run:
         argv = image_command(image, **common)

@@ -617,6 +617,59 @@ def write_module(kernel: FcKernel, initrd, path) -> str:
     return os.fspath(path)
 
 
+LOADER_FILE = "fc-loader.elf"
+MODULE_FILE = "fc-module.img"
+
+
+def _prepare(spec, workdir: str, mmio_devices=()):
+    """Check ``spec`` as the run would and return (kernel, command line, memory, initrd
+    size, module path, loader path)."""
+    from .pvh import guest_memory
+
+    k = read_fc_kernel(spec.image)
+    line = " ".join(p for p in (spec.line.strip(), mmio_cmdline(mmio_devices)) if p)
+    check_fc_cmdline(line)
+    mem = guest_memory(spec.memory)
+    size = initrd_size(spec.initrd)
+    module = spec.image if spec.initrd is None else os.path.join(workdir, MODULE_FILE)
+    return k, line, mem, size, module, os.path.join(workdir, LOADER_FILE)
+
+
+def command(spec, workdir: str) -> list[str]:
+    """The ``qemu-fc`` backend's command for ``spec`` (:class:`~osvkit.run.spec.RunSpec`),
+    after every check the run makes (so ``--dry-run`` prints no command that would fail)."""
+    k, line, mem, size, module, loader = _prepare(spec, workdir)
+    plan_loader(k, memory=mem, cpus=spec.cpus, protocol=spec.fc_protocol, initrd_size=size)
+    return qemu_fc_argv(module, loader, machine=spec.machine, cmdline=line, memory=mem,
+                        cpus=spec.cpus, disk=spec.disk, accel=spec.accel) + list(spec.extra)
+
+
+def run(spec, *, mmio_devices=(), loader_path=None):
+    """Boot ``spec.image`` the way Firecracker would, inside QEMU; the RunResult carries the
+    loader's plan as ``fc_plan``.  ``mmio_devices`` (``(size, base, irq)``) are appended to
+    the command line in Firecracker's format; ``loader_path`` keeps the generated loader."""
+    import tempfile
+
+    from .qemu import run_qemu
+
+    with tempfile.TemporaryDirectory(prefix="osvkit-fc-") as tmp:
+        k, line, mem, size, module, lp = _prepare(spec, tmp, mmio_devices)
+        elf, plan = build_loader(k, memory=mem, cpus=spec.cpus, protocol=spec.fc_protocol,
+                                 initrd_size=size)
+        lp = os.fspath(loader_path) if loader_path else lp
+        with open(lp, "wb") as f:
+            f.write(elf)
+        if spec.initrd is not None:
+            write_module(k, spec.initrd, module)
+        argv = qemu_fc_argv(module, lp, machine=spec.machine, cmdline=line, memory=mem,
+                            cpus=spec.cpus, disk=spec.disk, accel=spec.accel) + list(spec.extra)
+        result = run_qemu(argv, timeout=spec.timeout, expect=spec.expect,
+                          console_path=spec.console_path, workdir=tmp)
+    result.vmm = "qemu-fc"
+    result.fc_plan = plan
+    return result
+
+
 def run_qemu_fc(kernel, *, machine: str = "pc", cmdline: str = "", memory="256M", cpus: int = 1,
                 disk=None, mmio_devices=(), accel: str = "tcg", timeout: float = 60,
                 expect: str | None = None, console_path=None, loader_path=None,
@@ -624,26 +677,9 @@ def run_qemu_fc(kernel, *, machine: str = "pc", cmdline: str = "", memory="256M"
     """Boot ``kernel`` (any x86-64 vmlinux ELF or bzImage Firecracker's loader accepts) the
     way Firecracker would, inside QEMU; returns the runner's RunResult (with the plan attached
     as ``fc_plan``)."""
-    import tempfile
+    from .spec import RunSpec
 
-    from .pvh import guest_memory
-    from .qemu import run_qemu
-
-    k = read_fc_kernel(kernel)
-    line = " ".join(p for p in (cmdline.strip(), mmio_cmdline(mmio_devices)) if p)
-    check_fc_cmdline(line)
-    mem = guest_memory(memory)
-    elf, plan = build_loader(k, memory=mem, cpus=cpus, protocol=protocol,
-                             initrd_size=initrd_size(initrd))
-    with tempfile.TemporaryDirectory(prefix="osvkit-fc-") as tmp:
-        lp = os.fspath(loader_path) if loader_path else os.path.join(tmp, "fc-loader.elf")
-        with open(lp, "wb") as f:
-            f.write(elf)
-        module = write_module(k, initrd, os.path.join(tmp, "fc-module.img"))
-        argv = qemu_fc_argv(module, lp, machine=machine, cmdline=line, memory=mem, cpus=cpus,
-                            disk=disk, accel=accel)
-        result = run_qemu(argv, timeout=timeout, expect=expect, console_path=console_path,
-                          workdir=tmp)
-    result.vmm = "qemu-fc"
-    result.fc_plan = plan
-    return result
+    spec = RunSpec(kernel, vmm="qemu-fc", machine=machine, cmdline=cmdline, memory=memory,
+                   cpus=cpus, disk=disk, accel=accel, timeout=timeout, expect=expect,
+                   console_path=console_path, fc_protocol=protocol, initrd=initrd)
+    return run(spec, mmio_devices=mmio_devices, loader_path=loader_path)

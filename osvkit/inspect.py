@@ -13,6 +13,7 @@ and a summary of the kernel ELF recovered by decompressing it in Python.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import stat
@@ -58,11 +59,13 @@ DESCRIBERS: dict[str, Callable[["InspectResult"], str]] = {}
 def inspect_file(path) -> InspectResult:
     """Detect what ``path`` is and decode it; FormatError for unknown files."""
     path = os.fspath(path)
+    with contextlib.suppress(OSError):       # a missing file: read_head says so
+        if stat.S_ISFIFO(os.stat(path).st_mode):
+            # checked before opening: opening a pipe with no writer blocks, and a detector's
+            # read would consume the head the handler needs
+            raise FormatError("cannot seek (a pipe?)", path=path,
+                              expected="a file (inspect reads it more than once)")
     head = read_head(path, HEAD_SIZE)
-    if stat.S_ISFIFO(os.stat(path).st_mode):
-        # the detector's read consumed the head of a pipe; the handler would see the rest
-        raise FormatError("cannot seek (a pipe?)", path=path,
-                          expected="a file (inspect reads it more than once)")
     for kind, detect, handler in DETECTORS:
         if detect(head):
             return InspectResult(path, kind, handler(path))

@@ -60,7 +60,7 @@ from dataclasses import dataclass, field
 
 from .. import layout
 from ..asm import assemble, byte_directive, far_jump32
-from ..boot import _fcoffsets as off
+from ..structs import offsets as off
 from ..boot import firecracker as fc
 from ..boot import pvh as pvh_boot
 from ..errors import KernelError, LayoutError, UsageError

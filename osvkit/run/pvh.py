@@ -79,7 +79,7 @@ def disk_argv(machine: str, disk) -> list[str]:
     """virtio-blk: PCI on pc, virtio-mmio on microvm."""
     if disk is None:
         return []
-    from ..image.disk import detect_format
+    from ..disk import detect_format
 
     path = os.fspath(disk)
     fmt = detect_format(path)       # missing/directory/foreign image: a one-line error

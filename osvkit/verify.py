@@ -11,8 +11,8 @@ A boot passes when
 * for the conformance kernel ("probe"), its report does not say ``image_ok`` is false.
 
 The report also carries OSv's boot timing: the ``--bootchart`` lines
-``\\t<name>: <ms>ms, (+<ms>ms)`` and ``Booted up in <ms> ms`` (:func:`parse_bootchart`,
-osv-boot.md section 9), the probe's TSC stamps, and the host-side boot-done time, and
+``\\t<name>: <ms>ms, (+<ms>ms)`` and ``Booted up in <ms> ms`` (:func:`parse_bootchart`),
+the probe's TSC stamps, and the host-side boot-done time, and
 :func:`verify_images` can draw every boot's phases with :mod:`osvkit.plot`.
 
 Backends: ``usr.img`` (MBR or qcow2) boots with ``qemu``; a vmlinux ELF with ``qemu-pvh`` and
@@ -273,10 +273,8 @@ class BootRequest:
 
 
 def _probe_report(console: str) -> dict | None:
-    try:
-        from .probe import parse_report
-    except ImportError:
-        return None
+    from .probe import parse_report
+
     try:
         report = parse_report(console)
     except OsvkitError:

@@ -1,7 +1,7 @@
 """qemu-pvh: boot a kernel ELF through QEMU's own PVH loader (``-kernel kernel.elf``).
 
 QEMU accepts an uncompressed ELF for ``-kernel`` only when it carries a
-``XEN_ELFNOTE_PHYS32_ENTRY`` note (firecracker-boot.md 6.1, 6.3): on ``pc`` the ``pvh.bin``
+``XEN_ELFNOTE_PHYS32_ENTRY`` note: on ``pc`` the ``pvh.bin``
 option ROM and on ``microvm`` qboot build ``hvm_start_info`` and enter the note's address in
 32-bit protected mode -- osvkit's PVH stub (``osvkit build --format vmlinux``) or OSv's own
 ``hvm_xen_start``.  On microvm (``acpi=off``, ``auto-kernel-cmdline=on``) QEMU appends one
@@ -23,7 +23,7 @@ from .qemu import opt_value
 
 MACHINES = ("pc", "microvm")
 MICROVM = "microvm,x-option-roms=off,pit=off,pic=off,rtc=off,auto-kernel-cmdline=on,acpi=off"
-"""OSv's scripts/run.py microvm options (osv-boot.md 4.4)."""
+"""The microvm options OSv's own scripts/run.py uses."""
 
 
 def qemu_binary() -> str:

@@ -29,11 +29,11 @@ Every boot_params / boot-info offset comes from :mod:`osvkit.structs.offsets` (t
 
 from __future__ import annotations
 
-import struct
-
 from .. import layout
 from ..asm import assemble
+from ..structs import base as schema
 from ..structs import offsets as off
+from ..structs.x86 import SEGMENT_DESCRIPTOR_SIZE, GdtPointer64, gdt
 
 LOADER_NAME = b"osvkit-vmlinux64\0"
 
@@ -61,12 +61,13 @@ HANDOVERS = ("start32", "start64")
 
 
 def gdt_bytes() -> bytes:
-    return struct.pack("<4Q", *GDT)
+    return schema.build(gdt(len(GDT)), list(GDT), what="GDT")
 
 
 def gdt_descriptor(gdt_addr: int) -> bytes:
     """The 10-byte ``lgdt`` operand (limit u16, base u64)."""
-    return struct.pack("<HQ", len(GDT) * 8 - 1, gdt_addr)
+    return schema.build(GdtPointer64, dict(limit=len(GDT) * SEGMENT_DESCRIPTOR_SIZE - 1,
+                                           base=gdt_addr), what="GDT pointer")
 
 
 def entry64_asm(*, gdt_desc_addr: int, compat32_addr: int, name_addr: int, handover: str,

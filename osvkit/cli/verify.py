@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from ..errors import EX_FAIL, UsageError
+from ..run.backends import VMMS
 from ._app import command, emit, json_option
 from .common import (accel_option, cmdline_option, config_option, cpus_option, flags,
                      memory_option, out_dir_option, timeout_option)
@@ -44,8 +45,8 @@ plot_option = click.option("--plot", type=click.Path(path_type=Path), metavar="F
 @click.option("--image", "only", multiple=True, metavar="NAME",
               help="Only this image of the build file (repeatable).")
 @click.option("--vmm", multiple=True, metavar="VMM",
-              help="Run backend: qemu, qemu-pvh, qemu-fc, firecracker (repeatable; default: "
-                   "qemu for usr.img, qemu-pvh and qemu-fc for a vmlinux ELF).")
+              help=f"Run backend: {', '.join(VMMS)} (repeatable; default: qemu for usr.img, "
+                   "qemu-pvh and qemu-fc for a vmlinux ELF).")
 @click.option("--expect", metavar="REGEX", help="A console line must match this regex.")
 @click.option("--fail-pattern", multiple=True, metavar="TEXT",
               help="Extra console text that means failure (repeatable).")

@@ -174,10 +174,10 @@ def build_usr_image(kernel, output, *, cmdline: str = "", compression: str = "fa
             raise LayoutError(f"--size {image_size} is not a multiple of 512",
                               expected="a whole number of sectors")
 
-    table = bytearray(64)
-    table[16:32] = mbr.partition_entry_osv(kernel_end // layout.SECTOR_SIZE, part_sectors)
+    table = mbr.partition_table({layout.APP_PARTITION_INDEX: mbr.partition_entry_osv(
+        kernel_end // layout.SECTOR_SIZE, part_sectors)})
     sector = boot16.build_boot_sector(payload_sectors=payload_sectors, load_addr=load_addr,
-                                      decompressor_entry=entry, partitions=bytes(table))
+                                      decompressor_entry=entry, partitions=table)
 
     def write_raw(f):
         f.write(sector)

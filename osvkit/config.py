@@ -41,7 +41,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from .errors import FormatError, MissingInputError, UsageError
+from .cmdline.model import Cmdline
+from .errors import CmdlineError, FormatError, MissingInputError, UsageError
 from .run.backends import VMMS  # noqa: F401  (re-exported: the one list of VMMs)
 from .units import parse_size
 
@@ -118,9 +119,16 @@ def _choice(*choices: str) -> Callable[[Any], str]:
 
 
 def _parse_cmdline(v: Any) -> str:
-    if isinstance(v, Mapping):
-        return CmdlineSpec.from_value(v).render()
-    return str(v)
+    """A command line as written, or a build file's ``{options, app}`` table rendered; checked
+    by :class:`osvkit.cmdline.Cmdline` (the one model) so a bad line is refused here, naming
+    the flag, variable or file line it came from."""
+    from .cmdline import Cmdline
+    from .errors import CmdlineError
+
+    try:
+        return str(Cmdline.from_value(v if isinstance(v, Mapping) else str(v)))
+    except CmdlineError as exc:
+        raise UsageError(f"bad command line: {exc.what}", expected=exc.expected) from None
 
 
 @dataclass(frozen=True)
@@ -446,52 +454,6 @@ class BuildFileError(FormatError):
 # The model
 # --------------------------------------------------------------------------------------
 
-_NEEDS_QUOTES = re.compile(r"[\s\"';&!]")
-
-
-def quote_arg(arg: str) -> str:
-    """Quote one application argument for OSv's command-line parser (double quotes, with
-    ``\\"`` and ``\\\\`` escaped) when it holds a space, a quote or a command separator."""
-    if arg and not _NEEDS_QUOTES.search(arg):
-        return arg
-    return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-@dataclass
-class CmdlineSpec:
-    """A guest command line as loader options plus the application command.
-
-    ``render()`` gives the string: options first, then the app arguments (quoted when
-    needed), separated by single spaces.  A plain string from the build file is kept as is
-    (``raw``)."""
-    options: list[str] = field(default_factory=list)
-    app: list[str] = field(default_factory=list)
-    raw: str | None = None
-
-    @classmethod
-    def from_value(cls, value: Any) -> "CmdlineSpec":
-        if value is None:
-            return cls()
-        if isinstance(value, str):
-            return cls(raw=value)
-        return cls(options=list(value.get("options", [])), app=list(value.get("app", [])))
-
-    def render(self) -> str:
-        if self.raw is not None:
-            return self.raw
-        command = " ".join(quote_arg(a) for a in self.app)
-        try:  # the cmdline helper's model checks and escapes the options
-            from .cmdline import render_cmdline as _render
-        except ImportError:
-            return " ".join([*self.options, *([command] if command else [])])
-        return _render(list(self.options), command)
-
-    def to_dict(self) -> dict:
-        if self.raw is not None:
-            return {"raw": self.raw}
-        return {"options": list(self.options), "app": list(self.app)}
-
-
 @dataclass
 class VerifySpec:
     expect: str | None = None
@@ -511,7 +473,9 @@ class ImageSpec:
     index: int
     name: str
     kernel: str
-    cmdline: CmdlineSpec
+    cmdline: Cmdline
+    """The ``cmdline`` key (a string kept as written, or options and app arguments); empty
+    when the image has none."""
     outputs: dict[str, str]
     options: dict[str, Any] = field(default_factory=dict)      # per-image option keys
     partition: str | None = None
@@ -520,6 +484,9 @@ class ImageSpec:
     verify: VerifySpec = field(default_factory=VerifySpec)
     line: int | None = None
 
+    has_cmdline: bool = False
+    """Whether the build file gives this image a ``cmdline`` (possibly an empty one)."""
+
     @property
     def probe_size(self) -> int | None | bool:
         """For ``probe`` / ``probe:<size>`` kernels: the size in bytes (None = default);
@@ -527,7 +494,7 @@ class ImageSpec:
         return parse_probe_spec(self.kernel)
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "kernel": self.kernel, "cmdline": self.cmdline.render(),
+        return {"name": self.name, "kernel": self.kernel, "cmdline": str(self.cmdline),
                 "outputs": dict(self.outputs), "options": dict(self.options),
                 "partition": self.partition, "rofs_manifest": self.rofs_manifest,
                 "rofs_defines": dict(self.rofs_defines), "verify": self.verify.to_dict()}
@@ -584,9 +551,8 @@ class BuildFile:
     def resolve(self, image: ImageSpec | None = None, flags: Mapping[str, Any] | None = None,
                 env: Mapping[str, str] | None = None) -> ResolvedOptions:
         values, sources = self.file_options(image)
-        if image is not None and (image.cmdline.raw is not None or image.cmdline.options
-                                  or image.cmdline.app):
-            values["cmdline"] = image.cmdline.render()
+        if image is not None and image.has_cmdline:
+            values["cmdline"] = str(image.cmdline)
             line = line_of(self.lines, ("image", image.index, "cmdline"))
             sources["cmdline"] = f"file:{self.path.name}:{line}"
         return resolve_options(flags, values, env=env, file_sources=sources)
@@ -691,7 +657,8 @@ def load_build_file(path: str | os.PathLike) -> BuildFile:
         verify = img.get("verify") or {}
         spec = ImageSpec(
             index=i, name=img["name"], kernel=img["kernel"],
-            cmdline=CmdlineSpec.from_value(img.get("cmdline")),
+            cmdline=Cmdline(),
+            has_cmdline="cmdline" in img,
             outputs=dict(img["outputs"]),
             options={k: img[k] for k in OPTIONS if k in img and k != "cmdline"},
             partition=img.get("partition"),
@@ -704,6 +671,10 @@ def load_build_file(path: str | os.PathLike) -> BuildFile:
             line=line_of(lines, ("image", i)),
         )
         images.append(spec)
+        try:
+            spec.cmdline = Cmdline.from_value(img.get("cmdline"))
+        except CmdlineError as exc:
+            problems.append((("image", i, "cmdline"), exc.what, exc.expected))
         if spec.name in seen_names:
             problems.append((("image", i, "name"), f"duplicate image name {spec.name!r}",
                              "a name used once"))

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from .. import layout
+from ..cmdline import Cmdline
 from ..errors import UsageError
 from ..units import parse_size
 from ._app import choice, command, emit, json_option
@@ -148,7 +149,7 @@ def build(kernel, output, format, cmdline, image_format, compression, partition,
                            replace_entry=replace_entry), json_output, describe_vmlinux_result)
         return
     opts = resolve(cmdline=cmdline, image_format=image_format)
-    options = dict(cmdline=opts["cmdline"] or "", compression=compression,
+    options = dict(cmdline=Cmdline.from_value(opts["cmdline"] or ""), compression=compression,
                    image_format=opts["image-format"], force_cmdline=force_cmdline,
                    size=None if size is None else parse_size(
                        size, "--size", maximum=MAX_DISK_SIZE,

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 
 from .. import layout, units
 from ..boot import boot16, lzdecomp, mbr
+from ..cmdline import Cmdline
 from ..disk import open_disk
 from ..errors import LayoutError, MissingInputError, OutputError, ToolError, UsageError
 from ..fileio import atomic_output
@@ -117,11 +118,13 @@ def _same_file(a, b) -> bool:
         return False
 
 
-def build_usr_image(kernel, output, *, cmdline: str = "", compression: str = "fastlz",
-                    image_format: str = "raw", partition=None, size=None,
-                    force_cmdline: bool = False) -> BuildResult:
-    """Build a BIOS-bootable usr.img from ``kernel`` (a path or a :class:`Kernel`)."""
+def build_usr_image(kernel, output, *, cmdline: Cmdline | str = "",
+                    compression: str = "fastlz", image_format: str = "raw", partition=None,
+                    size=None, force_cmdline: bool = False) -> BuildResult:
+    """Build a BIOS-bootable usr.img from ``kernel`` (a path or a :class:`Kernel`);
+    ``cmdline`` is an :class:`osvkit.cmdline.Cmdline` or its text."""
     started = time.perf_counter()
+    cmdline = str(cmdline)
     if image_format not in IMAGE_FORMATS:
         raise UsageError(f"image format {image_format!r}", expected=" or ".join(IMAGE_FORMATS))
     if compression not in COMPRESSIONS:

@@ -295,7 +295,7 @@ def _build_rofs(manifest: Path, output: Path, defines: dict[str, str]) -> list[t
 
 def firecracker_config(*, kernel: str, boot_args: str, memory: str, cpus: int,
                        drive: str | None) -> dict:
-    """A Firecracker ``--config-file`` document (firecracker-data/firecracker-api.yaml):
+    """A Firecracker ``--config-file`` document:
     ``boot-source``, ``machine-config`` and, when given, one raw root drive (not the root
     device, so Firecracker adds no ``root=`` to the command line)."""
     doc: dict = {

@@ -8,7 +8,7 @@ per device to the kernel command line::
 Two parsers read these entries and they do not agree, so every reader here takes a
 ``grammar``:
 
-``"osv"`` -- OSv's ``drivers/virtio-mmio.cc`` (x86 only; osv-boot.md 5), in this order:
+``"osv"`` -- OSv's ``drivers/virtio-mmio.cc`` (x86 only), in this order:
 
 * the prefix is found with ``strstr`` *anywhere* in the line (no word boundary:
   ``--x=virtio_mmio.device=...`` matches);
@@ -40,7 +40,7 @@ then an optional ``K``/``M``/``G``/``T``/``P``/``E`` suffix, either case); then
 bare ``--`` go to init and are not parsed.  Quoted parameters are not modelled.
 
 :func:`encode` writes entries the way Firecracker's linux-loader does
-(``virtio_mmio.device=4K@0xc0001000:5``, firecracker-boot.md 5.1), except that by default it
+(``virtio_mmio.device=4K@0xc0001000:5``), except that by default it
 never writes ``G`` because OSv cannot read it (1 GiB is written ``1024M``).
 """
 

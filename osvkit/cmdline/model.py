@@ -1,6 +1,6 @@
 """OSv's kernel command line: loader options, the application command, and its limits.
 
-OSv splits its command line in ``loader_parse_cmdline`` (``core/commands.cc``, osv-boot.md 5)
+OSv splits its command line in ``loader_parse_cmdline`` (``core/commands.cc``)
 after the virtio-mmio pass (:mod:`osvkit.cmdline.mmio`) has removed the device entries:
 
 * whitespace is ``" \\t\\n"``;
@@ -27,9 +27,8 @@ which counts bytes:
   includes the NUL.
 
 Character set: a NUL is refused everywhere (it would end the C string).  Firecracker passes the
-user's ``boot_args`` through linux-loader's ``Cmdline::try_from``, which checks only the length
-(firecracker-boot.md 5.1 and 8.6), so the ``firecracker`` target does **not** require printable
-ASCII; only linux-loader's ``insert*`` methods would, and Firecracker uses those only for what
+user's ``boot_args`` through linux-loader's ``Cmdline::try_from``, which checks only the
+length, so the ``firecracker`` target does **not** require printable ASCII; only linux-loader's ``insert*`` methods would, and Firecracker uses those only for what
 it appends itself (``virtio_mmio.device=...``, ``pci=off``, ``root=...``).
 """
 

@@ -27,8 +27,7 @@ from ..structs.bootinfo import (
 
 def build_bootinfo(**fields) -> bytes:
     """A 121-byte block, zero except ``fields``."""
-    obj = {sub.name: 0 for sub in OsvMultibootInfo.subcons}
-    obj["syms"] = [0, 0, 0, 0]
+    obj = schema.blank(OsvMultibootInfo)
     obj.update(fields)
     return schema.build(OsvMultibootInfo, obj, what="osv_multiboot_info")
 

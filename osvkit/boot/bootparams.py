@@ -19,19 +19,14 @@ from dataclasses import dataclass, field
 
 from ..errors import LayoutError
 from ..structs import base as schema
-
-from ..structs.bootparams import (
-    E820_TYPE_NAMES, E820_MAX_ENTRIES_ZEROPAGE, BOOT_FLAG, HDRS_MAGIC, BootParams,
-    BOOT_PARAMS_SIZE, BOOT_PARAMS_OFFSETS)
+from ..structs.bootparams import (  # noqa: F401 (BOOT_FLAG, HDRS_MAGIC, BOOT_PARAMS_SIZE)
+    BOOT_FLAG, BOOT_PARAMS_OFFSETS, BOOT_PARAMS_SIZE, E820_MAX_ENTRIES_ZEROPAGE, E820_TYPE_NAMES,
+    HDRS_MAGIC, BootParams)
 
 
 def boot_params_defaults():
-    """A build object (Container) with every field zero except the two magics."""
-    blank = bytearray(BOOT_PARAMS_SIZE)
-    blank[BOOT_PARAMS_OFFSETS["boot_flag"]:BOOT_PARAMS_OFFSETS["boot_flag"] + 2] = \
-        BOOT_FLAG.to_bytes(2, "little")
-    blank[BOOT_PARAMS_OFFSETS["header"]:BOOT_PARAMS_OFFSETS["header"] + 4] = HDRS_MAGIC
-    return BootParams.parse(bytes(blank))
+    """A build object (Container) with every field zero (the two magics are constants)."""
+    return schema.blank(BootParams)
 
 
 def build_boot_params(*, hdr: dict | None = None, e820=(), **fields) -> bytes:

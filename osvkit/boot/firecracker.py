@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from .. import layout
 from ..errors import LayoutError
-from . import bootparams, mptable, pvh
-from ..structs import mptable as mptable_s
+from ..structs import base as schema
 from ..structs import bootparams as bootparams_s
+from ..structs import mptable as mptable_s
+from ..structs.x86 import PAGE_TABLE_ENTRIES, PageTable, gdt
+from . import bootparams, mptable, pvh
 
 E820_RAM = bootparams_s.E820_RAM
 E820_RESERVED = bootparams_s.E820_RESERVED
@@ -129,7 +131,8 @@ def firecracker_gdt(protocol: str = "linux") -> bytes:
     """The 4-entry GDT Firecracker writes at 0x500 for ``protocol`` "linux" or "pvh"."""
     if protocol not in FC_GDT_FLAGS:
         raise ValueError(f"protocol must be 'linux' or 'pvh', not {protocol!r}")
-    return b"".join(gdt_entry(*e).to_bytes(8, "little") for e in FC_GDT_FLAGS[protocol])
+    entries = [gdt_entry(*e) for e in FC_GDT_FLAGS[protocol]]
+    return schema.build(gdt(len(entries)), entries, what="GDT")
 
 
 PAGE_PRESENT_RW = 0x3
@@ -139,9 +142,9 @@ PAGE_PRESENT_RW_PS = 0x83
 def firecracker_page_tables() -> bytes:
     """The 3 pages at 0x9000-0xC000: PML4[0] -> PDPT, PDPT[0] -> PD, PD[i] = 2 MiB page i
     (identity map of the first 1 GiB).  Every other entry is 0."""
-    pml4 = bytearray(4096)
-    pdpt = bytearray(4096)
-    pml4[0:8] = (layout.FC_PDPTE_ADDR | PAGE_PRESENT_RW).to_bytes(8, "little")
-    pdpt[0:8] = (layout.FC_PDE_ADDR | PAGE_PRESENT_RW).to_bytes(8, "little")
-    pd = b"".join(((i << 21) + PAGE_PRESENT_RW_PS).to_bytes(8, "little") for i in range(512))
-    return bytes(pml4 + pdpt + pd)
+    def table(entries: list[int]) -> bytes:
+        return schema.build(PageTable, entries + [0] * (PAGE_TABLE_ENTRIES - len(entries)),
+                            what="page table")
+    pd = [(i << 21) + PAGE_PRESENT_RW_PS for i in range(PAGE_TABLE_ENTRIES)]
+    return (table([layout.FC_PDPTE_ADDR | PAGE_PRESENT_RW])
+            + table([layout.FC_PDE_ADDR | PAGE_PRESENT_RW]) + table(pd))

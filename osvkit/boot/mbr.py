@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from .. import layout
 from ..errors import LayoutError
 from ..structs import base as schema
-
 from ..structs.mbr import (CHS_HEADS, CHS_MAX, CHS_SECTORS_PER_TRACK, MBR, MBR_OFFSETS,
                            PARTITION_ENTRY_SIZE, PARTITION_TYPE_LINUX, ChsAddress, OsvChs,
                            PartitionEntry, PartitionEntryOsv, PartitionEntryStandard,

@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from .. import layout
 from ..errors import FormatError, LayoutError
 from ..structs import base as schema
-
 from ..structs.mptable import (
     MPF_SIGNATURE, MP_SPEC_REV_1_4, CPU_ENABLED, CPU_BOOTPROCESSOR, IRQTYPE_NAMES, MpfIntel,
     MpcTable, MP_ENTRIES, MP_ENTRY_BY_KIND, MPF_INTEL_SIZE, MPC_TABLE_SIZE,
@@ -53,12 +52,7 @@ def sums_to_zero(data: bytes) -> bool:
 def build_entry(kind: str, **values) -> bytes:
     """One base entry: ``build_entry("processor", apicid=0, ...)``; unset fields are 0."""
     typ, st = MP_ENTRY_BY_KIND[kind]
-    obj = {sub.name: 0 for sub in st.subcons}
-    obj["type"] = None
-    if kind == "processor":
-        obj["reserved"] = [0, 0]
-    if kind == "bus":
-        obj["bustype"] = b"\0" * 6
+    obj = schema.blank(st)
     obj.update(values)
     return schema.build(st, obj, what=f"MP {kind} entry")
 

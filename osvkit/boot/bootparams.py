@@ -2,13 +2,13 @@
 
 Spec: Linux ``Documentation/arch/x86/boot.rst`` (64-bit boot protocol) and
 ``arch/x86/include/uapi/asm/bootparam.h``, as bindgen'd by rust-vmm linux-loader v0.14.0
-``loader_gen/x86_64/bootparam.rs`` (firecracker-boot.md 3.1, 3.2).  Field names are Linux's.
+``loader_gen/x86_64/bootparam.rs``.  Field names are Linux's.
 The structure is packed; ``setup_header`` is 123 bytes at 0x1F1, ``e820_table`` 128 x 20 bytes
 at 0x2D0.
 
 OSv's ``extract_linux_boot_params`` reads only ``e820_entries`` (0x1E8), ``boot_flag``
 (0x1FE, asserted 0xAA55), ``header`` (0x202, asserted "HdrS"), ``cmd_line_ptr`` (0x228) and the
-e820 table (osv-boot.md 4.2).  :data:`BOOT_PARAMS_OFFSETS` gives every field's offset from the
+e820 table.  :data:`BOOT_PARAMS_OFFSETS` gives every field's offset from the
 schema; the Firecracker entry stub takes its offsets from there.
 """
 

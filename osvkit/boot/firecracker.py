@@ -1,7 +1,7 @@
 """Pure builders that reproduce the boot data Firecracker writes into guest memory.
 
-Facts: firecracker-boot.md 2.2 (GDT), 2.6 (page tables), 2.9 (PVH start_info), 3 (zero page
-and e820 map, HEAD order), 4 (MP table).  Every function returns bytes or plain values and does
+The GDT, the page tables, the PVH start_info, the zero page and e820 map (in Firecracker's
+HEAD order) and the MP table.  Every function returns bytes or plain values and does
 no I/O; addresses come from :mod:`osvkit.layout`.  osvkit uses these to emulate Firecracker in
 QEMU (the ``qemu-fc`` path) and to check its own boot stubs against what Firecracker provides.
 """
@@ -55,8 +55,8 @@ def firecracker_e820(mem_size: int) -> list[tuple[int, int, int]]:
 
 
 def firecracker_mptable(ncpus: int, address: int = layout.FC_MPTABLE_ADDR) -> bytes:
-    """Firecracker's MP table for ``ncpus`` vCPUs, floating pointer first: 284 + 20 n bytes
-    (firecracker-boot.md 4), to be placed at ``address`` (0x9FC00)."""
+    """Firecracker's MP table for ``ncpus`` vCPUs, floating pointer first: 284 + 20 n bytes,
+    to be placed at ``address`` (0x9FC00)."""
     if not 1 <= ncpus <= FC_MAX_SUPPORTED_CPUS:
         raise LayoutError(f"{ncpus} vCPUs", expected=f"1 to {FC_MAX_SUPPORTED_CPUS}")
     ioapic_id = ncpus + 1
@@ -81,8 +81,8 @@ def firecracker_mptable(ncpus: int, address: int = layout.FC_MPTABLE_ADDR) -> by
 
 def firecracker_boot_params(cmdline_len: int, e820, cmd_line_ptr: int = layout.FC_CMDLINE_ADDR,
                             *, ramdisk: tuple[int, int] | None = None) -> bytes:
-    """The 4096-byte zero page Firecracker writes for an ELF kernel (firecracker-boot.md 3.1,
-    3.2): ``cmdline_len`` is the command line's length without the NUL."""
+    """The 4096-byte zero page Firecracker writes for an ELF kernel: ``cmdline_len`` is the
+    command line's length without the NUL."""
     if not 0 <= cmdline_len < layout.FC_CMDLINE_MAX_SIZE:
         raise LayoutError(f"command line of {cmdline_len} bytes",
                           expected=f"at most {layout.FC_CMDLINE_MAX_SIZE - 1}")
@@ -97,7 +97,7 @@ def firecracker_boot_params(cmdline_len: int, e820, cmd_line_ptr: int = layout.F
 def firecracker_pvh_start_info(memmap_entries: int,
                                cmdline_paddr: int = layout.FC_CMDLINE_ADDR, *,
                                nr_modules: int = 0) -> bytes:
-    """Firecracker's 56-byte ``hvm_start_info`` (firecracker-boot.md 2.9): version 1, flags 0,
+    """Firecracker's 56-byte ``hvm_start_info``: version 1, flags 0,
     memmap at 0x7000, ``modlist_paddr`` 0x6040 only with modules, ``rsdp_paddr`` 0."""
     return pvh.build_start_info(
         cmdline_paddr=cmdline_paddr, memmap_paddr=layout.FC_PVH_MEMMAP_ADDR,

@@ -4,7 +4,7 @@ the five base entry types.
 Spec: Intel MP Spec 1.4 (1997) chapter 4; field names are Linux's
 ``arch/x86/include/asm/mpspec_def.h`` (``mpf_intel``, ``mpc_table``, ``mpc_cpu``, ``mpc_bus``,
 ``mpc_ioapic``, ``mpc_intsrc``, ``mpc_lintsrc``), which Firecracker's ``generated/mpspec.rs``
-also uses (firecracker-boot.md 4).  Both checksums make their bytes sum to 0 mod 256; they are
+also uses.  Both checksums make their bytes sum to 0 mod 256; they are
 computed on build and verified on parse (strict: :class:`~osvkit.errors.FormatError`; lenient:
 reported in :attr:`MpTable.problems`).
 
@@ -12,7 +12,7 @@ The entries are walked by the header's ``length``, never by ``oemcount``: Firecr
 ``oemcount = n + 29``, one more than the entries it writes (Linux ``smp_read_mpc`` and OSv both
 walk by length too).
 
-Two scanners find the floating pointer in a memory dump (osv-boot.md 6):
+Two scanners find the floating pointer in a memory dump:
 
 * ``"spec"`` (MP spec 4.1): the first KiB of the EBDA (segment in the BIOS data area word at
   0x40E), the last KiB of base memory (KiB count in the BDA word at 0x413), then the BIOS ROM

@@ -1,4 +1,4 @@
-"""Build and read BIOS-bootable usr.img disk images (osv-boot.md 1.1, 2.2, 2.3).
+"""Build and read BIOS-bootable usr.img disk images.
 
 Layout of an image built here (compatible with OSv's tools)::
 

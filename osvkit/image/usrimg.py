@@ -1,4 +1,4 @@
-"""Build and read BIOS-bootable usr.img disk images (osv-boot.md 1.1, 2.2, 2.3).
+"""Build and read BIOS-bootable usr.img disk images (OSv's disk layout and boot16 contract).
 
 Layout of an image built here (compatible with OSv's tools)::
 
@@ -16,8 +16,8 @@ Layout of an image built here (compatible with OSv's tools)::
 The image is written atomically; ``image_format="qcow2"`` converts the raw image with
 ``qemu-img convert -O qcow2`` (deterministic: the same input gives the same bytes).
 
-The reader (:func:`read_usr_image`) also understands images made by OSv's own scripts (OSv's
-boot16 and ``lzloader.elf`` at LBA 128), see :mod:`osvkit.inspect`.
+The reader (:func:`osvkit.inspect.inspect_usr_image`) also understands images made by OSv's
+own scripts (OSv's boot16 and ``lzloader.elf`` at LBA 128).
 """
 
 from __future__ import annotations
@@ -262,7 +262,7 @@ def open_image(path):
             yield read, "raw", size
             return
     try:
-        from .disk import open_disk  # the cmdline helper's qcow2/raw random access
+        from .disk import open_disk  # qcow2/raw random access
     except ImportError:
         open_disk = None
     if open_disk is not None:

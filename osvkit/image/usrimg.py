@@ -16,8 +16,8 @@ Layout of an image built here (compatible with OSv's tools)::
 The image is written atomically; ``image_format="qcow2"`` converts the raw image with
 ``qemu-img convert -O qcow2`` (deterministic: the same input gives the same bytes).
 
-The reader (:func:`read_usr_image`) also understands images made by OSv's own scripts (OSv's
-boot16 and ``lzloader.elf`` at LBA 128), see :mod:`osvkit.inspect`.
+The reader (:func:`osvkit.inspect.inspect_usr_image`) also understands images made by OSv's
+own scripts (OSv's boot16 and ``lzloader.elf`` at LBA 128).
 """
 
 from __future__ import annotations

@@ -102,7 +102,7 @@ _API = {
     "render_cmdline": "osvkit.cmdline",
     "check_cmdline": "osvkit.cmdline",
     "unfit_targets": "osvkit.cmdline",
-    "open_disk": "osvkit.image.disk",
+    "open_disk": "osvkit.disk",
     "get_cmdline": "osvkit.image.cmdline_io",
     "read_cmdline": "osvkit.image.cmdline_io",
     "set_cmdline": "osvkit.image.cmdline_io",

@@ -11,7 +11,6 @@ b'\\xb8\\x01\\x00\\x00\\x00\\xeb\\xfe'
 from __future__ import annotations
 
 import re
-import struct
 
 from .errors import OsvkitError
 
@@ -85,12 +84,12 @@ def _reject_movq_absolute_loads(text: str) -> None:
 
 def far_jump16(selector: int, offset: int) -> bytes:
     """``ljmp $selector, $offset`` from 16-bit code (EA ofs16 sel16)."""
-    return b"\xEA" + struct.pack("<HH", offset, selector)
+    return b"\xEA" + offset.to_bytes(2, "little") + selector.to_bytes(2, "little")
 
 
 def far_jump32(selector: int, offset: int) -> bytes:
     """``ljmpl $selector, $offset`` from 32-bit code (EA ofs32 sel16)."""
-    return b"\xEA" + struct.pack("<IH", offset, selector)
+    return b"\xEA" + offset.to_bytes(4, "little") + selector.to_bytes(2, "little")
 
 
 def far_jump16_to32(selector: int, offset: int) -> bytes:

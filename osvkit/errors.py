@@ -6,7 +6,7 @@ written is an :class:`OsvkitError`.  Its ``str()`` is the one line the CLI print
     <file>: <what is wrong>, expected <what>
 
 and its ``exit_status`` is the sysexits(3) code the CLI exits with.  construct's own
-exceptions are translated in exactly one place, :func:`osvkit.boot.schema.parse`.
+exceptions are translated in exactly one place, :func:`osvkit.structs.base.parse`.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ and a summary of the kernel ELF recovered by decompressing it in Python.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import stat
@@ -22,6 +23,7 @@ from typing import Callable
 
 from . import layout
 from .boot import boot16, lzdecomp, mbr
+from .structs.mbr import OSV_DISK_SIGNATURE
 from .errors import FormatError, KernelError
 from .fileio import read_head
 from .image import lzloader
@@ -53,11 +55,13 @@ DESCRIBERS: dict[str, Callable[["InspectResult"], str]] = {}
 def inspect_file(path) -> InspectResult:
     """Detect what ``path`` is and decode it; FormatError for unknown files."""
     path = os.fspath(path)
+    with contextlib.suppress(OSError):       # a missing file: read_head says so
+        if stat.S_ISFIFO(os.stat(path).st_mode):
+            # checked before opening: opening a pipe with no writer blocks, and a detector's
+            # read would consume the head the handler needs
+            raise FormatError("cannot seek (a pipe?)", path=path,
+                              expected="a file (inspect reads it more than once)")
     head = read_head(path, HEAD_SIZE)
-    if stat.S_ISFIFO(os.stat(path).st_mode):
-        # the detector's read consumed the head of a pipe; the handler would see the rest
-        raise FormatError("cannot seek (a pipe?)", path=path,
-                          expected="a file (inspect reads it more than once)")
     for kind, detect, handler in DETECTORS:
         if detect(head):
             return InspectResult(path, kind, handler(path))
@@ -74,33 +78,13 @@ def inspect_usr_image(path) -> dict:
     path = os.fspath(path)
     with open_image(path) as (read, fmt, size):
         sector = read(0, layout.SECTOR_SIZE)
-        if len(sector) < layout.SECTOR_SIZE or sector[510:512] != b"\x55\xaa":
-            raise FormatError("no boot sector (no 55 AA at byte 510)", path=path,
-                              expected="an MBR disk image")
-        info = mbr.parse_mbr(sector, path=path)
+        info = _parse_boot_sector(sector, path)
         out: dict = {"format": fmt, "virtual_size": size}
         area = read(layout.CMDLINE_OFFSET, layout.CMDLINE_AREA_SIZE)
         raw_cmd = area.split(b"\0", 1)[0]
         out["cmdline"] = raw_cmd.decode("utf-8", "replace")
         out["cmdline_bytes"] = len(raw_cmd)
-        boot = {"count32": info.count32, "count32_bytes": info.osv_kernel_size,
-                "disk_signature": info.disk_signature,
-                "vso_signature": sector[0x1B8:0x1BE] == boot16.DISK_SIGNATURE}
-        if boot16.is_osvkit_boot16(sector):
-            try:
-                hdr = boot16.parse_header(sector)
-            except FormatError as exc:
-                raise exc.with_path(path) from None
-            boot.update(kind="osvkit-boot16", version=hdr.version,
-                        payload_sectors=hdr.payload_sectors, load_addr=hdr.load_addr,
-                        decompressor_entry=hdr.decompressor_entry)
-            load_size = hdr.payload_sectors * layout.SECTOR_SIZE
-        elif sector[0] == 0xEA and boot["vso_signature"]:
-            boot["kind"] = "osv-boot16"
-            load_size = info.osv_kernel_size
-        else:
-            boot["kind"] = "unknown"
-            load_size = info.osv_kernel_size
+        boot, load_size = _boot_sector(sector, info)
         out["boot"] = boot
         out["partitions"] = [p.to_dict() for p in info.partitions]
         for p in out["partitions"]:
@@ -118,6 +102,40 @@ def inspect_usr_image(path) -> dict:
             except KernelError as exc:
                 out["kernel"] = {"size": len(kernel), "error": str(exc)}
     return out
+
+
+def _parse_boot_sector(sector: bytes, path: str):
+    """The MBR of an image; FormatError when there is none."""
+    try:
+        return mbr.parse_mbr(sector, path=path)
+    except FormatError as exc:
+        if getattr(exc, "field", None) in ("boot_signature", None):
+            raise FormatError("no boot sector (no 55 AA at byte 510)", path=path,
+                              expected="an MBR disk image") from None
+        raise
+
+
+def _boot_sector(sector: bytes, info) -> tuple[dict, int]:
+    """What boots the image, and how many payload bytes it loads from LBA 128.  A damaged
+    osvkit boot16 header is reported (``kind`` "unknown", ``error``) and OSv's count32 used."""
+    boot = {"count32": info.count32, "count32_bytes": info.osv_kernel_size,
+            "disk_signature": info.disk_signature,
+            "vso_signature": info.disk_signature == OSV_DISK_SIGNATURE}
+    if boot16.is_osvkit_boot16(sector):
+        try:
+            hdr = boot16.parse_header(sector)
+        except FormatError as exc:
+            boot.update(kind="unknown", error=exc.line())
+            return boot, info.osv_kernel_size
+        boot.update(kind="osvkit-boot16", version=hdr.version,
+                    payload_sectors=hdr.payload_sectors, load_addr=hdr.load_addr,
+                    decompressor_entry=hdr.decompressor_entry)
+        return boot, hdr.payload_sectors * layout.SECTOR_SIZE
+    if boot16.is_osv_boot16(sector) and boot["vso_signature"]:
+        boot["kind"] = "osv-boot16"
+    else:
+        boot["kind"] = "unknown"
+    return boot, info.osv_kernel_size
 
 
 def _payload(payload: bytes, path: str) -> tuple[dict, bytes | None]:
@@ -237,6 +255,8 @@ def describe(result: InspectResult) -> str:
     b = d["boot"]
     lines.append(f"  boot sector: {b['kind']}; count32 {b['count32']} "
                  f"({b['count32_bytes']} bytes); VSO signature: {str(b['vso_signature']).lower()}")
+    if b.get("error"):
+        lines.append(f"    not recognised: {b['error']}")
     if b["kind"] == "osvkit-boot16":
         lines.append(f"    payload_sectors {b['payload_sectors']}, load_addr {b['load_addr']:#x}, "
                      f"decompressor_entry {b['decompressor_entry']:#x}")

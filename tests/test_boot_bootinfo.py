@@ -7,7 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from osvkit import layout
-from osvkit.boot import bootinfo, schema
+from osvkit.boot import bootinfo
+from osvkit.structs import base as schema
 from osvkit.errors import FormatError
 
 

@@ -8,9 +8,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from osvkit.boot import bootparams, schema
-from osvkit.boot.bootparams import BOOT_PARAMS_OFFSETS, BootParams, SetupHeader
+from osvkit.boot import bootparams
+from osvkit.structs import base as schema
+from osvkit.structs.bootparams import BOOT_PARAMS_OFFSETS, BootParams, SetupHeader
 from osvkit.errors import FormatError, LayoutError
+from osvkit.structs import bootparams as bootparams_s
 
 # firecracker-boot.md 3.1 and 3.2, written out (absolute offsets in the zero page)
 FACT_OFFSETS = {
@@ -39,8 +41,8 @@ FACT_OFFSETS = {
 def test_sizes():
     assert BootParams.sizeof() == 4096
     assert SetupHeader.sizeof() == 123
-    assert bootparams.BootE820Entry.sizeof() == 20
-    assert schema.field_offsets(bootparams.BootE820Entry) == {"addr": 0, "size": 8, "type": 16}
+    assert bootparams_s.BootE820Entry.sizeof() == 20
+    assert schema.field_offsets(bootparams_s.BootE820Entry) == {"addr": 0, "size": 8, "type": 16}
 
 
 def test_offsets_equal_the_reference_values():

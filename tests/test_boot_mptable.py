@@ -12,6 +12,7 @@ from osvkit import layout
 from osvkit.boot import mptable
 from osvkit.boot.firecracker import firecracker_mptable
 from osvkit.errors import FormatError, LayoutError
+from osvkit.structs import mptable as mptable_s
 
 
 def h(text: str) -> bytes:
@@ -108,8 +109,8 @@ FC_MPTABLE_2 = h("""
 def test_sizes_and_offsets():
     assert mptable.MpfIntel.sizeof() == 16
     assert mptable.MpcTable.sizeof() == 44
-    assert mptable.MpcCpu.sizeof() == 20
-    for st_ in (mptable.MpcBus, mptable.MpcIoapic, mptable.MpcIntsrc, mptable.MpcLintsrc):
+    assert mptable_s.MpcCpu.sizeof() == 20
+    for st_ in (mptable_s.MpcBus, mptable_s.MpcIoapic, mptable_s.MpcIntsrc, mptable_s.MpcLintsrc):
         assert st_.sizeof() == 8
     assert mptable.MPF_INTEL_OFFSETS == {
         "signature": 0, "physptr": 4, "length": 8, "specification": 9, "checksum": 10,

@@ -98,9 +98,9 @@ def test_run_qemu_fc_dry_run_refuses_what_the_run_refuses(cli, vmlinux, qemu, tm
     assert _one_line_error(r, 65) == ("error: command line is 2048 bytes, too long for "
                                       "firecracker, expected at most 2047 bytes (Firecracker's "
                                       "CMDLINE_MAX_SIZE 2048 including the NUL)")
-    unpatched = vmlinux.parent / "probe.elf"
+    unpatched = vmlinux.parent / "probe.elf"     # Firecracker's loader accepts it (e_entry >= 1 MiB)
     r = cli("run", unpatched, "--vmm", "qemu-fc", "--dry-run")
-    assert "e_entry is start32" in _one_line_error(r, 65)
+    assert r.returncode == 0, r.stderr
     r = cli("run", vmlinux, "--vmm", "qemu-fc", "--cmdline", "x" * 2047, "--dry-run", "--json")
     assert r.returncode == 0, r.stderr
 

@@ -1,6 +1,6 @@
 """The offsets the stubs use (read off the schemas) against the facts, written out."""
 
-from osvkit.boot import _fcoffsets as off
+from osvkit.structs import offsets as off
 
 
 def test_boot_params_offsets():

@@ -11,9 +11,11 @@ from __future__ import annotations
 from .. import layout
 from ..errors import LayoutError
 from . import bootparams, mptable, pvh
+from ..structs import mptable as mptable_s
+from ..structs import bootparams as bootparams_s
 
-E820_RAM = bootparams.E820_RAM
-E820_RESERVED = bootparams.E820_RESERVED
+E820_RAM = bootparams_s.E820_RAM
+E820_RESERVED = bootparams_s.E820_RESERVED
 
 FC_MAX_SUPPORTED_CPUS = 254
 """mptable.rs MAX_SUPPORTED_CPUS: xAPIC ids 0-254 minus the I/O APIC."""
@@ -65,11 +67,11 @@ def firecracker_mptable(ncpus: int, address: int = layout.FC_MPTABLE_ADDR) -> by
     ]
     entries.append(e("bus", busid=0, bustype=b"ISA   "))
     entries.append(e("ioapic", apicid=ioapic_id, apicver=FC_MP_APIC_VERSION,
-                     flags=mptable.MPC_APIC_USABLE, apicaddr=layout.FC_IOAPIC_ADDR))
-    entries += [e("intsrc", irqtype=mptable.MP_IRQTYPE_INT, irqflag=0, srcbus=0, srcbusirq=i,
+                     flags=mptable_s.MPC_APIC_USABLE, apicaddr=layout.FC_IOAPIC_ADDR))
+    entries += [e("intsrc", irqtype=mptable_s.MP_IRQTYPE_INT, irqflag=0, srcbus=0, srcbusirq=i,
                   dstapic=ioapic_id, dstirq=i) for i in range(FC_MP_IRQ_COUNT)]
-    entries.append(e("lintsrc", irqtype=mptable.MP_IRQTYPE_EXTINT, destapic=0, destapiclint=0))
-    entries.append(e("lintsrc", irqtype=mptable.MP_IRQTYPE_NMI, destapic=0xFF, destapiclint=1))
+    entries.append(e("lintsrc", irqtype=mptable_s.MP_IRQTYPE_EXTINT, destapic=0, destapiclint=0))
+    entries.append(e("lintsrc", irqtype=mptable_s.MP_IRQTYPE_NMI, destapic=0xFF, destapiclint=1))
     # Firecracker's oemcount counts the floating pointer as well: one more than the entries.
     return mptable.build_mp_table(address, entries, oem=FC_MP_OEM, productid=FC_MP_PRODUCTID,
                                   lapic=layout.FC_APIC_ADDR, oemcount=len(entries) + 1)

@@ -13,14 +13,14 @@ entering the kernel:
 4. stamp the TSC fields, name the loader "osvkit-pvh" (flags bit 9);
 5. ESP = 0x7C00 (as OSv's hvm_xen_start), EBX = 0x1000, jump through the start32 slot.
 
-Offsets come from :mod:`osvkit.boot._fcoffsets` (the schemas).
+Offsets come from :mod:`osvkit.structs.offsets` (the schemas).
 """
 
 from __future__ import annotations
 
 from .. import layout
 from ..asm import assemble
-from . import _fcoffsets as off
+from ..structs import offsets as off
 
 LOADER_NAME = b"osvkit-pvh\0"
 PVH_STACK_ADDR = layout.BOOT16_STACK_ADDR

@@ -24,7 +24,7 @@ its own:
      (at its linked address, as OSv's start32_from_64) with RDI = 0.  Needs the ``start64``
      and ``ident_pt_l4`` symbols.
 
-Every boot_params / boot-info offset comes from :mod:`osvkit.boot._fcoffsets` (the schemas).
+Every boot_params / boot-info offset comes from :mod:`osvkit.structs.offsets` (the schemas).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import struct
 
 from .. import layout
 from ..asm import assemble
-from . import _fcoffsets as off
+from ..structs import offsets as off
 
 LOADER_NAME = b"osvkit-vmlinux64\0"
 

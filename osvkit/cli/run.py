@@ -54,6 +54,9 @@ def run_command(
     fc_protocol: Annotated[str, typer.Option(
         "--fc-protocol", help="qemu-fc: linux (64-bit boot protocol at e_entry, default) or pvh "
                               "(Firecracker >= 1.12 with a PVH note).")] = "linux",
+    initrd: Annotated[Optional[Path], typer.Option(
+        "--initrd", help="qemu-fc/qemu-pvh: initrd (placed where Firecracker puts it / "
+                         "QEMU's -initrd).")] = None,
     # [/fcpath]
     json_output: JsonOpt = False,
 ) -> None:
@@ -66,14 +69,14 @@ def run_command(
         argv = image_command(image, vmm=vmm, accel=accel, memory=memory, cpus=cpus,
                              disk_bus=disk_bus, image_format=image_format, cmdline=cmdline,
                              machine=machine, disk=disk, firecracker=firecracker,
-                             fc_protocol=fc_protocol)
+                             fc_protocol=fc_protocol, initrd=initrd)
         argv += capture_options("$OSVKIT_RUN_DIR", argv)
         emit({"command": argv}, json_output, lambda r: shlex.join(r["command"]))
         return
     result = run_image(image, vmm=vmm, accel=accel, memory=memory, cpus=cpus, disk_bus=disk_bus,
                        timeout=timeout, expect=expect, image_format=image_format, cmdline=cmdline,
                        machine=machine, disk=disk, firecracker=firecracker,
-                       fc_protocol=fc_protocol)
+                       fc_protocol=fc_protocol, initrd=initrd)
     if result.exit_reason == "error":
         raise ToolError(f"{Path(result.command[0]).name} failed: {result.error_line}")
     emit(result, json_output, _human)

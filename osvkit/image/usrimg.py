@@ -33,9 +33,9 @@ from dataclasses import dataclass, field
 
 from .. import layout
 from ..boot import boot16, lzdecomp, mbr
-from ..errors import (FormatError, LayoutError, MissingInputError, OutputError, ToolError,
-                      UsageError)
-from ..fileio import atomic_output, open_input
+from ..disk import open_disk
+from ..errors import LayoutError, MissingInputError, OutputError, ToolError, UsageError
+from ..fileio import atomic_output
 from . import lzloader
 from .kernel import Kernel, check_kernel, load_kernel
 
@@ -238,59 +238,9 @@ def _write_qcow2(output, write_raw) -> None:
 # ------------------------------------------------------------------------------------------
 # reading
 # ------------------------------------------------------------------------------------------
-QCOW2_MAGIC = b"QFI\xfb"
-
-
 @contextlib.contextmanager
 def open_image(path):
-    """Yield ``(reader, format, virtual_size)`` where ``reader(offset, size) -> bytes``.
-
-    Raw files are read directly; qcow2 goes through ``osvkit.image.disk.open_disk`` when that
-    module is present, else through a raw copy made by ``qemu-img convert``."""
-    path = os.fspath(path)
-    with open_input(path, "a disk image") as f:
-        if not f.seekable():        # a pipe: images are read at offsets
-            raise FormatError("cannot seek (a pipe?)", path=path,
-                              expected="a disk image file or block device")
-        magic = f.read(4)
-        if magic != QCOW2_MAGIC:
-            size = os.fstat(f.fileno()).st_size
-
-            def read(offset, n):
-                f.seek(offset)
-                return f.read(n)
-            yield read, "raw", size
-            return
-    try:
-        from .disk import open_disk  # the cmdline helper's qcow2/raw random access
-    except ImportError:
-        open_disk = None
-    if open_disk is not None:
-        disk = open_disk(path)
-
-        def read_disk(offset, n):
-            n = max(0, min(n, disk.size - offset))
-            return disk.read(offset, n) if n else b""
-        try:
-            yield read_disk, "qcow2", disk.size
-        finally:
-            with contextlib.suppress(Exception):
-                disk.close()
-        return
-    qemu_img = shutil.which("qemu-img")
-    if qemu_img is None:
-        raise ToolError("qemu-img not found", path=path, expected="qemu-img to read qcow2 images")
-    with tempfile.TemporaryDirectory(prefix="osvkit-") as tmp:
-        raw = os.path.join(tmp, "raw.img")
-        proc = subprocess.run([qemu_img, "convert", "-f", "qcow2", "-O", "raw", path, raw],
-                              capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise FormatError(f"qemu-img cannot read it as qcow2: {proc.stderr.strip()}",
-                              path=path, expected="a valid qcow2 image")
-        with open(raw, "rb") as rf:
-            size = os.fstat(rf.fileno()).st_size
-
-            def read(offset, n):
-                rf.seek(offset)
-                return rf.read(n)
-            yield read, "qcow2", size
+    """Yield ``(reader, format, virtual_size)`` where ``reader(offset, size) -> bytes`` reads
+    up to ``size`` bytes (fewer at the end); raw and qcow2 through :func:`osvkit.disk.open_disk`."""
+    with open_disk(path) as disk:
+        yield disk.read_upto, disk.format, disk.size

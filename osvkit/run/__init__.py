@@ -27,14 +27,14 @@ VMMS = VMMS + KERNEL_VMMS
 def image_command(image, *, vmm: str = "qemu", accel: str = "tcg", memory: str = "256M",
                   cpus: int = 1, disk_bus: str = "virtio", image_format: str | None = None,
                   extra=(), cmdline: str | None = None, machine: str = "pc", disk=None,
-                  firecracker=None, fc_protocol: str = "linux") -> list[str]:
+                  firecracker=None, fc_protocol: str = "linux", initrd=None) -> list[str]:
     """The VMM command :func:`run_image` runs (before the capture options; ``osvkit run
     --dry-run`` prints it with them)."""
     if vmm in KERNEL_VMMS:  # [fcpath]
         from .kernel_vmms import kernel_command
         return kernel_command(vmm, image, accel=accel, memory=memory, cpus=cpus, cmdline=cmdline,
                               machine=machine, disk=disk, firecracker=firecracker,
-                              fc_protocol=fc_protocol) + list(extra)
+                              fc_protocol=fc_protocol, initrd=initrd) + list(extra)
     if vmm == "qemu":
         from .qemu import qemu_command
         return qemu_command(image, accel=accel, memory=memory, cpus=cpus, disk_bus=disk_bus,
@@ -46,7 +46,7 @@ def run_image(image, *, vmm: str = "qemu", accel: str = "tcg", memory: str = "25
               cpus: int = 1, disk_bus: str = "virtio", timeout: float = 60,
               expect: str | None = None, cmdline: str | None = None, extra=(),
               image_format: str | None = None, console_path=None, machine: str = "pc",
-              disk=None, firecracker=None, fc_protocol: str = "linux") -> RunResult:
+              disk=None, firecracker=None, fc_protocol: str = "linux", initrd=None) -> RunResult:
     """Boot ``image`` and return how the run ended.
 
     ``cmdline``, when given, replaces the image's command line in a temporary raw copy (the
@@ -59,7 +59,7 @@ def run_image(image, *, vmm: str = "qemu", accel: str = "tcg", memory: str = "25
         return run_kernel(vmm, image, accel=accel, memory=memory, cpus=cpus, timeout=timeout,
                           expect=expect, cmdline=cmdline, machine=machine, disk=disk,
                           firecracker=firecracker, fc_protocol=fc_protocol,
-                          console_path=console_path)
+                          console_path=console_path, initrd=initrd)
     if vmm != "qemu":
         raise UsageError(f"VMM {vmm!r}", expected=" or ".join(VMMS))
     from .qemu import detect_image_format, run_qemu

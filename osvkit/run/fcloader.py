@@ -54,15 +54,18 @@ Fidelity notes (what differs from Firecracker/KVM and why):
 
 from __future__ import annotations
 
+import os
 import struct
 from dataclasses import dataclass, field
 
 from .. import layout
 from ..asm import assemble, byte_directive, far_jump32
-from ..boot import _fcoffsets as off
+from ..structs import offsets as off
 from ..boot import firecracker as fc
+from ..boot import pvh as pvh_boot
 from ..errors import KernelError, LayoutError, UsageError
 from ..image.kernel import Kernel
+from ..firecracker.kernel import FcKernel, initrd_address, parse_fc_kernel, read_fc_kernel
 
 LOADER_NAME = "osvkit-fc-loader"
 CMDLINE_MAX = layout.FC_CMDLINE_MAX_SIZE - 1
@@ -83,7 +86,9 @@ FC_RFLAGS = 0x2
 TSS_AVAILABLE = 0x89
 TSS_BUSY = 0x8B
 
-PROTOCOLS = ("linux", "pvh")
+PROTOCOLS = ("linux", "pvh", "auto")
+"""``auto`` is Firecracker's own choice: PVH when the kernel has the note, else Linux."""
+
 FC_PVH_CR0 = 0x11
 """PE | ET exactly (firecracker-boot.md 2.4, PVH column)."""
 
@@ -104,7 +109,7 @@ STACK_SIZE = 0x1000
 LOADER_ALIGN = layout.FC_LOADER_ALIGN
 
 MESSAGES = {
-    "no_module": b"osvkit-fc-loader: no kernel module (give the kernel ELF with -initrd)\n\0",
+    "no_module": b"osvkit-fc-loader: no kernel module (give the kernel file with -initrd)\n\0",
     "size": b"osvkit-fc-loader: kernel module size differs from the planned kernel\n\0",
     "cmdline": b"osvkit-fc-loader: command line over 2047 bytes (Firecracker's limit)\n\0",
 }
@@ -123,11 +128,15 @@ class LoaderPlan:
     e820: list[tuple[int, int, int]]
     ops: list[tuple[str, int, int, int]] = field(default_factory=list)  # (op, dst, src, len)
     protocol: str = "linux"
+    kind: str = "elf"
+    initrd: list[int] | None = None
+    """``[address, size]`` of the initrd, where Firecracker puts it."""
 
     def to_dict(self) -> dict:
         return {"protocol": self.protocol, "loader_addr": self.loader_addr, "loader_size": self.loader_size,
                 "kernel_size": self.kernel_size, "kernel_entry": self.kernel_entry,
                 "memory": self.memory, "cpus": self.cpus,
+                "kind": self.kind, "initrd": self.initrd,
                 "e820": [list(e) for e in self.e820],
                 "ops": [list(o) for o in self.ops]}
 
@@ -146,67 +155,125 @@ def _align(v: int, a: int) -> int:
     return (v + a - 1) & ~(a - 1)
 
 
-def plan_loader(kernel: Kernel, *, memory: int, cpus: int,
-                protocol: str = "linux") -> tuple[LoaderPlan, bytes, bytes]:
-    """Plan the loader for ``kernel`` in a guest of ``memory`` bytes with ``cpus`` vCPUs;
-    return the plan, the loader's data area (structures to copy) and the operation table."""
+def as_fc_kernel(kernel) -> FcKernel:
+    """``kernel`` as Firecracker's loader reads it: an :class:`FcKernel`, a path, or an
+    :class:`osvkit.image.kernel.Kernel` (re-read from its bytes)."""
+    if isinstance(kernel, FcKernel):
+        return kernel
+    if isinstance(kernel, Kernel):
+        return parse_fc_kernel(kernel.data, path=kernel.path)
+    return read_fc_kernel(kernel)
+
+
+def firecracker_areas(protocol: str) -> list[tuple[str, int, int]]:
+    """Guest memory Firecracker writes after loading the kernel, for ``protocol``:
+    ``(name, start, end)``.  ``[0x9FC00, 1 MiB)`` is its system data (MP table, ACPI,
+    RSDP) -- and on QEMU's machines BIOS, VGA and option-ROM space, not plain RAM."""
+    areas = [("the boot GDT/IDT", layout.FC_GDT_ADDR, layout.FC_IDT_ADDR + layout.FC_IDT_SIZE)]
+    if protocol == "pvh":
+        areas += [("the PVH start_info", layout.FC_PVH_INFO_ADDR,
+                   layout.FC_PVH_MODLIST_ADDR + off.HVM_MODLIST_ENTRY["sizeof"]),
+                  ("the PVH memmap", layout.FC_PVH_MEMMAP_ADDR,
+                   layout.FC_PVH_MEMMAP_ADDR + layout.FC_ZERO_PAGE_SIZE)]
+    else:
+        areas += [("the zero page", layout.FC_ZERO_PAGE_ADDR,
+                   layout.FC_ZERO_PAGE_ADDR + layout.FC_ZERO_PAGE_SIZE),
+                  ("the boot page tables", layout.FC_PML4_ADDR, layout.FC_PAGE_TABLES_END)]
+    areas += [("the command line", layout.FC_CMDLINE_ADDR,
+               layout.FC_CMDLINE_ADDR + layout.FC_CMDLINE_MAX_SIZE),
+              ("the MP table/ACPI area and BIOS space", layout.FC_SYSTEM_MEM_START,
+               layout.FC_HIMEM_START)]
+    return areas
+
+
+def _what(kernel: FcKernel) -> str:
+    return "PT_LOAD" if kernel.kind == "elf" else "the bzImage's kernel"
+
+
+def _check_pieces(kernel: FcKernel, memory: int, protocol: str) -> None:
+    """Every copy inside guest RAM and clear of what Firecracker writes afterwards."""
+    for p in kernel.pieces:
+        if p.dst + p.size > memory:
+            need = _align(p.dst + p.size, layout.MiB) // layout.MiB + 1
+            raise LayoutError(f"{_what(kernel)} at {p.dst:#x}-{p.dst + p.size:#x} lies beyond "
+                              f"the guest's {memory // layout.MiB} MiB of RAM (the kernel does "
+                              "not fit: Firecracker refuses to load it)",
+                              expected=f"more guest memory (at least {need} MiB)",
+                              path=kernel.path)
+        for name, start, end in firecracker_areas(protocol):
+            if p.dst < end and start < p.end:
+                raise LayoutError(f"{_what(kernel)} at {p.dst:#x}-{p.end:#x} overlaps {name} "
+                                  f"({start:#x}-{end:#x}), which Firecracker writes over the "
+                                  "loaded kernel", expected="segments clear of Firecracker's "
+                                  "boot structures (low memory below 1 MiB)", path=kernel.path)
+
+
+def _zero_page(kernel: FcKernel, e820, ramdisk) -> bytes:
+    """Firecracker's zero page: from scratch for an ELF, from the image's own setup header for
+    a bzImage (with the loader fields Firecracker sets)."""
+    if kernel.setup_header is None:
+        return fc.firecracker_boot_params(0, e820, ramdisk=ramdisk)
+    from ..boot import bootparams
+
+    hdr = dict(kernel.setup_header, type_of_loader=fc.FC_LOADER_TYPE,
+               cmd_line_ptr=layout.FC_CMDLINE_ADDR, cmdline_size=1)
+    if ramdisk:
+        hdr.update(ramdisk_image=ramdisk[0], ramdisk_size=ramdisk[1])
+    return bootparams.build_boot_params(hdr=hdr, e820=e820, acpi_rsdp_addr=layout.FC_RSDP_ADDR)
+
+
+def plan_loader(kernel, *, memory: int, cpus: int, protocol: str = "linux",
+                initrd_size: int | None = None) -> tuple[LoaderPlan, bytes, bytes]:
+    """Plan the loader for ``kernel`` (see :func:`as_fc_kernel`) in a guest of ``memory``
+    bytes with ``cpus`` vCPUs and an optional initrd of ``initrd_size`` bytes; return the
+    plan, the loader's data area (structures to copy) and the operation table."""
     if protocol not in PROTOCOLS:
         raise UsageError(f"Firecracker boot protocol {protocol!r}", expected=" or ".join(PROTOCOLS))
     if not 1 <= cpus <= fc.FC_MAX_SUPPORTED_CPUS:      # a bad argument, before the MP table
         raise UsageError(f"{cpus} vCPUs", expected=f"1 to {fc.FC_MAX_SUPPORTED_CPUS} "
                                                    "(the MP table's limit)")
+    kernel = as_fc_kernel(kernel)
+    if memory > layout.FC_MMIO32_START:
+        raise LayoutError(f"qemu-fc guest memory {memory:#x}",
+                          expected="at most 3 GiB (QEMU's and Firecracker's maps differ above)")
+    if protocol == "auto":
+        protocol = kernel.firecracker_protocol
     if protocol == "pvh":
-        return _plan_pvh(kernel, memory=memory, cpus=cpus)
-    if kernel.entry < layout.FC_HIMEM_START:
-        raise KernelError(f"e_entry {kernel.entry:#x} is below 1 MiB",
-                          expected="e_entry >= 0x100000 (linux-loader InvalidEntryAddress); "
-                                   "patch it with osvkit build --format vmlinux", path=kernel.path)
-    if kernel.entry == kernel.start32:
-        raise KernelError(f"e_entry is start32 ({kernel.entry:#x}), OSv's 32-bit entry",
-                          expected="a 64-bit Linux entry at e_entry (Firecracker enters it in "
-                                   "64-bit mode); patch with osvkit build --format vmlinux",
-                          path=kernel.path)
-    if memory > layout.FC_MMIO32_START:
-        raise LayoutError(f"qemu-fc guest memory {memory:#x}",
-                          expected="at most 3 GiB (QEMU's and Firecracker's maps differ above)")
+        entry = kernel.pvh_entry
+        if entry is None:
+            raise KernelError("no XEN_ELFNOTE_PHYS32_ENTRY note" + (
+                "; Firecracker boots a bzImage only with the 64-bit Linux protocol"
+                if kernel.kind == "bzimage" else ""), path=kernel.path,
+                expected="a PVH kernel for --fc-protocol pvh (an ELF with the note, e.g. "
+                         "osvkit build --format vmlinux --pvh)")
+    else:
+        entry = kernel.entry
+    _check_pieces(kernel, memory, protocol)
+    ramdisk = None
+    if initrd_size is not None:
+        ramdisk = (initrd_address(memory, initrd_size), initrd_size)
     e820 = fc.firecracker_e820(memory)
-    structures = [(layout.FC_GDT_ADDR, fc_gdt_for_ltr("linux")),
-                  (layout.FC_ZERO_PAGE_ADDR, fc.firecracker_boot_params(0, e820)),
-                  (layout.FC_PML4_ADDR, fc.firecracker_page_tables()),
-                  (layout.FC_MPTABLE_ADDR, fc.firecracker_mptable(cpus))]
-    return _plan(kernel, memory=memory, cpus=cpus, e820=e820, entry=kernel.entry,
-                 structures=structures, protocol="linux")
-
-
-def _plan_pvh(kernel: Kernel, *, memory: int, cpus: int):
-    """Firecracker >= 1.12's PVH boot (firecracker-boot.md 2.9): hvm_start_info at 0x6000,
-    the memmap (Firecracker's e820 ranges) at 0x7000, its PVH GDT, the MP table."""
-
-    entry = kernel.pvh_entry
-    if entry is None:
-        raise KernelError("no XEN_ELFNOTE_PHYS32_ENTRY note", path=kernel.path,
-                          expected="a PVH kernel for --fc-protocol pvh "
-                                   "(osvkit build --format vmlinux --pvh)")
-    if memory > layout.FC_MMIO32_START:
-        raise LayoutError(f"qemu-fc guest memory {memory:#x}",
-                          expected="at most 3 GiB (QEMU's and Firecracker's maps differ above)")
-    e820 = fc.firecracker_e820(memory)
-    structures = [(layout.FC_GDT_ADDR, fc_gdt_for_ltr("pvh")),
-                  (layout.FC_PVH_INFO_ADDR, fc.firecracker_pvh_start_info(len(e820))),
-                  (layout.FC_PVH_MEMMAP_ADDR, fc.firecracker_pvh_memmap(e820)),
-                  (layout.FC_MPTABLE_ADDR, fc.firecracker_mptable(cpus))]
+    structures = [(layout.FC_GDT_ADDR, fc_gdt_for_ltr(protocol))]
+    if protocol == "pvh":
+        structures += [(layout.FC_PVH_INFO_ADDR,
+                        fc.firecracker_pvh_start_info(len(e820), nr_modules=1 if ramdisk else 0))]
+        if ramdisk:
+            structures.append((layout.FC_PVH_MODLIST_ADDR, pvh_boot.build_modlist([(*ramdisk, 0)])))
+        structures.append((layout.FC_PVH_MEMMAP_ADDR, fc.firecracker_pvh_memmap(e820)))
+    else:
+        structures += [(layout.FC_ZERO_PAGE_ADDR, _zero_page(kernel, e820, ramdisk)),
+                       (layout.FC_PML4_ADDR, fc.firecracker_page_tables())]
+    structures.append((layout.FC_MPTABLE_ADDR, fc.firecracker_mptable(cpus)))
     return _plan(kernel, memory=memory, cpus=cpus, e820=e820, entry=entry,
-                 structures=structures, protocol="pvh")
+                 structures=structures, protocol=protocol, ramdisk=ramdisk)
 
 
-def _plan(kernel: Kernel, *, memory: int, cpus: int, e820, entry: int, structures,
-          protocol: str):
-    kernel_end = max(s.paddr + s.memsz for s in kernel.load_segments)
-    loader_addr = _align(max(kernel_end, layout.KERNEL_BASE_ADDR), LOADER_ALIGN)
+def _plan(kernel: FcKernel, *, memory: int, cpus: int, e820, entry: int, structures,
+          protocol: str, ramdisk):
+    loader_addr = _align(max(kernel.kernel_end, layout.KERNEL_BASE_ADDR), LOADER_ALIGN)
     # data area: structures Firecracker writes, copied by OP_LOADER ops
     data = bytearray()
     ops: list[tuple[int, int, int, int]] = []
-    plan_ops: list[tuple[str, int, int, int]] = []
 
     def zero(dst: int, end: int):
         ops.append((OP_ZERO, dst, 0, end - dst))
@@ -221,9 +288,10 @@ def _plan(kernel: Kernel, *, memory: int, cpus: int, e820, entry: int, structure
     zero(0, layout.FC_SYSTEM_MEM_START)
     zero(layout.FC_SYSTEM_MEM_START, layout.LOW_RAM_END)
     zero(layout.FC_HIMEM_START, loader_addr)
-    for s in kernel.load_segments:
-        if s.filesz:
-            ops.append((OP_MODULE, s.paddr, s.offset, s.filesz))
+    for p in kernel.pieces:
+        ops.append((OP_MODULE, p.dst, p.offset, p.size))
+    if ramdisk:     # the initrd follows the kernel file in the module
+        ops.append((OP_MODULE, ramdisk[0], len(kernel.data), ramdisk[1]))
     for dst, blob in structures:
         put(dst, blob)
     if len(ops) > MAX_OPS:
@@ -231,17 +299,25 @@ def _plan(kernel: Kernel, *, memory: int, cpus: int, e820, entry: int, structure
                           expected=f"at most {MAX_OPS}", path=kernel.path)
     loader_size = L_DATA + _align(len(data), 16) + layout.FC_CMDLINE_MAX_SIZE + STACK_SIZE
     loader_end = loader_addr + loader_size
-    # QEMU puts the -initrd just below top of RAM (minus its ACPI/firmware reserve)
-    need = _align(loader_end + len(kernel.data), layout.MiB) + 2 * layout.MiB
+    module_size = len(kernel.data) + (ramdisk[1] if ramdisk else 0)
+    # QEMU puts the -initrd module just below top of RAM (minus its ACPI/firmware reserve)
+    need = _align(loader_end + module_size, layout.MiB) + 2 * layout.MiB
+    if ramdisk and ramdisk[0] < loader_end:
+        need = max(need, _align(loader_end + ramdisk[1], layout.MiB))
+        raise LayoutError(f"the initrd ({ramdisk[1]} bytes) does not fit: Firecracker puts it at "
+                          f"{ramdisk[0]:#x} (top of RAM), over the kernel (to "
+                          f"{kernel.kernel_end:#x}) or qemu-fc's loader (to {loader_end:#x})",
+                          expected=f"more guest memory (at least {need // layout.MiB} MiB)")
     if need > memory or loader_end > layout.IDENTITY_MAP_END:
         raise LayoutError(f"guest memory of {memory // layout.MiB} MiB is too small for the "
-                          f"kernel (to {kernel_end:#x}), the loader and the kernel file as module",
-                          expected=f"at least {need // layout.MiB} MiB")
-    for op, dst, src, ln in ops:
-        plan_ops.append((OP_NAMES[op], dst, src, ln))
+                          f"kernel (to {kernel.kernel_end:#x}), the loader and the kernel file "
+                          "as module", expected=f"at least {need // layout.MiB} MiB")
     plan = LoaderPlan(loader_addr=loader_addr, loader_size=loader_size,
-                      kernel_size=len(kernel.data), kernel_entry=entry,
-                      memory=memory, cpus=cpus, e820=e820, ops=plan_ops, protocol=protocol)
+                      kernel_size=module_size, kernel_entry=entry,
+                      memory=memory, cpus=cpus, e820=e820,
+                      ops=[(OP_NAMES[op], dst, src, ln) for op, dst, src, ln in ops],
+                      protocol=protocol, kind=kernel.kind,
+                      initrd=list(ramdisk) if ramdisk else None)
     opbytes = b"".join(struct.pack("<IIII", *o) for o in ops) + struct.pack("<IIII", OP_END, 0, 0, 0)
     return plan, bytes(data), opbytes
 
@@ -329,6 +405,15 @@ op_zero:
     jmp op_next
 op_module:
     addl {v + 8:#x}, %esi
+    cmpl %esi, %edi
+    jbe op_copy
+    leal -0x1(%esi,%edx), %esi
+    leal -0x1(%edi,%edx), %edi
+    movl %edx, %ecx
+    std
+    rep movsb
+    cld
+    jmp op_next
 op_copy:
     movl %edx, %ecx
     shrl $0x2, %ecx
@@ -416,11 +501,13 @@ def _pvh_tail(base: int, stack_top: int) -> str:
 """
 
 
-def build_loader(kernel: Kernel, *, memory: int, cpus: int = 1,
-                 protocol: str = "linux") -> tuple[bytes, LoaderPlan]:
+def build_loader(kernel, *, memory: int, cpus: int = 1, protocol: str = "linux",
+                 initrd_size: int | None = None) -> tuple[bytes, LoaderPlan]:
     """The loader ELF (bytes) for ``kernel`` and its plan; ``protocol`` "linux" (the 64-bit
-    boot protocol, e_entry) or "pvh" (Firecracker >= 1.12 with a PVH note)."""
-    plan, data, opbytes = plan_loader(kernel, memory=memory, cpus=cpus, protocol=protocol)
+    boot protocol, e_entry), "pvh" (Firecracker >= 1.12 with a PVH note) or "auto"
+    (Firecracker's choice); ``initrd_size`` when an initrd follows the kernel in the module."""
+    plan, data, opbytes = plan_loader(kernel, memory=memory, cpus=cpus, protocol=protocol,
+                                      initrd_size=initrd_size)
     base = plan.loader_addr
     cmdbuf = base + L_DATA + _align(len(data), 16)
     stack_top = cmdbuf + layout.FC_CMDLINE_MAX_SIZE + STACK_SIZE
@@ -434,7 +521,7 @@ def build_loader(kernel: Kernel, *, memory: int, cpus: int = 1,
         seg[at:at + len(blob)] = blob
 
     place(L_CODE32, code32, L_CODE32 + PVH_TAIL)
-    if protocol == "pvh":
+    if plan.protocol == "pvh":
         place(L_CODE32 + PVH_TAIL,
               assemble(_pvh_tail(base, stack_top), bits=32, base=base + L_CODE32 + PVH_TAIL),
               L_CODE64)
@@ -485,15 +572,17 @@ __all__ = ["build_loader", "build_fc_loader", "plan_loader", "run_qemu_fc", "qem
 # Running: osvkit run KERNEL --vmm qemu-fc
 # ---------------------------------------------------------------------------------------
 
-def qemu_fc_argv(kernel, loader_path, *, machine: str = "pc", cmdline: str = "",
+def qemu_fc_argv(module, loader_path, *, machine: str = "pc", cmdline: str = "",
                  memory="256M", cpus: int = 1, disk=None, accel: str = "tcg") -> list[str]:
+    """QEMU starts the loader as a PVH kernel with ``module`` (the kernel file, followed by
+    the initrd when there is one) as its ``-initrd``."""
     import os
 
     from .pvh import check_disk_cmdline, disk_argv, machine_argv
 
     check_disk_cmdline(machine, disk, cmdline)
     return machine_argv(machine, memory=memory, cpus=cpus, accel=accel) + \
-        ["-kernel", os.fspath(loader_path), "-initrd", os.fspath(kernel), "-append", cmdline] + \
+        ["-kernel", os.fspath(loader_path), "-initrd", os.fspath(module), "-append", cmdline] + \
         disk_argv(machine, disk)
 
 
@@ -505,29 +594,53 @@ def mmio_cmdline(devices) -> str:
     return " ".join(encode_mmio(MmioDevice(size, base, irq, None)) for size, base, irq in devices)
 
 
+def initrd_size(initrd) -> int | None:
+    """The size of the ``initrd`` file (None without one); a missing file is exit 66."""
+    if initrd is None:
+        return None
+    from ..fileio import open_input
+
+    with open_input(initrd, "an initrd file") as f:
+        return os.fstat(f.fileno()).st_size
+
+
+def write_module(kernel: FcKernel, initrd, path) -> str:
+    """The ``-initrd`` module: the kernel file itself, or (with an initrd) a copy of it with
+    the initrd appended, written to ``path``."""
+    if initrd is None:
+        return os.fspath(kernel.path)
+    from ..fileio import read_input
+
+    with open(path, "wb") as f:
+        f.write(kernel.data)
+        f.write(read_input(initrd, "an initrd file"))
+    return os.fspath(path)
+
+
 def run_qemu_fc(kernel, *, machine: str = "pc", cmdline: str = "", memory="256M", cpus: int = 1,
                 disk=None, mmio_devices=(), accel: str = "tcg", timeout: float = 60,
                 expect: str | None = None, console_path=None, loader_path=None,
-                protocol: str = "linux"):
-    """Boot ``kernel`` (a kernel ELF with a Linux 64-bit entry) the way Firecracker would,
-    inside QEMU; returns the runner's RunResult (with ``plan`` attached as ``fc_plan``)."""
-    import os
+                protocol: str = "linux", initrd=None):
+    """Boot ``kernel`` (any x86-64 vmlinux ELF or bzImage Firecracker's loader accepts) the
+    way Firecracker would, inside QEMU; returns the runner's RunResult (with the plan attached
+    as ``fc_plan``)."""
     import tempfile
 
-    from ..image.kernel import load_kernel
     from .pvh import guest_memory
     from .qemu import run_qemu
 
-    k = load_kernel(kernel)
+    k = read_fc_kernel(kernel)
     line = " ".join(p for p in (cmdline.strip(), mmio_cmdline(mmio_devices)) if p)
     check_fc_cmdline(line)
     mem = guest_memory(memory)
-    elf, plan = build_loader(k, memory=mem, cpus=cpus, protocol=protocol)
+    elf, plan = build_loader(k, memory=mem, cpus=cpus, protocol=protocol,
+                             initrd_size=initrd_size(initrd))
     with tempfile.TemporaryDirectory(prefix="osvkit-fc-") as tmp:
         lp = os.fspath(loader_path) if loader_path else os.path.join(tmp, "fc-loader.elf")
         with open(lp, "wb") as f:
             f.write(elf)
-        argv = qemu_fc_argv(kernel, lp, machine=machine, cmdline=line, memory=mem, cpus=cpus,
+        module = write_module(k, initrd, os.path.join(tmp, "fc-module.img"))
+        argv = qemu_fc_argv(module, lp, machine=machine, cmdline=line, memory=mem, cpus=cpus,
                             disk=disk, accel=accel)
         result = run_qemu(argv, timeout=timeout, expect=expect, console_path=console_path,
                           workdir=tmp)

@@ -79,7 +79,7 @@ def disk_argv(machine: str, disk) -> list[str]:
     """virtio-blk: PCI on pc, virtio-mmio on microvm."""
     if disk is None:
         return []
-    from ..image.disk import detect_format
+    from ..disk import detect_format
 
     path = os.fspath(disk)
     fmt = detect_format(path)       # missing/directory/foreign image: a one-line error
@@ -88,36 +88,38 @@ def disk_argv(machine: str, disk) -> list[str]:
 
 
 def qemu_pvh_argv(kernel, *, machine: str = "pc", cmdline: str = "", memory="256M",
-                  cpus: int = 1, disk=None, accel: str = "tcg") -> list[str]:
-    """The QEMU command line (without the console/boot-done plumbing the runner adds)."""
-    from ..image.kernel import load_kernel
+                  cpus: int = 1, disk=None, accel: str = "tcg", initrd=None) -> list[str]:
+    """The QEMU command line (without the console/boot-done plumbing the runner adds).
+    Any ELF with a PVH note: QEMU's loader decides the rest."""
+    from ..firecracker.kernel import read_pvh_kernel
 
-
-    k = load_kernel(kernel)
-    if k.pvh_entry is None:
-        from ..errors import KernelError
-
-        raise KernelError("no XEN_ELFNOTE_PHYS32_ENTRY note", path=kernel,
-                          expected="a PVH kernel (osvkit build --format vmlinux --pvh)")
-    if guest_memory(memory) < k.phys_end + MiB:
+    k = read_pvh_kernel(kernel)
+    if guest_memory(memory) < k.kernel_end + MiB:
         from ..errors import LayoutError
 
         raise LayoutError(f"guest memory of {guest_memory(memory) // MiB} MiB is too small for "
-                          f"the kernel (loaded up to {k.phys_end:#x})",
-                          expected=f"at least {(k.phys_end + 2 * MiB - 1) // MiB} MiB")
+                          f"the kernel (loaded up to {k.kernel_end:#x})",
+                          expected=f"at least {(k.kernel_end + 2 * MiB - 1) // MiB} MiB")
     check_disk_cmdline(machine, disk, cmdline)
+    extra = []
+    if initrd is not None:
+        from ..fileio import open_input
+
+        with open_input(initrd, "an initrd file"):       # missing/unreadable: exit 66
+            pass
+        extra = ["-initrd", os.fspath(initrd)]
     return machine_argv(machine, memory=memory, cpus=cpus, accel=accel) + \
-        ["-kernel", os.fspath(kernel), "-append", cmdline] + disk_argv(machine, disk)
+        ["-kernel", os.fspath(kernel), "-append", cmdline] + extra + disk_argv(machine, disk)
 
 
 def run_qemu_pvh(kernel, *, machine: str = "pc", cmdline: str = "", memory="256M",
                  cpus: int = 1, disk=None, accel: str = "tcg", timeout: float = 60,
-                 expect: str | None = None, console_path=None):
+                 expect: str | None = None, console_path=None, initrd=None):
     """Boot ``kernel`` with QEMU's PVH loader and return the runner's RunResult."""
     from .qemu import run_qemu
 
     argv = qemu_pvh_argv(kernel, machine=machine, cmdline=cmdline, memory=memory, cpus=cpus,
-                         disk=disk, accel=accel)
+                         disk=disk, accel=accel, initrd=initrd)
     result = run_qemu(argv, timeout=timeout, expect=expect, console_path=console_path)
     result.vmm = "qemu-pvh"
     return result

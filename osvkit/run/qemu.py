@@ -29,7 +29,7 @@ import time
 
 from .. import layout
 from ..errors import OutputError, ToolError, UsageError
-from ..image.disk import detect_format as detect_image_format
+from ..disk import detect_format as detect_image_format
 from .result import RunResult
 
 QEMU = "qemu-system-x86_64"

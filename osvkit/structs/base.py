@@ -1,6 +1,6 @@
 """The one place where construct meets osvkit's errors.
 
-Every boot structure in :mod:`osvkit.boot` is a construct 2.10 ``Struct``.  Code never calls
+Every structure in :mod:`osvkit.structs` is a construct 2.10 ``Struct``.  Code never calls
 ``Struct.parse``/``Struct.build`` directly; it calls :func:`parse` and :func:`build` here, which
 turn construct's exceptions into one-line :class:`~osvkit.errors.FormatError` /
 :class:`~osvkit.errors.LayoutError` messages naming the file, the offset, the field path and
@@ -75,13 +75,16 @@ def format_error(what: str, problem: str, *, path=None, offset: int = 0,
                  field: str | None = None, field_offset: int | None = None,
                  expected: str | None = None, cls=FormatError) -> FormatError:
     """A FormatError in the same shape :func:`parse` uses, for checks made outside construct
-    (checksums, cross-structure pointers)."""
+    (checksums, cross-structure pointers).  Its ``field`` attribute names the field (or is
+    None)."""
     text = f"{what} at {offset:#x}"
     if field:
         where = f" ({field_offset:#x})" if field_offset is not None else ""
         text += f": field {field}{where}"
     text += f" {problem}" if field else f": {problem}"
-    return cls(text, path=path, expected=expected)
+    err = cls(text, path=path, expected=expected)
+    err.field = field
+    return err
 
 
 def _field_path(exc: ConstructError) -> str:

@@ -27,7 +27,7 @@ import zlib
 
 from construct import ConstructError, Int32ul, Struct
 
-from ..boot.bootparams import SetupHeader
+from ..structs.bootparams import SetupHeader
 from ..errors import FormatError
 from ..fileio import open_input
 

@@ -244,7 +244,7 @@ def _looks_like_bzimage(data: bytes) -> bool:
 def _setup_header(data: bytes) -> dict:
     """The image's setup header as a dict (``boot_flag`` read as Firecracker writes it: the
     loader does not check it and the zero page always gets 0xAA55)."""
-    from ..boot import bootparams as bp
+    from ..structs import bootparams as bp
 
     start = bp.SETUP_HEADER_OFFSET
     raw = bytearray(data[start:start + bp.SetupHeader.sizeof()])
@@ -255,7 +255,7 @@ def _setup_header(data: bytes) -> dict:
 
 
 def _parse_bzimage(data: bytes, path) -> FcKernel:
-    from ..boot import bootparams as bp
+    from ..structs import bootparams as bp
 
     if len(data) < bp.SETUP_HEADER_OFFSET + bp.SetupHeader.sizeof():
         raise KernelError("truncated bzImage setup header", expected="a complete bzImage",

@@ -12,7 +12,38 @@ import shutil
 import stat
 import tempfile
 
-from .errors import MissingInputError, OutputError
+from .errors import MissingInputError, OutputError, UsageError
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """True when paths ``a`` and ``b`` name the same file: the same resolved path (symbolic
+    links followed, so a link to an input or a new name through a linked directory counts),
+    or, both existing, the same device and inode (a hard link counts)."""
+    try:
+        if os.path.realpath(a) == os.path.realpath(b):
+            return True
+    except (OSError, ValueError):
+        pass
+    try:
+        sa, sb = os.stat(a), os.stat(b)
+    except (OSError, ValueError):
+        return False
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
+def check_not_input(output: str | os.PathLike, inputs) -> None:
+    """Refuse (usage error, 64) an ``output`` that names one of a command's ``inputs``:
+    writing it would destroy the input.  ``inputs`` holds paths or ``(what, path)`` pairs
+    (``what`` such as "the kernel of this build" or "--disk"); ``None`` entries are skipped.
+
+    This is the one check every command that writes a file runs before it writes."""
+    for item in inputs:
+        what, src = item if isinstance(item, tuple) else ("an input", item)
+        if src is None or output is None:
+            continue
+        if same_file(output, src):
+            raise UsageError(f"the output is {what} ({os.fspath(src)})", path=output,
+                             expected="an output path that is not an input")
 
 
 @contextlib.contextmanager

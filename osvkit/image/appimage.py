@@ -48,5 +48,6 @@ def build_app_image(kernel, output, *, manifest, defines: dict[str, str] | None 
     with tmp:
         rofs_path = os.path.join(tmp.name, "rofs.img")
         build_rofs(manifest, rofs_path, defines=defines, manifest_root=manifest_root,
-                   allow_missing=allow_missing, follow_symlinks_anywhere=follow_symlinks_anywhere)
+                   allow_missing=allow_missing, follow_symlinks_anywhere=follow_symlinks_anywhere,
+                   outputs=[output])
         return build_usr_image(kernel, output, cmdline=cmdline, partition=rofs_path, **usr_options)

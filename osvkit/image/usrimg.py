@@ -35,7 +35,7 @@ from .. import layout
 from ..boot import boot16, lzdecomp, mbr
 from ..errors import (FormatError, LayoutError, MissingInputError, OutputError, ToolError,
                       UsageError)
-from ..fileio import atomic_output, open_input
+from ..fileio import atomic_output, check_not_input, open_input
 from . import lzloader
 from .kernel import Kernel, check_kernel, load_kernel
 
@@ -106,14 +106,6 @@ def make_payload(kernel_data: bytes, compression: str) -> tuple[bytes, int, int 
     raise UsageError(f"compression {compression!r}", expected=" or ".join(COMPRESSIONS))
 
 
-def _same_file(a, b) -> bool:
-    """True when paths ``a`` and ``b`` name the same existing file (links included)."""
-    try:
-        return os.path.samefile(a, b)
-    except (OSError, TypeError, ValueError):
-        return False
-
-
 def build_usr_image(kernel, output, *, cmdline: str = "", compression: str = "fastlz",
                     image_format: str = "raw", partition=None, size=None,
                     force_cmdline: bool = False) -> BuildResult:
@@ -129,10 +121,8 @@ def build_usr_image(kernel, output, *, cmdline: str = "", compression: str = "fa
         kern = check_kernel(bytes(kernel))
     else:
         kern = load_kernel(kernel)
-    for what, source in (("the kernel", kern.path if kern.path else None), ("the partition", partition)):
-        if source is not None and _same_file(source, output):
-            raise UsageError(f"the output is {what} of this build ({os.fspath(source)})",
-                             path=output, expected="an output path that is not an input")
+    check_not_input(output, [("the kernel of this build", kern.path or None),
+                             ("the partition of this build", partition)])
     data = kern.data
     if layout.KERNEL_BASE_ADDR + len(data) > layout.IDENTITY_MAP_END:
         raise LayoutError(f"kernel file of {len(data)} bytes reaches past 1 GiB at 0x200000",

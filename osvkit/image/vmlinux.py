@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from .. import layout
 from ..boot import pvhstub, stub64
 from ..errors import KernelError, LayoutError, UsageError
-from ..fileio import write_atomic
+from ..fileio import check_not_input, write_atomic
 from .kernel import PT_LOAD, PT_NOTE, XEN_ELFNOTE_PHYS32_ENTRY, Kernel, check_kernel, load_kernel
 
 PHDR_SIZE = 56
@@ -321,6 +321,8 @@ def build_vmlinux(kernel, output, *, pvh: bool = True, handover: str = "start32"
     """Patch ``kernel`` (a path or :class:`Kernel`) and write the ELF to ``output``."""
     if not isinstance(kernel, Kernel):
         kernel = load_kernel(kernel)
+    # patching in place is not what a build does: the user's kernel stays as it is
+    check_not_input(output, [("the kernel of this build", kernel.path or None)])
     data, result = patch_vmlinux(kernel, pvh=pvh, handover=handover, replace_entry=replace_entry)
     write_atomic(output, data, mode=0o755)
     result.output = os.fspath(output)

@@ -36,7 +36,7 @@ import os
 from dataclasses import dataclass
 
 from ..errors import ManifestInputError, OsvkitIOError
-from ..fileio import atomic_output
+from ..fileio import atomic_output, check_not_input
 from ..progress import progress
 from . import schema as S
 from .manifest import (Dir, File, FileSource, GuestTree, Symlink, fsname,
@@ -119,12 +119,14 @@ def check_tree(tree: GuestTree, limits: str = "osv") -> int:
 def build_rofs(source, output: str | os.PathLike, *, defines: dict[str, str] | None = None,
                manifest_root: str | os.PathLike | None = None, allow_missing: bool = False,
                follow_symlinks_anywhere: bool = False, osv_defaults: bool = True,
-               limits: str = "osv") -> RofsBuildResult:
+               limits: str = "osv", outputs=()) -> RofsBuildResult:
     """Build a ROFS image at ``output`` from ``source``: a manifest path or a GuestTree.
 
     ``osv_defaults`` adds /dev, /proc, /sys, /tmp and /etc/fstab when missing (the tree is
     changed in place).  ``limits="osv"`` keeps names within OSv's NAME_MAX (255 bytes) and
-    symlink targets within PATH_MAX; ``"format"`` allows the format's 65535 bytes."""
+    symlink targets within PATH_MAX; ``"format"`` allows the format's 65535 bytes.
+    ``outputs`` names further files the caller writes from this image (a usr.img): neither
+    they nor ``output`` may be the manifest or a host file it lists (a usage error)."""
     if isinstance(source, GuestTree):
         tree = source
     else:
@@ -137,9 +139,20 @@ def build_rofs(source, output: str | os.PathLike, *, defines: dict[str, str] | N
         add_osv_defaults(tree)
     check_tree(tree, limits)
     output = os.fspath(output)
+    for out in (output, *outputs):
+        check_not_input(out, tree_inputs(tree, None if isinstance(source, GuestTree) else source))
     with atomic_output(output) as f:
         result = _write(tree, f.fileno(), output)
     return result
+
+
+def tree_inputs(tree: GuestTree, manifest=None):
+    """``(what, path)`` for the manifest and every host file the tree copies data from."""
+    if manifest is not None:
+        yield "the manifest", manifest
+    for guest, node in tree.walk():
+        if isinstance(node, File) and node.source.path is not None:
+            yield f"the host file of {guest}", node.source.path
 
 
 @dataclass

@@ -49,7 +49,7 @@ from .config import (MANIFEST_NAME, BuildFile, ImageSpec, load_build_file, memor
                      parse_probe_spec)
 from .errors import (FormatError, MissingInputError, OutputError, ToolError,
                      UsageError)
-from .fileio import atomic_output, check_not_input, write_atomic
+from .fileio import atomic_output, check_not_input, remove_stale_temporaries, write_atomic
 from .progress import progress
 
 log = logging.getLogger("osvkit")
@@ -405,6 +405,7 @@ class _Staging:
             self.created_out = True
         elif not out_dir.is_dir():
             raise OutputError("is not a directory", path=out_dir, expected="an output directory")
+        remove_stale_temporaries(out_dir)
         try:
             self.root = Path(tempfile.mkdtemp(prefix=".osvkit-build-", dir=out_dir))
         except OSError as exc:

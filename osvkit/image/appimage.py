@@ -14,6 +14,7 @@ import tempfile
 
 from ..cmdline import split_cmdline
 from ..errors import OutputError
+from ..fileio import remove_stale_temporaries
 from .usrimg import BuildResult, build_usr_image
 
 ROOTFS_OPTION = "--rootfs"
@@ -41,6 +42,7 @@ def build_app_image(kernel, output, *, manifest, defines: dict[str, str] | None 
     if not os.path.isdir(directory):
         raise OutputError("directory does not exist", path=output)
     cmdline = with_rootfs(cmdline)
+    remove_stale_temporaries(directory)
     try:
         tmp = tempfile.TemporaryDirectory(prefix=".osvkit-rofs-", dir=directory)
     except OSError as exc:

@@ -33,6 +33,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import stat
 from dataclasses import dataclass
 
 from ..errors import ManifestInputError, OsvkitIOError
@@ -266,7 +267,11 @@ def _copy_in(node: File, dst: int, dst_off: int, output: str = "<output>") -> in
         raise origin.error(f"cannot read host file {src.path}: {exc.strerror}",
                            cls=ManifestInputError, expected="a readable file") from None
     try:
-        total = os.fstat(fd).st_size
+        st = os.fstat(fd)
+        total = st.st_size
+        if total == 0 and src.size is None and stat.S_ISREG(st.st_mode):
+            # /proc, /sys and the like say 0 bytes and have content when read
+            return _copy_unsized(fd, dst, dst_off, node, output)
         if src.size is not None:
             if src.offset + src.size > total:
                 raise origin.error(f"{src.path} has {total} bytes, not {src.offset + src.size}",
@@ -278,6 +283,35 @@ def _copy_in(node: File, dst: int, dst_off: int, output: str = "<output>") -> in
         return total
     finally:
         os.close(fd)
+
+
+#: the most a file whose size the host does not report (/proc) may hold
+UNSIZED_MAX = 64 << 20
+
+
+def _copy_unsized(fd: int, dst: int, dst_off: int, node: File, output: str) -> int:
+    """Copy a host file that reports size 0 by reading it to its end (without waiting: a
+    file that would block, such as /proc/kmsg, is an error)."""
+    os.set_blocking(fd, False)
+    total = 0
+    while True:
+        try:
+            chunk = os.read(fd, CHUNK_SIZE)
+        except BlockingIOError:
+            raise node.origin.error(f"host file {node.source.path} reports no size and "
+                                    "reading it would wait for more", cls=ManifestInputError,
+                                    expected="a file that ends") from None
+        except OSError as exc:
+            raise node.origin.error(f"cannot read host file {node.source.path}: {exc.strerror}",
+                                    cls=ManifestInputError, expected="a readable file") from None
+        if not chunk:
+            return total
+        total += len(chunk)
+        if total > UNSIZED_MAX:
+            raise node.origin.error(f"host file {node.source.path} reports no size and has "
+                                    f"more than {UNSIZED_MAX} bytes", cls=ManifestInputError,
+                                    expected="a regular file with a size")
+        _pwrite_all(dst, chunk, dst_off + total - len(chunk), output)
 
 
 def _segments(fd: int, start: int, end: int):

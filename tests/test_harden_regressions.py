@@ -175,3 +175,41 @@ def test_activity_inside_a_temporary_directory_keeps_it(tmp_path):
     assert d.is_dir()
     _age(d, STALE_AGE + 60)
     assert remove_stale_temporaries(tmp_path) == [str(d)]
+
+
+# -- the ROFS copy paths give the same bytes ------------------------------------------------
+
+@pytest.mark.parametrize("broken", [(), ("copy_file_range",), ("copy_file_range", "sendfile")])
+def test_every_copy_path_gives_the_same_image(tmp_path, monkeypatch, broken):
+    """copy_file_range, sendfile and plain reads (each taken when the faster ones fail, as
+    across file systems) write byte-identical images, sparse files included."""
+    import errno
+
+    from osvkit.rofs import build_rofs
+    from osvkit.rofs import writer
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "small").write_bytes(b"s" * 1000)
+    with open(src / "sparse", "wb") as f:        # data, a hole, data: more than CHUNK_SIZE
+        f.write(os.urandom(3000))
+        f.seek(5 * writer.CHUNK_SIZE)
+        f.write(b"end")
+    (src / "big").write_bytes(os.urandom(2 * writer.CHUNK_SIZE + 123))
+    manifest = tmp_path / "m"
+    manifest.write_text(f"/d/**: {src}/**\n")
+    build_rofs(manifest, tmp_path / "ref.img")
+    calls = {"copy_file_range": 0, "sendfile": 0}
+
+    def failing(name):
+        def f(*a, **k):
+            calls[name] += 1
+            raise OSError(errno.EXDEV if name == "copy_file_range" else errno.EINVAL, "no")
+        return f
+    for name in broken:
+        monkeypatch.setattr(writer.os, name, failing(name))
+    monkeypatch.setattr(writer, "WRITEBACK_EVERY", 1 << 20)   # the write-back kicks run too
+    build_rofs(manifest, tmp_path / "alt.img")
+    assert (tmp_path / "alt.img").read_bytes() == (tmp_path / "ref.img").read_bytes()
+    for name in broken:
+        assert calls[name] == 1        # tried once, then the next path for every file

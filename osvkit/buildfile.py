@@ -49,7 +49,7 @@ from .config import (MANIFEST_NAME, BuildFile, ImageSpec, load_build_file, memor
                      parse_probe_spec)
 from .errors import (FormatError, MissingInputError, OutputError, ToolError,
                      UsageError)
-from .fileio import atomic_output, write_atomic
+from .fileio import atomic_output, check_not_input, remove_stale_temporaries, write_atomic
 from .progress import progress
 
 log = logging.getLogger("osvkit")
@@ -405,6 +405,7 @@ class _Staging:
             self.created_out = True
         elif not out_dir.is_dir():
             raise OutputError("is not a directory", path=out_dir, expected="an output directory")
+        remove_stale_temporaries(out_dir)
         try:
             self.root = Path(tempfile.mkdtemp(prefix=".osvkit-build-", dir=out_dir))
         except OSError as exc:
@@ -424,17 +425,9 @@ class _Staging:
     def check_inputs(self, inputs: Iterable[Path]) -> None:
         """Refuse an output that would replace one of the build's own inputs (the build
         file, a kernel, a manifest, a host file of a ROFS)."""
+        inputs = [("an input of the build", src) for src in inputs]
         for target in self.staged.values():
-            for src in inputs:
-                try:
-                    same = os.path.samefile(target, src)
-                except OSError:
-                    continue
-                if same:
-                    what = ("is an input of the build" if os.path.abspath(target)
-                            == os.path.abspath(src) else f"is the same file as the input {src}")
-                    raise OutputError(what, path=target,
-                                      expected="outputs apart from the build's inputs")
+            check_not_input(target, inputs)
 
     def commit(self) -> None:
         for target in self.staged.values():

@@ -1,0 +1,1 @@
+"""construct schemas for the binary formats osvkit reads and writes."""

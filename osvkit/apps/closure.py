@@ -21,7 +21,8 @@ Where a library goes in the guest: OSv's linker searches the needing object's ow
 (``DT_RUNPATH``, else ``DT_RPATH``; only ``$ORIGIN`` expanded, against the object's guest
 directory), then ``/`` and ``/usr/lib``.  A library found through an entry of the needing
 object's own run path goes into that entry's guest directory (``$ORIGIN/../lib`` stays next to
-the program); every other one goes into ``/usr/lib`` under its ``DT_NEEDED`` name, as a
+the program; entries without ``$ORIGIN`` name host directories, not guest ones); every other
+one goes into ``/usr/lib`` under its ``DT_NEEDED`` name, as a
 regular file holding the bytes of the host file the name leads to (symlinks resolved), so OSv
 finds it under the very name it looks for.
 """
@@ -129,10 +130,15 @@ def split_host_guest(text: str) -> tuple[str, str | None]:
     (so host paths with colons still work)."""
     host, sep, guest = text.rpartition(":")
     if sep and host and guest.startswith("/"):
-        return host, posixpath.normpath(guest).replace("//", "/")
+        return host, guest_norm(guest)
     if not text:
         raise UsageError("empty path", expected="HOST[:GUEST]")
     return text, None
+
+
+def guest_norm(path: str) -> str:
+    """An absolute guest path, normalised (``..`` stops at ``/``, as in OSv's realpath)."""
+    return "/" + posixpath.normpath("/" + path).lstrip("/")
 
 
 # ------------------------------------------------------------------------------------------
@@ -157,14 +163,17 @@ def expand_dst(entry: str, origin: str) -> str | None:
 
 
 def _guest_dir_for(entry: str, loader: _Loaded) -> str | None:
-    """The guest directory OSv's linker reads run path ``entry`` of ``loader`` as, or None when
-    OSv would not find it there ($LIB and $PLATFORM are not expanded by OSv)."""
+    """The guest directory OSv's linker reads the ``$ORIGIN`` run path ``entry`` of ``loader``
+    as; None for entries without ``$ORIGIN`` (host directories: the library goes to
+    /usr/lib) and for ``$LIB``/``$PLATFORM`` ones (OSv does not expand those)."""
+    if "ORIGIN" not in entry:
+        return None  # an absolute host directory: /usr/lib, which OSv searches too
     if "$LIB" in entry or "${LIB}" in entry or "PLATFORM" in entry:
         return None
     gdir = entry.replace("${ORIGIN}", "$ORIGIN").replace("$ORIGIN", posixpath.dirname(loader.guest))
     if not gdir.startswith("/"):
         return None
-    return posixpath.normpath(gdir)
+    return guest_norm(gdir)
 
 
 class Resolver:

@@ -27,7 +27,7 @@ import os
 import posixpath
 from dataclasses import dataclass, field
 
-from ..errors import ManifestInputError, MissingInputError, UsageError
+from ..errors import CmdlineError, ManifestInputError, MissingInputError, UsageError
 from ..rofs.manifest import Dir, File, FileSource, GuestTree, Origin, Symlink
 from .closure import AppSpec, Closure, Resolver, split_host_guest
 from .elfinfo import is_elf
@@ -301,14 +301,22 @@ def compose_cmdline(cmdline: str = "", *, env=(), cwd: str | None = None,
         c.insert("rootfs", rootfs)
     for token in parts.options:
         c.insert_option(token)
-    for item in env:
-        name, value = item if isinstance(item, tuple) else parse_env(item)
-        c.insert("env", f"{name}={value}")
-    if cwd is not None:
-        if not cwd.startswith("/"):
-            raise UsageError(f"--cwd {cwd!r}", expected="an absolute guest directory")
-        c.insert("cwd", cwd)
-    c.set_command(parts.command or command or "")
+    try:
+        for item in env:
+            name, value = item if isinstance(item, tuple) else parse_env(item)
+            c.insert("env", f"{name}={value}")
+        if cwd is not None:
+            if not cwd.startswith("/"):
+                raise UsageError(f"--cwd {cwd!r}", expected="an absolute guest directory")
+            c.insert("cwd", cwd)
+        c.set_command(parts.command or command or "")
+    except CmdlineError as exc:
+        if exc.reason != CmdlineError.TOO_LARGE:
+            raise
+        more = "" if target == "bios" else " (or --force-cmdline for boot16's 32,255)"
+        raise CmdlineError(f"the command line with its --env/--cwd options is too long: {exc.what}",
+                           reason=CmdlineError.TOO_LARGE,
+                           expected=f"at most {TARGETS[target]} bytes{more}") from None
     line = str(c)
     if parts.mmio:
         line = " ".join([line, *(e.text for e in parts.mmio)]).strip()

@@ -214,3 +214,45 @@ def test_deb_package(cli, tmp_path, probe_elf):
     assert "/usr/bin/hello" in _ls(cli, tmp_path / "u.img")
     assert not any(g.startswith("/usr/share/") for g in files)
     assert list(cache.glob("hello_*.deb"))
+
+
+def test_build_file_app_keys(cli, tmp_path, probe_elf, program):
+    proj = tmp_path / "proj"
+    shutil.copytree(program.parent.parent, proj / "app", symlinks=True)
+    shutil.copy(probe_elf, proj / "probe.elf")
+    (proj / "data").mkdir()
+    (proj / "data/conf.txt").write_text("x=1\n")
+    (proj / "data/junk.tmp").write_text("")
+    (proj / "osvkit.toml").write_text(
+        'spec = 1\n[[image]]\nname = "app"\nkernel = "probe.elf"\n'
+        'app = ["app/bin/prog:/app/bin/prog"]\nadd = ["data:/etc/app"]\nexclude = ["*.tmp"]\n'
+        'env = { GREETING = "a b" }\ncwd = "/app"\n'
+        'outputs = { usr = "app.img", rofs = "app.rofs" }\n')
+    r = cli("build", "-c", proj / "osvkit.toml", "--json")
+    assert r.returncode == 0, r.stderr.decode()
+    tree = _ls(cli, proj / "app.img")
+    assert {"/app/bin/prog", "/app/lib/libgreet.so.1", "/etc/app/conf.txt",
+            "/etc/hosts"} <= set(tree) and "/etc/app/junk.tmp" not in tree
+    assert cli("cmdline", "get", proj / "app.img").stdout.decode().strip() == (
+        "--rootfs=rofs --env=GREETING=a\\ b --cwd=/app /app/bin/prog")
+    doc = json.loads((proj / "osvkit-manifest.json").read_text())
+    inputs = doc["images"][0]["outputs"][0]["inputs"]
+    lib = next(i for i in inputs if i.get("guest") == "/app/lib/libgreet.so.1")
+    assert lib["path"] == "app/lib/libgreet.so.1.0" and lib["needed_by"] == ["/app/bin/prog"]
+    # the same project elsewhere gives the same manifest (no absolute project paths in it)
+    other = tmp_path / "elsewhere" / "proj"
+    shutil.copytree(proj, other, symlinks=True)
+    for f in ("app.img", "app.rofs", "osvkit-manifest.json"):
+        (other / f).unlink()
+    assert cli("build", "-c", other / "osvkit.toml").returncode == 0
+    assert (other / "osvkit-manifest.json").read_text() == (
+        proj / "osvkit-manifest.json").read_text()
+    # schema problems are reported with their line
+    head = 'spec = 1\n[[image]]\nname = "b"\nkernel = "probe.elf"\napp = ["app/bin/prog"]\n'
+    for body, text in [('cwd = "rel"\n', 'bad.toml:6: image[0].cwd: "rel" has the wrong form'),
+                       ('env = { "1X" = "y" }\n', "bad.toml:6: image[0].env: bad variable name '1X'"),
+                       ('env = ["A=1"]\npartition = "x"\n', "both partition and app/add/deb")]:
+        (proj / "bad.toml").write_text(head + body + 'outputs = { usr = "b.img" }\n')
+        r = cli("build", "-c", proj / "bad.toml")
+        err = r.stderr.decode()
+        assert r.returncode == 65 and text in err, err

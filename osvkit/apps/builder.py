@@ -86,7 +86,9 @@ class _Excluder:
                    or fnmatch.fnmatchcase(guest, p) for p in self.patterns)
 
 
-def _default_add_guest(host: str) -> str:
+def default_add_guest(host: str) -> str:
+    """Where ``--add HOST`` goes without a GUEST: an absolute HOST at the same path, a
+    relative one below ``/`` (its last component when it climbs out with ``..``)."""
     norm = os.path.normpath(host)
     if norm.startswith("/"):
         return norm
@@ -119,7 +121,7 @@ class _Assembler:
 
     def add(self, text: str, kind: str = "add") -> None:
         host, guest = split_host_guest(text)
-        guest = guest or _default_add_guest(host)
+        guest = guest or default_add_guest(host)
         if not os.path.lexists(host):
             raise MissingInputError("no such file or directory", path=host,
                                     expected=f"an existing file or directory for --{kind}")

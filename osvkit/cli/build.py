@@ -73,7 +73,7 @@ def _given_on_command_line() -> set[str]:
 _USR_ONLY = {"cmdline", "compression", "image_format", "partition", "size", "force_cmdline",
              "manifest"}
 _VMLINUX_ONLY = {"pvh", "replace_entry", "handover"}
-_MANIFEST_ONLY = {"define", "manifest_root"}
+_MANIFEST_ONLY = {"define", "manifest_root", "allow_missing", "follow_symlinks_anywhere"}
 #: options that put host programs and files in the image (osvkit.apps)
 _APP_OPTIONS = {"app_paths", "add", "deb"}
 _APP_ONLY = {"exclude", "library_path", "env", "cwd", "bare", "deb_cache", "disk_output"}
@@ -108,14 +108,10 @@ def _refuse_unused(given: set[str], fmt: str, with_manifest: bool) -> None:
     if fmt == "usr" and unused:
         raise UsageError(f"{names(unused)} with --format usr",
                          expected="these with --format vmlinux")
-    if fmt == "usr" and not with_manifest and given & _MANIFEST_ONLY:
-        raise UsageError(f"{names(given & _MANIFEST_ONLY)} without --manifest",
+    also_apps = {"allow_missing", "follow_symlinks_anywhere"} if with_apps else set()
+    if fmt == "usr" and not with_manifest and given & _MANIFEST_ONLY - also_apps:
+        raise UsageError(f"{names(given & _MANIFEST_ONLY - also_apps)} without --manifest",
                          expected="--manifest usr.manifest")
-    if not with_manifest and not with_apps and given & {"allow_missing",
-                                                         "follow_symlinks_anywhere"}:
-        raise UsageError(f"{names(given & {'allow_missing', 'follow_symlinks_anywhere'})} "
-                         "without --manifest, --app, --add or --deb",
-                         expected="them with the files they apply to")
 
 
 @app.command("build")

@@ -9,12 +9,20 @@ from typing import Annotated, Optional
 import typer
 
 from ._app import JsonOpt, app, echo, emit
+from .common import examples
 
 manifest_app = typer.Typer(help="Write OSv manifests.", no_args_is_help=True)
 app.add_typer(manifest_app, name="manifest")
 
 
-@manifest_app.command("from-host")
+@manifest_app.command("from-host", epilog=examples(
+    "osvkit manifest from-host /usr/bin/python3.11 -o usr.manifest",
+    "osvkit manifest from-host ./bin/server:/app/bin/server --library-path ./lib --json",
+) + """
+
+\b
+--json prints {files: [{guest, host, source, kind, via, soname, needed_by}], supplied:
+[{soname, needed_by}], missing: [...], supplied_source}.""")
 def from_host(
     programs: Annotated[list[str], typer.Argument(
         metavar="ELF[:GUEST]...", help="Host programs or shared objects (default guest /NAME).")],

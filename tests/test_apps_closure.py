@@ -153,6 +153,44 @@ def test_needed_cycle_terminates(tmp_path):
     assert b.needed_by == ["/prog", "/usr/lib/liba.so"] and a.needed_by == ["/usr/lib/libb.so"]
 
 
+def _pyelftools_info(path):
+    """DT_NEEDED, DT_SONAME, DT_RPATH, DT_RUNPATH and PT_INTERP read by pyelftools."""
+    from elftools.elf.elffile import ELFFile
+    out = {"needed": [], "soname": None, "rpath": None, "runpath": None, "interp": None}
+    with open(path, "rb") as f:
+        elf = ELFFile(f)
+        out["type"], out["machine"] = elf["e_type"], elf["e_machine"]
+        for seg in elf.iter_segments():
+            if seg["p_type"] == "PT_INTERP":
+                out["interp"] = seg.get_interp_name()
+            elif seg["p_type"] == "PT_DYNAMIC":
+                for tag in seg.iter_tags():
+                    t = tag.entry.d_tag
+                    if t == "DT_NEEDED":
+                        out["needed"].append(tag.needed)
+                    elif t == "DT_SONAME":
+                        out["soname"] = tag.soname
+                    elif t in ("DT_RPATH", "DT_RUNPATH"):
+                        key = t[3:].lower()
+                        out[key] = (out[key] or []) + getattr(tag, key).split(":")
+    return out
+
+
+def test_elf_reader_agrees_with_pyelftools(tmp_path):
+    files = sorted(Path("/usr/lib/python3.11/lib-dynload").glob("*.so"))[:30]
+    files += [Path(p) for p in ("/usr/bin/python3.11", "/usr/bin/qemu-img", "/bin/ls")
+              if os.path.exists(p)]
+    files.append(_build_rpath_program(tmp_path, "$ORIGIN/../lib:/x/$LIB"))
+    files.append(tmp_path / "lib/libgreet.so.1.0")
+    assert len(files) > 5
+    for path in files:
+        info = read_elf_info(path)
+        got = {"needed": info.needed, "soname": info.soname, "rpath": info.rpath,
+               "runpath": info.runpath, "interp": info.interp, "type": info.type,
+               "machine": info.machine}
+        assert got == _pyelftools_info(path), path
+
+
 # --- clear errors -----------------------------------------------------------------------
 def _elf_header(ei_class: int, machine: int) -> bytes:
     """A minimal ELF header (only the fields the reader checks are meaningful)."""

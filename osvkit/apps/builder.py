@@ -25,6 +25,7 @@ import fnmatch
 import logging
 import os
 import posixpath
+import re
 from dataclasses import dataclass, field
 
 from ..errors import CmdlineError, ManifestInputError, MissingInputError, UsageError
@@ -80,10 +81,12 @@ class AppTree:
 class _Excluder:
     def __init__(self, patterns):
         self.patterns = list(patterns)
+        self.regex = (re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in self.patterns))
+                      if self.patterns else None)
 
     def __call__(self, name: str, rel: str, guest: str) -> bool:
-        return any(fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(rel, p)
-                   or fnmatch.fnmatchcase(guest, p) for p in self.patterns)
+        m = self.regex
+        return m is not None and bool(m.match(name) or m.match(rel) or m.match(guest))
 
 
 def default_add_guest(host: str) -> str:
@@ -106,6 +109,13 @@ class _Assembler:
         self.allow_missing = allow_missing
         self.elf_objects: list[tuple[str, str, str]] = []   # (host, guest, kind)
         self.by_real: dict[str, str] = {}                  # realpath of ELF files -> guest
+        self._origins: dict[str, Origin] = {}
+
+    def origin(self, text: str) -> Origin:
+        o = self._origins.get(text)
+        if o is None:
+            o = self._origins[text] = Origin(text, None)
+        return o
 
     def put(self, guest: str, node, rec: AddedFile) -> None:
         self.tree.add(guest, node)
@@ -113,7 +123,7 @@ class _Assembler:
             self.report[guest] = rec
 
     def add_file(self, host: str, guest: str, kind: str, origin: str) -> None:
-        self.put(guest, File(origin=Origin(origin, None), source=FileSource(path=host)),
+        self.put(guest, File(origin=self.origin(origin), source=FileSource(path=host)),
                  AddedFile(guest, kind, host, origin=origin))
         if is_elf(host):
             self.elf_objects.append((host, guest, kind))
@@ -135,10 +145,10 @@ class _Assembler:
                                      expected="a file or a directory")
 
     def add_dir(self, root: str, guest: str, kind: str, origin: str) -> None:
-        self.tree.add(guest, Dir(origin=Origin(origin, None)))
-        stack = [(root, guest, (root,))]
+        self.tree.add(guest, Dir(origin=self.origin(origin)))
+        stack = [(root, guest, "", (root,))]
         while stack:
-            hdir, gdir, ancestors = stack.pop()
+            hdir, gdir, rdir, ancestors = stack.pop()
             try:
                 entries = sorted(os.scandir(hdir), key=lambda e: os.fsencode(e.name))
             except OSError as exc:
@@ -146,14 +156,14 @@ class _Assembler:
             sub = []
             for e in entries:
                 g = gdir.rstrip("/") + "/" + e.name
-                rel = os.path.relpath(e.path, root)
+                rel = rdir + e.name
                 if self.exclude(e.name, rel, g):
                     continue
                 if e.is_symlink():
                     self._symlink(e.path, g, root, ancestors, sub, kind, origin)
                 elif e.is_dir(follow_symlinks=False):
-                    self.tree.add(g, Dir(origin=Origin(origin, None)))
-                    sub.append((e.path, g, ancestors + (e.path,)))
+                    self.tree.add(g, Dir(origin=self.origin(origin)))
+                    sub.append((e.path, g, rel + "/", ancestors + (e.path,)))
                 elif e.is_file(follow_symlinks=False):
                     self.add_file(e.path, g, kind, origin)
             stack.extend(reversed(sub))
@@ -186,8 +196,8 @@ class _Assembler:
             if real in ancestors:
                 raise ManifestInputError(f"cyclic symlink to {real}", path=path,
                                          expected="no directory symlink loops")
-            self.tree.add(guest, Dir(origin=Origin(origin, None)))
-            sub.append((real, guest, ancestors + (real,)))
+            self.tree.add(guest, Dir(origin=self.origin(origin)))
+            sub.append((real, guest, os.path.relpath(path, root) + "/", ancestors + (real,)))
         else:
             self.add_file(real, guest, kind, origin)
 

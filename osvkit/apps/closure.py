@@ -248,7 +248,7 @@ class Resolver:
         """Add the program (or object) ``host`` at ``guest`` and resolve its closure.
         ``kind`` other than ``app`` marks an object that is in the image already (``add``,
         ``deb``): it is reported but not placed again."""
-        info = read_elf_info(host, self.machine)  # raises a clear error for non-programs
+        info = self._info.get(host) or read_elf_info(host, self.machine)  # clear errors
         real = os.path.realpath(host)
         top = _Loaded(info, host, os.path.dirname(real), guest, None)
         self._put(ClosureEntry(guest, host, real, kind, kind, info.soname), None)

@@ -125,6 +125,36 @@ def make_payload(kernel_data: bytes, compression: str) -> tuple[bytes, int, int 
     raise UsageError(f"compression {compression!r}", expected=" or ".join(COMPRESSIONS))
 
 
+def _same_file(a, b) -> bool:
+    """True when paths ``a`` and ``b`` name the same existing file (links included)."""
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, TypeError, ValueError):
+        return False
+
+
+def _copy_partition(src, dst) -> None:
+    """Copy ``src`` to ``dst`` at its position: in the kernel (``copy_file_range``, no trip
+    through user space) when the files allow it, else in 1 MiB chunks."""
+    dst.flush()
+    pos, done = dst.tell(), 0
+    size = os.fstat(src.fileno()).st_size
+    if hasattr(os, "copy_file_range"):
+        try:
+            while done < size:
+                n = os.copy_file_range(src.fileno(), dst.fileno(), size - done, done, pos + done)
+                if n == 0:
+                    break
+                done += n
+        except OSError:
+            pass  # another filesystem, or no support: the plain copy below
+    if done < size:
+        src.seek(done)
+        dst.seek(pos + done)
+        shutil.copyfileobj(src, dst, 1 << 20)
+    dst.seek(pos + size)
+
+
 def build_usr_image(kernel, output, *, cmdline: str = "", compression: str = "fastlz",
                     image_format: str = "raw", partition=None, size=None,
                     force_cmdline: bool = False) -> BuildResult:
@@ -197,7 +227,7 @@ def build_usr_image(kernel, output, *, cmdline: str = "", compression: str = "fa
             f.seek(kernel_end)
             try:
                 with open(partition, "rb") as src:
-                    shutil.copyfileobj(src, f, 1 << 20)
+                    _copy_partition(src, f)
             except OSError as exc:
                 raise MissingInputError(f"cannot read: {exc.strerror}", path=partition) from None
         fit_size(f, image_size, output)

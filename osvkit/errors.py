@@ -75,7 +75,7 @@ class LayoutError(FormatError):
 class CmdlineError(FormatError):
     """A command line that cannot be encoded or does not fit its target.
 
-    ``reason`` is one of the ``REASON_*`` values below."""
+    ``reason`` is one of the string constants below."""
 
     TOO_LARGE = "too-large"
     INVALID_CHAR = "invalid-char"

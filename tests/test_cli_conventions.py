@@ -602,6 +602,7 @@ def test_every_command_prints_only_json_with_verbose(cli, tmp_path):
         (("rofs", "ls"), ["usr.img", "-p", "1"]),
         (("rofs", "extract"), ["r.img", "tree"]),
         (("inspect",), ["usr.img"]),
+        (("manifest", "from-host"), ["k.elf", "-o", "k.manifest"]),
         (("cmdline", "get"), ["usr.img"]),
         (("cmdline", "set"), ["usr.img", "--", "--rootfs=rofs /hello two"]),
         (("cmdline", "check"), ["--", "--nopci /hello"]),

@@ -43,6 +43,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                            "Write a Firecracker --config-file document for an OSv kernel."),
     "inspect": ("osvkit.cli.inspect", "inspect",
                 "Decode a disk image: boot sector, command line, partitions, payload, kernel."),
+    "manifest": ("osvkit.cli.manifest", "manifest_group", "Write OSv manifests."),
     "mmio": ("osvkit.cli.mmio", "mmio_group",
              "Encode, decode and strip virtio_mmio.device= entries."),
     "probe": ("osvkit.cli.probe", "probe_command",
@@ -135,15 +136,56 @@ def examples(*lines: str) -> str:
     return "\b\nExamples:\n" + "\n".join(f"  $ {line}" for line in lines)
 
 
+#: parameter names that name what a command writes (a file or a directory); every other
+#: path-valued parameter, and the OSVKIT_CONFIG build file, is an input of the command
+OUTPUT_PARAMS = ("output", "out", "out_dir", "directory", "plot", "disk_output")
+
+
+def _param_label(p: click.Parameter) -> str:
+    opts = [o for o in p.opts if o.startswith("-")]
+    return max(opts, key=len) if opts else (p.name or "").upper()
+
+
+def guard_outputs(cmd: click.Command) -> click.Command:
+    """Make ``cmd`` refuse (usage error, 64) an output path that is one of its own inputs
+    (the same file directly, through a symbolic link or a hard link: the one shared check,
+    :func:`osvkit.fileio.check_not_input`).  Inputs the command finds while it runs (the
+    host files of a manifest, a build file's kernels) are checked by the library too."""
+    import functools
+    import os
+
+    callback = cmd.callback
+    labels = {p.name: _param_label(p) for p in cmd.params}
+
+    @functools.wraps(callback)
+    def guarded(*args, **kwargs):
+        outputs = [v for n, v in kwargs.items() if n in OUTPUT_PARAMS and v is not None]
+        if outputs:
+            from ..fileio import check_not_input
+
+            inputs = [("OSVKIT_CONFIG", os.environ.get("OSVKIT_CONFIG") or None)]
+            for name, value in kwargs.items():
+                values = value if isinstance(value, (list, tuple)) else [value]
+                inputs += [(labels.get(name, name), v) for v in values
+                           if name not in OUTPUT_PARAMS and isinstance(v, os.PathLike)]
+            for out in outputs:
+                check_not_input(out, inputs)
+        return callback(*args, **kwargs)
+
+    cmd.callback = guarded
+    return cmd
+
+
 def command(name: str, *, group: Optional[click.Group] = None, examples_: tuple = (),
             notes: str = "", **kw: Any) -> Callable:
     """Declare an osvkit command: a click command with ``-v``/``-q``, its ``--help``
-    examples and notes as the epilog, registered on ``group`` when given."""
+    examples and notes as the epilog, the output-is-not-an-input check
+    (:func:`guard_outputs`), registered on ``group`` when given."""
     def deco(f: Callable) -> click.Command:
         epilog = (examples(*examples_) if examples_ else "") + notes
-        cmd = click.command(name, epilog=epilog or None,
-                            context_settings={"help_option_names": ["-h", "--help"]},
-                            **kw)(verbosity_options(f))
+        cmd = guard_outputs(click.command(
+            name, epilog=epilog or None, context_settings={"help_option_names": ["-h", "--help"]},
+            **kw)(verbosity_options(f)))
         if group is not None:
             group.add_command(cmd)
         return cmd

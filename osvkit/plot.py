@@ -13,7 +13,6 @@ PNG output is an 8-bit RGB image (zlib-compressed scanlines, filter 0) drawn wit
 from __future__ import annotations
 
 import os
-import struct
 import zlib
 from dataclasses import dataclass, field
 from xml.sax.saxutils import escape
@@ -261,12 +260,16 @@ class Canvas:
     def png(self) -> bytes:
         raw = b"".join(b"\x00" + bytes(r) for r in self.rows)
 
-        def chunk(kind: bytes, data: bytes) -> bytes:
-            return (struct.pack(">I", len(data)) + kind + data
-                    + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+        from .structs import base as schema
+        from .structs.png import COLOUR_RGB, PNG_SIGNATURE, PngChunk, PngIhdr
 
-        ihdr = struct.pack(">IIBBBBB", self.width, self.height, 8, 2, 0, 0, 0)
-        return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+        def chunk(kind: bytes, data: bytes) -> bytes:
+            return schema.build(PngChunk, {"type": kind, "data": data}, what="PNG chunk")
+
+        ihdr = schema.build(PngIhdr, dict(width=self.width, height=self.height, bit_depth=8,
+                                          colour_type=COLOUR_RGB, compression=0, filter=0,
+                                          interlace=0), what="PNG header")
+        return (PNG_SIGNATURE + chunk(b"IHDR", ihdr)
                 + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
 
 

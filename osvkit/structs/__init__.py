@@ -20,5 +20,7 @@ place construct's errors become osvkit's one-line errors) and takes byte offsets
 * :mod:`.mptable` -- Intel MP spec 1.4 floating pointer, configuration table and entries.
 * :mod:`.rofs` -- OSv's read-only filesystem: superblock, inodes, directory entries.
 * :mod:`.x86` -- GDT entries, the ``lgdt`` operand, paging tables.
+* :mod:`.png` -- PNG signature, chunks (CRC checked) and IHDR, for the boot-timeline plot.
+* :mod:`.vmdisk` -- VMDK sparse and VDI headers, the gzip trailer (build-file exports).
 * :mod:`.offsets` -- the field offsets generated boot code uses, read off the schemas above.
 """

@@ -19,6 +19,7 @@ from xml.sax.saxutils import escape
 
 from .errors import UsageError
 from .fileio import write_atomic
+from .structs.png import COLOR_TYPE_RGB, PNG_SIGNATURE, PngChunk, PngIhdr
 
 #: phase colours (RGB), used in order
 PALETTE = [
@@ -260,15 +261,11 @@ class Canvas:
     def png(self) -> bytes:
         raw = b"".join(b"\x00" + bytes(r) for r in self.rows)
 
-        from .structs import base as schema
-        from .structs.png import COLOUR_RGB, PNG_SIGNATURE, PngChunk, PngIhdr
-
         def chunk(kind: bytes, data: bytes) -> bytes:
-            return schema.build(PngChunk, {"type": kind, "data": data}, what="PNG chunk")
+            return PngChunk.build(dict(type=kind, data=data))
 
-        ihdr = schema.build(PngIhdr, dict(width=self.width, height=self.height, bit_depth=8,
-                                          colour_type=COLOUR_RGB, compression=0, filter=0,
-                                          interlace=0), what="PNG header")
+        ihdr = PngIhdr.build(dict(width=self.width, height=self.height, bit_depth=8,
+                                  color_type=COLOR_TYPE_RGB, interlace=0))
         return (PNG_SIGNATURE + chunk(b"IHDR", ihdr)
                 + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
 

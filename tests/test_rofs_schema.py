@@ -1,4 +1,4 @@
-"""ROFS schemas: sizes, field offsets and exact bytes, written out from osv-boot.md 7.1
+"""ROFS schemas: sizes, field offsets and exact bytes, written out from OSv's rofs.hh
 (``fs/rofs/rofs.hh``, ``scripts/gen-rofs-img.py``)."""
 
 from __future__ import annotations

@@ -148,21 +148,3 @@ def test_blank_builds_zeros_and_constants():
     assert base.build(bootinfo.OsvMultibootInfo, base.blank(bootinfo.OsvMultibootInfo)) == \
         bytes(layout.BOOTINFO_SIZE)
 
-
-# -- PNG (the boot-timeline plot) ----------------------------------------------------------------
-
-def test_png_chunk_exact_bytes_and_crc_check():
-    import zlib
-
-    from osvkit.structs import png
-    c = base.build(png.PngChunk, {"type": b"IEND", "data": b""})
-    assert c == bytes(4) + b"IEND" + bytes.fromhex("ae426082")   # every PNG's last 12 bytes
-    ihdr = base.build(png.PngIhdr, dict(width=2, height=1, bit_depth=8, colour_type=2,
-                                        compression=0, filter=0, interlace=0))
-    assert ihdr == bytes.fromhex("00000002 00000001 08 02 00 00 00")
-    c = base.build(png.PngChunk, {"type": b"IHDR", "data": ihdr})
-    assert c[-4:] == (zlib.crc32(b"IHDR" + ihdr)).to_bytes(4, "big")
-    assert base.build(png.PngChunk, base.parse(png.PngChunk, c, what="chunk")) == c
-    bad = c[:-1] + bytes([c[-1] ^ 1])
-    with pytest.raises(FormatError, match="field crc"):
-        base.parse(png.PngChunk, bad, what="chunk")

@@ -37,7 +37,8 @@ from ..disk import open_disk
 from ..errors import LayoutError, MissingInputError, OutputError, ToolError, UsageError
 from ..fileio import atomic_output
 from . import lzloader
-from .kernel import Kernel, check_kernel, load_kernel
+from .extract import load_any_kernel
+from .kernel import Kernel, check_kernel
 
 COMPRESSIONS = ("fastlz", "none")
 IMAGE_FORMATS = ("raw", "qcow2")
@@ -128,7 +129,7 @@ def build_usr_image(kernel, output, *, cmdline: str = "", compression: str = "fa
     elif isinstance(kernel, (bytes, bytearray)):
         kern = check_kernel(bytes(kernel))
     else:
-        kern = load_kernel(kernel)
+        kern = load_any_kernel(kernel)    # a kernel ELF, or an image holding one
     for what, source in (("the kernel", kern.path if kern.path else None), ("the partition", partition)):
         if source is not None and _same_file(source, output):
             raise UsageError(f"the output is {what} of this build ({os.fspath(source)})",

@@ -43,6 +43,7 @@ from .. import layout
 from ..boot import pvhstub, stub64
 from ..errors import KernelError, LayoutError, UsageError
 from ..fileio import write_atomic
+from .extract import load_any_kernel
 from .kernel import PT_LOAD, PT_NOTE, XEN_ELFNOTE_PHYS32_ENTRY, Kernel, check_kernel, load_kernel
 
 PHDR_SIZE = 56
@@ -318,9 +319,10 @@ def _repatch(kernel: Kernel, own, result: VmlinuxResult, *, add_linux: bool, add
 
 def build_vmlinux(kernel, output, *, pvh: bool = True, handover: str = "start32",
                   replace_entry: bool = False) -> VmlinuxResult:
-    """Patch ``kernel`` (a path or :class:`Kernel`) and write the ELF to ``output``."""
+    """Patch ``kernel`` (a path or :class:`Kernel`) and write the ELF to ``output``; the path
+    may name an image holding the kernel (:func:`osvkit.image.extract.load_any_kernel`)."""
     if not isinstance(kernel, Kernel):
-        kernel = load_kernel(kernel)
+        kernel = load_any_kernel(kernel)
     data, result = patch_vmlinux(kernel, pvh=pvh, handover=handover, replace_entry=replace_entry)
     write_atomic(output, data, mode=0o755)
     result.output = os.fspath(output)

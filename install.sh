@@ -7,6 +7,9 @@ need=()
 command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
 command -v qemu-img >/dev/null || need+=(qemu-utils)
 command -v readelf >/dev/null || need+=(binutils)
+# the Linux witness tests: gcc -static for their /init, apt-get download for the kernel
+command -v gcc >/dev/null || need+=(gcc)
+[ -e /usr/lib/x86_64-linux-gnu/libc.a ] || need+=(libc6-dev)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     export DEBIAN_FRONTEND=noninteractive
@@ -15,5 +18,9 @@ if [ ${#need[@]} -gt 0 ]; then
   else
     echo "install.sh: please install ${need[*]} (Debian packages)" >&2
   fi
+fi
+# the tests fetch Debian's kernel with apt-get download, which needs the package lists
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! apt-cache show linux-image-amd64 >/dev/null 2>&1; then
+  apt-get update -qq
 fi
 python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -e '.[test]'

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from .errors import FormatError, MissingInputError, UsageError
+from .run.backends import VMMS  # noqa: F401  (re-exported: the one list of VMMs)
 
 SPEC_VERSION = 1
 SCHEMA_FILE = "osvkit-build.schema.json"
@@ -49,7 +50,6 @@ DEFAULT_NAME = "osvkit.toml"
 MANIFEST_NAME = "osvkit-manifest.json"
 
 OUTPUT_KINDS = ("usr", "vmlinux", "rofs", "firecracker-config", "vmdk", "vdi", "gce")
-VMMS = ("qemu", "qemu-pvh", "qemu-fc", "firecracker")
 
 
 # --------------------------------------------------------------------------------------

@@ -47,6 +47,7 @@ from ..disk import QCOW2_MAGIC, open_disk
 from ..disk.files import open_image_fd
 from ..errors import FormatError, KernelError, UsageError
 from ..fileio import write_atomic
+from ..structs import mbr as mbr_schema
 from . import lzloader
 
 ELF_MAGIC = b"\x7fELF"
@@ -60,6 +61,8 @@ SCAN_LIMIT = 0x10000
 """How far into a stripped lzloader.elf the blob is looked for (OSv puts it within 0x3000)."""
 MAX_SEGMENTS = 4096
 """A 4 GiB kernel: OSv's check-image-size.sh refuses anything larger."""
+OSV_CHUNK = 32 * layout.KiB
+"""OSv's boot16 loads ``count32`` chunks of this size from LBA 128."""
 NO_KERNEL = "an image with a kernel (OSv's or osvkit's usr.img/loader.img), or a kernel ELF"
 
 
@@ -169,8 +172,8 @@ def kernel_from_disk(path) -> ExtractedKernel:
                 raise exc.with_path(path) from None
             boot, load_size = "osvkit-boot16", hdr.payload_sectors * layout.SECTOR_SIZE
         else:
-            boot = "osv-boot16" if sector[0] == 0xEA else "unknown"
-            load_size = boot16.osv_count32(sector) * 32 * layout.KiB
+            boot = "osv-boot16" if boot16.is_osv_boot16(sector) else "unknown"
+            load_size = mbr_schema.MBR.parse(sector).bootcode.count32 * OSV_CHUNK
         if disk.size <= layout.KERNEL_OFFSET:
             raise FormatError(f"the {disk.size}-byte image ends before LBA 128, where the "
                               "kernel would be: no kernel to recover", path=path,

@@ -1,4 +1,4 @@
-"""Build and read BIOS-bootable usr.img disk images (osv-boot.md 1.1, 2.2, 2.3).
+"""Build and read BIOS-bootable usr.img disk images.
 
 Layout of an image built here (compatible with OSv's tools)::
 
@@ -16,8 +16,8 @@ Layout of an image built here (compatible with OSv's tools)::
 The image is written atomically; ``image_format="qcow2"`` converts the raw image with
 ``qemu-img convert -O qcow2`` (deterministic: the same input gives the same bytes).
 
-The reader (:func:`read_usr_image`) also understands images made by OSv's own scripts (OSv's
-boot16 and ``lzloader.elf`` at LBA 128), see :mod:`osvkit.inspect`.
+The reader (:func:`osvkit.inspect.inspect_usr_image`) also understands images made by OSv's
+own scripts (OSv's boot16 and ``lzloader.elf`` at LBA 128).
 """
 
 from __future__ import annotations
@@ -172,10 +172,10 @@ def build_usr_image(kernel, output, *, cmdline: str = "", compression: str = "fa
             raise LayoutError(f"--size {image_size} is not a multiple of 512",
                               expected="a whole number of sectors")
 
-    table = bytearray(64)
-    table[16:32] = mbr.partition_entry_osv(kernel_end // layout.SECTOR_SIZE, part_sectors)
+    table = mbr.partition_table({layout.APP_PARTITION_INDEX: mbr.partition_entry_osv(
+        kernel_end // layout.SECTOR_SIZE, part_sectors)})
     sector = boot16.build_boot_sector(payload_sectors=payload_sectors, load_addr=load_addr,
-                                      decompressor_entry=entry, partitions=bytes(table))
+                                      decompressor_entry=entry, partitions=table)
 
     def write_raw(f):
         f.write(sector)

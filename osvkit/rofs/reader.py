@@ -1,6 +1,6 @@
 """Read a ROFS image: list its tree, read files, extract it to a directory.
 
-Independent of the writer: it shares only :mod:`osvkit.rofs.schema`.  Opening an image
+Independent of the writer: it shares only :mod:`osvkit.structs.rofs`.  Opening an image
 checks it the way OSv's mount does (``fs/rofs/rofs_vfsops.cc``: magic, version, a non-zero
 structure block count, every directory entry, symlink and the inode table inside the
 structure blocks) and then what OSv checks only when a path is used (``rofs_vnops.cc``): that
@@ -24,7 +24,7 @@ from ..disk import detect_format, open_disk
 from ..disk.files import open_image_fd
 from ..disk.partitions import partition_extent
 from ..errors import FormatError, OsvkitError, OsvkitIOError, OutputError, UsageError
-from . import schema as S
+from ..structs import rofs as S
 
 _TYPES = {S.S_IFDIR: "dir", S.S_IFREG: "file", S.S_IFLNK: "symlink"}
 

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from ..errors import ManifestInputError, OsvkitIOError
 from ..fileio import atomic_output
 from ..progress import progress
-from . import schema as S
+from ..structs import rofs as S
 from .manifest import (Dir, File, FileSource, GuestTree, Symlink, fsname,
                        parse_manifest)
 

@@ -43,6 +43,9 @@ CASES: dict[tuple[str, ...], list[tuple[str, list[str], str, dict]]] = {
     ("probe",): [
         ("OSVKIT_CONFIG", ["probe", "-o", "{out}"], "toml", {"OSVKIT_CONFIG": "{toml}"}),
     ],
+    ("kernel", "extract"): [
+        ("IMAGE", ["kernel", "extract", "{usr}", "-o", "{out}"], "usr", {}),
+    ],
     ("manifest", "from-host"): [
         ("ELF", ["manifest", "from-host", "{kernel}", "-o", "{out}"], "kernel", {}),
     ],

@@ -43,6 +43,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                            "Write a Firecracker --config-file document for an OSv kernel."),
     "inspect": ("osvkit.cli.inspect", "inspect",
                 "Decode a disk image: boot sector, command line, partitions, payload, kernel."),
+    "kernel": ("osvkit.cli.kernel", "kernel_group", "Kernel ELFs inside images."),
     "manifest": ("osvkit.cli.manifest", "manifest_group", "Write OSv manifests."),
     "mmio": ("osvkit.cli.mmio", "mmio_group",
              "Encode, decode and strip virtio_mmio.device= entries."),

@@ -39,7 +39,8 @@ from ..errors import (LayoutError, MissingInputError, OsvkitIOError, OutputError
                       UsageError)
 from ..fileio import atomic_output, check_not_input, largest_file_size, remove_stale_temporaries
 from . import lzloader
-from .kernel import Kernel, check_kernel, load_kernel
+from .extract import load_any_kernel
+from .kernel import Kernel, check_kernel
 
 COMPRESSIONS = ("fastlz", "none")
 IMAGE_FORMATS = ("raw", "qcow2")
@@ -129,14 +130,6 @@ def make_payload(kernel_data: bytes, compression: str) -> tuple[bytes, int, int 
     raise UsageError(f"compression {compression!r}", expected=" or ".join(COMPRESSIONS))
 
 
-def _same_file(a, b) -> bool:
-    """True when paths ``a`` and ``b`` name the same existing file (links included)."""
-    try:
-        return os.path.samefile(a, b)
-    except (OSError, TypeError, ValueError):
-        return False
-
-
 def _copy_partition(src, dst) -> None:
     """Copy ``src`` to ``dst`` at its position: in the kernel (``copy_file_range``, no trip
     through user space) when the files allow it, else in 1 MiB chunks."""
@@ -175,7 +168,7 @@ def build_usr_image(kernel, output, *, cmdline: Cmdline | str = "",
     elif isinstance(kernel, (bytes, bytearray)):
         kern = check_kernel(bytes(kernel))
     else:
-        kern = load_kernel(kernel)
+        kern = load_any_kernel(kernel)    # a kernel ELF, or an image holding one
     check_not_input(output, [("the kernel of this build", kern.path or None),
                              ("the partition of this build", partition)])
     data = kern.data

@@ -13,12 +13,6 @@ from ._app import choice, command, emit, json_option, subgroup
 mmio_group = subgroup("mmio", "Encode, decode and strip virtio_mmio.device= entries.")
 
 
-def _device_line(dev: mmio.MmioDevice) -> str:
-    ident = "-" if dev.id is None else str(dev.id)
-    return (f"size={dev.size} ({mmio.format_size(dev.size)}) base={dev.base:#x} "
-            f"irq={dev.irq} id={ident}")
-
-
 def _text(words: tuple[str, ...]) -> str:
     """The words given (joined with spaces), or standard input when there are none."""
     if words:
@@ -65,7 +59,7 @@ def decode_cmd(text: tuple[str, ...], grammar: str, json_output: bool) -> None:
     line = _text(text)
     words = line.split()
     if len(words) == 1 and (words[0].startswith(mmio.PREFIX) or mmio.PREFIX not in line):
-        emit(mmio.decode(line, grammar), json_output, _device_line)
+        emit(mmio.decode(line, grammar), json_output)
         return
     entries = mmio.decode_all(line, grammar)
     if not entries:
@@ -73,7 +67,7 @@ def decode_cmd(text: tuple[str, ...], grammar: str, json_output: bool) -> None:
                            reason=CmdlineError.MMIO,
                            expected="a command line with at least one entry")
     emit({"cmdline": line, "entries": entries}, json_output,
-         lambda r: "\n".join(_device_line(e.device) for e in r["entries"]))
+         lambda r: "\n".join(e.device.describe() for e in r["entries"]))
 
 
 @command("strip", group=mmio_group, examples_=(
@@ -85,4 +79,4 @@ def strip_cmd(text: tuple[str, ...], json_output: bool) -> None:
 
     TEXT is a whole command line (put -- before it when it starts with '-'); without it the
     line is read from standard input."""
-    emit(mmio.scan_devices(_text(text)), json_output, lambda r: r.stripped)
+    emit(mmio.scan_devices(_text(text)), json_output)

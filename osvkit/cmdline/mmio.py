@@ -102,6 +102,12 @@ class MmioDevice:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def describe(self) -> str:
+        """``size=4096 (4K) base=0xc0001000 irq=5 id=-`` (``osvkit mmio decode``)."""
+        ident = "-" if self.id is None else str(self.id)
+        return (f"size={self.size} ({format_size(self.size)}) base={self.base:#x} "
+                f"irq={self.irq} id={ident}")
+
 
 @dataclass(frozen=True)
 class MmioEntry:
@@ -479,6 +485,9 @@ class MmioScan:
     def to_dict(self) -> dict:
         return {"cmdline": self.cmdline, "stripped": self.stripped,
                 "entries": [e.to_dict() for e in self.entries]}
+
+    def describe(self) -> str:
+        return self.stripped
 
 
 def scan_devices(cmdline: str) -> MmioScan:

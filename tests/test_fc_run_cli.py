@@ -43,7 +43,7 @@ def test_run_dry_run_commands(cli, vmlinux, qemu):
     r = cli("run", vmlinux, "--vmm", "qemu-pvh", "--machine", "microvm", "--dry-run", "--json")
     assert r.returncode == 0, r.stderr
     cmd = json.loads(r.stdout)["command"]
-    assert cmd[cmd.index("-M") + 1] == ("microvm,x-option-roms=off,pit=off,pic=off,rtc=off,"
+    assert cmd[cmd.index("-M") + 1] == ("microvm,x-option-roms=off,pit=on,pic=on,rtc=off,"
                                         "auto-kernel-cmdline=on,acpi=off")
     assert cmd[cmd.index("-kernel") + 1] == str(vmlinux)
     r = cli("run", vmlinux, "--vmm", "qemu-fc", "--dry-run", "--json")

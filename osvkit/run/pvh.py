@@ -22,8 +22,11 @@ from ..errors import ToolError, UsageError
 from .qemu import opt_value
 
 MACHINES = ("pc", "microvm")
-MICROVM = "microvm,x-option-roms=off,pit=off,pic=off,rtc=off,auto-kernel-cmdline=on,acpi=off"
-"""The microvm options OSv's own scripts/run.py uses."""
+MICROVM = "microvm,x-option-roms=off,pit=on,pic=on,rtc=off,auto-kernel-cmdline=on,acpi=off"
+"""OSv's scripts/run.py microvm options, but with the i8254 PIT and the i8259 PIC that
+Firecracker also gives its guests (an in-kernel PIT and irqchip): under TCG a Linux guest has
+no other clock to calibrate against (no HPET, no TSC-deadline timer) and without them hangs
+before it starts its second CPU."""
 
 
 def qemu_binary() -> str:

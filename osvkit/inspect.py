@@ -347,3 +347,12 @@ def _describe_kernel_elf(result: InspectResult) -> str:
 
 DETECTORS.append(("kernel-elf", _is_elf, _inspect_kernel_elf))
 DESCRIBERS["kernel-elf"] = _describe_kernel_elf
+
+# Linux kernels (osvkit.image.linux): tried first -- a bzImage has 55 AA at 510 like a disk
+# image, and a Linux vmlinux is an ELF that does not follow OSv's contract
+from .image import linux as _linux  # noqa: E402
+
+DETECTORS[:0] = [("linux-bzimage", _linux.is_bzimage_head, _linux.inspect_bzimage),
+                 ("linux-vmlinux", _linux.is_linux_elf_head, _linux.inspect_vmlinux)]
+DESCRIBERS["linux-bzimage"] = _linux.describe_bzimage
+DESCRIBERS["linux-vmlinux"] = _linux.describe_vmlinux

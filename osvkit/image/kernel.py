@@ -1,4 +1,4 @@
-"""Read a kernel ELF and check OSv's boot contract (osv-boot.md 4.1).
+"""Read a kernel ELF and check OSv's boot contract.
 
 The contract, as every osvkit boot path relies on it:
 
@@ -73,7 +73,7 @@ class Kernel:
     @property
     def pvh_entry(self) -> int | None:
         """The PVH entry loaders use: linux-loader (Firecracker) and QEMU walk every PT_NOTE
-        and keep the *last* XEN_ELFNOTE_PHYS32_ENTRY (firecracker-boot.md 5.2)."""
+        and keep the *last* XEN_ELFNOTE_PHYS32_ENTRY."""
         values = [n["value"] for n in self.notes if n["name"] == "Xen"
                   and n["type"] == XEN_ELFNOTE_PHYS32_ENTRY and n["value"] is not None]
         return values[-1] if values else None

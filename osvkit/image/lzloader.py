@@ -1,6 +1,6 @@
 """OSv's lzloader segment format: compress a kernel, parse a blob, decompress it in Python.
 
-The format (osv-boot.md 3.1, OSv ``fastlz/lz.cc``), all integers little-endian int32::
+The format (OSv ``fastlz/lz.cc``), all integers little-endian int32::
 
     0              info_offset        file offset of the segment table
     4              payloads           segment 0 .. n-1, each FastLZ-compressed or raw
@@ -201,7 +201,7 @@ def decompress(blob: bytes, *, path: str | None = None) -> bytes:
 
 
 # ------------------------------------------------------------------------------------------
-# pure-Python FastLZ decoder (levels 1 and 2, osv-boot.md 3.2)
+# pure-Python FastLZ decoder (levels 1 and 2)
 # ------------------------------------------------------------------------------------------
 def fastlz_level(data: bytes) -> int:
     """The level stored in the top 3 bits of the first byte (1 or 2)."""

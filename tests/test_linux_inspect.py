@@ -50,6 +50,8 @@ def _check_vmlinux(d: dict, k, path) -> None:
     assert d["pvh_entry"] == int.from_bytes(bytes.fromhex(m.group(1)), "little")
     assert d["build_id"] == re.search(r"Build ID: ([0-9a-f]+)", notes).group(1)
     assert d["boot_protocols"] == ["linux64", "pvh"]
+    assert d["firecracker_protocol"] == "pvh"          # CONFIG_PVH=y: the note decides
+    assert k.config_value("PVH") == "y"
     # the banner names the package's release and Debian version
     assert d["release"] == k.release
     assert d["version"].startswith(f"Linux version {k.release} ")

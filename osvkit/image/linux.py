@@ -158,6 +158,8 @@ def describe_vmlinux_bytes(data: bytes, *, path=None) -> dict:
         "notes": [{"owner": n["owner"], "type": n["type"], "name": n["name"],
                    "size": len(n["desc"])} for n in notes],
         "boot_protocols": (["linux64"] if hdr["e_entry"] else []) + (["pvh"] if pvh_entry else []),
+        # Firecracker >= 1.12 enters any ELF with the PVH note through it, older ones at e_entry
+        "firecracker_protocol": "pvh" if pvh_entry is not None else "linux",
     }
 
 
@@ -322,7 +324,9 @@ def describe_vmlinux_text(d: dict, indent: str = "  ") -> list[str]:
              f"{indent}{d['elf_class']} {d['machine']} {d['elf_type']}, {d['size']} bytes",
              f"{indent}64-bit entry (e_entry, physical): {_hex(d['entry'])}",
              f"{indent}PVH entry (Xen note PHYS32_ENTRY): {_hex(d['pvh_entry'])}",
-             f"{indent}loaded at physical {_hex(d['phys_start'])}-{_hex(d['phys_end'])}"]
+             f"{indent}loaded at physical {_hex(d['phys_start'])}-{_hex(d['phys_end'])}",
+             f"{indent}Firecracker (>= 1.12) boots it with the {d['firecracker_protocol']} protocol "
+             f"(osvkit run --vmm qemu-fc --fc-protocol {d['firecracker_protocol']})"]
     if d.get("build_id"):
         lines.append(f"{indent}build id: {d['build_id']}")
     for s in d.get("segments", []):

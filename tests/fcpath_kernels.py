@@ -274,7 +274,7 @@ def make_pvh_dump_kernel(**kw) -> bytes:
 def make_start64_kernel() -> bytes:
     """A kernel for ``--handover start64`` laid out like OSv: a static ``ident_pt_l4`` at
     +0x2000 (symbol 0x40202000) whose l3[0] and l3[1] both point at one l2 of 2 MiB pages
-    (0-1 GiB identity and 1-2 GiB onto 0-1 GiB, osv-boot.md 4.5), and the 64-bit state
+    (0-1 GiB identity and 1-2 GiB onto 0-1 GiB, as OSv's boot.S maps them), and the 64-bit state
     dump at ``start64`` (symbol 0x40201010, run at that linked address)."""
     code = bytes(0x10) + state_dump_code(base=KERNEL_VADDR + 0x1010, save_offset=0x4800,
                                          report_rip=True)

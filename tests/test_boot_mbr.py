@@ -14,7 +14,7 @@ from osvkit.structs import mbr as mbr_s
 
 
 def osv_boot_sector() -> bytes:
-    """A boot sector laid out like OSv's boot.bin after imgedit (osv-boot.md 1.1, 1.2, 2.2)."""
+    """A boot sector laid out like OSv's boot.bin after imgedit."""
     s = bytearray(512)
     s[0x00:0x05] = bytes.fromhex("ea 40 7c 00 00")     # far jump to init
     s[0x10:0x12] = bytes.fromhex("0e 00")              # count32 = 14 (14 x 32 KiB)

@@ -602,6 +602,7 @@ def test_every_command_prints_only_json_with_verbose(cli, tmp_path):
         (("cmdline", "get"), ["usr.img"]),
         (("cmdline", "set"), ["usr.img", "--", "--rootfs=rofs /hello two"]),
         (("cmdline", "check"), ["--", "--nopci /hello"]),
+        (("kernel", "extract"), ["usr.img", "-o", "k2.elf"]),
         (("decode", "mbr"), ["usr.img"]),
         (("decode", "mptable"), ["mem.bin"]),
         (("decode", "boot-params"), ["mem.bin", "--offset", "0x7000"]),

@@ -79,7 +79,7 @@ def test_run_kernel_vmm_disk_errors(cli, vmlinux, qemu, tmp_path):
         r = cli("run", vmlinux, "--vmm", vmm, "--disk", tmp_path / "nodisk", "--timeout", "5")
         assert _one_line_error(r, 66) == f"error: {tmp_path / 'nodisk'}: no such file"
         r = cli("run", vmlinux, "--vmm", vmm, "--disk", tmp_path, "--timeout", "5")
-        assert _one_line_error(r, 66) == f"error: {tmp_path}: is a directory, expected a disk image"
+        assert _one_line_error(r, 66).startswith(f"error: {tmp_path}: is a directory, expected a disk image")
     disk = tmp_path / "d.raw"
     disk.write_bytes(bytes(4096))
     r = cli("run", vmlinux, "--vmm", "qemu-fc", "--disk", disk, "--cmdline", "--nopci /x",

@@ -12,11 +12,11 @@ import stat
 
 from ..errors import FormatError, UsageError
 from ..fileio import open_input
+from ..structs.qcow2 import QCOW2_MAGIC
 from . import bootinfo, bootparams, mbr, mptable, pvh
 
 KINDS = ("mbr", "boot-params", "mptable", "bootinfo", "pvh")
 
-_QCOW2_MAGIC = b"QFI\xfb"
 
 
 def _open(path) -> bytes | mmap.mmap:
@@ -35,7 +35,8 @@ def decode_bytes(kind: str, data, *, path=None, offset: int | None = None, base:
     """Decode ``kind`` from ``data`` whose first byte is at guest-physical ``base``.
 
     ``offset`` is the structure's offset in ``data`` (default 0); for ``mptable`` without an
-    offset the floating pointer is searched for (MP-spec areas first, then OSv's)."""
+    offset the floating pointer is searched for (MP-spec areas first, then OSv's, then the
+    whole file)."""
     if kind not in KINDS:
         raise UsageError(f"unknown structure {kind!r}", expected=", ".join(KINDS))
     if offset is not None and offset < 0:
@@ -49,7 +50,7 @@ def decode_bytes(kind: str, data, *, path=None, offset: int | None = None, base:
                                       lenient=lenient)
     offset = offset or 0
     if kind == "mbr":
-        if bytes(data[:4]) == _QCOW2_MAGIC and offset == 0:
+        if bytes(data[:len(QCOW2_MAGIC)]) == QCOW2_MAGIC and offset == 0:
             raise FormatError("is a qcow2 image", path=path,
                               expected="a raw disk image (qemu-img convert -O raw)")
         return mbr.parse_mbr(data, path=path, offset=offset)

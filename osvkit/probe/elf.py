@@ -10,69 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from construct import Bytes, Const, Int8ul, Int16ul, Int32ul, Int64ul, Struct
-
+from ..structs.elf import (EHDR_SIZE, EM_X86_64, ET_EXEC, EV_CURRENT, PF_R, PF_W, PF_X, PHDR_SIZE,
+                           PT_LOAD, SHDR_SIZE, SHF_ALLOC, SHF_EXECINSTR, SHF_WRITE, SHT_NOBITS,
+                           SHT_NULL, SHT_PROGBITS, SHT_STRTAB, SHT_SYMTAB, STB_GLOBAL,
+                           SYM_SIZE, Elf64_Ehdr, Elf64_Phdr, Elf64_Shdr, Elf64_Sym, st_info)
 from .layout import BASE, BSS_SIZE, CODE_OFFSET, SLOT_OFFSET, VM_BASE, VM_SHIFT, align
 
-# ELF64 structures (the spec's field names)
-Elf64_Ehdr = Struct(
-    "e_ident_magic" / Const(b"\x7fELF"),
-    "e_ident_class" / Const(2, Int8ul),        # ELFCLASS64
-    "e_ident_data" / Const(1, Int8ul),         # ELFDATA2LSB
-    "e_ident_version" / Const(1, Int8ul),
-    "e_ident_osabi" / Int8ul,
-    "e_ident_pad" / Bytes(8),
-    "e_type" / Int16ul,
-    "e_machine" / Int16ul,
-    "e_version" / Int32ul,
-    "e_entry" / Int64ul,
-    "e_phoff" / Int64ul,
-    "e_shoff" / Int64ul,
-    "e_flags" / Int32ul,
-    "e_ehsize" / Int16ul,
-    "e_phentsize" / Int16ul,
-    "e_phnum" / Int16ul,
-    "e_shentsize" / Int16ul,
-    "e_shnum" / Int16ul,
-    "e_shstrndx" / Int16ul,
-)
-Elf64_Phdr = Struct(
-    "p_type" / Int32ul,
-    "p_flags" / Int32ul,
-    "p_offset" / Int64ul,
-    "p_vaddr" / Int64ul,
-    "p_paddr" / Int64ul,
-    "p_filesz" / Int64ul,
-    "p_memsz" / Int64ul,
-    "p_align" / Int64ul,
-)
-Elf64_Shdr = Struct(
-    "sh_name" / Int32ul,
-    "sh_type" / Int32ul,
-    "sh_flags" / Int64ul,
-    "sh_addr" / Int64ul,
-    "sh_offset" / Int64ul,
-    "sh_size" / Int64ul,
-    "sh_link" / Int32ul,
-    "sh_info" / Int32ul,
-    "sh_addralign" / Int64ul,
-    "sh_entsize" / Int64ul,
-)
-Elf64_Sym = Struct(
-    "st_name" / Int32ul,
-    "st_info" / Int8ul,
-    "st_other" / Int8ul,
-    "st_shndx" / Int16ul,
-    "st_value" / Int64ul,
-    "st_size" / Int64ul,
-)
-EHDR_SIZE, PHDR_SIZE = Elf64_Ehdr.sizeof(), Elf64_Phdr.sizeof()
-SHDR_SIZE, SYM_SIZE = Elf64_Shdr.sizeof(), Elf64_Sym.sizeof()
-ET_EXEC, EM_X86_64, EV_CURRENT = 2, 62, 1
-PT_LOAD, PF_RWX = 1, 7
-SHT_NULL, SHT_PROGBITS, SHT_SYMTAB, SHT_STRTAB, SHT_NOBITS = 0, 1, 2, 3, 8
-SHF_WRITE, SHF_ALLOC, SHF_EXECINSTR = 1, 2, 4
-STB_GLOBAL, STT_OBJECT, STT_FUNC = 1, 1, 2
 SEGMENT_ALIGN = 0x1000
 
 SHSTRTAB = b"\0.text\0.data\0.probe.payload\0.bss\0.symtab\0.strtab\0.shstrtab\0"
@@ -86,7 +29,7 @@ SYMBOLS = ("start32", "start64", "ident_pt_l4", "probe_info", "probe_elf_entry")
 class Symbol:
     value: int          # physical address
     section: str
-    kind: int           # STT_FUNC or STT_OBJECT
+    kind: int           # STT_FUNC or STT_OBJECT (osvkit.structs.elf)
 
 
 @dataclass
@@ -118,12 +61,12 @@ def tail_size(nsyms: int) -> int:
 def write_headers(image: bytearray, img: Image, shoff: int) -> None:
     """The ELF header and the program header, at the start of ``image``."""
     image[0:EHDR_SIZE] = Elf64_Ehdr.build(dict(
-        e_ident_osabi=0, e_ident_pad=bytes(8), e_type=ET_EXEC, e_machine=EM_X86_64,
+        e_ident=dict(), e_type=ET_EXEC, e_machine=EM_X86_64,
         e_version=EV_CURRENT, e_entry=img.entry, e_phoff=EHDR_SIZE, e_shoff=shoff, e_flags=0,
         e_ehsize=EHDR_SIZE, e_phentsize=PHDR_SIZE, e_phnum=1, e_shentsize=SHDR_SIZE,
         e_shnum=len(SECTIONS), e_shstrndx=SHN[".shstrtab"]))
     image[EHDR_SIZE:EHDR_SIZE + PHDR_SIZE] = Elf64_Phdr.build(dict(
-        p_type=PT_LOAD, p_flags=PF_RWX, p_offset=0, p_vaddr=VM_BASE, p_paddr=BASE,
+        p_type=PT_LOAD, p_flags=PF_R | PF_W | PF_X, p_offset=0, p_vaddr=VM_BASE, p_paddr=BASE,
         p_filesz=img.filesz, p_memsz=img.memsz, p_align=SEGMENT_ALIGN))
 
 
@@ -138,7 +81,7 @@ def symbol_tables(symbols: dict[str, Symbol]) -> tuple[bytes, bytes]:
         sym = symbols[name]
         st_name = len(strtab)
         strtab += name.encode() + b"\0"
-        syms.append(Elf64_Sym.build(dict(st_name=st_name, st_info=(STB_GLOBAL << 4) | sym.kind,
+        syms.append(Elf64_Sym.build(dict(st_name=st_name, st_info=st_info(STB_GLOBAL, sym.kind),
                                          st_other=0, st_shndx=SHN[sym.section],
                                          st_value=sym.value + VM_SHIFT, st_size=0)))
     return b"".join(syms), bytes(strtab)

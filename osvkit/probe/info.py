@@ -1,38 +1,28 @@
-"""The probe's own binary structures: the info block at +0x808, its GDT and descriptor.
+"""The probe's info block at +0x808, read back; the checksum it carries.
 
-The info block (:data:`ProbeInfo`) says the probe was made by osvkit and carries two
-Adler-32 checksums (:func:`checksum`, the same value as ``zlib.adler32``): the *header* sum
-over file bytes [0, 0x800) and the *body* sum over [0x800, p_filesz) with both sum fields
-read as zero.  The probe recomputes both at boot (:mod:`osvkit.probe.checksum`).
+The info block (:data:`osvkit.structs.probe.ProbeInfo`) says the probe was made by osvkit
+and carries two Adler-32 checksums (:func:`checksum`, the same value as ``zlib.adler32``): the
+*header* sum over file bytes [0, 0x800) and the *body* sum over [0x800, p_filesz) with both
+sum fields read as zero.  The probe recomputes both at boot (:mod:`osvkit.probe.checksum`).
 """
 
 from __future__ import annotations
 
 import zlib
 
-from construct import Array, Const, ConstructError, Int16ul, Int32ul, Int64ul, Struct
+from construct import Array, ConstructError
 
-from ..structs.base import field_offsets
 from ..errors import FormatError
+from ..structs.probe import PROBE_INFO_OFFSETS, PROBE_INFO_SIZE, GdtEntry, ProbeInfo
+from ..structs.probe import PseudoDescriptor, StartSlot
 from .layout import GDT, INFO_MAGIC, INFO_OFFSET
 
-ProbeInfo = Struct(
-    "magic" / Const(INFO_MAGIC),      # +0x00
-    "version" / Int32ul,              # +0x08
-    "image_len" / Int32ul,            # +0x0C: PT_LOAD p_filesz
-    "header_sum" / Int32ul,           # +0x10: checksum of [0, 0x800)
-    "body_sum" / Int32ul,             # +0x14: checksum of [0x800, image_len), sums read as 0
-    "flags" / Int32ul,                # +0x18: bit 0: built with entry_report
-)
-INFO_FIELDS = field_offsets(ProbeInfo)
-INFO_SIZE = ProbeInfo.sizeof()
+__all__ = ["ProbeInfo", "PseudoDescriptor", "StartSlot", "GdtTable", "INFO_FIELDS", "INFO_SIZE",
+           "checksum", "read_info"]
 
-GdtTable = Array(len(GDT), Int64ul)
-PseudoDescriptor = Struct(            # the operand of lgdt/lidt in 64-bit mode
-    "limit" / Int16ul,
-    "base" / Int64ul,
-)
-StartSlot = Int64ul                   # the u64 at +0x800: physical address of start32
+INFO_FIELDS = PROBE_INFO_OFFSETS
+INFO_SIZE = PROBE_INFO_SIZE
+GdtTable = Array(len(GDT), GdtEntry)
 
 
 def checksum(data: bytes, value: int = 1) -> int:

@@ -28,6 +28,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from ..errors import UsageError
+from ..structs.elf import STT_FUNC, STT_OBJECT
 from . import checksum, console, elf, entry_report, mptable, start32, start64
 from .info import INFO_SIZE, ProbeInfo, StartSlot, read_info
 from .info import checksum as adler32
@@ -54,13 +55,13 @@ def _program(filesz: int, entry_report_: bool) -> Program:
 
 def _symbols(p: Program) -> dict[str, elf.Symbol]:
     syms = {
-        "start32": elf.Symbol(p.sym["start32"], ".text", elf.STT_FUNC),
-        "start64": elf.Symbol(p.sym["start64"], ".text", elf.STT_FUNC),
-        "ident_pt_l4": elf.Symbol(p.bss + BSS_L4, ".bss", elf.STT_OBJECT),
-        "probe_info": elf.Symbol(BASE + INFO_OFFSET, ".data", elf.STT_OBJECT),
+        "start32": elf.Symbol(p.sym["start32"], ".text", STT_FUNC),
+        "start64": elf.Symbol(p.sym["start64"], ".text", STT_FUNC),
+        "ident_pt_l4": elf.Symbol(p.bss + BSS_L4, ".bss", STT_OBJECT),
+        "probe_info": elf.Symbol(BASE + INFO_OFFSET, ".data", STT_OBJECT),
     }
     if p.entry_report:
-        syms["probe_elf_entry"] = elf.Symbol(p.sym["elf_entry"], ".text", elf.STT_FUNC)
+        syms["probe_elf_entry"] = elf.Symbol(p.sym["elf_entry"], ".text", STT_FUNC)
     return syms
 
 

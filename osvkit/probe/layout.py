@@ -34,6 +34,7 @@ from ..structs.bootparams import BootE820Entry
 from ..structs.mbr import MBR_OFFSETS
 from ..structs.mptable import MPC_SIGNATURE, MPC_TABLE_OFFSETS, MPC_TABLE_SIZE
 from ..structs.mptable import MPF_INTEL_OFFSETS, MPF_INTEL_SIZE, MPF_SIGNATURE, MP_PROCESSOR, MpcCpu
+from ..structs.probe import PROBE_FLAG_ENTRY_REPORT, PROBE_INFO_MAGIC
 
 # ----------------------------------------------------------------------------------------
 # The file image
@@ -43,7 +44,7 @@ VM_BASE = layout.KERNEL_VM_BASE           # 0x40200000: virtual address of file 
 VM_SHIFT = layout.KERNEL_VM_SHIFT
 SLOT_OFFSET = layout.START32_SLOT_OFFSET  # 0x800
 INFO_OFFSET = SLOT_OFFSET + 8             # 0x808
-INFO_MAGIC = b"OSVKPROB"
+INFO_MAGIC = PROBE_INFO_MAGIC
 INFO_VERSION = 1
 INFO_SUMS_OFFSET = INFO_OFFSET + 0x10     # header sum, then body sum (8 bytes, read as 0)
 INFO_SUMS_SIZE = 8
@@ -51,7 +52,7 @@ DATA_OFFSET = 0x840
 CODE_OFFSET = layout.KERNEL_TEXT_OFFSET   # 0x1000
 CODE_ALIGN = 16
 CODE_FILL = 0xCC                          # int3 between routines
-FLAG_ENTRY_REPORT = 1
+FLAG_ENTRY_REPORT = PROBE_FLAG_ENTRY_REPORT
 MIN_SIZE_ALIGN = 16
 MAX_SIZE = 512 * layout.MiB
 

@@ -59,7 +59,7 @@ STT_NOTYPE, STT_OBJECT, STT_FUNC, STT_SECTION, STT_FILE = 0, 1, 2, 3, 4
 
 # -- dynamic tags -----------------------------------------------------------------------------
 DT_NULL, DT_NEEDED, DT_STRTAB, DT_SYMTAB, DT_RELA, DT_RELASZ, DT_RELAENT = 0, 1, 5, 6, 7, 8, 9
-DT_STRSZ, DT_SYMENT = 10, 11
+DT_STRSZ, DT_SYMENT, DT_SONAME, DT_RPATH, DT_RUNPATH = 10, 11, 14, 15, 29
 
 # -- notes ------------------------------------------------------------------------------------
 NT_GNU_BUILD_ID = 3
@@ -80,6 +80,17 @@ def st_bind(info: int) -> int:
 def st_type(info: int) -> int:
     return info & 0xF
 
+
+ElfIdent = Struct(
+    "EI_MAG" / Const(ELFMAG),
+    "EI_CLASS" / Int8ul,
+    "EI_DATA" / Int8ul,
+    "EI_VERSION" / Int8ul,
+    "EI_OSABI" / Int8ul,
+    "EI_ABIVERSION" / Int8ul,
+    Padding(EI_NIDENT - 9),
+)
+"""``e_ident`` of any ELF file (class and data read, not checked): for telling files apart."""
 
 Elf64_Ident = Struct(
     "EI_MAG" / Const(ELFMAG),

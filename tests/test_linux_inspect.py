@@ -14,7 +14,6 @@ import re
 import shutil
 import subprocess
 
-import pytest
 
 from conftest import missing_tool
 from osvkit.image import linux
@@ -126,10 +125,9 @@ def test_bzimage(cli, linux_kernel):
 
 
 def test_bzimage_file_oracle(cli, linux_kernel):
-    """file(1)'s own bzImage decoder agrees on the version string (when file is installed;
-    it is not one of osvkit's tools)."""
+    """file(1)'s own bzImage decoder agrees on the version string."""
     if shutil.which("file") is None:
-        pytest.skip("file(1) is not installed (optional oracle)")
+        missing_tool("file(1) is not installed (install.sh installs it)")
     out = subprocess.run(["file", "-b", str(linux_kernel.bzimage)], capture_output=True,
                          text=True).stdout
     d = _inspect(cli, linux_kernel.bzimage)

@@ -14,7 +14,6 @@ import re
 import shutil
 import subprocess
 
-
 from conftest import missing_tool
 from osvkit.image import linux
 

@@ -35,7 +35,7 @@ def firecracker_config(
     cpus: Annotated[int, typer.Option("--cpus", help="vCPUs: 1 or even, up to 32 (default 1).")] = 1,
     boot_args: Annotated[str, typer.Option(
         "--cmdline", "--boot-args", metavar="TEXT",
-        help="Command line, Firecracker's boot_args (--nopci is prepended).")] = "",
+        help="Command line, Firecracker's boot_args (--nopci is prepended for an OSv kernel).")] = "",
     initrd: Annotated[Optional[Path], typer.Option(
         "--initrd", help="Initrd (boot-source initrd_path).")] = None,
     json_output: JsonOpt = False,

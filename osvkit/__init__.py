@@ -116,6 +116,15 @@ _API = {
     "RofsImage": "osvkit.rofs",
     "inspect_rofs": "osvkit.rofs",
     "extract_rofs": "osvkit.rofs",
+    # host programs -> images
+    "resolve_closure": "osvkit.apps",
+    "build_app_tree": "osvkit.apps",
+    "build_host_app_image": "osvkit.apps",
+    "write_usr_manifest": "osvkit.apps",
+    "supplied_sonames": "osvkit.apps",
+    "read_elf_info": "osvkit.apps",
+    "load_ld_cache": "osvkit.apps",
+    "MissingLibraryError": "osvkit.apps",
 }
 
 __all__ = sorted(_API) + ["__version__"]

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 from .. import layout
 from ..errors import FormatError, UsageError
-from ..fileio import read_head, write_atomic
+from ..fileio import check_not_input, read_head, write_atomic
 
 NOPCI = "--nopci"
 MAX_VCPUS = 32
@@ -152,6 +152,7 @@ def build_firecracker_config(kernel, *, disk=None, memory="128M", cpus: int = 1,
 
 def write_firecracker_config(kernel, output, **kw) -> FirecrackerConfig:
     """Build the document and write it (JSON) to ``output`` atomically."""
+    check_not_input(output, [("the kernel", kernel), ("the --disk image", kw.get("disk"))])
     cfg = build_firecracker_config(kernel, **kw)
     write_atomic(output, cfg.to_json().encode())
     cfg.output = os.fspath(output)

@@ -32,7 +32,7 @@ from ..boot import boot16, mbr
 from ..disk import open_disk
 from ..disk.partitions import PartitionExtent, parse_partition_table, read_mbr
 from ..errors import FormatError, UsageError
-from ..fileio import atomic_output
+from ..fileio import atomic_output, check_not_input, same_file
 from ..structs import mbr as mbr_schema
 from .extract import load_any_kernel
 from .kernel import Kernel, check_kernel
@@ -148,9 +148,8 @@ def replace_kernel(image, kernel, *, output=None, compression: str = "fastlz",
     if image_format is not None and image_format not in IMAGE_FORMATS:
         raise UsageError(f"image format {image_format!r}", expected=" or ".join(IMAGE_FORMATS))
     kern = _load(kernel)
-    if kern.path is not None and output != image and _same_file(kern.path, output):
-        raise UsageError(f"the output is the kernel of this patch ({kern.path})", path=output,
-                         expected="an output path that is not an input")
+    if kern.path is not None and not same_file(kern.path, image):
+        check_not_input(output, [("the kernel of this patch", kern.path)])
     if layout.KERNEL_BASE_ADDR + len(kern.data) > layout.IDENTITY_MAP_END:
         raise FormatError(f"kernel file of {len(kern.data)} bytes reaches past 1 GiB at 0x200000",
                           path=kern.path, expected="a kernel below 1 GiB")
@@ -184,10 +183,3 @@ def replace_kernel(image, kernel, *, output=None, compression: str = "fastlz",
                        kernel_size=len(kern.data), payload_size=len(payload),
                        payload_sectors=payload_sectors, kernel_end=kernel_end, image_size=size,
                        moved=moved)
-
-
-def _same_file(a, b) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except (OSError, TypeError, ValueError):
-        return False

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from .. import layout
 from ..boot import pvhstub, stub64
 from ..errors import KernelError, LayoutError, UsageError
-from ..fileio import write_atomic
+from ..fileio import check_not_input, write_atomic
 from ..structs import base as schema
 from ..structs import elf
 from ..structs.elf import (PF_R, PF_W, PF_X, PHDR_SIZE, PT_LOAD, PT_NOTE,  # noqa: F401
@@ -335,6 +335,8 @@ def build_vmlinux(kernel, output, *, pvh: bool = True, handover: str = "start32"
     may name an image holding the kernel (:func:`osvkit.image.extract.load_any_kernel`)."""
     if not isinstance(kernel, Kernel):
         kernel = load_any_kernel(kernel)
+    # patching in place is not what a build does: the user's kernel stays as it is
+    check_not_input(output, [("the kernel of this build", kernel.path or None)])
     data, result = patch_vmlinux(kernel, pvh=pvh, handover=handover, replace_entry=replace_entry)
     write_atomic(output, data, mode=0o755)
     result.output = os.fspath(output)

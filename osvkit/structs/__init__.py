@@ -19,6 +19,7 @@ place construct's errors become osvkit's one-line errors) and takes byte offsets
 * :mod:`.pvh` -- Xen PVH ``hvm_start_info``, memmap and module-list entries.
 * :mod:`.mptable` -- Intel MP spec 1.4 floating pointer, configuration table and entries.
 * :mod:`.rofs` -- OSv's read-only filesystem: superblock, inodes, directory entries.
+* :mod:`.ldcache` -- glibc's ``/etc/ld.so.cache`` (``glibc-ld.so.cache1.1``).
 * :mod:`.x86` -- GDT entries, the ``lgdt`` operand, paging tables.
 * :mod:`.offsets` -- the field offsets generated boot code uses, read off the schemas above.
 """

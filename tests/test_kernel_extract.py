@@ -278,3 +278,16 @@ def test_build_from_an_image_boots(cli, qemu, probe, tmp_path):
     rep = parse_report(res.console)
     assert res.exit_reason == "poweroff", res.console[-2000:]
     assert rep.complete and rep.image_ok is True and rep.cmdline == "--from-image"
+
+
+def test_build_file_kernel_may_be_an_image(cli, qemu_img, probe, tmp_path):
+    img = tmp_path / "base.qcow2"
+    build_usr_image(probe, img, image_format="qcow2", cmdline="old")
+    (tmp_path / "osvkit.toml").write_text(
+        'spec = 1\n[[image]]\nname = "app"\nkernel = "base.qcow2"\ncmdline = "/hello"\n'
+        '[image.outputs]\nusr = "out/app.img"\nvmlinux = "out/app.elf"\n')
+    r = cli("build", "-c", tmp_path / "osvkit.toml", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert extract_kernel(tmp_path / "out" / "app.img").data == probe.read_bytes()
+    assert load_any_kernel(tmp_path / "out" / "app.elf").start32 == \
+        load_any_kernel(probe).start32

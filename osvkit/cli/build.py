@@ -116,7 +116,7 @@ def _refuse_unused(given: set[str], fmt: str, with_manifest: bool) -> None:
 
 @app.command("build")
 def build(
-    kernel: Annotated[Optional[Path], typer.Argument(help="Kernel ELF (OSv's loader-stripped.elf).")] = None,
+    kernel: Annotated[Optional[Path], typer.Argument(help="Kernel ELF (OSv's loader-stripped.elf), or an image (usr.img, raw or qcow2) holding one.")] = None,
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Image file to write (with -c: the output directory).")] = None,
     format: Annotated[str, typer.Option("--format", help="Image kind: usr (BIOS usr.img) or vmlinux (Firecracker/PVH kernel ELF).")] = "usr",
     cmdline: Annotated[str, typer.Option("--cmdline", help="Kernel command line.")] = "",

@@ -35,7 +35,6 @@ import logging
 import os
 import re
 import shutil
-import struct
 import subprocess
 import tarfile
 import tempfile
@@ -45,6 +44,8 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from . import __version__
+from .structs import base as schema
+from .structs import vmdisk
 from .config import (MANIFEST_NAME, BuildFile, ImageSpec, load_build_file, memory_mib,
                      parse_probe_spec)
 from .errors import (FormatError, MissingInputError, OutputError, ToolError,
@@ -108,10 +109,10 @@ def _uuid_bytes(source_sha256: str, label: str) -> bytes:
 
 
 VMDK_CID_RE = re.compile(rb"(?<![A-Za-z])CID=([0-9a-f]{1,8})\n")
-VDI_SIGNATURE = 0xBEDA107F
-VDI_SIGNATURE_OFFSET = 0x40
-VDI_UUID_IMAGE_OFFSET = 0x188
-VDI_UUID_LAST_SNAP_OFFSET = 0x198
+VDI_SIGNATURE = vmdisk.VDI_SIGNATURE
+VDI_SIGNATURE_OFFSET = vmdisk.VDI_OFFSETS["signature"]
+VDI_UUID_IMAGE_OFFSET = vmdisk.VDI_OFFSETS["uuid_create"]
+VDI_UUID_LAST_SNAP_OFFSET = vmdisk.VDI_OFFSETS["uuid_modify"]
 
 
 def normalise_vmdk(path: str | os.PathLike, source_sha256: str) -> str:
@@ -121,10 +122,12 @@ def normalise_vmdk(path: str | os.PathLike, source_sha256: str) -> str:
     (``descriptorOffset``/``descriptorSize`` sectors of the ``KDMV`` header)."""
     with open(path, "r+b") as f:
         head = f.read(512)
-        if len(head) < 44 or head[:4] != b"KDMV":
+        try:
+            header = schema.parse(vmdisk.VmdkSparseHeader, head, what="VMDK header")
+        except FormatError:
             raise FormatError("no CID= in the VMDK descriptor (no KDMV header)", path=path,
-                              expected="a qemu-img monolithicSparse VMDK")
-        desc_off, desc_size = struct.unpack_from("<QQ", head, 28)
+                              expected="a qemu-img monolithicSparse VMDK") from None
+        desc_off, desc_size = header.descriptor_offset, header.descriptor_size
         f.seek(desc_off * 512)
         region = f.read(desc_size * 512)
         text = region.split(b"\0", 1)[0]
@@ -149,10 +152,12 @@ def normalise_vdi(path: str | os.PathLike, source_sha256: str) -> str:
     from the source image's SHA-256."""
     with open(path, "r+b") as f:
         head = f.read(0x200)
-        if (len(head) < 0x1C8
-                or struct.unpack_from("<I", head, VDI_SIGNATURE_OFFSET)[0] != VDI_SIGNATURE):
+        try:
+            schema.parse(vmdisk.VdiHeader, head, what="VDI header")
+        except FormatError:
             raise FormatError("not a VDI header", path=path,
-                              expected=f"signature {VDI_SIGNATURE:#x} at {VDI_SIGNATURE_OFFSET:#x}")
+                              expected=f"signature {VDI_SIGNATURE:#x} at {VDI_SIGNATURE_OFFSET:#x}"
+                              ) from None
         f.seek(VDI_UUID_IMAGE_OFFSET)
         f.write(_uuid_bytes(source_sha256, "vdi-image"))
         f.seek(VDI_UUID_LAST_SNAP_OFFSET)
@@ -254,7 +259,9 @@ def write_gce_tarball(raw_image: str | os.PathLike, output: str | os.PathLike, *
             bar.update(remaining)
         feed(bytes(data_pad) + end + bytes(record_pad))
         out.write(comp.flush(zlib.Z_FINISH))
-        out.write(struct.pack("<II", crc & 0xFFFFFFFF, n_in & 0xFFFFFFFF))
+        out.write(schema.build(vmdisk.GzipTrailer, dict(crc32=crc & 0xFFFFFFFF,
+                                                        isize=n_in & 0xFFFFFFFF),
+                               what="gzip trailer"))
     return {"disk_size": disk_size,
             "note": f"disk.raw {size} bytes zero-padded to {disk_size} (GCE needs whole GiB); "
                     f"GNU tar, mtime {mtime}, uid/gid 0; gzip mtime 0, no name"}

@@ -126,14 +126,6 @@ def make_payload(kernel_data: bytes, compression: str) -> tuple[bytes, int, int 
     raise UsageError(f"compression {compression!r}", expected=" or ".join(COMPRESSIONS))
 
 
-def _same_file(a, b) -> bool:
-    """True when paths ``a`` and ``b`` name the same existing file (links included)."""
-    try:
-        return os.path.samefile(a, b)
-    except (OSError, TypeError, ValueError):
-        return False
-
-
 def _copy_partition(src, dst) -> None:
     """Copy ``src`` to ``dst`` at its position: in the kernel (``copy_file_range``, no trip
     through user space) when the files allow it, else in 1 MiB chunks."""

@@ -12,7 +12,8 @@
   the next 2 MiB boundary after the payload (as a fresh ``build`` would place it); their MBR
   entries are rewritten with OSv's CHS packing (:func:`osvkit.boot.mbr.partition_entry_osv`),
   keeping their type and status.  Entries that do not move keep their 16 bytes;
-* the virtual disk keeps its size, growing by the distance the partitions moved;
+* the virtual disk keeps its size, growing by the distance the partitions moved; bytes past
+  the last partition's end (outside any partition) are not kept, they read as zeros;
 * the payload area between the new payload and the first partition is zeroed (no stale bytes
   of the old kernel stay behind).
 
@@ -32,7 +33,7 @@ from ..boot import boot16, mbr
 from ..disk import open_disk
 from ..disk.partitions import PartitionExtent, parse_partition_table, read_mbr
 from ..errors import FormatError, UsageError
-from ..fileio import atomic_output
+from ..fileio import atomic_output, check_not_input, same_file
 from ..structs import mbr as mbr_schema
 from .extract import load_any_kernel
 from .kernel import Kernel, check_kernel
@@ -126,7 +127,8 @@ def _plan(disk, path: str, payload_sectors: int):
 
 
 def _copy(disk, f, start: int, end: int, delta: int) -> None:
-    """Guest bytes [start, end) of ``disk`` to ``f`` at ``start + delta``, skipping zeros."""
+    """Guest bytes [start, end) of ``disk`` to ``f`` at ``start + delta``, skipping zeros
+    (between two partitions, whatever lies there is kept too)."""
     offset = start
     while offset < end:
         n = min(COPY_CHUNK, end - offset)
@@ -148,9 +150,8 @@ def replace_kernel(image, kernel, *, output=None, compression: str = "fastlz",
     if image_format is not None and image_format not in IMAGE_FORMATS:
         raise UsageError(f"image format {image_format!r}", expected=" or ".join(IMAGE_FORMATS))
     kern = _load(kernel)
-    if kern.path is not None and output != image and _same_file(kern.path, output):
-        raise UsageError(f"the output is the kernel of this patch ({kern.path})", path=output,
-                         expected="an output path that is not an input")
+    if kern.path is not None and not same_file(kern.path, image):
+        check_not_input(output, [("the kernel of this patch", kern.path)])
     if layout.KERNEL_BASE_ADDR + len(kern.data) > layout.IDENTITY_MAP_END:
         raise FormatError(f"kernel file of {len(kern.data)} bytes reaches past 1 GiB at 0x200000",
                           path=kern.path, expected="a kernel below 1 GiB")
@@ -168,7 +169,7 @@ def replace_kernel(image, kernel, *, output=None, compression: str = "fastlz",
             f.write(disk.read(layout.SECTOR_SIZE, layout.KERNEL_OFFSET - layout.SECTOR_SIZE))
             f.write(payload)
             if first is not None:
-                _copy(disk, f, first, disk.size, delta)
+                _copy(disk, f, first, max(p.end for p in used), delta)
             f.truncate(size)
 
         if fmt == "raw":
@@ -184,10 +185,3 @@ def replace_kernel(image, kernel, *, output=None, compression: str = "fastlz",
                        kernel_size=len(kern.data), payload_size=len(payload),
                        payload_sectors=payload_sectors, kernel_end=kernel_end, image_size=size,
                        moved=moved)
-
-
-def _same_file(a, b) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except (OSError, TypeError, ValueError):
-        return False

@@ -320,8 +320,9 @@ def test_ld_cache_hwcaps_entries_are_skipped():
 
 def test_ld_cache_bad_input():
     good = _cache_bytes([("libz.so.1", "/lib/libz.so.1", 0x303, 0)])
-    for data, pattern in [(good[:30], "truncated: 30 bytes"),
-                          (b"X" * 64, "bad magic"),
+    for data, pattern in [(good[:30], "ld.so.cache header at 0x0 is truncated: 30 bytes, "
+                                      "expected 48 bytes"),
+                          (b"X" * 64, "field magic .* expected b'glibc-ld.so.cache'"),
                           (good[:60], "truncated: 1 entries need 72 bytes"),
                           (good[:48] + good[48:52] + (9999).to_bytes(4, "little") + good[56:],
                            "name string offset 0x270f is outside the file")]:

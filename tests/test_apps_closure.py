@@ -218,6 +218,25 @@ def test_elf_errors(tmp_path):
         assert str(exc.value).startswith(f"{p}: ") and "\n" not in str(exc.value)
 
 
+def test_damaged_dynamic_string(tmp_path):
+    """A DT_NEEDED whose string offset lies outside DT_STRTAB: one line, not a traceback."""
+    from elftools.elf.elffile import ELFFile
+    prog = _build_rpath_program(tmp_path, "$ORIGIN/../lib")
+    data = bytearray(prog.read_bytes())
+    with open(prog, "rb") as f:
+        elf = ELFFile(f)
+        dyn = next(s for s in elf.iter_segments() if s["p_type"] == "PT_DYNAMIC")
+        index = next(i for i, t in enumerate(dyn.iter_tags()) if t.entry.d_tag == "DT_NEEDED")
+        at = dyn["p_offset"] + 16 * index + 8
+    data[at:at + 8] = (0xFFFFFF).to_bytes(8, "little")
+    bad = tmp_path / "bad"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(FormatError) as exc:
+        read_elf_info(bad)
+    assert str(exc.value).startswith(f"{bad}: damaged ELF file (string offset 0xffffff is "
+                                     "outside DT_STRTAB")
+
+
 @pytest.mark.parametrize("name,data,message", [
     ("elf32", _elf_header(1, 3), "a 32-bit ELF file (ELFCLASS32)"),
     ("arm64", _elf_header(2, 183), "an ELF file for aarch64 (EM_AARCH64)"),

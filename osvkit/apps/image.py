@@ -90,7 +90,9 @@ def build_host_app_image(kernel, output, *, format: str = "usr", disk_output=Non
 
     with tmp:
         rofs_path = os.path.join(tmp.name, "rofs.img")
-        rofs = build_rofs(tree.tree, rofs_path, osv_defaults=not tree_opts.get("bare", False))
+        outputs = [output] + ([disk_output] if disk_output is not None else [])
+        rofs = build_rofs(tree.tree, rofs_path, osv_defaults=not tree_opts.get("bare", False),
+                          outputs=outputs)
         rofs_info = {k: v for k, v in rofs.to_dict().items() if k != "output"}
         if format == "usr":
             image = build_usr_image(kernel, output, cmdline=line, partition=rofs_path,

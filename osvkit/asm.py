@@ -1,8 +1,8 @@
 """Assemble generated boot code with Keystone, and disassemble it with capstone.
 
 All boot code in osvkit is assembly text in AT&T syntax with *named* labels (Keystone
-0.9.2 mis-handles Intel syntax ``mov si, label``, numeric local labels and far jumps; see
-DEVELOPERS.md).  Far jumps are emitted as bytes with :func:`far_jump16`/:func:`far_jump32`.
+0.9.2 mis-handles Intel syntax ``mov si, label``, numeric local labels and far jumps).  Far
+jumps are emitted as bytes with :func:`far_jump16`/:func:`far_jump32`.
 
 >>> assemble("movl $1, %eax\\nhere: jmp here", bits=32)
 b'\\xb8\\x01\\x00\\x00\\x00\\xeb\\xfe'
@@ -11,7 +11,6 @@ b'\\xb8\\x01\\x00\\x00\\x00\\xeb\\xfe'
 from __future__ import annotations
 
 import re
-import struct
 
 from .errors import OsvkitError
 
@@ -85,12 +84,12 @@ def _reject_movq_absolute_loads(text: str) -> None:
 
 def far_jump16(selector: int, offset: int) -> bytes:
     """``ljmp $selector, $offset`` from 16-bit code (EA ofs16 sel16)."""
-    return b"\xEA" + struct.pack("<HH", offset, selector)
+    return b"\xEA" + offset.to_bytes(2, "little") + selector.to_bytes(2, "little")
 
 
 def far_jump32(selector: int, offset: int) -> bytes:
     """``ljmpl $selector, $offset`` from 32-bit code (EA ofs32 sel16)."""
-    return b"\xEA" + struct.pack("<IH", offset, selector)
+    return b"\xEA" + offset.to_bytes(4, "little") + selector.to_bytes(2, "little")
 
 
 def far_jump16_to32(selector: int, offset: int) -> bytes:

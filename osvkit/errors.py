@@ -6,7 +6,7 @@ written is an :class:`OsvkitError`.  Its ``str()`` is the one line the CLI print
     <file>: <what is wrong>, expected <what>
 
 and its ``exit_status`` is the sysexits(3) code the CLI exits with.  construct's own
-exceptions are translated in exactly one place, :func:`osvkit.boot.schema.parse`.
+exceptions are translated in exactly one place, :func:`osvkit.structs.base.parse`.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ class LayoutError(FormatError):
 class CmdlineError(FormatError):
     """A command line that cannot be encoded or does not fit its target.
 
-    ``reason`` is one of the ``REASON_*`` values below."""
+    ``reason`` is one of the string constants below."""
 
     TOO_LARGE = "too-large"
     INVALID_CHAR = "invalid-char"
@@ -118,7 +118,7 @@ class ToolError(OsvkitError):
     exit_status = EX_SOFTWARE
 
 
-# --- rofs part (osvkit/rofs) -------------------------------------------------------------
+# --- ROFS (osvkit/rofs) -------------------------------------------------------------------
 class ManifestInputError(ManifestError):
     """A host file a manifest line names is missing or cannot be read (exit 66)."""
     exit_status = EX_NOINPUT

@@ -13,19 +13,24 @@ and a summary of the kernel ELF recovered by decompressing it in Python.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import stat
-import struct
 from dataclasses import dataclass, field
 from typing import Callable
 
 from . import layout
 from .boot import boot16, lzdecomp, mbr
+from .structs.mbr import OSV_DISK_SIGNATURE
 from .errors import FormatError, KernelError
 from .fileio import read_head
 from .image import lzloader
-from .image.kernel import check_kernel
+from .image.kernel import check_kernel, osv_version
+from .structs import base as schema
+from .structs import elf
+from .structs.mbr import MBR_OFFSETS
+from .structs.qcow2 import QCOW2_MAGIC
 
 HEAD_SIZE = 4096
 
@@ -41,7 +46,8 @@ class InspectResult:
 
 
 def _is_disk(head: bytes) -> bool:
-    return head[:4] == b"QFI\xfb" or (len(head) >= 512 and head[510:512] == b"\x55\xaa")
+    sig = MBR_OFFSETS["boot_signature"]
+    return head.startswith(QCOW2_MAGIC) or head[sig:sig + 2] == b"\x55\xaa"
 
 
 DETECTORS: list[tuple[str, Callable[[bytes], bool], Callable[[str], dict]]] = []
@@ -53,11 +59,13 @@ DESCRIBERS: dict[str, Callable[["InspectResult"], str]] = {}
 def inspect_file(path) -> InspectResult:
     """Detect what ``path`` is and decode it; FormatError for unknown files."""
     path = os.fspath(path)
+    with contextlib.suppress(OSError):       # a missing file: read_head says so
+        if stat.S_ISFIFO(os.stat(path).st_mode):
+            # checked before opening: opening a pipe with no writer blocks, and a detector's
+            # read would consume the head the handler needs
+            raise FormatError("cannot seek (a pipe?)", path=path,
+                              expected="a file (inspect reads it more than once)")
     head = read_head(path, HEAD_SIZE)
-    if stat.S_ISFIFO(os.stat(path).st_mode):
-        # the detector's read consumed the head of a pipe; the handler would see the rest
-        raise FormatError("cannot seek (a pipe?)", path=path,
-                          expected="a file (inspect reads it more than once)")
     for kind, detect, handler in DETECTORS:
         if detect(head):
             return InspectResult(path, kind, handler(path))
@@ -74,33 +82,13 @@ def inspect_usr_image(path) -> dict:
     path = os.fspath(path)
     with open_image(path) as (read, fmt, size):
         sector = read(0, layout.SECTOR_SIZE)
-        if len(sector) < layout.SECTOR_SIZE or sector[510:512] != b"\x55\xaa":
-            raise FormatError("no boot sector (no 55 AA at byte 510)", path=path,
-                              expected="an MBR disk image")
-        info = mbr.parse_mbr(sector, path=path)
+        info = _parse_boot_sector(sector, path)
         out: dict = {"format": fmt, "virtual_size": size}
         area = read(layout.CMDLINE_OFFSET, layout.CMDLINE_AREA_SIZE)
         raw_cmd = area.split(b"\0", 1)[0]
         out["cmdline"] = raw_cmd.decode("utf-8", "replace")
         out["cmdline_bytes"] = len(raw_cmd)
-        boot = {"count32": info.count32, "count32_bytes": info.osv_kernel_size,
-                "disk_signature": info.disk_signature,
-                "vso_signature": sector[0x1B8:0x1BE] == boot16.DISK_SIGNATURE}
-        if boot16.is_osvkit_boot16(sector):
-            try:
-                hdr = boot16.parse_header(sector)
-            except FormatError as exc:
-                raise exc.with_path(path) from None
-            boot.update(kind="osvkit-boot16", version=hdr.version,
-                        payload_sectors=hdr.payload_sectors, load_addr=hdr.load_addr,
-                        decompressor_entry=hdr.decompressor_entry)
-            load_size = hdr.payload_sectors * layout.SECTOR_SIZE
-        elif sector[0] == 0xEA and boot["vso_signature"]:
-            boot["kind"] = "osv-boot16"
-            load_size = info.osv_kernel_size
-        else:
-            boot["kind"] = "unknown"
-            load_size = info.osv_kernel_size
+        boot, load_size = _boot_sector(sector, info)
         out["boot"] = boot
         out["partitions"] = [p.to_dict() for p in info.partitions]
         for p in out["partitions"]:
@@ -120,6 +108,40 @@ def inspect_usr_image(path) -> dict:
     return out
 
 
+def _parse_boot_sector(sector: bytes, path: str):
+    """The MBR of an image; FormatError when there is none."""
+    try:
+        return mbr.parse_mbr(sector, path=path)
+    except FormatError as exc:
+        if getattr(exc, "field", None) in ("boot_signature", None):
+            raise FormatError("no boot sector (no 55 AA at byte 510)", path=path,
+                              expected="an MBR disk image") from None
+        raise
+
+
+def _boot_sector(sector: bytes, info) -> tuple[dict, int]:
+    """What boots the image, and how many payload bytes it loads from LBA 128.  A damaged
+    osvkit boot16 header is reported (``kind`` "unknown", ``error``) and OSv's count32 used."""
+    boot = {"count32": info.count32, "count32_bytes": info.osv_kernel_size,
+            "disk_signature": info.disk_signature,
+            "vso_signature": info.disk_signature == OSV_DISK_SIGNATURE}
+    if boot16.is_osvkit_boot16(sector):
+        try:
+            hdr = boot16.parse_header(sector)
+        except FormatError as exc:
+            boot.update(kind="unknown", error=exc.line())
+            return boot, info.osv_kernel_size
+        boot.update(kind="osvkit-boot16", version=hdr.version,
+                    payload_sectors=hdr.payload_sectors, load_addr=hdr.load_addr,
+                    decompressor_entry=hdr.decompressor_entry)
+        return boot, hdr.payload_sectors * layout.SECTOR_SIZE
+    if boot16.is_osv_boot16(sector) and boot["vso_signature"]:
+        boot["kind"] = "osv-boot16"
+    else:
+        boot["kind"] = "unknown"
+    return boot, info.osv_kernel_size
+
+
 def _payload(payload: bytes, path: str) -> tuple[dict, bytes | None]:
     """Describe the payload at LBA 128; return (details, kernel bytes or None)."""
     if not payload:
@@ -132,10 +154,11 @@ def _payload(payload: bytes, path: str) -> tuple[dict, bytes | None]:
              "decompressor_size": hdr.code_size, "blob_offset": hdr.blob_offset,
              "lz": info.to_dict(), "kernel_size": hdr.kernel_size}
         return d, kernel
-    if payload[:4] == b"\x7fELF" and payload[4] == 2:
+    ident = _elf_ident(payload)
+    if ident is not None and ident.EI_CLASS == elf.ELFCLASS64:
         end = _elf64_file_end(payload)
         return {"kind": "kernel-elf", "compression": "none", "size": len(payload)}, payload[:end]
-    if payload[:4] == b"\x7fELF" and payload[4] == 1:
+    if ident is not None and ident.EI_CLASS == elf.ELFCLASS32:
         offset, how = find_lz_blob_in_lzloader(payload)
         blob = payload[offset:]
         info = lzloader.parse(blob, path=path)
@@ -147,20 +170,29 @@ def _payload(payload: bytes, path: str) -> tuple[dict, bytes | None]:
     return {"kind": "unknown", "size": len(payload)}, None
 
 
+def _elf_ident(data: bytes):
+    """The ELF identification of ``data``, or None when it is no ELF file."""
+    try:
+        return schema.parse(elf.ElfIdent, data, what="ELF identification")
+    except FormatError:
+        return None
+
+
 def _elf64_file_end(data: bytes) -> int:
     """The end of an ELF64 file inside zero-padded sectors: its section headers or segments."""
-    shoff, = struct.unpack_from("<Q", data, 0x28)
-    shentsize, shnum = struct.unpack_from("<HH", data, 0x3A)
-    phoff, = struct.unpack_from("<Q", data, 0x20)
-    phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
-    end = shoff + shentsize * shnum
-    for i in range(phnum):
-        off = phoff + i * phentsize
-        if off + 56 > len(data):
+    try:
+        hdr = schema.parse(elf.Elf64_Ehdr, data, what="ELF header")
+    except FormatError:
+        return len(data)
+    end = hdr.e_shoff + hdr.e_shentsize * hdr.e_shnum
+    for i in range(hdr.e_phnum):
+        try:
+            ph = schema.parse(elf.Elf64_Phdr, data, what="program header",
+                              offset=hdr.e_phoff + i * hdr.e_phentsize)
+        except FormatError:
             break
-        _, _, p_offset, _, _, p_filesz = struct.unpack_from("<IIQQQQ", data, off)
-        end = max(end, p_offset + p_filesz)
-    return min(max(end, 64), len(data))
+        end = max(end, ph.p_offset + ph.p_filesz)
+    return min(max(end, elf.EHDR_SIZE), len(data))
 
 
 LZLOADER_BLOB_SYMBOLS = ("_binary_loader_stripped_elf_lz_start",
@@ -176,31 +208,23 @@ def find_lz_blob_in_lzloader(elf32: bytes) -> tuple[int, str]:
     end exactly at the table)."""
     from elftools.common.exceptions import ELFError
     from elftools.elf.elffile import ELFFile
+    from elftools.elf.sections import SymbolTableSection
 
     try:
-        elf = ELFFile(io.BytesIO(elf32))
-        symtab = elf.get_section_by_name(".symtab")
-        if symtab is not None:
+        symtab = ELFFile(io.BytesIO(elf32)).get_section_by_name(".symtab")
+        if isinstance(symtab, SymbolTableSection):
             syms = symtab.get_symbol_by_name(LZLOADER_BLOB_SYMBOLS[0])
             if syms:
                 offset = syms[0]["st_value"] - layout.LZ_BLOB_ADDR
                 if 0 <= offset < len(elf32):
                     return offset, "symbol"
-    except (ELFError, ValueError, KeyError, struct.error):
+    except (ELFError, ValueError, KeyError):
         pass
     limit = min(len(elf32) - 8, 0x10000)
     for offset in range(0, max(limit, 0)):
-        info_offset, = struct.unpack_from("<i", elf32, offset)
-        if info_offset < 12 or offset + info_offset + 12 > len(elf32):
-            continue
-        n, = struct.unpack_from("<i", elf32, offset + info_offset)
-        if not 1 <= n <= 1024:
-            continue
-        try:
-            lzloader.parse(elf32[offset:offset + info_offset + 4 + 8 * n])
-        except FormatError:
-            continue
-        return offset, "scan"
+        table = lzloader.table_at(elf32, offset)
+        if table is not None:
+            return offset, "scan"
     raise FormatError("no lz segment table found in lzloader.elf",
                       expected="OSv's lzloader.elf with the compressed kernel")
 
@@ -209,7 +233,7 @@ def _kernel_summary(k) -> dict:
     return {"size": len(k.data), "entry": k.entry, "start32": k.start32,
             "start32_slot": layout.START32_SLOT_ADDR, "pvh_entry": k.pvh_entry,
             "phys_end": k.phys_end, "segments": len(k.segments), "notes": k.notes,
-            "symbols": k.symbols}
+            "symbols": k.symbols, "osv_version": osv_version(k.data)}
 
 
 def _partition_filesystem(path, part: dict, read) -> dict | None:
@@ -237,6 +261,8 @@ def describe(result: InspectResult) -> str:
     b = d["boot"]
     lines.append(f"  boot sector: {b['kind']}; count32 {b['count32']} "
                  f"({b['count32_bytes']} bytes); VSO signature: {str(b['vso_signature']).lower()}")
+    if b.get("error"):
+        lines.append(f"    not recognised: {b['error']}")
     if b["kind"] == "osvkit-boot16":
         lines.append(f"    payload_sectors {b['payload_sectors']}, load_addr {b['load_addr']:#x}, "
                      f"decompressor_entry {b['decompressor_entry']:#x}")
@@ -273,6 +299,7 @@ def describe(result: InspectResult) -> str:
             pvh = f"{k['pvh_entry']:#x}" if k["pvh_entry"] is not None else "none"
             lines.append(f"  kernel: {k['size']} bytes, entry {k['entry']:#x}, start32 {k['start32']:#x} "
                          f"(slot {k['start32_slot']:#x}), pvh {pvh}, {len(k['notes'])} notes")
+            lines.append(f"    OSv version: {k.get('osv_version') or 'not found'}")
             for name, value in k["symbols"].items():
                 lines.append(f"    {name} = {value:#x}")
     if d.get("truncated"):
@@ -300,7 +327,7 @@ DESCRIBERS["rofs"] = _describe_rofs
 
 # kernel ELFs: the boot contract (osvkit.image.vmlinux)
 def _is_elf(head: bytes) -> bool:
-    return head[:4] == b"\x7fELF"
+    return head.startswith(elf.ELFMAG)
 
 
 def _inspect_kernel_elf(path) -> dict:
@@ -320,3 +347,12 @@ def _describe_kernel_elf(result: InspectResult) -> str:
 
 DETECTORS.append(("kernel-elf", _is_elf, _inspect_kernel_elf))
 DESCRIBERS["kernel-elf"] = _describe_kernel_elf
+
+# Linux kernels (osvkit.image.linux): tried first -- a bzImage has 55 AA at 510 like a disk
+# image, and a Linux vmlinux is an ELF that does not follow OSv's contract
+from .image import linux as _linux  # noqa: E402
+
+DETECTORS[:0] = [("linux-bzimage", _linux.is_bzimage_head, _linux.inspect_bzimage),
+                 ("linux-vmlinux", _linux.is_linux_elf_head, _linux.inspect_vmlinux)]
+DESCRIBERS["linux-bzimage"] = _linux.describe_bzimage
+DESCRIBERS["linux-vmlinux"] = _linux.describe_vmlinux

@@ -4,10 +4,10 @@ One flat list of named constants, in the style of Firecracker's ``layout.rs``: s
 ``_START`` (first byte), ``_END`` (first byte past), ``_SIZE``, ``_ADDR`` (a single
 address) and ``_OFFSET`` (a byte offset in a file or structure).  Derived values are
 expressions, not new literals.  ``REGIONS`` lists the guest-memory regions per boot path;
-``tests/test_layout.py`` checks they do not overlap except where ``ALLOWED_OVERLAPS`` says
+``tests/test_foundation.py`` checks they do not overlap except where ``ALLOWED_OVERLAPS`` says
 why.
 
-Sources: ``../shared/reference/osv-boot.md`` (OSv) and ``firecracker-boot.md``.
+Sources: OSv's ``arch/x64`` boot code and linker script, Firecracker's ``arch/x86_64`` layout.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ MiB = 1024 * KiB
 GiB = 1024 * MiB
 
 # ----------------------------------------------------------------------------------
-# Disk image (usr.img) offsets -- osv-boot.md 1.1
+# Disk image (usr.img) offsets
 # ----------------------------------------------------------------------------------
 SECTOR_SIZE = 512
 MBR_COUNT32_OFFSET = 0x10
@@ -40,7 +40,7 @@ APP_PARTITION_INDEX = 1
 """MBR entry index of the application filesystem (OSv's /dev/vblk0.1)."""
 
 # ----------------------------------------------------------------------------------
-# OSv's guest-physical layout on the BIOS path -- osv-boot.md 1.2-1.4, 3, 4
+# OSv's guest-physical layout on the BIOS path
 # ----------------------------------------------------------------------------------
 AP_TRAMPOLINE_ADDR = 0x0
 """OSv copies its SMP trampoline to physical 0 (and searches it for an MP table)."""
@@ -83,7 +83,7 @@ OSV_MP_SEARCH = ((0x9FC00, 0x400), (0x0, 0x400))
 """OSv searches for the MP floating pointer here, in this order, in 16-byte steps."""
 
 # ----------------------------------------------------------------------------------
-# Firecracker x86_64 layout -- firecracker-boot.md 1.1, 2
+# Firecracker x86_64 layout
 # ----------------------------------------------------------------------------------
 FC_GDT_ADDR = 0x500
 FC_GDT_SIZE = 4 * 8
@@ -128,16 +128,15 @@ FC_IRQ_BASE = 5
 STUB_START = 0x100000
 """The vmlinux entry stub osvkit adds: a PT_LOAD in 1 MiB-2 MiB, below the kernel."""
 STUB_END = KERNEL_BASE_ADDR
-# [fcpath] qemu-fc loader
+# qemu-fc loader
 LOW_RAM_END = 0xA0000
 """End of conventional RAM (the VGA window follows): qemu-fc zeroes [0x9FC00, LOW_RAM_END),
 the part of Firecracker's system region that is RAM in QEMU."""
 FC_LOADER_ALIGN = 1 * MiB
 """qemu-fc places its loader at the first 1 MiB boundary above the kernel's last byte."""
-# [/fcpath]
 
 # ----------------------------------------------------------------------------------
-# [schemas] PC BIOS areas searched for the MP floating pointer (MP spec 1.4 section 4)
+# PC BIOS areas searched for the MP floating pointer (MP spec 1.4 section 4)
 # ----------------------------------------------------------------------------------
 BDA_EBDA_SEGMENT_ADDR = 0x40E
 """BIOS data area: u16 real-mode segment of the extended BIOS data area (EBDA)."""
@@ -147,10 +146,9 @@ BIOS_ROM_START = 0xF0000
 BIOS_ROM_END = 0x100000
 MP_SPEC_SEARCH_SIZE = 1 * KiB
 """The MP spec searches the first KiB of the EBDA and the last KiB of base memory."""
-# [/schemas]
 
 # ----------------------------------------------------------------------------------
-# [bios] osvkit's boot16 and decompressor scratch (inside the bounce buffer, which is free
+# osvkit's boot16 and decompressor scratch (inside the bounce buffer, which is free
 # once boot16 has loaded the payload; no region of their own)
 # ----------------------------------------------------------------------------------
 BOOT16_READ_SECTORS = 127
@@ -159,7 +157,6 @@ LZ_TABLE_COPY_ADDR = BOUNCE_BUFFER_ADDR + 0x10000
 """The decompressor copies the lz segment table here before overwriting the blob."""
 LZ_OP_LIMIT_ADDR = LZ_TABLE_COPY_ADDR - 4
 """u32 scratch: the current segment's output end - 32 (bound of the 32-byte fast copies)."""
-# [/bios]
 
 # ----------------------------------------------------------------------------------
 # Regions, for the overlap test

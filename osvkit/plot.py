@@ -13,13 +13,13 @@ PNG output is an 8-bit RGB image (zlib-compressed scanlines, filter 0) drawn wit
 from __future__ import annotations
 
 import os
-import struct
 import zlib
 from dataclasses import dataclass, field
 from xml.sax.saxutils import escape
 
 from .errors import UsageError
 from .fileio import write_atomic
+from .structs.png import COLOR_TYPE_RGB, PNG_SIGNATURE, PngChunk, PngIhdr
 
 #: phase colours (RGB), used in order
 PALETTE = [
@@ -262,11 +262,11 @@ class Canvas:
         raw = b"".join(b"\x00" + bytes(r) for r in self.rows)
 
         def chunk(kind: bytes, data: bytes) -> bytes:
-            return (struct.pack(">I", len(data)) + kind + data
-                    + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+            return PngChunk.build(dict(type=kind, data=data))
 
-        ihdr = struct.pack(">IIBBBBB", self.width, self.height, 8, 2, 0, 0, 0)
-        return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+        ihdr = PngIhdr.build(dict(width=self.width, height=self.height, bit_depth=8,
+                                  color_type=COLOR_TYPE_RGB, interlace=0))
+        return (PNG_SIGNATURE + chunk(b"IHDR", ihdr)
                 + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
 
 

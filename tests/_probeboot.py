@@ -21,13 +21,7 @@ from __future__ import annotations
 
 import struct
 
-from osvkit.asm import assemble as _assemble, byte_directive, far_jump16_to32
-from osvkit.probe.kernel import absolute64, hexify
-
-
-def assemble(text, *, bits, base=0):
-    text = hexify(text)
-    return _assemble(absolute64(text) if bits == 64 else text, bits=bits, base=base)
+from osvkit.asm import assemble, byte_directive, far_jump16_to32
 
 STAGE2 = 0x7E00
 STAGE32 = 0x8000
@@ -38,6 +32,7 @@ STAGE2_SECTORS = (DATA_END - STAGE2) // 512
 GDT = (0, 0x00CF9A000000FFFF, 0x00CF92000000FFFF, 0x00AF9A000000FFFF)
 FC_GDT = (0, 0x00AF9B000000FFFF, 0x00CF93000000FFFF, 0x008F8B000000FFFF)
 LOADER_NAME = "test-boot"
+BOOT_INFO = 0x1000
 BP = 0x7000
 BP_ACPI_RSDP = 0xE0000
 BP_KERNEL_ALIGNMENT = 0x1000000
@@ -49,14 +44,8 @@ def _pad(code: bytes, size: int, what: str) -> bytes:
     return code + b"\xCC" * (size - len(code))
 
 
-def build_loader_disk(mode: str = "pm32", cmdline: bytes = b"", *,
-                      partitions: bytes = bytes(64), size: int = 64 * 1024,
-                      mptable: bytes | None = None) -> bytes:
-    """``mptable``: bytes copied to 0x9FC00 (where Firecracker puts its MP table and OSv
-    searches first) once the BIOS is no longer needed."""
-    if mode not in ("pm32", "compat", "elf64"):
-        raise ValueError(mode)
-    # data block
+def _data_block(cmdline: bytes, mptable: bytes | None) -> tuple[bytes, dict[str, int]]:
+    """The stage-2 data block at DATA and the addresses of its parts."""
     data = bytearray()
     gdt_addr = DATA
     data += b"".join(struct.pack("<Q", e) for e in GDT)
@@ -76,7 +65,13 @@ def build_loader_disk(mode: str = "pm32", cmdline: bytes = b"", *,
     data += mptable or b""
     if len(data) > DATA_END - DATA:
         raise AssertionError("test loader data area overflows")
+    return bytes(data), dict(gdt_desc=gdt_desc, fc_gdt_src=fc_gdt_src, fc_gdt_desc=fc_gdt_desc,
+                             fc_idt_desc=fc_idt_desc, name_addr=name_addr,
+                             cmdline_addr=cmdline_addr, mptable_addr=mptable_addr)
 
+
+def _sector0(partitions: bytes) -> bytes:
+    """The boot sector: read stage 2 to 0x7E00 with int 0x13 and jump there."""
     sector0 = assemble(f"""
         cli
         xorw %ax, %ax
@@ -95,8 +90,13 @@ def build_loader_disk(mode: str = "pm32", cmdline: bytes = b"", *,
     s0 += bytes(0x1BE - len(s0))
     s0 += partitions + b"\x55\xAA"
     assert len(s0) == 512
+    return bytes(s0)
 
-    bi = 0x1000
+
+def _stage16(mode: str, cmdline: bytes, a: dict[str, int]) -> bytes:
+    """Real mode: fill the boot-info block (and boot_params for elf64), enter pm32."""
+    gdt_desc, name_addr, cmdline_addr = a["gdt_desc"], a["name_addr"], a["cmdline_addr"]
+    bi = BOOT_INFO
     fc = mode == "elf64"
     e820_base = BP + 0x2D0 if fc else 0x2000
     e820_step = 20 if fc else 24
@@ -107,7 +107,7 @@ def build_loader_disk(mode: str = "pm32", cmdline: bytes = b"", *,
         int $0x15
         movw ${bi:#x}, %di
         xorl %eax, %eax
-        movw $32, %cx
+        movw $0x20, %cx
         rep stosl
         movw ${BP:#x}, %di
         movw $0x300, %cx
@@ -125,16 +125,16 @@ def build_loader_disk(mode: str = "pm32", cmdline: bytes = b"", *,
     e820_loop:
         movl $0xe820, %eax
         movl $0x534d4150, %edx
-        movl $20, %ecx
+        movl $0x14, %ecx
         pushw %di
-        addw ${e820_skip}, %di
+        addw ${e820_skip:#x}, %di
         int $0x15
         popw %di
         jc e820_done
         cmpl $0x534d4150, %eax
         jne e820_done
         {"" if fc else "movl %ecx, (%di)"}
-        addw ${e820_step}, %di
+        addw ${e820_step:#x}, %di
         incw %si
         testl %ebx, %ebx
         jnz e820_loop
@@ -169,7 +169,13 @@ def build_loader_disk(mode: str = "pm32", cmdline: bytes = b"", *,
         # the e820 records went to boot_params; the boot-info block is the probe's job
         s16 = s16.replace(f"movl %eax, {bi + 44:#x}", "nop")
     stage16 = assemble(s16, bits=16, base=STAGE2)
+    return stage16
 
+
+def _stage32(mode: str, mptable: bytes | None, a: dict[str, int]) -> bytes:
+    """Protected mode: copy the MP table, then call start32 or switch to long mode."""
+    mptable_addr = a["mptable_addr"]
+    bi = BOOT_INFO
     s32 = """
         movl $0x10, %eax
         movl %eax, %ds
@@ -204,7 +210,7 @@ def build_loader_disk(mode: str = "pm32", cmdline: bytes = b"", *,
         movl $0xb003, 0xa000
         movl $0xb000, %edi
         movl $0x83, %eax
-        movl $512, %ecx
+        movl $0x200, %ecx
     pd_loop:
         movl %eax, (%edi)
         addl $0x200000, %eax
@@ -225,11 +231,18 @@ def build_loader_disk(mode: str = "pm32", cmdline: bytes = b"", *,
         {byte_directive(bytes([0xEA]) + struct.pack("<IH", STAGE64, 0x18))}
         """
     stage32 = assemble(s32, bits=32, base=STAGE32)
+    return stage32
 
+
+def _stage64(mode: str, a: dict[str, int]) -> bytes:
+    """Long mode: enter start32 in compatibility mode, or the ELF entry like Firecracker."""
+    fc_gdt_src, fc_gdt_desc, fc_idt_desc = a["fc_gdt_src"], a["fc_gdt_desc"], a["fc_idt_desc"]
+    bi = BOOT_INFO
     if mode == "compat":
         s64 = f"""
         movl ${bi:#x}, %ebx
-        movl 0x200800, %eax
+        movq $0x200800, %r11
+        movl (%r11), %eax
         pushq $0x08
         pushq %rax
         lretq
@@ -238,14 +251,16 @@ def build_loader_disk(mode: str = "pm32", cmdline: bytes = b"", *,
         s64 = f"""
         movq ${fc_gdt_src:#x}, %rsi
         movq $0x500, %rdi
-        movl $32, %ecx
+        movl $0x20, %ecx
         rep movsb
         movq $0x520, %rdi
         xorl %eax, %eax
         movl $8, %ecx
         rep stosb
-        lgdt {fc_gdt_desc:#x}
-        lidt {fc_idt_desc:#x}
+        movq ${fc_gdt_desc:#x}, %r11
+        lgdt (%r11)
+        movq ${fc_idt_desc:#x}, %r11
+        lidt (%r11)
         movl $0x10, %eax
         movl %eax, %ds
         movl %eax, %es
@@ -266,12 +281,27 @@ def build_loader_disk(mode: str = "pm32", cmdline: bytes = b"", *,
         xorl %edi, %edi
         pushq $2
         popfq
-        jmpq *0x200018
+        movq $0x200018, %r11
+        jmpq *(%r11)
         """
     else:
         s64 = "hlt"
     stage64 = assemble(s64, bits=64, base=STAGE64)
+    return stage64
 
+
+def build_loader_disk(mode: str = "pm32", cmdline: bytes = b"", *,
+                      partitions: bytes = bytes(64), size: int = 64 * 1024,
+                      mptable: bytes | None = None) -> bytes:
+    """``mptable``: bytes copied to 0x9FC00 (where Firecracker puts its MP table and OSv
+    searches first) once the BIOS is no longer needed."""
+    if mode not in ("pm32", "compat", "elf64"):
+        raise ValueError(mode)
+    data, a = _data_block(cmdline, mptable)
+    s0 = _sector0(partitions)
+    stage16 = _stage16(mode, cmdline, a)
+    stage32 = _stage32(mode, mptable, a)
+    stage64 = _stage64(mode, a)
     stage2 = (_pad(stage16, STAGE32 - STAGE2, "stage 2 (16-bit)")
               + _pad(stage32, STAGE64 - STAGE32, "stage 2 (32-bit)")
               + _pad(stage64, DATA - STAGE64, "stage 2 (64-bit)")

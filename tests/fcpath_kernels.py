@@ -92,7 +92,7 @@ DUMP_MEM = (("gdt", 0x500, 0x20), ("idt", 0x520, 0x8), ("zeropage", 0x7000, 0x10
 
 
 def state_dump_code(base: int = START32, *, save_offset: int = 0x1800,
-                    report_rip: bool = False) -> bytes:
+                    report_rip: bool = False, mem=DUMP_MEM) -> bytes:
     from osvkit.asm import assemble
 
     save = base + save_offset     # register save area inside the image (file +0x2800)
@@ -131,13 +131,13 @@ def state_dump_code(base: int = START32, *, save_offset: int = 0x1800,
         name_at.append(names + len(name_blob))
         name_blob += f"REG {nm}=".encode() + b"\0"
     mem_at = []
-    for nm, _a, _l in DUMP_MEM:
+    for nm, _a, _l in mem:
         mem_at.append(names + len(name_blob))
         name_blob += f"MEM {nm} ".encode() + b"\0"
     for i, nm in enumerate(allnames):
         lines += [f"movl ${name_at[i]:#x}, %esi", "call put_str",
                   f"movl ${save:#x}, %edi", f"movq {8 * i:#x}(%rdi), %rax", "call put_hex"]
-    for i, (nm, addr, ln) in enumerate(DUMP_MEM):
+    for i, (nm, addr, ln) in enumerate(mem):
         lines += [f"movl ${mem_at[i]:#x}, %esi", "call put_str",
                   f"movl ${addr:#x}, %esi", f"movl ${ln:#x}, %ecx", "call put_mem"]
     lines += [
@@ -196,11 +196,12 @@ PVH_DUMP_MEM = (("gdt", 0x500, 0x20), ("idt", 0x520, 0x8), ("start_info", 0x6000
                 ("cmdline", 0x20000, 0x800), ("low", 0x0, 0x500), ("bss", 0x203000, 0x1000))
 
 
-def pvh_state_dump_code(base: int = START32) -> bytes:
+def pvh_state_dump_code(base: int = START32, *, mem=None) -> bytes:
     """32-bit code that records every register first (ESP may be 0: no stack until then),
     then prints them and selected memory like :func:`state_dump_code`."""
     from osvkit.asm import assemble
 
+    mem = PVH_DUMP_MEM if mem is None else mem
     save = base + 0x1800
     names = base + 0xA00
     stack = base + 0x1F00
@@ -231,13 +232,13 @@ def pvh_state_dump_code(base: int = START32) -> bytes:
         name_at.append(names + len(name_blob))
         name_blob += f"REG {nm}=".encode() + b"\0"
     mem_at = []
-    for nm, _a, _l in PVH_DUMP_MEM:
+    for nm, _a, _l in mem:
         mem_at.append(names + len(name_blob))
         name_blob += f"MEM {nm} ".encode() + b"\0"
     for i in range(len(allnames)):
         lines += [f"movl ${name_at[i]:#x}, %esi", "call put_str",
                   f"movl {save + 4 * i:#x}, %eax", "call put_hex"]
-    for i, (_nm, addr, ln) in enumerate(PVH_DUMP_MEM):
+    for i, (_nm, addr, ln) in enumerate(mem):
         lines += [f"movl ${mem_at[i]:#x}, %esi", "call put_str",
                   f"movl ${addr:#x}, %esi", f"movl ${ln:#x}, %ecx", "call put_mem"]
     lines += [
@@ -273,7 +274,7 @@ def make_pvh_dump_kernel(**kw) -> bytes:
 def make_start64_kernel() -> bytes:
     """A kernel for ``--handover start64`` laid out like OSv: a static ``ident_pt_l4`` at
     +0x2000 (symbol 0x40202000) whose l3[0] and l3[1] both point at one l2 of 2 MiB pages
-    (0-1 GiB identity and 1-2 GiB onto 0-1 GiB, osv-boot.md 4.5), and the 64-bit state
+    (0-1 GiB identity and 1-2 GiB onto 0-1 GiB, as OSv's boot.S maps them), and the 64-bit state
     dump at ``start64`` (symbol 0x40201010, run at that linked address)."""
     code = bytes(0x10) + state_dump_code(base=KERNEL_VADDR + 0x1010, save_offset=0x4800,
                                          report_rip=True)

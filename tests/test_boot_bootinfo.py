@@ -7,14 +7,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from osvkit import layout
-from osvkit.boot import bootinfo, schema
+from osvkit.boot import bootinfo
+from osvkit.structs import base as schema
 from osvkit.errors import FormatError
 
 
 def test_size_and_offsets_from_the_reference():
     assert bootinfo.OsvMultibootInfo.sizeof() == 121 == layout.BOOTINFO_SIZE
     o = bootinfo.BOOTINFO_OFFSETS
-    # osv-boot.md 1.4, interfaces.md (boot_loader_name @64)
+    # OSv's arch-setup.hh, written out
     assert (o["flags"], o["cmdline"], o["mmap_length"], o["mmap_addr"]) == (0, 16, 44, 48)
     assert o["boot_loader_name"] == 64
     assert (o["tsc_init"], o["tsc_disk_done"], o["tsc_uncompress_done"]) == (88, 96, 104)

@@ -8,11 +8,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from osvkit.boot import bootparams, schema
-from osvkit.boot.bootparams import BOOT_PARAMS_OFFSETS, BootParams, SetupHeader
+from osvkit.boot import bootparams
+from osvkit.structs import base as schema
+from osvkit.structs.bootparams import BOOT_PARAMS_OFFSETS, BootParams, SetupHeader
 from osvkit.errors import FormatError, LayoutError
+from osvkit.structs import bootparams as bootparams_s
 
-# firecracker-boot.md 3.1 and 3.2, written out (absolute offsets in the zero page)
+# Linux's bootparam.h, written out (absolute offsets in the zero page)
 FACT_OFFSETS = {
     "screen_info": 0x000, "apm_bios_info": 0x040, "tboot_addr": 0x058, "ist_info": 0x060,
     "acpi_rsdp_addr": 0x070, "ext_ramdisk_image": 0x0C0, "ext_ramdisk_size": 0x0C4,
@@ -39,8 +41,8 @@ FACT_OFFSETS = {
 def test_sizes():
     assert BootParams.sizeof() == 4096
     assert SetupHeader.sizeof() == 123
-    assert bootparams.BootE820Entry.sizeof() == 20
-    assert schema.field_offsets(bootparams.BootE820Entry) == {"addr": 0, "size": 8, "type": 16}
+    assert bootparams_s.BootE820Entry.sizeof() == 20
+    assert schema.field_offsets(bootparams_s.BootE820Entry) == {"addr": 0, "size": 8, "type": 16}
 
 
 def test_offsets_equal_the_reference_values():
@@ -49,7 +51,7 @@ def test_offsets_equal_the_reference_values():
     # the dict lists every named field (hd0_info, olpc_ofw_header, ... too) and nothing hidden
     assert set(FACT_OFFSETS) <= set(BOOT_PARAMS_OFFSETS)
     assert not any(k.startswith("_") for k in BOOT_PARAMS_OFFSETS)
-    # what OSv's extract_linux_boot_params reads (osv-boot.md 4.2)
+    # what OSv's extract_linux_boot_params reads
     assert (BOOT_PARAMS_OFFSETS["e820_entries"], BOOT_PARAMS_OFFSETS["boot_flag"],
             BOOT_PARAMS_OFFSETS["header"], BOOT_PARAMS_OFFSETS["cmd_line_ptr"],
             BOOT_PARAMS_OFFSETS["e820_table"]) == (0x1E8, 0x1FE, 0x202, 0x228, 0x2D0)

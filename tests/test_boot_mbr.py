@@ -7,12 +7,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from osvkit import layout
-from osvkit.boot import mbr, schema
+from osvkit.boot import mbr
+from osvkit.structs import base as schema
 from osvkit.errors import FormatError, LayoutError
+from osvkit.structs import mbr as mbr_s
 
 
 def osv_boot_sector() -> bytes:
-    """A boot sector laid out like OSv's boot.bin after imgedit (osv-boot.md 1.1, 1.2, 2.2)."""
+    """A boot sector laid out like OSv's boot.bin after imgedit."""
     s = bytearray(512)
     s[0x00:0x05] = bytes.fromhex("ea 40 7c 00 00")     # far jump to init
     s[0x10:0x12] = bytes.fromhex("0e 00")              # count32 = 14 (14 x 32 KiB)
@@ -32,11 +34,11 @@ def osv_boot_sector() -> bytes:
 
 def test_sizes_and_offsets():
     assert mbr.MBR.sizeof() == 512
-    assert mbr.BootCode.sizeof() == 446
-    assert mbr.PartitionEntry.sizeof() == 16
-    assert mbr.MBR_OFFSETS == {"count32": 0x10, "disk_signature": 0x1B8, "partitions": 0x1BE,
+    assert mbr_s.BootCode.sizeof() == 446
+    assert mbr_s.PartitionEntry.sizeof() == 16
+    assert mbr_s.MBR_OFFSETS == {"count32": 0x10, "disk_signature": 0x1B8, "partitions": 0x1BE,
                                "boot_signature": 0x1FE}
-    assert schema.field_offsets(mbr.PartitionEntry) == {
+    assert schema.field_offsets(mbr_s.PartitionEntry) == {
         "status": 0, "start_chs": 1, "start_chs.head": 1, "start_chs.sector_cylinder": 2,
         "system_id": 4, "end_chs": 5, "end_chs.head": 5, "end_chs.sector_cylinder": 6,
         "lba_start": 8, "sector_count": 12}
@@ -45,7 +47,7 @@ def test_sizes_and_offsets():
 def test_parse_osv_boot_sector():
     info = mbr.parse_mbr(osv_boot_sector())
     assert info.count32 == 14 and info.osv_kernel_size == 14 * 32768
-    assert info.disk_signature == 0x004F5356 == mbr.OSV_DISK_SIGNATURE
+    assert info.disk_signature == 0x004F5356 == mbr_s.OSV_DISK_SIGNATURE
     p = info.partitions[1]
     assert (p.system_id, p.lba_start, p.sector_count) == (0x83, 4096, 2048)
     d = p.to_dict()
@@ -95,7 +97,7 @@ def test_schema_views_of_both_packings():
     c = schema.parse(mbr.MBR, sector, what="MBR")
     start = c.partitions[0].start_chs
     assert (start.head, start.sector, start.osv_cylinder, start.cylinder) == (63, 2, 62, 527)
-    std = schema.parse(mbr.ChsAddress, mbr.chs_encode_standard(62, 63, 2), what="chs")
+    std = schema.parse(mbr_s.ChsAddress, mbr.chs_encode_standard(62, 63, 2), what="chs")
     assert (std.head, std.sector, std.cylinder) == (63, 2, 62)
     # the views are not written back
     assert schema.build(mbr.MBR, c) == sector

@@ -6,21 +6,23 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from osvkit.boot import pvh, schema
+from osvkit.boot import pvh
+from osvkit.structs import base as schema
 from osvkit.errors import FormatError
+from osvkit.structs import pvh as pvh_s
 
 
 def test_sizes_and_offsets():
     assert pvh.HvmStartInfo.sizeof() == 56
     assert pvh.HvmMemmapTableEntry.sizeof() == 24
     assert pvh.HvmModlistEntry.sizeof() == 32
-    # firecracker-boot.md 5.4
-    assert pvh.HVM_START_INFO_OFFSETS == {
+    # Xen's start_info.h, written out
+    assert pvh_s.HVM_START_INFO_OFFSETS == {
         "magic": 0, "version": 4, "flags": 8, "nr_modules": 12, "modlist_paddr": 16,
         "cmdline_paddr": 24, "rsdp_paddr": 32, "memmap_paddr": 40, "memmap_entries": 48,
         "reserved": 52}
-    assert pvh.HVM_MEMMAP_ENTRY_OFFSETS == {"addr": 0, "size": 8, "type": 16, "reserved": 20}
-    assert pvh.HVM_MODLIST_ENTRY_OFFSETS == {"paddr": 0, "size": 8, "cmdline_paddr": 16,
+    assert pvh_s.HVM_MEMMAP_ENTRY_OFFSETS == {"addr": 0, "size": 8, "type": 16, "reserved": 20}
+    assert pvh_s.HVM_MODLIST_ENTRY_OFFSETS == {"paddr": 0, "size": 8, "cmdline_paddr": 16,
                                              "reserved": 24}
 
 

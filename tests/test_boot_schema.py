@@ -1,11 +1,11 @@
-"""osvkit.boot.schema: the one place construct errors become osvkit errors."""
+"""osvkit.structs.base: the one place construct errors become osvkit errors."""
 
 from __future__ import annotations
 
 import pytest
 from construct import Array, Bytes, Const, GreedyBytes, Int8ul, Int16ul, Int32ul, Struct
 
-from osvkit.boot import schema
+from osvkit.structs import base as schema
 from osvkit.errors import FormatError, LayoutError
 
 Inner = Struct("magic" / Const(b"AB"), "value" / Int16ul)

@@ -27,7 +27,7 @@ HAVE_VMLINUX = importlib.util.find_spec("osvkit.image.vmlinux") is not None
 
 
 def tiny_kernel(size: int = 0x2000) -> bytes:
-    """The smallest ELF that keeps OSv's boot contract (osv-boot.md 4.1): ELF64 x86-64, one
+    """The smallest ELF that keeps OSv's boot contract: ELF64 x86-64, one
     PT_LOAD from file offset 0 at vaddr 0x40200000 / paddr 0x200000, the physical address of
     start32 (0x201000) at file offset 0x800, and 'hlt; jmp .-1' at +0x1000."""
     ehdr = struct.pack("<4sBBBBB7sHHIQQQIHHHHHH",
@@ -145,7 +145,7 @@ def test_manifest_content(tmp_path, qemu_img):
     img = (bf.parent / "out" / "app.img").read_bytes()
     line = app["cmdline"].encode()
     assert img[512:512 + len(line) + 1] == line + b"\0"
-    # and the ROFS in MBR partition entry 1 at the next 2 MiB boundary (osv-boot.md 1.1)
+    # and the ROFS in MBR partition entry 1 at the next 2 MiB boundary
     entry = img[0x1BE + 16:0x1BE + 32]
     assert entry[4] == 0x83 and struct.unpack_from("<I", entry, 8)[0] * 512 == 0x200000
     rofs = (bf.parent / "out" / "app.rofs").read_bytes()

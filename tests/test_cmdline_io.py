@@ -1,4 +1,4 @@
-"""The command line inside OSv images (osv-boot.md 1.1, 2.2): get/set on raw and on qcow2
+"""The command line inside OSv images: get/set on raw and on qcow2
 images made as OSv's scripts make them (qemu-img convert -O qcow2 of the raw image)."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ AREA = 32256            # 63 sectors from LBA 1, NUL included
 
 def osv_like_image(path: Path, line: bytes = b"--rootfs=rofs /hello") -> bytes:
     """boot sector (55 AA, count32, 'VSO' signature), command line at 512, a kernel blob at
-    LBA 128, MBR entry 1 (type 0x83) at 2 MiB -- the usr.img layout of osv-boot.md 1.1."""
+    LBA 128, MBR entry 1 (type 0x83) at 2 MiB -- OSv's usr.img layout."""
     rnd = random.Random(3)
     img = bytearray(SIZE)
     img[0:0x10] = rnd.randbytes(0x10)

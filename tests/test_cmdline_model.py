@@ -1,5 +1,5 @@
 """OSv's command-line split (core/commands.cc loader_parse_cmdline), limits, and the
-Cmdline builder (osv-boot.md 2.2, 5; firecracker-boot.md 5.1)."""
+Cmdline builder."""
 
 from __future__ import annotations
 
@@ -106,7 +106,7 @@ def test_limits_count_utf8_bytes():
 
 
 def test_firecracker_target_takes_non_ascii_and_control_chars():
-    # Cmdline::try_from only checks the length (firecracker-boot.md 5.1)
+    # Cmdline::try_from only checks the length
     assert check_cmdline("/app caf\u00e9\x01", "firecracker") == b"/app caf\xc3\xa9\x01"
 
 

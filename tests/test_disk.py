@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from osvkit.errors import FormatError, MissingInputError, OsvkitError
-from osvkit.image.disk import open_disk
+from osvkit.disk import open_disk
 
 SIZE = 4 << 20
 

@@ -2,8 +2,7 @@
 vCPUs) and qemu-pvh (pc and microvm); the unpatched entry-report probe shows Firecracker's
 entry state under qemu-fc; the patched ELF still boots through usr.img (BIOS path).
 
-Real QEMU (TCG), few and short boots.  Expected values are written out from the facts
-(firecracker-boot.md 2-4, osv-boot.md 1.4, 5)."""
+Real QEMU (TCG), few and short boots.  Expected values are written out from the facts."""
 
 from __future__ import annotations
 
@@ -21,7 +20,7 @@ from osvkit.run.pvh import run_qemu_pvh
 
 pytestmark = pytest.mark.qemu
 
-# Firecracker's e820 for 128 MiB (firecracker-boot.md 3.3): RAM to the EBDA, system region,
+# Firecracker's e820 for 128 MiB: RAM to the EBDA, system region,
 # PCI MMCONFIG, RAM from 1 MiB.
 FC_E820_128M = [(0x0, 0x9FC00, 1), (0x9FC00, 0x40400, 2), (0xEEC00000, 0x10000000, 2),
                 (0x100000, 0x7F00000, 1)]
@@ -95,7 +94,7 @@ def test_qemu_fc_entry_state_is_firecrackers(qemu, tmp_path):
     rep = _report(r)
     assert rep.entry == "elf-entry"
     s = rep.entry_state
-    # RIP = the ELF's e_entry, read straight from the file header (firecracker-boot.md 2.5)
+    # RIP = the ELF's e_entry, read straight from the file header
     assert s["rip"] == struct.unpack_from("<Q", k.read_bytes(), 0x18)[0] >= 0x100000
     assert {n: s[n] for n in ("rax", "rbx", "rcx", "rdx", "rdi")} == dict.fromkeys(
         ("rax", "rbx", "rcx", "rdx", "rdi"), 0)

@@ -27,7 +27,7 @@ def test_regions_do_not_overlap(path):
 
 
 def test_layout_values_from_the_reference():
-    # osv-boot.md 1.1-1.4 and firecracker-boot.md 1.1, written out, not derived
+    # OSv's and Firecracker's values, written out, not derived
     assert layout.CMDLINE_OFFSET == 512
     assert layout.KERNEL_OFFSET == 0x10000
     assert layout.CMDLINE_AREA_SIZE == 32256

@@ -1,4 +1,4 @@
-"""OSv's lzloader segment format and the pure-Python FastLZ decoder (osv-boot.md 3.1, 3.2)."""
+"""OSv's lzloader segment format and the pure-Python FastLZ decoder."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""OSv manifest parsing (osv-boot.md 7.2): syntax, substitutions, patterns, safety."""
+"""OSv manifest parsing: syntax, substitutions, patterns, safety."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """virtio_mmio.device= entries: exact strings from Firecracker/QEMU, OSv's and Linux's
-grammars, OSv's find/strip semantics (osv-boot.md 5, firecracker-boot.md 5.1, 6.1, 8.7)."""
+grammars, OSv's find/strip semantics."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ GiB = 1 << 30
 
 # --- encode: exact values ------------------------------------------------------------
 @pytest.mark.parametrize("dev, osv_safe, text", [
-    # Firecracker HEAD's first device (firecracker-boot.md 1.4)
+    # Firecracker HEAD's first device
     (MmioDevice(0x1000, 0xC0001000, 5), True, "virtio_mmio.device=4K@0xc0001000:5"),
     # Firecracker <= v1.12
     (MmioDevice(0x1000, 0xD0000000, 5), False, "virtio_mmio.device=4K@0xd0000000:5"),

@@ -88,7 +88,7 @@ def test_corrupted_payload_byte_is_detected(qemu, tmp_path):
 
 
 def test_compatibility_mode_entry_with_paging_on(qemu, tmp_path):
-    # Firecracker's own MP table for 3 vCPUs (schemas part's builder), with its 8-byte
+    # Firecracker's own MP table for 3 vCPUs (osvkit's builder), with its 8-byte
     # interrupt-source entries between and after the processor entries
     from osvkit.boot.firecracker import firecracker_mptable
     fc_table = firecracker_mptable(3)

@@ -1,5 +1,5 @@
 """Byte-exact ROFS images of small trees, every byte worked out by hand from the format
-(osv-boot.md 7.1) and written out here; the writer must produce exactly these bytes."""
+and written out here; the writer must produce exactly these bytes."""
 
 from __future__ import annotations
 
@@ -113,7 +113,7 @@ def test_nested_tree_exact_bytes(tmp_path):
 def test_block_aligned_structure_gets_a_whole_extra_zero_block(tmp_path):
     # two empty directories with 198-byte names: 2 * (10 + 198) + 3 * 32 = 512 bytes of
     # structure -> structure_info_blocks_count 1, then gen-rofs-img's 512 - 512 % 512 = 512
-    # zero bytes (osv-boot.md 7.1 item 4): superblock + 1 structure block + 1 pad block.
+    # zero bytes: superblock + 1 structure block + 1 pad block.
     t = GuestTree()
     t.add("/" + "a" * 198, Dir())
     t.add("/" + "b" * 198, Dir())

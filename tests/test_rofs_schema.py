@@ -1,4 +1,4 @@
-"""ROFS schemas: sizes, field offsets and exact bytes, written out from osv-boot.md 7.1
+"""ROFS schemas: sizes, field offsets and exact bytes, written out from OSv's rofs.hh
 (``fs/rofs/rofs.hh``, ``scripts/gen-rofs-img.py``)."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from construct import ConstError
 
-from osvkit.rofs import schema as S
+from osvkit.structs import rofs as S
 
 
 def test_constants_from_the_reference():

@@ -1,10 +1,10 @@
 """The offsets the stubs use (read off the schemas) against the facts, written out."""
 
-from osvkit.boot import _fcoffsets as off
+from osvkit.structs import offsets as off
 
 
 def test_boot_params_offsets():
-    # firecracker-boot.md 3.1 / 3.2 (linux-loader bootparam.rs)
+    # Linux's bootparam.h (linux-loader bootparam.rs)
     assert off.BOOT_PARAMS["e820_entries"] == 0x1E8
     assert off.BOOT_PARAMS["boot_flag"] == 0x1FE
     assert off.BOOT_PARAMS["header"] == 0x202
@@ -17,7 +17,7 @@ def test_boot_params_offsets():
 
 
 def test_bootinfo_offsets():
-    # osv-boot.md 1.4
+    # OSv's arch-setup.hh
     bi = off.BOOTINFO
     assert (bi["flags"], bi["cmdline"], bi["mmap_length"], bi["mmap_addr"],
             bi["boot_loader_name"]) == (0, 16, 44, 48, 64)
@@ -28,7 +28,7 @@ def test_bootinfo_offsets():
 
 
 def test_start_info_offsets():
-    # firecracker-boot.md 5.4
+    # Xen's start_info.h
     si = off.START_INFO
     assert (si["magic"], si["version"], si["flags"], si["nr_modules"], si["modlist_paddr"],
             si["cmdline_paddr"], si["rsdp_paddr"], si["memmap_paddr"], si["memmap_entries"],

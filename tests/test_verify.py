@@ -13,7 +13,7 @@ from osvkit import verify as V
 from osvkit.errors import FormatError, MissingInputError, UsageError
 from osvkit.plot import PALETTE, Phase, TimelineRow, plot_timeline, render_png, render_svg
 
-# An OSv console with --bootchart, shaped after core/chart.cc print_chart (osv-boot.md 9):
+# An OSv console with --bootchart, shaped after core/chart.cc print_chart:
 # "\t<name>: <ms since event 0>ms, (+<ms since previous>ms)", events 1.. in order.
 BOOTCHART_CONSOLE = (
     "OSv v0.57.0-91-g98c90f03\r\n"

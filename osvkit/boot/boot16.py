@@ -1,6 +1,6 @@
 """osvkit's BIOS boot sector ("boot16"), generated as 16/32-bit assembly.
 
-It does what OSv's ``arch/x64/boot16.S`` does (osv-boot.md 1.3), with these differences:
+It does what OSv's ``arch/x64/boot16.S`` does, with these differences:
 
 * it uses the boot drive the BIOS passes in DL (OSv hard-codes 0x80);
 * it loads the exact number of sectors in ``payload_sectors`` (0x12), 127 sectors (65,024
@@ -48,20 +48,19 @@ Sector map (all offsets from the start of the sector, which the BIOS loads at 0x
 
 from __future__ import annotations
 
-import struct
 from functools import lru_cache
-
-from construct import Bytes, Const, Int8ul, Int16ul, Int32ul, Int64ul, Padding, Struct
 
 from .. import layout
 from ..asm import assemble, byte_directive, far_jump16
+from ..errors import FormatError
+from ..structs import base as schema
+from ..structs.bootinfo import (BOOTINFO_FLAG_BOOT_LOADER_NAME, BOOTINFO_OFFSETS,
+                                OSV_E820_ENT_SIZE, OSV_E820_ENTRY_SIZE, OSV_E820_OFFSETS)
+from ..structs.boot16 import (BOOT16_MAGIC, BOOT16_OFFSETS, BOOT16_VERSION, CODE_END,  # noqa: F401
+                              CODE_OFFSET, Boot16Header,
+                              Boot16Sector)
+from ..structs.mbr import PartitionTable
 
-BOOT16_MAGIC = b"osvkit16"
-BOOT16_VERSION = 1
-LOADER_NAME = b"osvkit-boot16"
-ERROR_MESSAGE = b": disk error\r\n"
-DISK_SIGNATURE = b"VSO\x00\x00\x00"
-"""Bytes 0x1B8-0x1BD of OSv's boot sector (boot16.S:172-173)."""
 SECTORS_PER_READ = layout.BOOT16_READ_SECTORS
 """Sectors per int 0x13 call (65,024 bytes; the classic limit some BIOSes impose)."""
 
@@ -71,70 +70,37 @@ GDT_DATA32 = 0x00CF_9200_0000_FFFF
 """Flat 4 GiB, 32-bit, read/write, DPL 0."""
 SEL_CODE32 = 0x08
 SEL_DATA32 = 0x10
-
-HEADER_GDT_OFFSET = 0x2E
-HEADER_NAME_OFFSET = 0x46
-CODE_OFFSET = 0x63
-CODE_END = layout.MBR_DISK_SIGNATURE_OFFSET
-
-# boot-info block fields (osv-boot.md 1.4)
-BI_FLAGS = 0
-BI_CMDLINE = 16
-BI_MMAP_LENGTH = 44
-BI_MMAP_ADDR = 48
-BI_BOOT_LOADER_NAME = 64
-BI_TSC_INIT = 88
-BI_TSC_DISK_DONE = 96
-BI_TSC_UNCOMPRESS_DONE = 104
-BI_DISK_ERR = 112
-BI_FLAG_BOOT_LOADER_NAME = 1 << 9
-E820_RECORD_SIZE = 24
-E820_ENTRY_SIZE = 20
 SMAP = 0x534D4150
+"""``"SMAP"``, the signature int 0x15 AX=0xE820 takes in EDX."""
 
-Dap = Struct(
-    "size" / Const(16, Int8ul),      # 0x0
-    "reserved" / Const(0, Int8ul),   # 0x1
-    "count" / Int16ul,               # 0x2 sectors
-    "offset" / Int16ul,              # 0x4 buffer offset
-    "segment" / Int16ul,             # 0x6 buffer segment
-    "lba" / Int64ul,                 # 0x8
-)
+# boot-info block fields, from the schema
+BI_FLAGS = BOOTINFO_OFFSETS["flags"]
+BI_CMDLINE = BOOTINFO_OFFSETS["cmdline"]
+BI_MMAP_LENGTH = BOOTINFO_OFFSETS["mmap_length"]
+BI_MMAP_ADDR = BOOTINFO_OFFSETS["mmap_addr"]
+BI_BOOT_LOADER_NAME = BOOTINFO_OFFSETS["boot_loader_name"]
+BI_TSC_INIT = BOOTINFO_OFFSETS["tsc_init"]
+BI_TSC_DISK_DONE = BOOTINFO_OFFSETS["tsc_disk_done"]
+BI_TSC_UNCOMPRESS_DONE = BOOTINFO_OFFSETS["tsc_uncompress_done"]
+BI_DISK_ERR = BOOTINFO_OFFSETS["disk_err"]
 
-Boot16Header = Struct(
-    "jump" / Bytes(5),                        # 0x00 far jump to 0000:7C00+CODE_OFFSET
-    "drive" / Int8ul,                         # 0x05 written at run time from DL
-    "version" / Int8ul,                       # 0x06
-    Padding(1),                               # 0x07
-    "magic" / Const(BOOT16_MAGIC),            # 0x08
-    "count32" / Int16ul,                      # 0x10 OSv: 32 KiB units
-    "payload_sectors" / Int32ul,              # 0x12
-    "load_addr" / Int32ul,                    # 0x16
-    "decompressor_entry" / Int32ul,           # 0x1A
-    "dap" / Dap,                              # 0x1E
-    "gdtr_limit" / Int16ul,                   # 0x2E (the GDT's null slot)
-    "gdtr_base" / Int32ul,                    # 0x30
-    Padding(2),                               # 0x34
-    "gdt_code32" / Int64ul,                   # 0x36 selector 0x08
-    "gdt_data32" / Int64ul,                   # 0x3E selector 0x10
-    "loader_name" / Const(LOADER_NAME + b"\0"),          # 0x46
-    "error_message" / Const(ERROR_MESSAGE + b"\0"),      # 0x54
-)                                                        # 0x63
-assert Boot16Header.sizeof() == CODE_OFFSET
-
-# absolute addresses of header fields once loaded
+# absolute addresses of header fields once loaded, from the schema
 _B = layout.BOOT16_LOAD_ADDR
-A_DRIVE = _B + 0x05
-A_PAYLOAD_SECTORS = _B + 0x12
-A_LOAD_ADDR = _B + 0x16
-A_DECOMP_ENTRY = _B + 0x1A
-A_DAP = _B + 0x1E
-A_DAP_COUNT = A_DAP + 2
-A_DAP_SEGMENT = A_DAP + 6
-A_DAP_LBA = A_DAP + 8
-A_GDTR = _B + HEADER_GDT_OFFSET
-A_NAME = _B + HEADER_NAME_OFFSET
+A_DRIVE = _B + BOOT16_OFFSETS["drive"]
+A_PAYLOAD_SECTORS = _B + BOOT16_OFFSETS["payload_sectors"]
+A_LOAD_ADDR = _B + BOOT16_OFFSETS["load_addr"]
+A_DECOMP_ENTRY = _B + BOOT16_OFFSETS["decompressor_entry"]
+A_DAP = _B + BOOT16_OFFSETS["dap"]
+A_DAP_COUNT = _B + BOOT16_OFFSETS["dap.count"]
+A_DAP_SEGMENT = _B + BOOT16_OFFSETS["dap.segment"]
+A_DAP_LBA = _B + BOOT16_OFFSETS["dap.lba"]
+A_GDTR = _B + BOOT16_OFFSETS["gdtr_limit"]
+A_NAME = _B + BOOT16_OFFSETS["loader_name"]
 A_CODE = _B + CODE_OFFSET
+
+
+_E820_ADDR = OSV_E820_OFFSETS["addr"]
+"""Offset of ``addr`` in an e820 record (``ent_size`` comes first)."""
 
 
 def _code16(pm32_addr: int) -> str:
@@ -157,7 +123,7 @@ def _code16(pm32_addr: int) -> str:
     rdtsc
     movl %eax, {BI_TSC_INIT - 0x80:#x}(%di)
     movl %edx, {BI_TSC_INIT + 4 - 0x80:#x}(%di)
-    movw ${BI_FLAG_BOOT_LOADER_NAME:#x}, {BI_FLAGS - 0x80:#x}(%di)
+    movw ${BOOTINFO_FLAG_BOOT_LOADER_NAME:#x}, {BI_FLAGS - 0x80:#x}(%di)
     movw ${A_NAME:#x}, {BI_BOOT_LOADER_NAME - 0x80:#x}(%di)
     movw ${layout.BOOT16_CMDLINE_ADDR:#x}, {BI_CMDLINE - 0x80:#x}(%di)
     movw ${layout.E820_MAP_ADDR:#x}, {BI_MMAP_ADDR - 0x80:#x}(%di)
@@ -204,21 +170,21 @@ load_done:
     movl %eax, {bi + BI_TSC_DISK_DONE:#x}
     movl %edx, {bi + BI_TSC_DISK_DONE + 4:#x}
     # e820 map: 24-byte records {{u32 size=20, u64 addr, u64 len, u32 type}} at 0x2000
-    movw ${layout.E820_MAP_ADDR + 4:#x}, %di
+    movw ${layout.E820_MAP_ADDR + _E820_ADDR:#x}, %di
     xorl %ebx, %ebx
 e820_loop:
     movl $0xe820, %eax
     movl ${SMAP:#x}, %edx
-    pushl ${E820_ENTRY_SIZE:#x}
+    pushl ${OSV_E820_ENT_SIZE:#x}
     popl %ecx
     int $0x15
     jc e820_done
-    movl %ecx, -0x4(%di)
-    addw ${E820_RECORD_SIZE:#x}, %di
+    movl %ecx, -{_E820_ADDR:#x}(%di)
+    addw ${OSV_E820_ENTRY_SIZE:#x}, %di
     testl %ebx, %ebx
     jnz e820_loop
 e820_done:
-    subw ${layout.E820_MAP_ADDR + 4:#x}, %di
+    subw ${layout.E820_MAP_ADDR + _E820_ADDR:#x}, %di
     movw %di, {bi + BI_MMAP_LENGTH:#x}
     # 32-bit flat protected mode
     call enter_pm
@@ -318,58 +284,53 @@ def no_decompressor_addr() -> int:
 
 
 def build_boot_sector(*, payload_sectors: int, load_addr: int, decompressor_entry: int | None,
-                      partitions: bytes = bytes(64)) -> bytes:
+                      partitions: bytes | None = None) -> bytes:
     """The 512-byte boot sector for a payload of ``payload_sectors`` sectors at LBA 128.
 
-    ``decompressor_entry`` None means the payload is the uncompressed kernel."""
+    ``decompressor_entry`` None means the payload is the uncompressed kernel; ``partitions``
+    is the 64-byte partition table (default: all entries unused)."""
     if decompressor_entry is None:
         decompressor_entry = no_decompressor_addr()
-    if len(partitions) != 64:
-        raise ValueError("partitions must be the 64-byte MBR partition table")
-    header = Boot16Header.build(dict(
-        jump=far_jump16(0, A_CODE),
+    table = schema.parse(PartitionTable, partitions if partitions is not None
+                         else bytes(PartitionTable.sizeof()), what="partition table")
+    header = dict(
         count32=min(0xFFFF, -(-payload_sectors * layout.SECTOR_SIZE // (32 * layout.KiB))),
         payload_sectors=payload_sectors,
         load_addr=load_addr,
         decompressor_entry=decompressor_entry,
         drive=0,
         version=BOOT16_VERSION,
-        dap=dict(count=layout.CMDLINE_AREA_SECTORS, offset=0, segment=layout.BOOT16_CMDLINE_ADDR >> 4,
+        dap=dict(count=layout.CMDLINE_AREA_SECTORS, offset=0,
+                 segment=layout.BOOT16_CMDLINE_ADDR >> 4,
                  lba=layout.CMDLINE_OFFSET // layout.SECTOR_SIZE),
         gdtr_limit=3 * 8 - 1,
         gdtr_base=A_GDTR,
         gdt_code32=GDT_CODE32,
         gdt_data32=GDT_DATA32,
-    ))
+    )
     code, _ = boot_code()
-    sector = bytearray(layout.SECTOR_SIZE)
-    sector[:len(header)] = header
-    sector[CODE_OFFSET:CODE_OFFSET + len(code)] = code
-    sector[layout.MBR_DISK_SIGNATURE_OFFSET:layout.MBR_DISK_SIGNATURE_OFFSET + 6] = DISK_SIGNATURE
-    sector[layout.MBR_PARTITION_TABLE_OFFSET:layout.MBR_SIGNATURE_OFFSET] = partitions
-    sector[layout.MBR_SIGNATURE_OFFSET:] = b"\x55\xaa"
-    return bytes(sector)
+    return schema.build(Boot16Sector, dict(header=header, code=code, partitions=table),
+                        what="boot16 sector")
 
 
 def is_osvkit_boot16(sector: bytes) -> bool:
-    return len(sector) >= 0x10 and sector[8:16] == BOOT16_MAGIC
+    """True when ``sector`` carries boot16's magic (its header may still be damaged)."""
+    at = BOOT16_OFFSETS["magic"]
+    return sector[at:at + len(BOOT16_MAGIC)] == BOOT16_MAGIC
 
 
 def parse_header(sector: bytes):
     """Parse the osvkit boot16 header (construct container); a damaged header (a constant
     that does not match) is a FormatError naming the field."""
-    from construct import ConstructError
-
-    from ..errors import FormatError
     try:
-        return Boot16Header.parse(sector[:CODE_OFFSET])
-    except ConstructError as exc:
-        field = getattr(exc, "path", None) or "header"
-        field = str(field).replace("(parsing) -> ", "").replace(" -> ", ".")
+        return schema.parse(Boot16Header, sector, what="boot16 header")
+    except FormatError as exc:
+        field = getattr(exc, "field", None) or "header"
         raise FormatError(f"damaged osvkit boot16 header ({field})",
                           expected="the constants boot16 writes (rebuild the image)") from None
 
 
-def osv_count32(sector: bytes) -> int:
-    """OSv's ``count32`` (u16 at 0x10): the number of 32 KiB chunks boot16 loads."""
-    return struct.unpack_from("<H", sector, layout.MBR_COUNT32_OFFSET)[0]
+def is_osv_boot16(sector: bytes) -> bool:
+    """True when ``sector`` starts with a far jump, as OSv's own boot16 does (it normalises
+    CS:IP that way); the caller also checks the "VSO" disk signature."""
+    return sector[:1] == far_jump16(0, 0)[:1]

@@ -1,6 +1,6 @@
 """OSv's boot-info block ``osv_multiboot_info_type`` and its e820 records.
 
-Spec: OSv ``arch/x64/arch-setup.hh:16-54`` (osv-boot.md 1.3, 1.4): a packed multiboot-1 info
+Spec: OSv ``arch/x64/arch-setup.hh:16-54``: a packed multiboot-1 info
 structure (88 bytes) followed by OSv's own fields, 121 bytes in all, at guest-physical 0x1000
 (``layout.BOOTINFO_ADDR``).  boot16 fills ``cmdline`` (16), ``mmap_length`` (44),
 ``mmap_addr`` (48), the three TSC stamps (88, 96, 104; each a u64 that boot16 stores as lo/hi
@@ -16,68 +16,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from construct import Array, Int8ul, Int16ul, Int32ul, Int64ul, Struct
 
-from .. import layout
-from . import schema
+from ..structs import base as schema
 from .bootparams import E820_TYPE_NAMES, describe_e820, read_cstring
 
-BOOTINFO_FLAG_BOOT_LOADER_NAME = 1 << 9
-OSV_E820_ENT_SIZE = 20
-"""``ent_size`` of every record a direct-boot path writes (the record is 24 bytes)."""
-
-OsvMultibootInfo = Struct(
-    "flags" / Int32ul,              # 0
-    "mem_lower" / Int32ul,          # 4
-    "mem_upper" / Int32ul,          # 8
-    "boot_device" / Int32ul,        # 12
-    "cmdline" / Int32ul,            # 16 phys address of the NUL-terminated command line
-    "mods_count" / Int32ul,         # 20
-    "mods_addr" / Int32ul,          # 24
-    "syms" / Array(4, Int32ul),     # 28
-    "mmap_length" / Int32ul,        # 44 bytes of e820 records
-    "mmap_addr" / Int32ul,          # 48 phys address of the records (0x2000)
-    "drives_length" / Int32ul,      # 52
-    "drives_addr" / Int32ul,        # 56
-    "config_table" / Int32ul,       # 60
-    "boot_loader_name" / Int32ul,   # 64 osvkit stubs: phys address of their name
-    "apm_table" / Int32ul,          # 68
-    "vbe_control_info" / Int32ul,   # 72
-    "vbe_mode_info" / Int32ul,      # 76
-    "vbe_mode" / Int16ul,           # 80
-    "vbe_interface_seg" / Int16ul,  # 82
-    "vbe_interface_off" / Int16ul,  # 84
-    "vbe_interface_len" / Int16ul,  # 86
-    "tsc_init" / Int64ul,           # 88 (tsc_init, tsc_init_hi)
-    "tsc_disk_done" / Int64ul,      # 96 (tsc_disk_done, tsc_disk_done_hi)
-    "tsc_uncompress_done" / Int64ul,  # 104 (tsc_uncompress_done, tsc_uncompress_done_hi)
-    "disk_err" / Int8ul,            # 112 BIOS AH after a failed read
-    "pvh_rsdp" / Int64ul,           # 113 unaligned
-)
-"""``struct osv_multiboot_info_type`` (121 bytes, packed)."""
-
-OsvE820Entry = Struct(
-    "ent_size" / Int32ul,           # +0 bytes that follow (20)
-    "addr" / Int64ul,               # +4
-    "size" / Int64ul,               # +12
-    "type" / Int32ul,               # +20
-)
-"""``struct e820ent`` (24 bytes, packed)."""
-
-BOOTINFO_OFFSETS: dict[str, int] = schema.field_offsets(OsvMultibootInfo)
-"""Offset of every field (``cmdline`` -> 16, ``pvh_rsdp`` -> 113), derived from the schema."""
-OSV_E820_OFFSETS: dict[str, int] = schema.field_offsets(OsvE820Entry)
-OSV_E820_ENTRY_SIZE = OsvE820Entry.sizeof()
-MAX_MMAP_LENGTH = layout.E820_MAP_END - layout.E820_MAP_ADDR
-
-assert OsvMultibootInfo.sizeof() == layout.BOOTINFO_SIZE
-assert OSV_E820_ENTRY_SIZE == 24
+from ..structs.bootinfo import (
+    BOOTINFO_FLAG_BOOT_LOADER_NAME, OSV_E820_ENT_SIZE, OsvMultibootInfo, OsvE820Entry,
+    BOOTINFO_OFFSETS, OSV_E820_OFFSETS, MAX_MMAP_LENGTH)
 
 
 def build_bootinfo(**fields) -> bytes:
     """A 121-byte block, zero except ``fields``."""
-    obj = {sub.name: 0 for sub in OsvMultibootInfo.subcons}
-    obj["syms"] = [0, 0, 0, 0]
+    obj = schema.blank(OsvMultibootInfo)
     obj.update(fields)
     return schema.build(OsvMultibootInfo, obj, what="osv_multiboot_info")
 
@@ -141,8 +91,8 @@ def parse_bootinfo(data, *, path=None, offset: int = 0, base: int | None = None,
                      offset=offset)
     fields = schema.plain(c)
     info = BootInfo(offset, None if base is None else base + offset, fields)
-    # The block has no magic; these are the values every boot path writes (osv-boot.md 1.3,
-    # 4.2, 4.4), so anything else is not a boot-info block.
+    # The block has no magic; these are the values every boot path writes (boot16, the
+    # Linux-entry and PVH code), so anything else is not a boot-info block.
     checks = [
         ("cmdline", c.cmdline != 0, "is 0", "the physical address of the command line"),
         ("mmap_length", c.mmap_length <= MAX_MMAP_LENGTH, f"is {c.mmap_length}",

@@ -1,7 +1,7 @@
 """Master boot record (MBR), as OSv's boot16 and ``imgedit.py`` use it.
 
 Spec: the IBM PC MBR (446 bytes of boot code, four 16-byte partition entries, ``55 AA``), with
-OSv's own fields inside the boot-code area (osv-boot.md 1.1, 1.2, 2.2):
+OSv's own fields inside the boot-code area:
 
 * ``count32`` (u16 at 0x10): the number of 32 KiB chunks boot16 loads;
 * the disk signature (u32 at 0x1B8; OSv writes ``56 53 4F 00`` = "VSO");
@@ -19,72 +19,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from construct import Array, Bytes, Computed, Const, Int8ul, Int16ul, Int32ul, Struct, this
 
 from .. import layout
 from ..errors import LayoutError
-from . import schema
-
-CHS_SECTORS_PER_TRACK = 63
-CHS_HEADS = 255
-CHS_MAX = (1023, 254, 63)
-"""imgedit.py clamps any cylinder above 1023 to this (cylinder, head, sector)."""
-
-PARTITION_TYPE_LINUX = 0x83
-"""The system id imgedit.py writes for OSv partitions."""
-OSV_DISK_SIGNATURE = 0x004F5356
-"""boot16's bytes ``56 53 4F 00`` at 0x1B8 ("VSO")."""
-
-ChsAddress = Struct(
-    "head" / Int8ul,                # +0
-    "sector_cylinder" / Int16ul,    # +1 raw word, kept so both packings round-trip
-    # views (not written on build): the sector is bits 0-5 of byte +1 in both packings;
-    # only the cylinder differs
-    "sector" / Computed(this.sector_cylinder & 0x3F),
-    "cylinder" / Computed(((this.sector_cylinder & 0xC0) << 2) | (this.sector_cylinder >> 8)),
-    "osv_cylinder" / Computed(this.sector_cylinder >> 6),
-)
-"""3-byte CHS address with both decodings: ``cylinder`` (standard) and ``osv_cylinder``."""
-
-PartitionEntry = Struct(
-    "status" / Int8ul,              # +0x0 0x80 = active (bootable); imgedit leaves 0
-    "start_chs" / ChsAddress,       # +0x1
-    "system_id" / Int8ul,           # +0x4 partition type, 0 = unused
-    "end_chs" / ChsAddress,         # +0x5
-    "lba_start" / Int32ul,          # +0x8
-    "sector_count" / Int32ul,       # +0xc
-)
-"""One 16-byte partition table entry."""
-
-BootCode = Struct(
-    "head" / Bytes(0x10),           # 0x000 boot code (OSv: far jump to init)
-    "count32" / Int16ul,            # 0x010 OSv: 32 KiB chunks of lzloader.elf boot16 loads
-    "code" / Bytes(0x1B8 - 0x12),   # 0x012 boot code and data
-    "disk_signature" / Int32ul,     # 0x1b8
-    "reserved" / Int16ul,           # 0x1bc
-)
-"""The 446-byte boot-code area with OSv's fields."""
-
-MBR = Struct(
-    "bootcode" / BootCode,                  # 0x000
-    "partitions" / Array(4, PartitionEntry),  # 0x1be
-    "boot_signature" / Const(b"\x55\xAA"),  # 0x1fe
-)
-"""The 512-byte master boot record."""
-
-MBR_OFFSETS = {
-    "count32": schema.field_offsets(MBR)["bootcode.count32"],
-    "disk_signature": schema.field_offsets(MBR)["bootcode.disk_signature"],
-    "partitions": schema.field_offsets(MBR)["partitions"],
-    "boot_signature": schema.field_offsets(MBR)["boot_signature"],
-}
-
-assert BootCode.sizeof() == layout.MBR_BOOTCODE_SIZE
-assert PartitionEntry.sizeof() == 16 and MBR.sizeof() == layout.SECTOR_SIZE
-assert MBR_OFFSETS["count32"] == layout.MBR_COUNT32_OFFSET
-assert MBR_OFFSETS["disk_signature"] == layout.MBR_DISK_SIGNATURE_OFFSET
-assert MBR_OFFSETS["partitions"] == layout.MBR_PARTITION_TABLE_OFFSET
-assert MBR_OFFSETS["boot_signature"] == layout.MBR_SIGNATURE_OFFSET
+from ..structs import base as schema
+from ..structs.mbr import (CHS_HEADS, CHS_MAX, CHS_SECTORS_PER_TRACK, MBR, MBR_OFFSETS,
+                           PARTITION_ENTRY_SIZE, PARTITION_TYPE_LINUX, ChsAddress, OsvChs,
+                           PartitionEntry, PartitionEntryOsv, PartitionEntryStandard,
+                           StandardChs)
 
 
 # ---------------------------------------------------------------------------------
@@ -112,43 +54,37 @@ def _check_chs(cylinder: int, head: int, sector: int) -> None:
 def chs_encode_standard(cylinder: int, head: int, sector: int) -> bytes:
     """Standard MBR packing: head; sector | (cylinder bits 8-9) << 6; cylinder bits 0-7."""
     _check_chs(cylinder, head, sector)
-    return bytes([head, sector | ((cylinder >> 8) << 6), cylinder & 0xFF])
+    return schema.build(StandardChs, (cylinder, head, sector), what="CHS address")
 
 
 def chs_encode_osv(cylinder: int, head: int, sector: int) -> bytes:
     """OSv packing (imgedit.py): head; u16 LE ``(cylinder << 6) | sector``."""
     _check_chs(cylinder, head, sector)
-    return bytes([head]) + ((cylinder << 6) | sector).to_bytes(2, "little")
+    return schema.build(OsvChs, (cylinder, head, sector), what="CHS address")
 
 
 def chs_decode_standard(raw: bytes) -> tuple[int, int, int]:
     """(cylinder, head, sector) from 3 bytes in the standard packing."""
-    head, b1, b2 = raw[0], raw[1], raw[2]
-    return ((b1 >> 6) << 8) | b2, head, b1 & 0x3F
+    return schema.parse(StandardChs, raw, what="CHS address")
 
 
 def chs_decode_osv(raw: bytes) -> tuple[int, int, int]:
     """(cylinder, head, sector) from 3 bytes in OSv's packing (sector:6, cylinder:10)."""
-    word = raw[1] | (raw[2] << 8)
-    return word >> 6, raw[0], word & 0x3F
+    return schema.parse(OsvChs, raw, what="CHS address")
 
 
 def _chs_bytes(chs) -> bytes:
-    return bytes([chs.head]) + chs.sector_cylinder.to_bytes(2, "little")
+    return schema.build(ChsAddress, chs, what="CHS address")
 
 
 # ---------------------------------------------------------------------------------
 # Partition entries
 # ---------------------------------------------------------------------------------
 
-def _entry(lba: int, sectors: int, system_id: int, status: int, encode) -> bytes:
+def _check_entry(lba: int, sectors: int) -> None:
     if not (0 <= lba < 2**32 and 0 <= sectors < 2**32):
         raise LayoutError(f"partition LBA {lba} / {sectors} sectors do not fit in 32 bits",
                           expected="a partition below 2 TiB")
-    start = encode(*lba_to_chs(lba))
-    end = encode(*lba_to_chs(lba + sectors))
-    return (bytes([status]) + start + bytes([system_id]) + end
-            + lba.to_bytes(4, "little") + sectors.to_bytes(4, "little"))
 
 
 def partition_entry_osv(lba: int, sectors: int, *, system_id: int = PARTITION_TYPE_LINUX,
@@ -156,27 +92,48 @@ def partition_entry_osv(lba: int, sectors: int, *, system_id: int = PARTITION_TY
     """A 16-byte entry exactly as OSv's ``imgedit.py setpartition`` writes it: CHS in OSv's
     packing, the end CHS computed from ``lba + sectors`` (one past the end, as imgedit does),
     type 0x83.  The start sector field is never 0, so OSv's kernel accepts the entry."""
-    return _entry(lba, sectors, system_id, status, chs_encode_osv)
+    _check_entry(lba, sectors)
+    return schema.build(PartitionEntryOsv, dict(
+        status=status, start_chs=lba_to_chs(lba), system_id=system_id,
+        end_chs=lba_to_chs(lba + sectors), lba_start=lba, sector_count=sectors),
+        what="partition entry")
 
 
 def partition_entry_standard(lba: int, sectors: int, *, system_id: int = PARTITION_TYPE_LINUX,
                              status: int = 0) -> bytes:
     """The same entry with standard CHS packing and the end CHS of the last sector."""
-    if sectors == 0:
-        return _entry(lba, 0, system_id, status, chs_encode_standard)
-    start = chs_encode_standard(*lba_to_chs(lba))
-    end = chs_encode_standard(*lba_to_chs(lba + sectors - 1))
-    return (bytes([status]) + start + bytes([system_id]) + end
-            + lba.to_bytes(4, "little") + sectors.to_bytes(4, "little"))
+    _check_entry(lba, sectors)
+    return schema.build(PartitionEntryStandard, dict(
+        status=status, start_chs=lba_to_chs(lba), system_id=system_id,
+        end_chs=lba_to_chs(lba + max(sectors - 1, 0)), lba_start=lba, sector_count=sectors),
+        what="partition entry")
+
+
+def partition_table(entries: dict[int, bytes]) -> bytes:
+    """The 64-byte partition table with ``entries`` (index -> 16-byte entry), the rest unused."""
+    table = [partition_entry_unused()] * 4
+    for index, entry in entries.items():
+        if not 0 <= index <= 3:
+            raise LayoutError(f"partition index {index}", expected="index 0-3")
+        table[index] = entry
+    return b"".join(table)
+
+
+def partition_entry_unused() -> bytes:
+    """An all-zero entry (system id 0: unused)."""
+    return schema.build(PartitionEntryOsv, dict(start_chs=(0, 0, 0), system_id=0,
+                                                 end_chs=(0, 0, 0), lba_start=0, sector_count=0),
+                        what="partition entry")
 
 
 def set_partition(mbr: bytes, index: int, entry: bytes) -> bytes:
-    """Return ``mbr`` (at least 512 bytes) with partition ``index`` (0-3) replaced."""
-    if not 0 <= index <= 3 or len(entry) != 16:
+    """Return ``mbr`` (a whole 512-byte MBR) with partition ``index`` (0-3) replaced."""
+    if not 0 <= index <= 3 or len(entry) != PARTITION_ENTRY_SIZE:
         raise LayoutError(f"partition index {index} / entry of {len(entry)} bytes",
                           expected="index 0-3 and a 16-byte entry")
-    start = layout.MBR_PARTITION_TABLE_OFFSET + 16 * index
-    return bytes(mbr[:start]) + entry + bytes(mbr[start + 16:])
+    c = schema.parse(MBR, mbr, what="MBR")
+    c.partitions[index] = schema.parse(PartitionEntry, entry, what="partition entry")
+    return schema.build(MBR, c, what="MBR") + bytes(mbr[MBR.sizeof():])
 
 
 # ---------------------------------------------------------------------------------
@@ -248,7 +205,7 @@ def parse_mbr(data, *, path=None, offset: int = 0) -> MbrInfo:
     c = schema.parse(MBR, data, what="MBR", path=path, offset=offset)
     for i, p in enumerate(c.partitions):
         if p.status not in (0x00, 0x80):
-            entry_offset = offset + layout.MBR_PARTITION_TABLE_OFFSET + 16 * i
+            entry_offset = offset + MBR_OFFSETS["partitions"] + PARTITION_ENTRY_SIZE * i
             raise schema.format_error("MBR", f"is {p.status:#04x}", path=path, offset=offset,
                                       field=f"partitions[{i}].status",
                                       field_offset=entry_offset, expected="0x00 or 0x80")

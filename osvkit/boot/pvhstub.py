@@ -2,8 +2,8 @@
 
 A PVH loader (QEMU ``-kernel`` on pc via ``pvh.bin`` or on microvm via qboot, Firecracker
 >= 1.12) enters the address in the ``XEN_ELFNOTE_PHYS32_ENTRY`` note in 32-bit protected
-mode, paging off, EBX = ``hvm_start_info`` (firecracker-boot.md 2.9, 6.3).  The stub does
-what OSv's ``hvm_xen_start`` + ``hvm_xen_extract_boot_params`` do (osv-boot.md 4.4), before
+mode, paging off, EBX = ``hvm_start_info``.  The stub does
+what OSv's ``hvm_xen_start`` + ``hvm_xen_extract_boot_params`` do, before
 entering the kernel:
 
 1. zero the boot-info block (0x1000);
@@ -13,14 +13,14 @@ entering the kernel:
 4. stamp the TSC fields, name the loader "osvkit-pvh" (flags bit 9);
 5. ESP = 0x7C00 (as OSv's hvm_xen_start), EBX = 0x1000, jump through the start32 slot.
 
-Offsets come from :mod:`osvkit.boot._fcoffsets` (the schemas).
+Offsets come from :mod:`osvkit.structs.offsets` (the schemas).
 """
 
 from __future__ import annotations
 
 from .. import layout
 from ..asm import assemble
-from . import _fcoffsets as off
+from ..structs import offsets as off
 
 LOADER_NAME = b"osvkit-pvh\0"
 PVH_STACK_ADDR = layout.BOOT16_STACK_ADDR

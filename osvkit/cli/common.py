@@ -300,6 +300,8 @@ EXAMPLES: dict[tuple[str, ...], tuple[str, ...]] = {
         "osvkit build loader-stripped.elf -o usr.img --cmdline '--rootfs=rofs /hello'",
         "osvkit build loader-stripped.elf -o app.img --manifest usr.manifest -D arch=x64",
         "osvkit build loader-stripped.elf --format vmlinux -o vmlinux.elf --json",
+        "osvkit build loader-stripped.elf -o py.img --app /usr/bin/python3.11 "
+        "--add /usr/lib/python3.11 --exclude test --env PYTHONHOME=/usr",
     ),
     ("cmdline", "check"): ("osvkit cmdline check --target firecracker -- '--nopci /hello'",),
     ("cmdline", "get"): ("osvkit cmdline get usr.img", "osvkit cmdline get usr.qcow2 --json"),

@@ -15,6 +15,8 @@ def _describe(cfg) -> str:
     lines = [f"wrote {cfg.output}",
              f"  kernel {d['boot-source']['kernel_image_path']}",
              f"  boot_args {d['boot-source']['boot_args']!r}",
+             *([f"  initrd {d['boot-source']['initrd_path']}"]
+               if "initrd_path" in d["boot-source"] else []),
              f"  {d['machine-config']['vcpu_count']} vCPU(s), {d['machine-config']['mem_size_mib']} MiB"]
     for drv in d["drives"]:
         lines.append(f"  drive {drv['drive_id']}: {drv['path_on_host']} (root device: no)")
@@ -34,10 +36,12 @@ def firecracker_config(
     boot_args: Annotated[str, typer.Option(
         "--cmdline", "--boot-args", metavar="TEXT",
         help="Command line, Firecracker's boot_args (--nopci is prepended).")] = "",
+    initrd: Annotated[Optional[Path], typer.Option(
+        "--initrd", help="Initrd (boot-source initrd_path).")] = None,
     json_output: JsonOpt = False,
 ) -> None:
     """Write a Firecracker --config-file document for an OSv kernel."""
     from ..firecracker.config import write_firecracker_config
 
     emit(write_firecracker_config(kernel, output, disk=disk, memory=memory, cpus=cpus,
-                                  boot_args=boot_args), json_output, _describe)
+                                  boot_args=boot_args, initrd=initrd), json_output, _describe)

@@ -1,10 +1,11 @@
 """Write a Firecracker ``--config-file`` document that boots an OSv kernel.
 
-The document has the keys of Firecracker's ``FullVmConfiguration`` (firecracker-api.yaml):
+The document has the keys of Firecracker's ``FullVmConfiguration`` (its API description's
+name for the config file's object):
 
 * ``boot-source``: ``kernel_image_path`` (absolute) and ``boot_args`` = ``--nopci`` + the
   command line -- OSv's own scripts/firecracker.py prepends ``--nopci`` because Firecracker
-  has no PCI bus (osv-boot.md 5, 8); it is not added twice;
+  has no PCI bus; it is not added twice;
 * ``drives``: the application disk as a **non-root** drive (``is_root_device`` false: with
   true, Firecracker appends ``root=/dev/vda`` to the command line, which OSv would run as the
   application), read-write, like scripts/firecracker.py;
@@ -12,12 +13,17 @@ The document has the keys of Firecracker's ``FullVmConfiguration`` (firecracker-
   and ``mem_size_mib``.
 
 Which entry Firecracker uses: since v1.12 a kernel with a ``XEN_ELFNOTE_PHYS32_ENTRY`` note is
-always booted through PVH (no knob, firecracker-boot.md 2.9); older versions, or a vmlinux
+always booted through PVH (there is no knob); older versions, or a vmlinux
 built with ``--no-pvh``, use the 64-bit Linux entry (``e_entry``).
 
-Refused: a command line Firecracker refuses (over 2047 bytes with the virtio-mmio entries it
-appends not counted -- osvkit cannot know how many -- so the visible part alone must fit), a
-qcow2 disk (Firecracker reads raw files only), a kernel that is not a patched/linux64 ELF.
+An ``initrd`` becomes ``boot-source.initrd_path`` (absolute); it must exist and fit in the
+guest's low RAM, where Firecracker places it (:func:`osvkit.firecracker.kernel.initrd_address`).
+
+Refused: a kernel Firecracker's loader refuses (:mod:`osvkit.firecracker.kernel`), an OSv
+kernel that was not patched for it (neither a Linux 64-bit entry nor a PVH note: Firecracker
+would enter OSv's 32-bit ``start32`` in 64-bit mode), a command line Firecracker refuses (over
+2047 bytes with the virtio-mmio entries it appends not counted -- osvkit cannot know how many
+-- so the visible part alone must fit), a qcow2 disk (Firecracker reads raw files only).
 """
 
 from __future__ import annotations
@@ -79,18 +85,44 @@ def _check_disk(disk) -> str:
     return path
 
 
-def build_firecracker_config(kernel, *, disk=None, memory="128M", cpus: int = 1,
-                             boot_args: str = "") -> FirecrackerConfig:
-    """The document for ``kernel`` (a kernel ELF Firecracker can boot: see
-    ``osvkit build --format vmlinux``)."""
+def _check_osv_kernel(kernel) -> None:
+    """An OSv kernel (one that keeps OSv's boot contract) must have been patched for
+    Firecracker; any other kernel is judged by Firecracker's loader rules alone."""
+    from ..errors import KernelError
     from ..image.kernel import load_kernel
     from ..image.vmlinux import existing_linux64_entry
 
-    k = load_kernel(kernel)
+    try:
+        k = load_kernel(kernel)
+    except KernelError:
+        return                      # not an OSv kernel
     if k.pvh_entry is None and existing_linux64_entry(k) is None and \
             not (layout.STUB_START <= k.entry < layout.STUB_END):
         raise FormatError("the kernel has neither a Linux 64-bit entry nor a PVH note",
                           path=kernel, expected="a vmlinux (osvkit build --format vmlinux)")
+
+
+def _check_initrd(initrd, memory) -> str:
+    from ..fileio import open_input
+    from .kernel import initrd_address
+
+    with open_input(initrd, "an initrd file") as f:
+        size = os.fstat(f.fileno()).st_size
+    try:
+        initrd_address(_parse_memory_mib(memory) * layout.MiB, size)
+    except FormatError as exc:
+        raise exc.with_path(initrd)
+    return os.path.abspath(os.fspath(initrd))
+
+
+def build_firecracker_config(kernel, *, disk=None, memory="128M", cpus: int = 1,
+                             boot_args: str = "", initrd=None) -> FirecrackerConfig:
+    """The document for ``kernel`` (any kernel Firecracker's loader accepts; an OSv kernel
+    patched by ``osvkit build --format vmlinux``) and an optional ``initrd``."""
+    from .kernel import read_fc_kernel
+
+    read_fc_kernel(kernel)
+    _check_osv_kernel(kernel)
     if not (cpus == 1 or (cpus % 2 == 0 and 2 <= cpus <= MAX_VCPUS)):
         raise UsageError(f"{cpus} vCPUs", expected=f"1 or an even number up to {MAX_VCPUS} "
                                                    "(Firecracker's machine-config rule)")
@@ -106,6 +138,8 @@ def build_firecracker_config(kernel, *, disk=None, memory="128M", cpus: int = 1,
             "smt": False,
         },
     }
+    if initrd is not None:
+        doc["boot-source"]["initrd_path"] = _check_initrd(initrd, memory)
     if disk is not None:
         doc["drives"].append({
             "drive_id": "rootfs",

@@ -4,7 +4,7 @@
 the ROFS (``osvkit.rofs.build_rofs``) into a temporary file beside the output, puts it in
 partition index 1 at the next 2 MiB boundary after the kernel (``build_usr_image``), and adds
 ``--rootfs=rofs`` to the command line unless it already names a root filesystem, as OSv's
-``scripts/build`` does (osv-boot.md 2.3).
+``scripts/build`` does.
 """
 
 from __future__ import annotations

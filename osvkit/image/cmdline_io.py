@@ -9,7 +9,7 @@ NUL.  It validates everything before writing, so a refused call leaves the image
 
 * raw: the whole 32,256-byte area is written with one ``pwrite`` and fsync'ed;
 * qcow2: only the bytes that change are written, in place, inside allocated clusters
-  (:mod:`osvkit.image.disk`); an image whose clusters there are unallocated, compressed
+  (:mod:`osvkit.disk`); an image whose clusters there are unallocated, compressed
   or shared is refused with a message saying how to convert it.
 
 Before writing, the image must look like an OSv disk: ``55 AA`` at 510, no GPT protective
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from .. import layout
 from ..cmdline.model import TARGETS, check_cmdline, split_cmdline, unfit_targets
 from ..errors import CmdlineError, FormatError, OsvkitIOError
-from .disk import open_disk
+from ..disk import open_disk
 
 MBR_SIGNATURE = b"\x55\xaa"
 AREA_START = layout.CMDLINE_OFFSET

@@ -1,4 +1,4 @@
-"""Build and read BIOS-bootable usr.img disk images (osv-boot.md 1.1, 2.2, 2.3).
+"""Build and read BIOS-bootable usr.img disk images.
 
 Layout of an image built here (compatible with OSv's tools)::
 
@@ -16,8 +16,8 @@ Layout of an image built here (compatible with OSv's tools)::
 The image is written atomically; ``image_format="qcow2"`` converts the raw image with
 ``qemu-img convert -O qcow2`` (deterministic: the same input gives the same bytes).
 
-The reader (:func:`read_usr_image`) also understands images made by OSv's own scripts (OSv's
-boot16 and ``lzloader.elf`` at LBA 128), see :mod:`osvkit.inspect`.
+The reader (:func:`osvkit.inspect.inspect_usr_image`) also understands images made by OSv's
+own scripts (OSv's boot16 and ``lzloader.elf`` at LBA 128).
 """
 
 from __future__ import annotations
@@ -34,10 +34,10 @@ from dataclasses import dataclass, field
 
 from .. import layout
 from ..boot import boot16, lzdecomp, mbr
-from ..errors import (FormatError, LayoutError, MissingInputError, OsvkitIOError, OutputError,
-                      ToolError, UsageError)
-from ..fileio import (atomic_output, check_not_input, largest_file_size, open_input,
-                      remove_stale_temporaries)
+from ..disk import open_disk
+from ..errors import (LayoutError, MissingInputError, OsvkitIOError, OutputError, ToolError,
+                      UsageError)
+from ..fileio import atomic_output, check_not_input, largest_file_size, remove_stale_temporaries
 from . import lzloader
 from .kernel import Kernel, check_kernel, load_kernel
 
@@ -125,6 +125,36 @@ def make_payload(kernel_data: bytes, compression: str) -> tuple[bytes, int, int 
     raise UsageError(f"compression {compression!r}", expected=" or ".join(COMPRESSIONS))
 
 
+def _same_file(a, b) -> bool:
+    """True when paths ``a`` and ``b`` name the same existing file (links included)."""
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, TypeError, ValueError):
+        return False
+
+
+def _copy_partition(src, dst) -> None:
+    """Copy ``src`` to ``dst`` at its position: in the kernel (``copy_file_range``, no trip
+    through user space) when the files allow it, else in 1 MiB chunks."""
+    dst.flush()
+    pos, done = dst.tell(), 0
+    size = os.fstat(src.fileno()).st_size
+    if hasattr(os, "copy_file_range"):
+        try:
+            while done < size:
+                n = os.copy_file_range(src.fileno(), dst.fileno(), size - done, done, pos + done)
+                if n == 0:
+                    break
+                done += n
+        except OSError:
+            pass  # another filesystem, or no support: the plain copy below
+    if done < size:
+        src.seek(done)
+        dst.seek(pos + done)
+        shutil.copyfileobj(src, dst, 1 << 20)
+    dst.seek(pos + size)
+
+
 def build_usr_image(kernel, output, *, cmdline: str = "", compression: str = "fastlz",
                     image_format: str = "raw", partition=None, size=None,
                     force_cmdline: bool = False) -> BuildResult:
@@ -183,10 +213,10 @@ def build_usr_image(kernel, output, *, cmdline: str = "", compression: str = "fa
             raise LayoutError(f"--size {image_size} is not a multiple of 512",
                               expected="a whole number of sectors")
 
-    table = bytearray(64)
-    table[16:32] = mbr.partition_entry_osv(kernel_end // layout.SECTOR_SIZE, part_sectors)
+    table = mbr.partition_table({layout.APP_PARTITION_INDEX: mbr.partition_entry_osv(
+        kernel_end // layout.SECTOR_SIZE, part_sectors)})
     sector = boot16.build_boot_sector(payload_sectors=payload_sectors, load_addr=load_addr,
-                                      decompressor_entry=entry, partitions=bytes(table))
+                                      decompressor_entry=entry, partitions=table)
 
     def write_raw(f):
         f.write(sector)
@@ -197,7 +227,7 @@ def build_usr_image(kernel, output, *, cmdline: str = "", compression: str = "fa
             f.seek(kernel_end)
             try:
                 with open(partition, "rb") as src:
-                    shutil.copyfileobj(src, f, 1 << 20)
+                    _copy_partition(src, f)
             except OSError as exc:
                 raise MissingInputError(f"cannot read: {exc.strerror}", path=partition) from None
         fit_size(f, image_size, output)
@@ -256,59 +286,9 @@ def _write_qcow2(output, write_raw) -> None:
 # ------------------------------------------------------------------------------------------
 # reading
 # ------------------------------------------------------------------------------------------
-QCOW2_MAGIC = b"QFI\xfb"
-
-
 @contextlib.contextmanager
 def open_image(path):
-    """Yield ``(reader, format, virtual_size)`` where ``reader(offset, size) -> bytes``.
-
-    Raw files are read directly; qcow2 goes through ``osvkit.image.disk.open_disk`` when that
-    module is present, else through a raw copy made by ``qemu-img convert``."""
-    path = os.fspath(path)
-    with open_input(path, "a disk image") as f:
-        if not f.seekable():        # a pipe: images are read at offsets
-            raise FormatError("cannot seek (a pipe?)", path=path,
-                              expected="a disk image file or block device")
-        magic = f.read(4)
-        if magic != QCOW2_MAGIC:
-            size = os.fstat(f.fileno()).st_size
-
-            def read(offset, n):
-                f.seek(offset)
-                return f.read(n)
-            yield read, "raw", size
-            return
-    try:
-        from .disk import open_disk  # the cmdline helper's qcow2/raw random access
-    except ImportError:
-        open_disk = None
-    if open_disk is not None:
-        disk = open_disk(path)
-
-        def read_disk(offset, n):
-            n = max(0, min(n, disk.size - offset))
-            return disk.read(offset, n) if n else b""
-        try:
-            yield read_disk, "qcow2", disk.size
-        finally:
-            with contextlib.suppress(Exception):
-                disk.close()
-        return
-    qemu_img = shutil.which("qemu-img")
-    if qemu_img is None:
-        raise ToolError("qemu-img not found", path=path, expected="qemu-img to read qcow2 images")
-    with tempfile.TemporaryDirectory(prefix="osvkit-") as tmp:
-        raw = os.path.join(tmp, "raw.img")
-        proc = subprocess.run([qemu_img, "convert", "-f", "qcow2", "-O", "raw", path, raw],
-                              capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise FormatError(f"qemu-img cannot read it as qcow2: {proc.stderr.strip()}",
-                              path=path, expected="a valid qcow2 image")
-        with open(raw, "rb") as rf:
-            size = os.fstat(rf.fileno()).st_size
-
-            def read(offset, n):
-                rf.seek(offset)
-                return rf.read(n)
-            yield read, "qcow2", size
+    """Yield ``(reader, format, virtual_size)`` where ``reader(offset, size) -> bytes`` reads
+    up to ``size`` bytes (fewer at the end); raw and qcow2 through :func:`osvkit.disk.open_disk`."""
+    with open_disk(path) as disk:
+        yield disk.read_upto, disk.format, disk.size

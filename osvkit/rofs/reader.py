@@ -1,6 +1,6 @@
 """Read a ROFS image: list its tree, read files, extract it to a directory.
 
-Independent of the writer: it shares only :mod:`osvkit.rofs.schema`.  Opening an image
+Independent of the writer: it shares only :mod:`osvkit.structs.rofs`.  Opening an image
 checks it the way OSv's mount does (``fs/rofs/rofs_vfsops.cc``: magic, version, a non-zero
 structure block count, every directory entry, symlink and the inode table inside the
 structure blocks) and then what OSv checks only when a path is used (``rofs_vnops.cc``): that
@@ -20,9 +20,12 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 
-from ..errors import FormatError, MissingInputError, OsvkitIOError, OutputError, UsageError
+from ..disk import detect_format, open_disk
+from ..disk.files import open_image_fd
+from ..disk.partitions import partition_extent
+from ..errors import FormatError, OsvkitError, OsvkitIOError, OutputError, UsageError
 from ..fileio import check_not_input
-from . import schema as S
+from ..structs import rofs as S
 
 _TYPES = {S.S_IFDIR: "dir", S.S_IFREG: "file", S.S_IFLNK: "symlink"}
 
@@ -77,7 +80,7 @@ class RofsImage:
     ``size`` bytes long (default: to the end of the file).
 
     With ``partition=N`` the file is a disk image, raw or qcow2 (read through
-    :func:`osvkit.image.disk.open_disk`), and the ROFS is MBR partition entry ``N`` (OSv's
+    :func:`osvkit.disk.open_disk`), and the ROFS is MBR partition entry ``N`` (OSv's
     usr.img keeps it in entry 1).  A qcow2 file is always read that way."""
 
     def __init__(self, path: str | os.PathLike, *, offset: int = 0, size: int | None = None,
@@ -89,19 +92,12 @@ class RofsImage:
         self._fd = -1
         if offset < 0:
             raise UsageError(f"offset {offset}", expected="a byte offset of 0 or more")
-        if partition is not None or _is_qcow2(self.path):
+        if partition is not None or detect_format(self.path, what="a ROFS image") == "qcow2":
             self._open_disk(partition, size)
         else:
-            try:
-                self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-            except FileNotFoundError:
-                raise MissingInputError("no such file", path=self.path) from None
-            except IsADirectoryError:
-                raise MissingInputError("is a directory", path=self.path,
-                                        expected="a ROFS image") from None
-            except OSError as exc:
-                raise MissingInputError(f"cannot read: {exc.strerror}", path=self.path) from None
-            self.size = (os.fstat(self._fd).st_size - offset) if size is None else size
+            self._fd = open_image_fd(self.path, what="a ROFS image")
+            end = os.lseek(self._fd, 0, os.SEEK_END)     # files and block devices
+            self.size = (end - offset) if size is None else size
         try:
             self._load()
         except BaseException:
@@ -109,33 +105,15 @@ class RofsImage:
             raise
 
     def _open_disk(self, partition: int | None, size: int | None) -> None:
-        from ..image.disk import open_disk   # raw/qcow2 random access (cmdline part)
-
         self._disk = open_disk(self.path)
         try:
-            total = self._disk.size
             if partition is not None:
-                if not 0 <= partition <= 3:
-                    raise UsageError(f"partition {partition}", expected="an MBR entry 0..3")
                 if self.offset:
                     raise UsageError("both an offset and a partition", expected="one of them")
-                mbr = self._disk.read(0, 512) if total >= 512 else b""
-                if mbr[510:512] != b"\x55\xaa":
-                    raise FormatError("no MBR (55 aa) in sector 0", path=self.path,
-                                      expected="a disk image with a partition table")
-                e = mbr[0x1BE + 16 * partition:0x1BE + 16 * (partition + 1)]
-                lba = int.from_bytes(e[8:12], "little")
-                sectors = int.from_bytes(e[12:16], "little")
-                if not sectors:
-                    raise FormatError(f"partition {partition} is empty", path=self.path,
-                                      expected="a partition holding a ROFS image")
-                self.offset, self.size = lba * 512, sectors * 512
-                if self.offset + self.size > total:
-                    raise FormatError(f"partition {partition} ({self.size} bytes at "
-                                      f"{self.offset:#x}) runs past the {total}-byte disk",
-                                      path=self.path, expected="a partition inside the disk")
+                part = partition_extent(self._disk, partition)
+                self.offset, self.size = part.offset, part.size
             else:
-                self.size = (total - self.offset) if size is None else size
+                self.size = (self._disk.size - self.offset) if size is None else size
         except BaseException:
             self._disk.close()
             raise
@@ -161,7 +139,7 @@ class RofsImage:
     def _pread(self, n: int, off: int) -> bytes:
         if self._disk is not None:
             n = max(0, min(n, self.size - off))
-            return self._disk.read(self.offset + off, n)
+            return self._disk.read_upto(self.offset + off, n)
         try:
             data = os.pread(self._fd, n, self.offset + off)
         except OSError as exc:
@@ -439,24 +417,19 @@ class ExtractResult:
         return dict(self.__dict__)
 
 
-def _is_qcow2(path: str) -> bool:
-    try:
-        with open(path, "rb") as f:
-            return f.read(4) == b"QFI\xfb"
-    except OSError:
-        return False
-
-
 def is_rofs(path: str | os.PathLike, offset: int = 0) -> bool:
     """True when the file has the ROFS magic and version at ``offset``."""
     try:
-        with open(path, "rb") as f:
-            f.seek(offset)
-            head = f.read(16)
-    except OSError:
+        fd = open_image_fd(path)
+    except OsvkitError:
         return False
-    return (len(head) == 16 and int.from_bytes(head[:8], "little") == S.ROFS_MAGIC
-            and int.from_bytes(head[8:], "little") == S.ROFS_VERSION)
+    try:
+        head = os.pread(fd, 16, offset)
+    except (OSError, OverflowError):
+        return False
+    finally:
+        os.close(fd)
+    return detect_rofs_head(head)
 
 
 def inspect_rofs(path: str | os.PathLike, offset: int = 0, *,

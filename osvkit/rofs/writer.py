@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from ..errors import ManifestInputError, OsvkitIOError
 from ..fileio import atomic_output, check_not_input
 from ..progress import progress
-from . import schema as S
+from ..structs import rofs as S
 from .manifest import (Dir, File, FileSource, GuestTree, Symlink, fsname,
                        parse_manifest)
 

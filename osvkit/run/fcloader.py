@@ -28,7 +28,7 @@ What the loader does (32-bit protected mode, paging off, as PVH enters it):
    the kernel's ``e_entry``.
 
 With ``protocol="pvh"`` it reproduces Firecracker >= 1.12's PVH boot instead (what Firecracker
-does for any ELF with a ``XEN_ELFNOTE_PHYS32_ENTRY`` note, firecracker-boot.md 2.9):
+does for any ELF with a ``XEN_ELFNOTE_PHYS32_ENTRY`` note):
 ``hvm_start_info`` at 0x6000 (version 1, cmdline 0x20000, memmap 0x7000, no modules,
 rsdp 0), the memmap with Firecracker's e820 ranges, the PVH GDT (code 0x00cf9b000000ffff,
 TSS limit 0x67), the MP table; CR0 = 0x11, CR4 = 0, paging off, EBX = 0x6000, every other
@@ -54,21 +54,27 @@ Fidelity notes (what differs from Firecracker/KVM and why):
 
 from __future__ import annotations
 
-import struct
+import os
 from dataclasses import dataclass, field
 
 from .. import layout
 from ..asm import assemble, byte_directive, far_jump32
-from ..boot import _fcoffsets as off
+from ..structs import base as schema
+from ..structs.base import field_offsets
+from ..structs import elf
+from ..structs import fcloader as fcs
+from ..structs import offsets as off
 from ..boot import firecracker as fc
+from ..boot import pvh as pvh_boot
 from ..errors import KernelError, LayoutError, UsageError
 from ..image.kernel import Kernel
+from ..firecracker.kernel import FcKernel, initrd_address, parse_fc_kernel, read_fc_kernel
 
 LOADER_NAME = "osvkit-fc-loader"
 CMDLINE_MAX = layout.FC_CMDLINE_MAX_SIZE - 1
 """2047 visible bytes; with the NUL 2048 (Firecracker's CMDLINE_MAX_SIZE)."""
 
-# Firecracker's control registers for the Linux 64-bit boot (firecracker-boot.md 2.4)
+# Firecracker's control registers for the Linux 64-bit boot
 FC_CR0 = 0xE000_0011
 """KVM reset CR0 0x60000010 (CD|NW|ET) | PE | PG."""
 FC_CR4 = 0x20
@@ -83,9 +89,11 @@ FC_RFLAGS = 0x2
 TSS_AVAILABLE = 0x89
 TSS_BUSY = 0x8B
 
-PROTOCOLS = ("linux", "pvh")
+PROTOCOLS = ("linux", "pvh", "auto")
+"""``auto`` is Firecracker's own choice: PVH when the kernel has the note, else Linux."""
+
 FC_PVH_CR0 = 0x11
-"""PE | ET exactly (firecracker-boot.md 2.4, PVH column)."""
+"""PE | ET exactly (Firecracker sets CR0 to this for PVH, not OR-ed into the reset value)."""
 
 OP_END, OP_ZERO, OP_MODULE, OP_LOADER = 0, 1, 2, 3
 OP_NAMES = {OP_ZERO: "zero", OP_MODULE: "copy-kernel", OP_LOADER: "copy-structure"}
@@ -99,12 +107,12 @@ L_MSGS = 0x0780
 L_DESC = 0x0900          # gdt desc (6 bytes) @+0, idt desc @+8, zero idt desc @+16
 L_OPS = 0x0A00           # 16-byte ops, up to 96
 L_DATA = 0x1000
-MAX_OPS = (L_DATA - L_OPS) // 16
+MAX_OPS = (L_DATA - L_OPS) // fcs.LOADER_OP_SIZE - 1     # and the OP_END entry
 STACK_SIZE = 0x1000
 LOADER_ALIGN = layout.FC_LOADER_ALIGN
 
 MESSAGES = {
-    "no_module": b"osvkit-fc-loader: no kernel module (give the kernel ELF with -initrd)\n\0",
+    "no_module": b"osvkit-fc-loader: no kernel module (give the kernel file with -initrd)\n\0",
     "size": b"osvkit-fc-loader: kernel module size differs from the planned kernel\n\0",
     "cmdline": b"osvkit-fc-loader: command line over 2047 bytes (Firecracker's limit)\n\0",
 }
@@ -123,11 +131,15 @@ class LoaderPlan:
     e820: list[tuple[int, int, int]]
     ops: list[tuple[str, int, int, int]] = field(default_factory=list)  # (op, dst, src, len)
     protocol: str = "linux"
+    kind: str = "elf"
+    initrd: list[int] | None = None
+    """``[address, size]`` of the initrd, where Firecracker puts it."""
 
     def to_dict(self) -> dict:
         return {"protocol": self.protocol, "loader_addr": self.loader_addr, "loader_size": self.loader_size,
                 "kernel_size": self.kernel_size, "kernel_entry": self.kernel_entry,
                 "memory": self.memory, "cpus": self.cpus,
+                "kind": self.kind, "initrd": self.initrd,
                 "e820": [list(e) for e in self.e820],
                 "ops": [list(o) for o in self.ops]}
 
@@ -146,67 +158,125 @@ def _align(v: int, a: int) -> int:
     return (v + a - 1) & ~(a - 1)
 
 
-def plan_loader(kernel: Kernel, *, memory: int, cpus: int,
-                protocol: str = "linux") -> tuple[LoaderPlan, bytes, bytes]:
-    """Plan the loader for ``kernel`` in a guest of ``memory`` bytes with ``cpus`` vCPUs;
-    return the plan, the loader's data area (structures to copy) and the operation table."""
+def as_fc_kernel(kernel) -> FcKernel:
+    """``kernel`` as Firecracker's loader reads it: an :class:`FcKernel`, a path, or an
+    :class:`osvkit.image.kernel.Kernel` (re-read from its bytes)."""
+    if isinstance(kernel, FcKernel):
+        return kernel
+    if isinstance(kernel, Kernel):
+        return parse_fc_kernel(kernel.data, path=kernel.path)
+    return read_fc_kernel(kernel)
+
+
+def firecracker_areas(protocol: str) -> list[tuple[str, int, int]]:
+    """Guest memory Firecracker writes after loading the kernel, for ``protocol``:
+    ``(name, start, end)``.  ``[0x9FC00, 1 MiB)`` is its system data (MP table, ACPI,
+    RSDP) -- and on QEMU's machines BIOS, VGA and option-ROM space, not plain RAM."""
+    areas = [("the boot GDT/IDT", layout.FC_GDT_ADDR, layout.FC_IDT_ADDR + layout.FC_IDT_SIZE)]
+    if protocol == "pvh":
+        areas += [("the PVH start_info", layout.FC_PVH_INFO_ADDR,
+                   layout.FC_PVH_MODLIST_ADDR + off.HVM_MODLIST_ENTRY["sizeof"]),
+                  ("the PVH memmap", layout.FC_PVH_MEMMAP_ADDR,
+                   layout.FC_PVH_MEMMAP_ADDR + layout.FC_ZERO_PAGE_SIZE)]
+    else:
+        areas += [("the zero page", layout.FC_ZERO_PAGE_ADDR,
+                   layout.FC_ZERO_PAGE_ADDR + layout.FC_ZERO_PAGE_SIZE),
+                  ("the boot page tables", layout.FC_PML4_ADDR, layout.FC_PAGE_TABLES_END)]
+    areas += [("the command line", layout.FC_CMDLINE_ADDR,
+               layout.FC_CMDLINE_ADDR + layout.FC_CMDLINE_MAX_SIZE),
+              ("the MP table/ACPI area and BIOS space", layout.FC_SYSTEM_MEM_START,
+               layout.FC_HIMEM_START)]
+    return areas
+
+
+def _what(kernel: FcKernel) -> str:
+    return "PT_LOAD" if kernel.kind == "elf" else "the bzImage's kernel"
+
+
+def _check_pieces(kernel: FcKernel, memory: int, protocol: str) -> None:
+    """Every copy inside guest RAM and clear of what Firecracker writes afterwards."""
+    for p in kernel.pieces:
+        if p.dst + p.size > memory:
+            need = _align(p.dst + p.size, layout.MiB) // layout.MiB + 1
+            raise LayoutError(f"{_what(kernel)} at {p.dst:#x}-{p.dst + p.size:#x} lies beyond "
+                              f"the guest's {memory // layout.MiB} MiB of RAM (the kernel does "
+                              "not fit: Firecracker refuses to load it)",
+                              expected=f"more guest memory (at least {need} MiB)",
+                              path=kernel.path)
+        for name, start, end in firecracker_areas(protocol):
+            if p.dst < end and start < p.end:
+                raise LayoutError(f"{_what(kernel)} at {p.dst:#x}-{p.end:#x} overlaps {name} "
+                                  f"({start:#x}-{end:#x}), which Firecracker writes over the "
+                                  "loaded kernel", expected="segments clear of Firecracker's "
+                                  "boot structures (low memory below 1 MiB)", path=kernel.path)
+
+
+def _zero_page(kernel: FcKernel, e820, ramdisk) -> bytes:
+    """Firecracker's zero page: from scratch for an ELF, from the image's own setup header for
+    a bzImage (with the loader fields Firecracker sets)."""
+    if kernel.setup_header is None:
+        return fc.firecracker_boot_params(0, e820, ramdisk=ramdisk)
+    from ..boot import bootparams
+
+    hdr = dict(kernel.setup_header, type_of_loader=fc.FC_LOADER_TYPE,
+               cmd_line_ptr=layout.FC_CMDLINE_ADDR, cmdline_size=1)
+    if ramdisk:
+        hdr.update(ramdisk_image=ramdisk[0], ramdisk_size=ramdisk[1])
+    return bootparams.build_boot_params(hdr=hdr, e820=e820, acpi_rsdp_addr=layout.FC_RSDP_ADDR)
+
+
+def plan_loader(kernel, *, memory: int, cpus: int, protocol: str = "linux",
+                initrd_size: int | None = None) -> tuple[LoaderPlan, bytes, bytes]:
+    """Plan the loader for ``kernel`` (see :func:`as_fc_kernel`) in a guest of ``memory``
+    bytes with ``cpus`` vCPUs and an optional initrd of ``initrd_size`` bytes; return the
+    plan, the loader's data area (structures to copy) and the operation table."""
     if protocol not in PROTOCOLS:
         raise UsageError(f"Firecracker boot protocol {protocol!r}", expected=" or ".join(PROTOCOLS))
     if not 1 <= cpus <= fc.FC_MAX_SUPPORTED_CPUS:      # a bad argument, before the MP table
         raise UsageError(f"{cpus} vCPUs", expected=f"1 to {fc.FC_MAX_SUPPORTED_CPUS} "
                                                    "(the MP table's limit)")
+    kernel = as_fc_kernel(kernel)
+    if memory > layout.FC_MMIO32_START:
+        raise LayoutError(f"qemu-fc guest memory {memory:#x}",
+                          expected="at most 3 GiB (QEMU's and Firecracker's maps differ above)")
+    if protocol == "auto":
+        protocol = kernel.firecracker_protocol
     if protocol == "pvh":
-        return _plan_pvh(kernel, memory=memory, cpus=cpus)
-    if kernel.entry < layout.FC_HIMEM_START:
-        raise KernelError(f"e_entry {kernel.entry:#x} is below 1 MiB",
-                          expected="e_entry >= 0x100000 (linux-loader InvalidEntryAddress); "
-                                   "patch it with osvkit build --format vmlinux", path=kernel.path)
-    if kernel.entry == kernel.start32:
-        raise KernelError(f"e_entry is start32 ({kernel.entry:#x}), OSv's 32-bit entry",
-                          expected="a 64-bit Linux entry at e_entry (Firecracker enters it in "
-                                   "64-bit mode); patch with osvkit build --format vmlinux",
-                          path=kernel.path)
-    if memory > layout.FC_MMIO32_START:
-        raise LayoutError(f"qemu-fc guest memory {memory:#x}",
-                          expected="at most 3 GiB (QEMU's and Firecracker's maps differ above)")
+        entry = kernel.pvh_entry
+        if entry is None:
+            raise KernelError("no XEN_ELFNOTE_PHYS32_ENTRY note" + (
+                "; Firecracker boots a bzImage only with the 64-bit Linux protocol"
+                if kernel.kind == "bzimage" else ""), path=kernel.path,
+                expected="a PVH kernel for --fc-protocol pvh (an ELF with the note, e.g. "
+                         "osvkit build --format vmlinux --pvh)")
+    else:
+        entry = kernel.entry
+    _check_pieces(kernel, memory, protocol)
+    ramdisk = None
+    if initrd_size is not None:
+        ramdisk = (initrd_address(memory, initrd_size), initrd_size)
     e820 = fc.firecracker_e820(memory)
-    structures = [(layout.FC_GDT_ADDR, fc_gdt_for_ltr("linux")),
-                  (layout.FC_ZERO_PAGE_ADDR, fc.firecracker_boot_params(0, e820)),
-                  (layout.FC_PML4_ADDR, fc.firecracker_page_tables()),
-                  (layout.FC_MPTABLE_ADDR, fc.firecracker_mptable(cpus))]
-    return _plan(kernel, memory=memory, cpus=cpus, e820=e820, entry=kernel.entry,
-                 structures=structures, protocol="linux")
-
-
-def _plan_pvh(kernel: Kernel, *, memory: int, cpus: int):
-    """Firecracker >= 1.12's PVH boot (firecracker-boot.md 2.9): hvm_start_info at 0x6000,
-    the memmap (Firecracker's e820 ranges) at 0x7000, its PVH GDT, the MP table."""
-
-    entry = kernel.pvh_entry
-    if entry is None:
-        raise KernelError("no XEN_ELFNOTE_PHYS32_ENTRY note", path=kernel.path,
-                          expected="a PVH kernel for --fc-protocol pvh "
-                                   "(osvkit build --format vmlinux --pvh)")
-    if memory > layout.FC_MMIO32_START:
-        raise LayoutError(f"qemu-fc guest memory {memory:#x}",
-                          expected="at most 3 GiB (QEMU's and Firecracker's maps differ above)")
-    e820 = fc.firecracker_e820(memory)
-    structures = [(layout.FC_GDT_ADDR, fc_gdt_for_ltr("pvh")),
-                  (layout.FC_PVH_INFO_ADDR, fc.firecracker_pvh_start_info(len(e820))),
-                  (layout.FC_PVH_MEMMAP_ADDR, fc.firecracker_pvh_memmap(e820)),
-                  (layout.FC_MPTABLE_ADDR, fc.firecracker_mptable(cpus))]
+    structures = [(layout.FC_GDT_ADDR, fc_gdt_for_ltr(protocol))]
+    if protocol == "pvh":
+        structures += [(layout.FC_PVH_INFO_ADDR,
+                        fc.firecracker_pvh_start_info(len(e820), nr_modules=1 if ramdisk else 0))]
+        if ramdisk:
+            structures.append((layout.FC_PVH_MODLIST_ADDR, pvh_boot.build_modlist([(*ramdisk, 0)])))
+        structures.append((layout.FC_PVH_MEMMAP_ADDR, fc.firecracker_pvh_memmap(e820)))
+    else:
+        structures += [(layout.FC_ZERO_PAGE_ADDR, _zero_page(kernel, e820, ramdisk)),
+                       (layout.FC_PML4_ADDR, fc.firecracker_page_tables())]
+    structures.append((layout.FC_MPTABLE_ADDR, fc.firecracker_mptable(cpus)))
     return _plan(kernel, memory=memory, cpus=cpus, e820=e820, entry=entry,
-                 structures=structures, protocol="pvh")
+                 structures=structures, protocol=protocol, ramdisk=ramdisk)
 
 
-def _plan(kernel: Kernel, *, memory: int, cpus: int, e820, entry: int, structures,
-          protocol: str):
-    kernel_end = max(s.paddr + s.memsz for s in kernel.load_segments)
-    loader_addr = _align(max(kernel_end, layout.KERNEL_BASE_ADDR), LOADER_ALIGN)
+def _plan(kernel: FcKernel, *, memory: int, cpus: int, e820, entry: int, structures,
+          protocol: str, ramdisk):
+    loader_addr = _align(max(kernel.kernel_end, layout.KERNEL_BASE_ADDR), LOADER_ALIGN)
     # data area: structures Firecracker writes, copied by OP_LOADER ops
     data = bytearray()
     ops: list[tuple[int, int, int, int]] = []
-    plan_ops: list[tuple[str, int, int, int]] = []
 
     def zero(dst: int, end: int):
         ops.append((OP_ZERO, dst, 0, end - dst))
@@ -221,9 +291,10 @@ def _plan(kernel: Kernel, *, memory: int, cpus: int, e820, entry: int, structure
     zero(0, layout.FC_SYSTEM_MEM_START)
     zero(layout.FC_SYSTEM_MEM_START, layout.LOW_RAM_END)
     zero(layout.FC_HIMEM_START, loader_addr)
-    for s in kernel.load_segments:
-        if s.filesz:
-            ops.append((OP_MODULE, s.paddr, s.offset, s.filesz))
+    for p in kernel.pieces:
+        ops.append((OP_MODULE, p.dst, p.offset, p.size))
+    if ramdisk:     # the initrd follows the kernel file in the module
+        ops.append((OP_MODULE, ramdisk[0], len(kernel.data), ramdisk[1]))
     for dst, blob in structures:
         put(dst, blob)
     if len(ops) > MAX_OPS:
@@ -231,23 +302,40 @@ def _plan(kernel: Kernel, *, memory: int, cpus: int, e820, entry: int, structure
                           expected=f"at most {MAX_OPS}", path=kernel.path)
     loader_size = L_DATA + _align(len(data), 16) + layout.FC_CMDLINE_MAX_SIZE + STACK_SIZE
     loader_end = loader_addr + loader_size
-    # QEMU puts the -initrd just below top of RAM (minus its ACPI/firmware reserve)
-    need = _align(loader_end + len(kernel.data), layout.MiB) + 2 * layout.MiB
+    module_size = len(kernel.data) + (ramdisk[1] if ramdisk else 0)
+    # QEMU puts the -initrd module just below top of RAM (minus its ACPI/firmware reserve)
+    need = _align(loader_end + module_size, layout.MiB) + 2 * layout.MiB
+    if ramdisk and ramdisk[0] < loader_end:
+        need = max(need, _align(loader_end + ramdisk[1], layout.MiB))
+        raise LayoutError(f"the initrd ({ramdisk[1]} bytes) does not fit: Firecracker puts it at "
+                          f"{ramdisk[0]:#x} (top of RAM), over the kernel (to "
+                          f"{kernel.kernel_end:#x}) or qemu-fc's loader (to {loader_end:#x})",
+                          expected=f"more guest memory (at least {need // layout.MiB} MiB)")
     if need > memory or loader_end > layout.IDENTITY_MAP_END:
         raise LayoutError(f"guest memory of {memory // layout.MiB} MiB is too small for the "
-                          f"kernel (to {kernel_end:#x}), the loader and the kernel file as module",
-                          expected=f"at least {need // layout.MiB} MiB")
-    for op, dst, src, ln in ops:
-        plan_ops.append((OP_NAMES[op], dst, src, ln))
+                          f"kernel (to {kernel.kernel_end:#x}), the loader and the kernel file "
+                          "as module", expected=f"at least {need // layout.MiB} MiB")
     plan = LoaderPlan(loader_addr=loader_addr, loader_size=loader_size,
-                      kernel_size=len(kernel.data), kernel_entry=entry,
-                      memory=memory, cpus=cpus, e820=e820, ops=plan_ops, protocol=protocol)
-    opbytes = b"".join(struct.pack("<IIII", *o) for o in ops) + struct.pack("<IIII", OP_END, 0, 0, 0)
-    return plan, bytes(data), opbytes
+                      kernel_size=module_size, kernel_entry=entry,
+                      memory=memory, cpus=cpus, e820=e820,
+                      ops=[(OP_NAMES[op], dst, src, ln) for op, dst, src, ln in ops],
+                      protocol=protocol, kind=kernel.kind,
+                      initrd=list(ramdisk) if ramdisk else None)
+    return plan, bytes(data), op_table(ops)
+
+
+def op_table(ops) -> bytes:
+    """The loader's operation table for ``(op, dst, src, length)`` tuples, ended by OP_END."""
+    return b"".join(schema.build(fcs.LoaderOp, dict(op=op, dst=dst, src=src, length=ln),
+                                 what="loader operation")
+                    for op, dst, src, ln in [*ops, (OP_END, 0, 0, 0)])
 
 
 def _code32(base: int, plan: LoaderPlan, cmdbuf: int, stack_top: int) -> str:
     si, mod, bp = off.START_INFO, off.HVM_MODLIST_ENTRY, off.BOOT_PARAMS
+    lv = fcs.LOADER_VARS_OFFSETS
+    op = field_offsets(fcs.LoaderOp)
+    dp = fcs.DESCRIPTOR_POINTER_SIZE
     v = base + L_VARS
     m = {k: base + L_MSGS + i * 0x80 for i, k in enumerate(MESSAGES)}
     d = base + L_DESC
@@ -284,7 +372,7 @@ def _code32(base: int, plan: LoaderPlan, cmdbuf: int, stack_top: int) -> str:
     jb fail_no_module
     movl {si['modlist_paddr']:#x}(%ebx), %esi
     movl {mod['paddr']:#x}(%esi), %eax
-    movl %eax, {v + 8:#x}
+    movl %eax, {v + lv['module']:#x}
     movl {mod['size']:#x}(%esi), %eax
     cmpl ${plan.kernel_size:#x}, %eax
     jne fail_size
@@ -304,13 +392,13 @@ cmd_loop:
     jmp cmd_loop
 cmd_done:
     movb $0x0, (%edi,%ecx)
-    movl %ecx, {v + 12:#x}
+    movl %ecx, {v + lv['cmdline_length']:#x}
     movl ${base + L_OPS:#x}, %ebp
 op_loop:
-    movl (%ebp), %eax
-    movl 0x4(%ebp), %edi
-    movl 0x8(%ebp), %esi
-    movl 0xc(%ebp), %edx
+    movl {op['op']:#x}(%ebp), %eax
+    movl {op['dst']:#x}(%ebp), %edi
+    movl {op['src']:#x}(%ebp), %esi
+    movl {op['length']:#x}(%ebp), %edx
     cmpl ${OP_ZERO:#x}, %eax
     je op_zero
     cmpl ${OP_MODULE:#x}, %eax
@@ -328,7 +416,16 @@ op_zero:
     rep stosb
     jmp op_next
 op_module:
-    addl {v + 8:#x}, %esi
+    addl {v + lv['module']:#x}, %esi
+    cmpl %esi, %edi
+    jbe op_copy
+    leal -0x1(%esi,%edx), %esi
+    leal -0x1(%edi,%edx), %edi
+    movl %edx, %ecx
+    std
+    rep movsb
+    cld
+    jmp op_next
 op_copy:
     movl %edx, %ecx
     shrl $0x2, %ecx
@@ -337,18 +434,18 @@ op_copy:
     andl $0x3, %ecx
     rep movsb
 op_next:
-    addl $0x10, %ebp
+    addl ${fcs.LOADER_OP_SIZE:#x}, %ebp
     jmp op_loop
 ops_done:
     movl ${cmdbuf:#x}, %esi
     movl ${layout.FC_CMDLINE_ADDR:#x}, %edi
-    movl {v + 12:#x}, %ecx
+    movl {v + lv['cmdline_length']:#x}, %ecx
     incl %ecx
 {set_cmdline_size}
     rep movsb
     movl ${d:#x}, %eax
     lgdt (%eax)
-    movl ${d + 8:#x}, %eax
+    movl ${d + dp:#x}, %eax
     lidt (%eax)
     movl ${FC_SEL_DATA:#x}, %eax
     movl %eax, %ds
@@ -377,7 +474,7 @@ fail_print:
     incl %esi
     jmp fail_print
 fail_stop:
-    movl ${d + 16:#x}, %eax
+    movl ${d + 2 * dp:#x}, %eax
     lidt (%eax)
     int3
 """
@@ -396,7 +493,7 @@ def _code64(base: int, stack_top: int) -> str:
     movl ${layout.FC_BOOT_STACK_ADDR:#x}, %esp
     movl ${layout.FC_BOOT_STACK_ADDR:#x}, %ebp
     movl ${layout.FC_ZERO_PAGE_ADDR:#x}, %esi
-    jmpq *{v:#x}
+    jmpq *{v + fcs.LOADER_VARS_OFFSETS['entry']:#x}
 """
 
 
@@ -412,15 +509,17 @@ def _pvh_tail(base: int, stack_top: int) -> str:
 {zero}
     movl ${layout.FC_PVH_INFO_ADDR:#x}, %ebx
     movl $0x0, %esp
-    jmp *{v:#x}
+    jmp *{v + fcs.LOADER_VARS_OFFSETS['entry']:#x}
 """
 
 
-def build_loader(kernel: Kernel, *, memory: int, cpus: int = 1,
-                 protocol: str = "linux") -> tuple[bytes, LoaderPlan]:
+def build_loader(kernel, *, memory: int, cpus: int = 1, protocol: str = "linux",
+                 initrd_size: int | None = None) -> tuple[bytes, LoaderPlan]:
     """The loader ELF (bytes) for ``kernel`` and its plan; ``protocol`` "linux" (the 64-bit
-    boot protocol, e_entry) or "pvh" (Firecracker >= 1.12 with a PVH note)."""
-    plan, data, opbytes = plan_loader(kernel, memory=memory, cpus=cpus, protocol=protocol)
+    boot protocol, e_entry), "pvh" (Firecracker >= 1.12 with a PVH note) or "auto"
+    (Firecracker's choice); ``initrd_size`` when an initrd follows the kernel in the module."""
+    plan, data, opbytes = plan_loader(kernel, memory=memory, cpus=cpus, protocol=protocol,
+                                      initrd_size=initrd_size)
     base = plan.loader_addr
     cmdbuf = base + L_DATA + _align(len(data), 16)
     stack_top = cmdbuf + layout.FC_CMDLINE_MAX_SIZE + STACK_SIZE
@@ -434,17 +533,20 @@ def build_loader(kernel: Kernel, *, memory: int, cpus: int = 1,
         seg[at:at + len(blob)] = blob
 
     place(L_CODE32, code32, L_CODE32 + PVH_TAIL)
-    if protocol == "pvh":
+    if plan.protocol == "pvh":
         place(L_CODE32 + PVH_TAIL,
               assemble(_pvh_tail(base, stack_top), bits=32, base=base + L_CODE32 + PVH_TAIL),
               L_CODE64)
     place(L_CODE64, code64, L_VARS)
-    place(L_VARS, struct.pack("<QII", plan.kernel_entry, 0, 0), L_MSGS)
+    place(L_VARS, schema.build(fcs.LoaderVars, dict(entry=plan.kernel_entry, module=0,
+                                                    cmdline_length=0), what="loader variables"),
+          L_MSGS)
     for i, msg in enumerate(MESSAGES.values()):
         place(L_MSGS + i * 0x80, msg, L_MSGS + (i + 1) * 0x80)
-    desc = struct.pack("<HI", layout.FC_GDT_SIZE - 1, layout.FC_GDT_ADDR) + b"\0\0"
-    desc += struct.pack("<HI", layout.FC_IDT_SIZE - 1, layout.FC_IDT_ADDR) + b"\0\0"
-    desc += struct.pack("<HI", 0, 0) + b"\0\0"
+    desc = b"".join(schema.build(fcs.DescriptorPointer32, dict(limit=limit, base=addr),
+                                 what="descriptor pointer")
+                    for limit, addr in ((layout.FC_GDT_SIZE - 1, layout.FC_GDT_ADDR),
+                                        (layout.FC_IDT_SIZE - 1, layout.FC_IDT_ADDR), (0, 0)))
     place(L_DESC, desc, L_OPS)
     place(L_OPS, opbytes, L_DATA)
     place(L_DATA, data, plan.loader_size)
@@ -453,15 +555,23 @@ def build_loader(kernel: Kernel, *, memory: int, cpus: int = 1,
 
 def _pvh_elf(segment: bytes, base: int) -> bytes:
     """A minimal ELF64 x86-64 with one PT_LOAD at ``base`` and a PVH note naming ``base``."""
-    note = struct.pack("<III", 4, 8, 18) + b"Xen\0" + struct.pack("<Q", base + L_CODE32)
+    note = schema.build(elf.Elf64_Note, dict(
+        n_type=elf.XEN_ELFNOTE_PHYS32_ENTRY, name=b"Xen\0",
+        desc=schema.build(elf.Elf64_Addr, base + L_CODE32)), what="PVH note")
     note_off, seg_off = 0x100, 0x1000
-    ehdr = struct.pack("<4sBBBBB7sHHIQQQIHHHHHH", b"\x7fELF", 2, 1, 1, 0, 0, bytes(7),
-                       2, 62, 1, base + L_CODE32, 64, 0, 0, 64, 56, 2, 64, 0, 0)
-    phdrs = struct.pack("<IIQQQQQQ", 1, 7, seg_off, base, base, len(segment), len(segment), 0x1000)
-    phdrs += struct.pack("<IIQQQQQQ", 4, 4, note_off, 0, 0, len(note), len(note), 4)
+    ehdr = schema.build(elf.Elf64_Ehdr, dict(
+        e_ident=dict(), e_type=elf.ET_EXEC, e_machine=elf.EM_X86_64, e_entry=base + L_CODE32,
+        e_phoff=elf.EHDR_SIZE, e_shoff=0, e_phnum=2, e_shnum=0, e_shstrndx=0), what="ELF header")
+    phdrs = schema.build(elf.Elf64_Phdr, dict(
+        p_type=elf.PT_LOAD, p_flags=elf.PF_R | elf.PF_W | elf.PF_X, p_offset=seg_off,
+        p_vaddr=base, p_paddr=base, p_filesz=len(segment), p_memsz=len(segment),
+        p_align=0x1000), what="program header")
+    phdrs += schema.build(elf.Elf64_Phdr, dict(
+        p_type=elf.PT_NOTE, p_flags=elf.PF_R, p_offset=note_off, p_vaddr=0, p_paddr=0,
+        p_filesz=len(note), p_memsz=len(note), p_align=elf.NOTE_ALIGN), what="program header")
     head = bytearray(seg_off)
-    head[0:64] = ehdr
-    head[64:64 + len(phdrs)] = phdrs
+    head[0:len(ehdr)] = ehdr
+    head[elf.EHDR_SIZE:elf.EHDR_SIZE + len(phdrs)] = phdrs
     head[note_off:note_off + len(note)] = note
     return bytes(head) + segment
 
@@ -485,15 +595,17 @@ __all__ = ["build_loader", "build_fc_loader", "plan_loader", "run_qemu_fc", "qem
 # Running: osvkit run KERNEL --vmm qemu-fc
 # ---------------------------------------------------------------------------------------
 
-def qemu_fc_argv(kernel, loader_path, *, machine: str = "pc", cmdline: str = "",
+def qemu_fc_argv(module, loader_path, *, machine: str = "pc", cmdline: str = "",
                  memory="256M", cpus: int = 1, disk=None, accel: str = "tcg") -> list[str]:
+    """QEMU starts the loader as a PVH kernel with ``module`` (the kernel file, followed by
+    the initrd when there is one) as its ``-initrd``."""
     import os
 
     from .pvh import check_disk_cmdline, disk_argv, machine_argv
 
     check_disk_cmdline(machine, disk, cmdline)
     return machine_argv(machine, memory=memory, cpus=cpus, accel=accel) + \
-        ["-kernel", os.fspath(loader_path), "-initrd", os.fspath(kernel), "-append", cmdline] + \
+        ["-kernel", os.fspath(loader_path), "-initrd", os.fspath(module), "-append", cmdline] + \
         disk_argv(machine, disk)
 
 
@@ -505,32 +617,92 @@ def mmio_cmdline(devices) -> str:
     return " ".join(encode_mmio(MmioDevice(size, base, irq, None)) for size, base, irq in devices)
 
 
-def run_qemu_fc(kernel, *, machine: str = "pc", cmdline: str = "", memory="256M", cpus: int = 1,
-                disk=None, mmio_devices=(), accel: str = "tcg", timeout: float = 60,
-                expect: str | None = None, console_path=None, loader_path=None,
-                protocol: str = "linux"):
-    """Boot ``kernel`` (a kernel ELF with a Linux 64-bit entry) the way Firecracker would,
-    inside QEMU; returns the runner's RunResult (with ``plan`` attached as ``fc_plan``)."""
-    import os
+def initrd_size(initrd) -> int | None:
+    """The size of the ``initrd`` file (None without one); a missing file is exit 66."""
+    if initrd is None:
+        return None
+    from ..fileio import open_input
+
+    with open_input(initrd, "an initrd file") as f:
+        return os.fstat(f.fileno()).st_size
+
+
+def write_module(kernel: FcKernel, initrd, path) -> str:
+    """The ``-initrd`` module: the kernel file itself, or (with an initrd) a copy of it with
+    the initrd appended, written to ``path``."""
+    if initrd is None:
+        return os.fspath(kernel.path)
+    from ..fileio import read_input
+
+    with open(path, "wb") as f:
+        f.write(kernel.data)
+        f.write(read_input(initrd, "an initrd file"))
+    return os.fspath(path)
+
+
+LOADER_FILE = "fc-loader.elf"
+MODULE_FILE = "fc-module.img"
+
+
+def _prepare(spec, workdir: str, mmio_devices=()):
+    """Check ``spec`` as the run would and return (kernel, command line, memory, initrd
+    size, module path, loader path)."""
+    from .pvh import guest_memory
+
+    k = read_fc_kernel(spec.image)
+    line = " ".join(p for p in (spec.line.strip(), mmio_cmdline(mmio_devices)) if p)
+    check_fc_cmdline(line)
+    mem = guest_memory(spec.memory)
+    size = initrd_size(spec.initrd)
+    module = spec.image if spec.initrd is None else os.path.join(workdir, MODULE_FILE)
+    return k, line, mem, size, module, os.path.join(workdir, LOADER_FILE)
+
+
+def command(spec, workdir: str) -> list[str]:
+    """The ``qemu-fc`` backend's command for ``spec`` (:class:`~osvkit.run.spec.RunSpec`),
+    after every check the run makes (so ``--dry-run`` prints no command that would fail)."""
+    k, line, mem, size, module, loader = _prepare(spec, workdir)
+    plan_loader(k, memory=mem, cpus=spec.cpus, protocol=spec.fc_protocol, initrd_size=size)
+    return qemu_fc_argv(module, loader, machine=spec.machine, cmdline=line, memory=mem,
+                        cpus=spec.cpus, disk=spec.disk, accel=spec.accel) + list(spec.extra)
+
+
+def run(spec, *, mmio_devices=(), loader_path=None):
+    """Boot ``spec.image`` the way Firecracker would, inside QEMU; the RunResult carries the
+    loader's plan as ``fc_plan``.  ``mmio_devices`` (``(size, base, irq)``) are appended to
+    the command line in Firecracker's format; ``loader_path`` keeps the generated loader."""
     import tempfile
 
-    from ..image.kernel import load_kernel
-    from .pvh import guest_memory
     from .qemu import run_qemu
 
-    k = load_kernel(kernel)
-    line = " ".join(p for p in (cmdline.strip(), mmio_cmdline(mmio_devices)) if p)
-    check_fc_cmdline(line)
-    mem = guest_memory(memory)
-    elf, plan = build_loader(k, memory=mem, cpus=cpus, protocol=protocol)
     with tempfile.TemporaryDirectory(prefix="osvkit-fc-") as tmp:
-        lp = os.fspath(loader_path) if loader_path else os.path.join(tmp, "fc-loader.elf")
+        k, line, mem, size, module, lp = _prepare(spec, tmp, mmio_devices)
+        elf, plan = build_loader(k, memory=mem, cpus=spec.cpus, protocol=spec.fc_protocol,
+                                 initrd_size=size)
+        lp = os.fspath(loader_path) if loader_path else lp
         with open(lp, "wb") as f:
             f.write(elf)
-        argv = qemu_fc_argv(kernel, lp, machine=machine, cmdline=line, memory=mem, cpus=cpus,
-                            disk=disk, accel=accel)
-        result = run_qemu(argv, timeout=timeout, expect=expect, console_path=console_path,
-                          workdir=tmp)
+        if spec.initrd is not None:
+            write_module(k, spec.initrd, module)
+        argv = qemu_fc_argv(module, lp, machine=spec.machine, cmdline=line, memory=mem,
+                            cpus=spec.cpus, disk=spec.disk, accel=spec.accel) + list(spec.extra)
+        result = run_qemu(argv, timeout=spec.timeout, expect=spec.expect,
+                          console_path=spec.console_path, workdir=tmp)
     result.vmm = "qemu-fc"
     result.fc_plan = plan
     return result
+
+
+def run_qemu_fc(kernel, *, machine: str = "pc", cmdline: str = "", memory="256M", cpus: int = 1,
+                disk=None, mmio_devices=(), accel: str = "tcg", timeout: float = 60,
+                expect: str | None = None, console_path=None, loader_path=None,
+                protocol: str = "linux", initrd=None):
+    """Boot ``kernel`` (any x86-64 vmlinux ELF or bzImage Firecracker's loader accepts) the
+    way Firecracker would, inside QEMU; returns the runner's RunResult (with the plan attached
+    as ``fc_plan``)."""
+    from .spec import RunSpec
+
+    spec = RunSpec(kernel, vmm="qemu-fc", machine=machine, cmdline=cmdline, memory=memory,
+                   cpus=cpus, disk=disk, accel=accel, timeout=timeout, expect=expect,
+                   console_path=console_path, fc_protocol=protocol, initrd=initrd)
+    return run(spec, mmio_devices=mmio_devices, loader_path=loader_path)

@@ -1,8 +1,4 @@
-"""Random access to disk images, raw or qcow2, in pure Python (no qemu-nbd, no root).
-
-:func:`open_disk` returns a :class:`Disk` with ``read(offset, n)``, ``write(offset, data)``,
-``size`` (the guest-visible size) and ``format`` (``"raw"`` or ``"qcow2"``); it is a context
-manager.
+"""qcow2 images: random reads and in-place writes in pure Python (no qemu-nbd, no root).
 
 qcow2 (versions 2 and 3) follows QEMU's ``docs/interop/qcow2.txt``:
 
@@ -15,28 +11,28 @@ qcow2 (versions 2 and 3) follows QEMU's ``docs/interop/qcow2.txt``:
   additional 512-byte sectors in bits ``x..61``, ``x = 62 - (cluster_bits - 8)``; the data is
   raw deflate (zlib ``wbits=-12``);
 * unallocated clusters read as zeros, or from the backing file (opened read-only, raw or
-  qcow2, path relative to the image's directory).
+  qcow2, within the limits :mod:`osvkit.disk.backing` sets).
 
 Writes never change qcow2 metadata: they go only into clusters that are allocated,
 uncompressed, not flagged all-zero and not shared (the "copied" bit set, i.e. refcount 1,
 so snapshots are safe).  Anything else is refused before a byte is written, with an error
 saying the image must be converted.  Refused outright: encryption, an external data file,
 extended L2 entries (subclusters) and unknown incompatible-feature bits; images flagged
-corrupt open read-only.
+corrupt open read-only.  A header cut short anywhere is a one-line error.
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
 import zlib
 from dataclasses import dataclass
 
 from construct import Const, ConstructError, Int32ub, Int64ub, Int8ub, Struct
 
-from ..fileio import open_input, read_head
-from ..errors import (FormatError, MissingInputError, OsvkitError, OsvkitIOError,
-                      OutputError)
+from ..errors import FormatError
+from . import backing as _backing
+from .base import Disk, RawDisk
+from .files import open_image_fd, pread_exact, pread_upto
 
 QCOW2_MAGIC = b"QFI\xfb"
 
@@ -96,120 +92,7 @@ OFLAG_COPIED = 1 << 63
 OFLAG_COMPRESSED = 1 << 62
 OFLAG_ZERO = 1 << 0
 
-QEMU_LOCK_BYTES = {101: "write permission", 201: "unshared write"}
-"""Bytes QEMU locks (OFD locks) in an image it has open: 100 + permission bit while it holds
-the permission, 200 + bit while it forbids others that permission; bit 1 is "write"."""
-
-MAX_BACKING_DEPTH = 16
 CONVERT_HINT = "convert it first (qemu-img convert -O raw, or -O qcow2 without -c)"
-
-
-def _read_exact(f, offset: int, n: int, path, what: str) -> bytes:
-    try:
-        f.seek(offset)
-        data = f.read(n)
-    except (OSError, OverflowError, ValueError) as exc:
-        # a corrupt table offset can be beyond what lseek accepts (EINVAL) or 2**63
-        raise FormatError(f"{what} at {offset:#x} cannot be read "
-                          f"({getattr(exc, 'strerror', None) or exc})", path=path,
-                          expected="an offset inside the file") from None
-    if len(data) != n:
-        raise FormatError(f"truncated: {what} at {offset:#x} needs {n} bytes, file has "
-                          f"{len(data)}", path=path)
-    return data
-
-
-class Disk:
-    """Base class: a guest-visible byte array backed by an image file."""
-
-    format = "?"
-
-    def __init__(self, path, writable: bool):
-        self.path = os.fspath(path)
-        self.writable = writable
-        self.size = 0
-        self._f = open_input(self.path, "a disk image", writable=writable)
-        if writable:
-            self._check_not_in_use()
-
-    # --- public ----------------------------------------------------------------------
-    def read(self, offset: int, n: int) -> bytes:
-        self._check_range(offset, n)
-        return self._read(offset, n)
-
-    def write(self, offset: int, data: bytes) -> None:
-        """Write ``data`` at guest ``offset``; everything is validated before any byte
-        changes, then the file is fsync'ed."""
-        if not self.writable:
-            raise OsvkitError("disk opened read-only", path=self.path,
-                              expected="open_disk(path, writable=True)")
-        self._check_range(offset, len(data))
-        self._write(offset, bytes(data))
-        try:
-            self._f.flush()
-            os.fsync(self._f.fileno())
-        except OSError as exc:
-            raise OsvkitIOError(f"fsync failed: {exc.strerror}", path=self.path) from None
-
-    def close(self) -> None:
-        self._f.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def to_dict(self) -> dict:
-        return {"path": self.path, "format": self.format, "size": self.size}
-
-    # --- private ---------------------------------------------------------------------
-    def _check_not_in_use(self) -> None:
-        """Refuse to write an image a running QEMU (or qemu-io, qemu-nbd) has open."""
-        fd = self._f.fileno()
-        for byte, what in QEMU_LOCK_BYTES.items():
-            try:
-                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, byte, os.SEEK_SET)
-            except OSError:
-                self._f.close()
-                raise OutputError(f"image is in use: another process (QEMU?) holds its "
-                                  f"{what} lock", path=self.path,
-                                  expected="an image no VM has open; stop the VM first") from None
-            fcntl.lockf(fd, fcntl.LOCK_UN, 1, byte, os.SEEK_SET)
-
-    def _check_range(self, offset: int, n: int) -> None:
-        if offset < 0 or n < 0 or offset + n > self.size:
-            raise FormatError(f"access to {n} bytes at {offset:#x} is past the end of the "
-                              f"{self.size}-byte disk", path=self.path,
-                              expected="a range inside the disk")
-
-    def _pwrite(self, host_offset: int, data: bytes) -> None:
-        try:
-            written = os.pwrite(self._f.fileno(), data, host_offset)
-        except OSError as exc:
-            raise OsvkitIOError(f"write failed: {exc.strerror}", path=self.path) from None
-        if written != len(data):
-            raise OsvkitIOError(f"short write at {host_offset:#x}: {written} of {len(data)} bytes",
-                                path=self.path)
-
-
-class RawDisk(Disk):
-    format = "raw"
-
-    def __init__(self, path, writable: bool = False):
-        super().__init__(path, writable)
-        try:
-            self.size = os.lseek(self._f.fileno(), 0, os.SEEK_END)   # files and block devices
-        except OSError as exc:    # /proc files, character devices, pipes
-            self._f.close()
-            raise FormatError(f"cannot seek: {exc.strerror}", path=self.path,
-                              expected="a disk image file or block device") from None
-
-    def _read(self, offset: int, n: int) -> bytes:
-        return os.pread(self._f.fileno(), n, offset)
-
-    def _write(self, offset: int, data: bytes) -> None:
-        self._pwrite(offset, data)   # one write for the whole range
 
 
 @dataclass
@@ -221,20 +104,31 @@ class _Cluster:
     copied: bool = False
 
 
+MAX_L1_BYTES = 32 << 20
+"""QEMU's bound on an L1 table (QCOW_MAX_L1_SIZE, 32 MiB): enough for 2**61-byte disks."""
+
+
 class Qcow2Disk(Disk):
+    """A qcow2 image (versions 2 and 3).  ``chain`` is for backing images: the (identity,
+    path) of every image above this one."""
+
     format = "qcow2"
 
-    def __init__(self, path, writable: bool = False, *, _depth: int = 0):
-        super().__init__(path, writable)
+    def __init__(self, path, writable: bool = False, *, chain: tuple = (), **kw):
+        super().__init__(path, writable, **kw)
+        self.backing: Disk | None = None
         try:
-            self._open(_depth)
+            st = os.fstat(self._fd)
+            self._chain = _backing.check_chain(self.path, (st.st_dev, st.st_ino), chain)
+            self._open()
         except BaseException:
             self.close()
             raise
 
-    def _open(self, depth: int) -> None:
-        f, path = self._f, self.path
-        head = f.read(QCOW2_V3_HEADER_SIZE + 8)
+    def _header(self):
+        """Parse the fixed header; every length is checked before construct sees bytes."""
+        path = self.path
+        head = pread_upto(self._fd, 0, QCOW2_COMPRESSION_TYPE_OFFSET + 1, path)
         if len(head) < QCOW2_V2_HEADER_SIZE:
             raise FormatError(f"truncated qcow2 header ({len(head)} bytes)", path=path,
                               expected=f"at least {QCOW2_V2_HEADER_SIZE} bytes")
@@ -243,13 +137,32 @@ class Qcow2Disk(Disk):
         except ConstructError:
             raise FormatError(f"bad qcow2 magic {head[:4]!r}", path=path,
                               expected=repr(QCOW2_MAGIC)) from None
-        self.header = h
-        self.version = h.version
         if h.version not in (2, 3):
             raise FormatError(f"qcow2 version {h.version}", path=path, expected="version 2 or 3")
         if not 9 <= h.cluster_bits <= 21:
             raise FormatError(f"qcow2 cluster_bits {h.cluster_bits}", path=path,
                               expected="9..21")
+        v3 = None
+        if h.version == 3:
+            if len(head) < QCOW2_V3_HEADER_SIZE:
+                raise FormatError(f"truncated qcow2 version 3 header ({len(head)} bytes)",
+                                  path=path, expected=f"{QCOW2_V3_HEADER_SIZE} bytes")
+            v3 = Qcow2HeaderV3.parse(head[QCOW2_V2_HEADER_SIZE:])
+            if not QCOW2_V3_HEADER_SIZE <= v3.header_length <= (1 << h.cluster_bits):
+                raise FormatError(f"qcow2 header_length {v3.header_length}", path=path,
+                                  expected=f"{QCOW2_V3_HEADER_SIZE}..{1 << h.cluster_bits}")
+            if v3.header_length > QCOW2_COMPRESSION_TYPE_OFFSET and len(head) <= \
+                    QCOW2_COMPRESSION_TYPE_OFFSET:
+                raise FormatError(f"truncated qcow2 header ({len(head)} of {v3.header_length} "
+                                  "bytes)", path=path,
+                                  expected=f"the whole {v3.header_length}-byte header")
+        return h, v3, head
+
+    def _open(self) -> None:
+        path = self.path
+        h, v3, head = self._header()
+        self.header = h
+        self.version = h.version
         if h.crypt_method != 0:
             raise FormatError(f"encrypted qcow2 image (crypt_method {h.crypt_method})",
                               path=path, expected="an unencrypted image")
@@ -259,15 +172,8 @@ class Qcow2Disk(Disk):
         self.incompatible = 0
         self.compression_type = 0
         header_length = QCOW2_V2_HEADER_SIZE
-        if h.version == 3:
-            if len(head) < QCOW2_V3_HEADER_SIZE:
-                raise FormatError("truncated qcow2 version 3 header", path=path,
-                                  expected=f"{QCOW2_V3_HEADER_SIZE} bytes")
-            v3 = Qcow2HeaderV3.parse(head[QCOW2_V2_HEADER_SIZE:])
+        if v3 is not None:
             header_length = v3.header_length
-            if header_length < QCOW2_V3_HEADER_SIZE or header_length > self.cluster_size:
-                raise FormatError(f"qcow2 header_length {header_length}", path=path,
-                                  expected=f"{QCOW2_V3_HEADER_SIZE}..{self.cluster_size}")
             self.incompatible = v3.incompatible_features
             if header_length > QCOW2_COMPRESSION_TYPE_OFFSET:
                 self.compression_type = Int8ub.parse(head[QCOW2_COMPRESSION_TYPE_OFFSET:][:1])
@@ -275,43 +181,51 @@ class Qcow2Disk(Disk):
         self.backing_format = None
         self._read_extensions(header_length)
         self._check_features()
-
-        l2_bits = self.cluster_bits - 3
-        self._l2_entries = 1 << l2_bits
-        needed = -(-self.size // (self.cluster_size << l2_bits))
-        if h.l1_size < needed:
-            raise FormatError(f"qcow2 l1_size {h.l1_size} too small for {self.size} bytes",
-                              path=path, expected=f"at least {needed}")
-        if h.l1_table_offset % self.cluster_size:
-            raise FormatError(f"qcow2 l1_table_offset {h.l1_table_offset:#x} not cluster aligned",
-                              path=path)
-        raw = _read_exact(f, h.l1_table_offset, 8 * needed, path, "L1 table")
-        self._l1 = [int.from_bytes(raw[i:i + 8], "big") for i in range(0, len(raw), 8)]
+        self._read_l1(h)
         self._l2_cache: dict[int, list[int]] = {}
         self._zcache: tuple[int, bytes] | None = None
-
-        self.backing: Disk | None = None
         self.backing_file = None
         if h.backing_file_offset:
             if h.backing_file_size == 0 or h.backing_file_size > 1023:
                 raise FormatError(f"qcow2 backing_file_size {h.backing_file_size}", path=path,
                                   expected="1..1023")
-            name = _read_exact(f, h.backing_file_offset, h.backing_file_size, path,
+            name = pread_exact(self._fd, h.backing_file_offset, h.backing_file_size, path,
                                "backing file name")
             self.backing_file = name.decode("utf-8", "replace")
-            self.backing = self._open_backing(depth)
+            self.backing = self._open_backing()
+
+    def _read_l1(self, h) -> None:
+        l2_bits = self.cluster_bits - 3
+        self._l2_entries = 1 << l2_bits
+        needed = -(-self.size // (self.cluster_size << l2_bits))
+        if h.l1_size < needed:
+            raise FormatError(f"qcow2 l1_size {h.l1_size} too small for {self.size} bytes",
+                              path=self.path, expected=f"at least {needed}")
+        if needed * 8 > MAX_L1_BYTES:
+            raise FormatError(f"qcow2 virtual size {self.size} needs an L1 table of "
+                              f"{needed * 8} bytes", path=self.path,
+                              expected=f"at most {MAX_L1_BYTES} bytes (QEMU's limit)")
+        if h.l1_table_offset % self.cluster_size:
+            raise FormatError(f"qcow2 l1_table_offset {h.l1_table_offset:#x} not cluster aligned",
+                              path=self.path)
+        raw = pread_exact(self._fd, h.l1_table_offset, 8 * needed, self.path, "L1 table")
+        self._l1 = [int.from_bytes(raw[i:i + 8], "big") for i in range(0, len(raw), 8)]
 
     def _read_extensions(self, offset: int) -> None:
-        f = self._f
+        """Header extensions, between the header and the end of the first cluster."""
         while offset + 8 <= self.cluster_size:
-            f.seek(offset)
-            raw = f.read(8)
+            raw = pread_upto(self._fd, offset, 8, self.path)
             if len(raw) < 8:
                 break
             ext = Qcow2Extension.parse(raw)
             if ext.type == EXT_END:
                 break
-            data = f.read(ext.length)
+            if offset + 8 + ext.length > self.cluster_size:
+                raise FormatError(f"qcow2 header extension {ext.type:#010x} of {ext.length} "
+                                  f"bytes at {offset:#x} runs past the first cluster",
+                                  path=self.path, expected="extensions inside the first cluster")
+            data = pread_exact(self._fd, offset + 8, ext.length, self.path,
+                               f"qcow2 header extension {ext.type:#010x}")
             if ext.type == EXT_BACKING_FORMAT:
                 self.backing_format = data.decode("ascii", "replace")
             elif ext.type == EXT_FEATURE_NAMES:
@@ -340,22 +254,29 @@ class Qcow2Disk(Disk):
             raise FormatError("qcow2 image is marked corrupt; refusing to write", path=self.path,
                               expected="an image repaired with qemu-img check -r all")
 
-    def _open_backing(self, depth: int) -> Disk:
+    def _open_backing(self) -> Disk:
+        """Open the backing file read-only, within :mod:`osvkit.disk.backing`'s limits."""
         name = self.backing_file
-        if depth + 1 >= MAX_BACKING_DEPTH:
-            raise FormatError(f"backing chain deeper than {MAX_BACKING_DEPTH}", path=self.path)
-        if name.startswith("json:") or ":" in name.split("/")[0] and not os.path.exists(name):
-            raise FormatError(f"backing file {name!r} is not a local file", path=self.path,
-                              expected="a local raw or qcow2 backing file")
-        full = name if os.path.isabs(name) else os.path.join(
-            os.path.dirname(os.path.abspath(self.path)), name)
+        full = _backing.backing_path(self.path, name)
         fmt = self.backing_format
         if fmt not in (None, "raw", "qcow2"):
             raise FormatError(f"backing file format {fmt!r} is not supported", path=self.path,
                               expected="a raw or qcow2 backing file")
-        if not os.path.exists(full):
-            raise MissingInputError(f"backing file {name!r} not found at {full}", path=self.path)
-        return open_disk(full, writable=False, format=fmt, _depth=depth + 1)
+        _backing.check_backing_place(self.path, name, full)
+        label = f"{self.path}: backing file {name!r}"
+        opts = dict(allow_block=False, label=label, what=_backing.BACKING_EXPECTED)
+        if fmt is None:
+            fmt = detect_format(full, **opts)
+        if fmt == "qcow2":
+            return Qcow2Disk(full, chain=self._chain, **opts)
+        disk = RawDisk(full, **opts)
+        try:   # a raw base counts in the chain too, and may not be an image above it
+            st = os.fstat(disk.fileno())
+            _backing.check_chain(full, (st.st_dev, st.st_ino), self._chain)
+        except BaseException:
+            disk.close()
+            raise
+        return disk
 
     # --- cluster lookup --------------------------------------------------------------
     def _l2_table(self, l2_offset: int) -> list[int]:
@@ -364,7 +285,7 @@ class Qcow2Disk(Disk):
             if l2_offset % self.cluster_size:
                 raise FormatError(f"qcow2 L2 table offset {l2_offset:#x} not cluster aligned",
                                   path=self.path)
-            raw = _read_exact(self._f, l2_offset, self.cluster_size, self.path, "L2 table")
+            raw = pread_exact(self._fd, l2_offset, self.cluster_size, self.path, "L2 table")
             table = [int.from_bytes(raw[i:i + 8], "big") for i in range(0, len(raw), 8)]
             if len(self._l2_cache) > 256:
                 self._l2_cache.clear()
@@ -407,7 +328,7 @@ class Qcow2Disk(Disk):
         for guest, length, index, within in self._segments(offset, n):
             c = self._cluster(index)
             if c.kind == "data":
-                data = os.pread(self._f.fileno(), length, c.host + within)
+                data = os.pread(self._fd, length, c.host + within)
                 out += data + bytes(length - len(data))   # past EOF reads as zeros
             elif c.kind == "compressed":
                 out += self._decompress(index, c)[within:within + length]
@@ -429,7 +350,7 @@ class Qcow2Disk(Disk):
             raise FormatError(f"compressed cluster uses compression type "
                               f"{self.compression_type} (zstd)", path=self.path,
                               expected=f"zlib compression; {CONVERT_HINT}")
-        raw = os.pread(self._f.fileno(), c.csize, c.host)
+        raw = os.pread(self._fd, c.csize, c.host)
         try:
             data = zlib.decompressobj(-12).decompress(raw, self.cluster_size)
         except zlib.error as exc:
@@ -472,6 +393,7 @@ class Qcow2Disk(Disk):
     def close(self) -> None:
         if getattr(self, "backing", None) is not None:
             self.backing.close()
+            self.backing = None
         super().close()
 
     def to_dict(self) -> dict:
@@ -481,28 +403,23 @@ class Qcow2Disk(Disk):
         return d
 
 
+
+
 _FOREIGN_MAGICS = {b"QED\0": "qed", b"KDMV": "vmdk", b"vhdx": "vhdx", b"conectix": "vpc"}
 
 
-def detect_format(path) -> str:
-    """``"qcow2"`` for the qcow2 magic, else ``"raw"``; other VM image formats are refused."""
-    head = read_head(path, 8, "a disk image")
+def detect_format(path, **open_options) -> str:
+    """``"qcow2"`` for the qcow2 magic, else ``"raw"``; other VM image formats are refused.
+    The file is opened as :func:`osvkit.disk.files.open_image_fd` does (never blocking)."""
+    fd = open_image_fd(path, **open_options)
+    try:
+        head = pread_upto(fd, 0, 8, path)
+    finally:
+        os.close(fd)
     if head[:4] == QCOW2_MAGIC:
         return "qcow2"
     for magic, name in _FOREIGN_MAGICS.items():
         if head.startswith(magic):
-            raise FormatError(f"{name} image", path=path,
+            raise FormatError(f"{name} image", path=open_options.get("label") or path,
                               expected="a raw or qcow2 image (qemu-img convert -O raw)")
     return "raw"
-
-
-def open_disk(path, writable: bool = False, *, format: str | None = None,  # noqa: A002
-              _depth: int = 0) -> Disk:
-    """Open a raw or qcow2 image for random access (format detected unless given)."""
-    fmt = format or detect_format(path)
-    if fmt == "raw":
-        return RawDisk(path, writable)
-    if fmt == "qcow2":
-        return Qcow2Disk(path, writable, _depth=_depth)
-    raise FormatError(f"disk format {fmt!r} is not supported", path=path,
-                      expected="'raw' or 'qcow2'")

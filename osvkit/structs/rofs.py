@@ -1,7 +1,7 @@
 """On-disk structures of OSv's read-only filesystem (ROFS), as construct 2.10 schemas.
 
 Source: cloudius-systems/osv ``scripts/gen-rofs-img.py`` (the writer) and ``fs/rofs/rofs.hh``,
-``fs/rofs/rofs_vfsops.cc`` (the kernel's mount); ``shared/reference/osv-boot.md`` section 7.1.
+``fs/rofs/rofs_vfsops.cc`` (the kernel's mount).
 Everything is little-endian; the block size is 512, hard-wired in the kernel (``block << 9``).
 
 Layout of an image, in block order::
@@ -21,7 +21,8 @@ and nothing else.
 
 from __future__ import annotations
 
-from construct import Bytes, Const, Int16ul, Int32ul, Int64ul, Padding, Prefixed, GreedyBytes, Struct
+from construct import (Bytes, Const, GreedyBytes, Int16ul, Int32ul, Int64ul, Padding, Prefixed,
+                       Struct)
 
 ROFS_MAGIC = 0xDEAD_BEAD
 """``ROFS_MAGIC`` (``fs/rofs/rofs.hh``)."""

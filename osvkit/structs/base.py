@@ -1,6 +1,6 @@
 """The one place where construct meets osvkit's errors.
 
-Every boot structure in :mod:`osvkit.boot` is a construct 2.10 ``Struct``.  Code never calls
+Every structure in :mod:`osvkit.structs` is a construct 2.10 ``Struct``.  Code never calls
 ``Struct.parse``/``Struct.build`` directly; it calls :func:`parse` and :func:`build` here, which
 turn construct's exceptions into one-line :class:`~osvkit.errors.FormatError` /
 :class:`~osvkit.errors.LayoutError` messages naming the file, the offset, the field path and
@@ -19,7 +19,9 @@ import re
 from typing import Any
 
 from construct import (Array, Computed, ConstError, Construct, ConstructError, Container,
-                       ListContainer, Renamed, SizeofError, StreamError, Struct, Subconstruct)
+                       ListContainer, Renamed, SizeofError, StreamError, StringEncoded, Struct,
+                       Subconstruct)
+from construct import Bytes as BytesCon
 
 from ..errors import FormatError, LayoutError
 
@@ -75,13 +77,16 @@ def format_error(what: str, problem: str, *, path=None, offset: int = 0,
                  field: str | None = None, field_offset: int | None = None,
                  expected: str | None = None, cls=FormatError) -> FormatError:
     """A FormatError in the same shape :func:`parse` uses, for checks made outside construct
-    (checksums, cross-structure pointers)."""
+    (checksums, cross-structure pointers).  Its ``field`` attribute names the field (or is
+    None)."""
     text = f"{what} at {offset:#x}"
     if field:
         where = f" ({field_offset:#x})" if field_offset is not None else ""
         text += f": field {field}{where}"
     text += f" {problem}" if field else f": {problem}"
-    return cls(text, path=path, expected=expected)
+    err = cls(text, path=path, expected=expected)
+    err.field = field
+    return err
 
 
 def _field_path(exc: ConstructError) -> str:
@@ -151,6 +156,29 @@ def field_offsets(struct: Construct, prefix: str = "", base: int = 0) -> dict[st
             break
         pos += size
     return out
+
+
+def blank(struct: Construct) -> Any:
+    """A build object for ``struct`` with every field zero: integers 0, byte strings zeroed,
+    strings empty, arrays of blank elements; constants, defaults and computed fields are left
+    to the schema (they build themselves)."""
+    inner = struct
+    while isinstance(inner, Subconstruct) and not isinstance(inner, (Struct, Array,
+                                                                      StringEncoded)):
+        inner = inner.subcon
+    if isinstance(inner, Struct):
+        out = Container()
+        for sub in inner.subcons:
+            if isinstance(sub, Renamed) and not sub.flagbuildnone:
+                out[sub.name] = blank(sub.subcon)
+        return out
+    if isinstance(inner, Array):
+        return ListContainer(blank(inner.subcon) for _ in range(inner.count))
+    if isinstance(inner, BytesCon):
+        return bytes(inner.length)
+    if isinstance(inner, StringEncoded):
+        return ""
+    return 0
 
 
 def plain(obj: Any) -> Any:

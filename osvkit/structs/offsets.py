@@ -1,10 +1,9 @@
-"""Field offsets the fcpath stubs and the qemu-fc loader use, taken from the schemas.
+"""The field offsets and sizes generated boot code refers to, read off the schemas.
 
-One place that names every boot_params / boot-info / hvm_start_info offset the generated
-assembly refers to, so no offset is typed into assembly text: every value below is read off
-the construct schemas in :mod:`osvkit.boot.bootparams`, :mod:`osvkit.boot.bootinfo` and
-:mod:`osvkit.boot.pvh`.  ``tests/test_stub_offsets.py`` checks them against the facts
-(osv-boot.md 1.4, firecracker-boot.md 3, 5.4) written out by hand.
+One table per structure the entry stubs and the qemu-fc loader fill or read (boot_params,
+its e820 entry, OSv's boot-info block and e820 record, PVH ``hvm_start_info`` and its memmap
+and module-list entries); each table also has the structure's ``"sizeof"``.  No offset is typed
+into assembly text: every value comes from :mod:`.bootparams`, :mod:`.bootinfo` and :mod:`.pvh`.
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ from __future__ import annotations
 from . import bootinfo as _bi
 from . import bootparams as _bp
 from . import pvh as _pvh
-from . import schema as _schema
+from .base import field_offsets
 
 
 def _with_size(offsets: dict[str, int], struct) -> dict[str, int]:
@@ -22,7 +21,7 @@ def _with_size(offsets: dict[str, int], struct) -> dict[str, int]:
 
 
 BOOT_PARAMS = _with_size(_bp.BOOT_PARAMS_OFFSETS, _bp.BootParams)
-BOOT_E820_ENTRY = _with_size(_schema.field_offsets(_bp.BootE820Entry), _bp.BootE820Entry)
+BOOT_E820_ENTRY = _with_size(field_offsets(_bp.BootE820Entry), _bp.BootE820Entry)
 E820_MAX_ENTRIES_ZEROPAGE = _bp.E820_MAX_ENTRIES_ZEROPAGE
 
 BOOTINFO = _with_size(_bi.BOOTINFO_OFFSETS, _bi.OsvMultibootInfo)

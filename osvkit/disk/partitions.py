@@ -1,0 +1,78 @@
+"""MBR partitions of a disk image: where each one starts and how long it is.
+
+OSv keeps its application filesystem in MBR entry 1 (``/dev/vblk0.1``).  Only the LBA and
+the sector count matter for reading; the CHS fields (OSv packs them its own way) are the
+boot layer's business.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .. import layout
+from ..errors import FormatError, UsageError
+
+PARTITION_COUNT = 4
+ENTRY_SIZE = 16
+
+
+@dataclass(frozen=True)
+class PartitionExtent:
+    """One MBR entry as a byte range of the disk."""
+
+    index: int
+    system_id: int
+    lba_start: int
+    sector_count: int
+
+    @property
+    def offset(self) -> int:
+        return self.lba_start * layout.SECTOR_SIZE
+
+    @property
+    def size(self) -> int:
+        return self.sector_count * layout.SECTOR_SIZE
+
+    @property
+    def end(self) -> int:
+        return self.offset + self.size
+
+
+def read_mbr(disk) -> bytes:
+    """Sector 0 of ``disk``; a FormatError when it has no ``55 AA`` signature."""
+    sector = disk.read_upto(0, layout.SECTOR_SIZE)
+    sig = sector[layout.MBR_SIGNATURE_OFFSET:layout.SECTOR_SIZE]
+    if len(sector) < layout.SECTOR_SIZE or sig != b"\x55\xaa":
+        raise FormatError("no MBR (55 aa) in sector 0", path=disk.path,
+                          expected="a disk image with a partition table")
+    return sector
+
+
+def partition_table(disk) -> list[PartitionExtent]:
+    """The four MBR entries of ``disk`` (empty ones included)."""
+    return parse_partition_table(read_mbr(disk))
+
+
+def parse_partition_table(sector: bytes) -> list[PartitionExtent]:
+    """The four entries of a 512-byte MBR sector."""
+    out = []
+    for i in range(PARTITION_COUNT):
+        e = sector[layout.MBR_PARTITION_TABLE_OFFSET + ENTRY_SIZE * i:][:ENTRY_SIZE]
+        out.append(PartitionExtent(i, e[4], int.from_bytes(e[8:12], "little"),
+                                   int.from_bytes(e[12:16], "little")))
+    return out
+
+
+def partition_extent(disk, index: int) -> PartitionExtent:
+    """MBR entry ``index`` (0-3) of ``disk``, checked to be non-empty and inside the disk."""
+    if not 0 <= index < PARTITION_COUNT:
+        raise UsageError(f"partition {index}", expected="an MBR entry 0..3")
+    part = partition_table(disk)[index]
+    if not part.sector_count:
+        raise FormatError(f"partition {index} is empty", path=disk.path,
+                          expected="a partition holding a filesystem")
+    if part.end > disk.size:
+        raise FormatError(f"partition {index} ({part.size} bytes at {part.offset:#x}) runs "
+                          f"past the {disk.size}-byte disk", path=disk.path,
+                          expected="a partition inside the disk")
+    return part

@@ -167,7 +167,7 @@ def ensure_common_options(group, templates: dict | None = None) -> None:
 
 #: parameter names that name what a command writes (a file or a directory); every other
 #: path-valued parameter, and the OSVKIT_CONFIG build file, is an input of the command
-OUTPUT_PARAMS = ("output", "out", "out_dir", "directory", "plot")
+OUTPUT_PARAMS = ("output", "out", "out_dir", "directory", "plot", "disk_output")
 
 
 def _param_label(p) -> str:

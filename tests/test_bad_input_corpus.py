@@ -34,11 +34,36 @@ from pathlib import Path
 
 import pytest
 
-from osvkit.cli import main
+from osvkit.cli import main as _module_main
 
 SEED = 20261130
-TIMEOUT = 20
+TIMEOUT = 10
 STATUSES = {0, 64, 65, 66, 70, 73, 74}
+
+_COMMAND = None
+
+
+def main(argv: list[str]) -> int:
+    """:func:`osvkit.cli.main` without rebuilding the click command tree on every call (typer
+    builds it from the signatures each time: 100 ms here, against 2-15 ms for a command)."""
+    global _COMMAND
+    if _COMMAND is None:
+        import typer.main
+
+        from osvkit.cli import app
+        _COMMAND = typer.main.get_command(app)
+    try:
+        _COMMAND.main(args=list(argv), prog_name="osvkit")
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return 0
+
+
+def test_cached_command_is_the_cli():
+    """The cached command answers as osvkit.cli.main does."""
+    for argv in (["--version"], ["mmio", "decode", "nonsense"], ["inspect", "/nonexistent"]):
+        assert main(argv) == _module_main(argv)
+
 
 # -- the generator ------------------------------------------------------------------------
 
@@ -71,9 +96,10 @@ QCOW2_FIELDS = [("magic", 0, 4), ("version", 4, 4), ("backing_file_offset", 8, 8
                 ("incompatible_features", 72, 8), ("header_length", 100, 4)]
 
 
-def _field_values(width: int) -> list[int]:
+def _field_values(width: int, rng: random.Random) -> list[int]:
+    """Zero, all ones, and one more boundary value (seeded) for a field of ``width`` bytes."""
     top = (1 << (8 * width)) - 1
-    return sorted({v & top for v in U64} | {top, top >> 1})
+    return sorted({0, top, rng.choice(U64[1:-1]) & top})
 
 
 def mutants(kind: str, fields, rng: random.Random, n_random: int) -> list[tuple]:
@@ -81,11 +107,11 @@ def mutants(kind: str, fields, rng: random.Random, n_random: int) -> list[tuple]
     truncations (fixed points and random), and random byte flips."""
     specs = []
     for name, off, width in fields:
-        for v in _field_values(width):
+        for v in _field_values(width, rng):
             specs.append(("field", name, off, width, v))
-    for n in (0, 1, 16, 63, 64, 104, 511, 512, 513, 4096):
+    for n in (0, 1, 64, 104, 512, 513):
         specs.append(("trunc", n))
-    for _ in range(n_random // 3):
+    for _ in range(n_random // 4):
         specs.append(("trunc-frac", round(rng.random(), 4)))
     for _ in range(n_random):
         flips = tuple((round(rng.random(), 6), rng.randrange(256)) for _ in range(rng.randint(1, 8)))
@@ -279,7 +305,8 @@ def _run_mutant(tmp_path, capsys, base, kind, spec, argv, content):
     mutated = apply(spec, content, base["anchors"])
     inputs, path = _case_dir(tmp_path, {"usr": "u.img", "qcow2": "u.qcow2", "rofs": "r.img",
                                         "elf": "k.elf"}[kind], mutated)
-    shutil.copy(base["kernel"], inputs / "kernel.elf")
+    if "{kernel}" in argv:
+        shutil.copy(base["kernel"], inputs / "kernel.elf")
     out, outdir = tmp_path / "out.bin", tmp_path / "x"
     may_change = argv[:2] == ["cmdline", "set"]
     run_case(_fill(argv, **{"in": path, "dir": outdir, "out": out,
@@ -291,12 +318,12 @@ def _run_mutant(tmp_path, capsys, base, kind, spec, argv, content):
 _USR = USR_FIELDS + [(f"rofs-{n}", f"part+{o}", w) for n, o, w in ROFS_FIELDS]
 
 
-@pytest.mark.parametrize("spec,argv", _params("usr", _USR, IMAGE_COMMANDS, 24))
+@pytest.mark.parametrize("spec,argv", _params("usr", _USR, IMAGE_COMMANDS, 16))
 def test_raw_usr_img(tmp_path, capsys, base, spec, argv):
     _run_mutant(tmp_path, capsys, base, "usr", spec, argv, base["usr"])
 
 
-@pytest.mark.parametrize("spec,argv", _params("qcow2", QCOW2_FIELDS, IMAGE_COMMANDS, 12))
+@pytest.mark.parametrize("spec,argv", _params("qcow2", QCOW2_FIELDS, IMAGE_COMMANDS, 8))
 def test_qcow2_usr_img(tmp_path, capsys, base, spec, argv):
     if "qcow2" not in base:
         from conftest import missing_tool
@@ -304,12 +331,12 @@ def test_qcow2_usr_img(tmp_path, capsys, base, spec, argv):
     _run_mutant(tmp_path, capsys, base, "qcow2", spec, argv, base["qcow2"])
 
 
-@pytest.mark.parametrize("spec,argv", _params("rofs", ROFS_FIELDS, ROFS_COMMANDS, 16))
+@pytest.mark.parametrize("spec,argv", _params("rofs", ROFS_FIELDS, ROFS_COMMANDS, 12))
 def test_rofs_image(tmp_path, capsys, base, spec, argv):
     _run_mutant(tmp_path, capsys, base, "rofs", spec, argv, base["rofs"])
 
 
-@pytest.mark.parametrize("spec,argv", _params("elf", ELF_FIELDS, ELF_COMMANDS, 16))
+@pytest.mark.parametrize("spec,argv", _params("elf", ELF_FIELDS, ELF_COMMANDS, 12))
 def test_kernel_elf(tmp_path, capsys, base, spec, argv):
     _run_mutant(tmp_path, capsys, base, "elf", spec, argv, base["elf"])
 
@@ -587,6 +614,6 @@ def test_qcow2_backing_file(tmp_path, capsys, kind, argv):
 
 def test_corpus_is_deterministic():
     """The generator gives the same cases every run (the ids name reproducible cases)."""
-    a = [spec_id(s) for s in mutants("usr", _USR, random.Random(f"{SEED}-usr"), 24)]
-    b = [spec_id(s) for s in mutants("usr", _USR, random.Random(f"{SEED}-usr"), 24)]
-    assert a == b and len(set(a)) > 100
+    a = [spec_id(s) for s in mutants("usr", _USR, random.Random(f"{SEED}-usr"), 16)]
+    b = [spec_id(s) for s in mutants("usr", _USR, random.Random(f"{SEED}-usr"), 16)]
+    assert a == b and len(set(a)) > 60

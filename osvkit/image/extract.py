@@ -45,8 +45,8 @@ from .. import layout
 from ..boot import boot16, lzdecomp
 from ..disk import QCOW2_MAGIC, open_disk
 from ..disk.files import open_image_fd
-from ..errors import FormatError, KernelError, UsageError
-from ..fileio import write_atomic
+from ..errors import FormatError, KernelError
+from ..fileio import check_not_input, write_atomic
 from ..structs import mbr as mbr_schema
 from . import lzloader
 
@@ -146,9 +146,7 @@ def load_any_kernel(path):
 
 def write_kernel(path, output) -> ExtractedKernel:
     """Extract the kernel of ``path`` into ``output`` (atomically, mode 0755)."""
-    if _same_file(path, output):
-        raise UsageError(f"the output is the input ({os.fspath(path)})", path=output,
-                         expected="an output path that is not the image")
+    check_not_input(output, [("the input", path)])
     ex = extract_kernel(path)
     write_atomic(output, ex.data, mode=0o755)
     ex.output = os.fspath(output)
@@ -357,10 +355,3 @@ def _read_all(fd: int, path) -> bytes:
     if len(data) != size:
         raise FormatError(f"short read: {len(data)} of {size} bytes", path=path)
     return data
-
-
-def _same_file(a, b) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except (OSError, TypeError, ValueError):
-        return False

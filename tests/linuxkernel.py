@@ -100,8 +100,8 @@ def fetch_deb(cache: Path) -> Path:
         proc = _run(["apt-get", "download", package], cwd=tmp, timeout=900)
         debs = list(Path(tmp).glob("*.deb"))
         if proc.returncode or len(debs) != 1:
-            raise Unavailable(f"apt-get download {package} failed: "
-                              f"{proc.stderr.strip().splitlines()[-1:] or proc.returncode}")
+            last = proc.stderr.strip().splitlines()[-1:] or [f"status {proc.returncode}"]
+            raise Unavailable(f"apt-get download {package} failed: {last[0]}")
         final = cache / debs[0].name
         os.replace(debs[0], final)          # atomic: a half download is never cached
     return final

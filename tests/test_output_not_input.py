@@ -38,6 +38,8 @@ CASES: dict[tuple[str, ...], list[tuple[str, list[str], str, dict]]] = {
         ("a host file the manifest lists",
          ["build", "{kernel}", "--manifest", "{manifest}", "-o", "{out}"], "host", {}),
         ("-c build file", ["build", "-c", "{toml}", "-o", "{out}"], "toml", {}),
+        ("--add", ["build", "{kernel}", "--add", "{host}", "-o", "{out}"], "host", {}),
+        ("--app", ["build", "{kernel}", "--app", "{vmlinux}", "-o", "{out}"], "vmlinux", {}),
         ("OSVKIT_CONFIG", ["build", "{kernel}", "-o", "{out}"], "toml", {"OSVKIT_CONFIG": "{toml}"}),
     ],
     ("probe",): [
@@ -49,6 +51,9 @@ CASES: dict[tuple[str, ...], list[tuple[str, list[str], str, dict]]] = {
          "usr", {}),
         ("OSVKIT_CONFIG", ["firecracker-config", "{vmlinux}", "-o", "{out}"], "toml",
          {"OSVKIT_CONFIG": "{toml}"}),
+    ],
+    ("manifest", "from-host"): [
+        ("ELF", ["manifest", "from-host", "{kernel}", "-o", "{out}"], "kernel", {}),
     ],
     ("rofs", "build"): [
         ("MANIFEST", ["rofs", "build", "{manifest}", "-o", "{out}"], "manifest", {}),

@@ -397,3 +397,28 @@ def test_resolver_skips_foreign_candidates(tmp_path):
     lib = next(e for e in r.result().entries if e.soname == "libgreet.so.1")
     assert lib.host == str(tmp_path / "lib/libgreet.so.1")
     assert closure_libraries(resolve_closure([prog])) == _oracle(prog)
+
+
+def test_sysroot_first_with_absolute_symlinks(tmp_path):
+    """An unpacked package (sysroot) is searched before the host; its absolute symlinks are
+    read inside it, as on the system it would be installed on."""
+    from osvkit.apps.closure import resolve_in_root
+    gcc = _gcc()
+    root = tmp_path / "root"
+    libdir = root / "usr/lib/x86_64-linux-gnu"
+    libdir.mkdir(parents=True)
+    (root / "usr/bin").mkdir()
+    (tmp_path / "z.c").write_text("int zlibVersion(void){return 7;}\n")
+    (tmp_path / "m.c").write_text("int zlibVersion(void); int main(void){return zlibVersion();}\n")
+    # a library named like the host's libz.so.1: the sysroot's must win
+    subprocess.run([gcc, "-shared", "-fPIC", "-Wl,-soname,libz.so.1", "-o",
+                    str(libdir / "libz.so.1.9.9"), str(tmp_path / "z.c")], check=True)
+    os.symlink("/usr/lib/x86_64-linux-gnu/libz.so.1.9.9", libdir / "libz.so.1")
+    subprocess.run([gcc, "-o", str(root / "usr/bin/prog"), str(tmp_path / "m.c"),
+                    str(libdir / "libz.so.1.9.9")], check=True)
+    assert resolve_in_root(str(libdir / "libz.so.1"), str(root)) == str(libdir / "libz.so.1.9.9")
+    r = Resolver(sysroots=[root], supplied=default())
+    r.add_app(str(root / "usr/bin/prog"), "/usr/bin/prog", kind="deb")
+    lib = next(e for e in r.result().entries if e.soname == "libz.so.1")
+    assert (lib.via, lib.source, lib.guest) == ("sysroot", str(libdir / "libz.so.1.9.9"),
+                                                "/usr/lib/libz.so.1")

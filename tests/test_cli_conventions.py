@@ -618,6 +618,7 @@ def test_every_command_prints_only_json_with_verbose(cli, tmp_path):
         (("build",), ["k.elf", "--format", "vmlinux", "-o", "vm.elf"]),
         (("firecracker-config",), ["vm.elf", "-o", "vm.json", "--disk", "r.img"]),
         (("run",), ["usr.img", "--dry-run"]),
+        (("manifest", "from-host"), ["k.elf"]),
     ]
     commands = {path for path, _ in _walk(_click_group())}
     assert commands - _BOOTING <= {path for path, _ in steps}, "a command without a case"

@@ -34,20 +34,11 @@ from pathlib import Path
 
 import pytest
 
-from osvkit.cli import main as _module_main
+from osvkit.cli import main
 
 SEED = 20261130
 TIMEOUT = 30
 STATUSES = {0, 64, 65, 66, 70, 73, 74}
-
-_COMMAND = None
-
-
-def main(argv: list[str]) -> int:
-    """:func:`osvkit.cli.main`, in process (a subprocess per case would take 100 ms or more,
-    against 2-15 ms for a command run in process)."""
-    return _module_main(list(argv))
-
 
 # -- the generator ------------------------------------------------------------------------
 

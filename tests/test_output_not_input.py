@@ -52,6 +52,7 @@ CASES: dict[tuple[str, ...], list[tuple[str, list[str], str, dict]]] = {
     ],
     ("manifest", "from-host"): [
         ("ELF", ["manifest", "from-host", "{prog}", "-o", "{out}"], "prog", {}),
+        ("ELF (static)", ["manifest", "from-host", "{kernel}", "-o", "{out}"], "kernel", {}),
         ("--kernel", ["manifest", "from-host", "{prog}", "--kernel", "{kernel}", "-o", "{out}"],
          "kernel", {}),
         ("OSVKIT_CONFIG", ["manifest", "from-host", "{prog}", "-o", "{out}"], "toml",
@@ -62,9 +63,8 @@ CASES: dict[tuple[str, ...], list[tuple[str, list[str], str, dict]]] = {
     ],
     ("kernel", "extract"): [
         ("IMAGE", ["kernel", "extract", "{usr}", "-o", "{out}"], "usr", {}),
-    ],
-    ("manifest", "from-host"): [
-        ("ELF", ["manifest", "from-host", "{kernel}", "-o", "{out}"], "kernel", {}),
+        ("OSVKIT_CONFIG", ["kernel", "extract", "{usr}", "-o", "{out}"], "toml",
+         {"OSVKIT_CONFIG": "{toml}"}),
     ],
     ("firecracker-config",): [
         ("KERNEL", ["firecracker-config", "{vmlinux}", "-o", "{out}"], "vmlinux", {}),

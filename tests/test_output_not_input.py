@@ -73,9 +73,6 @@ CASES: dict[tuple[str, ...], list[tuple[str, list[str], str, dict]]] = {
         ("OSVKIT_CONFIG", ["firecracker-config", "{vmlinux}", "-o", "{out}"], "toml",
          {"OSVKIT_CONFIG": "{toml}"}),
     ],
-    ("manifest", "from-host"): [
-        ("ELF", ["manifest", "from-host", "{kernel}", "-o", "{out}"], "kernel", {}),
-    ],
     ("rofs", "build"): [
         ("MANIFEST", ["rofs", "build", "{manifest}", "-o", "{out}"], "manifest", {}),
         ("a host file the manifest lists", ["rofs", "build", "{manifest}", "-o", "{out}"],

@@ -27,6 +27,8 @@ from . import manifest as _manifest  # noqa: F401,E402
 # [fcpath] firecracker-config
 from . import firecracker as _firecracker  # noqa: F401,E402
 from . import kernel as _kernel  # noqa: F401,E402
+from . import patch as _patch  # noqa: F401,E402
+from . import diff as _diff  # noqa: F401,E402
 # [/fcpath]
 # -- cli part: verify and demo commands --
 from . import verify as _verify  # noqa: F401,E402

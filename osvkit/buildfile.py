@@ -44,10 +44,11 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from . import __version__
+from .cmdline import Cmdline
 from .structs import base as schema
 from .structs import vmdisk
-from .config import (MANIFEST_NAME, BuildFile, ImageSpec, load_build_file, memory_mib,
-                     parse_probe_spec)
+from .config import (APP_SOURCE_KEYS, MANIFEST_NAME, BuildFile, ImageSpec, load_build_file,
+                     memory_mib, parse_probe_spec)
 from .errors import (FormatError, MissingInputError, OutputError, ToolError,
                      UsageError)
 from .fileio import atomic_output, check_not_input, remove_stale_temporaries, write_atomic
@@ -271,48 +272,33 @@ def write_gce_tarball(raw_image: str | os.PathLike, output: str | os.PathLike, *
 # Builders of other parts, called through their interfaces
 # --------------------------------------------------------------------------------------
 
-def _missing(feature: str, module: str) -> ToolError:
-    return ToolError(f"{feature} is not available in this osvkit ({module} is missing)",
-                     expected=f"an osvkit with {module}")
-
-
 def _probe_bytes(size: int | None) -> bytes:
-    try:
-        from .probe import build_probe
-    except ImportError:
-        raise _missing("the conformance kernel", "osvkit.probe") from None
+    from .probe import build_probe
     return build_probe(size)
 
 
-def _build_usr(kernel: Path, output: Path, *, cmdline: str, image_format: str,
+def _build_usr(kernel: Path, output: Path, *, cmdline: Cmdline, image_format: str,
                partition: Path | None) -> Any:
-    try:
-        from .image.usrimg import build_usr_image
-    except ImportError:
-        raise _missing("usr.img building", "osvkit.image.usrimg") from None
+    from .image.usrimg import build_usr_image
     return build_usr_image(os.fspath(kernel), os.fspath(output), cmdline=cmdline,
                            image_format=image_format,
                            partition=os.fspath(partition) if partition else None)
 
 
-def _build_vmlinux(kernel: Path, output: Path, *, cmdline: str) -> Any:
-    try:
-        from .image.vmlinux import build_vmlinux
-    except ImportError:
-        raise _missing("vmlinux building", "osvkit.image.vmlinux") from None
+def _build_vmlinux(kernel: Path, output: Path, *, cmdline: Cmdline) -> Any:
+    from .image.vmlinux import build_vmlinux
     return build_vmlinux(os.fspath(kernel), os.fspath(output))
 
 
 def _build_rofs(manifest: Path, output: Path, defines: dict[str, str],
-                follow_symlinks_anywhere: bool = False) -> list[tuple[str, str]]:
+                follow_symlinks_anywhere: bool = False,
+                allow_missing: bool = False) -> list[tuple[str, str]]:
     """Build the ROFS; return ``(guest path, host path)`` of every file copied from the host."""
-    try:
-        from .rofs import File, build_rofs, parse_manifest
-    except ImportError:
-        raise _missing("ROFS building", "osvkit.rofs") from None
+    from .rofs import File, build_rofs, parse_manifest
     tree = parse_manifest(os.fspath(manifest), defines=dict(defines),
                           root=os.fspath(manifest.parent),
-                          follow_symlinks_anywhere=follow_symlinks_anywhere)
+                          follow_symlinks_anywhere=follow_symlinks_anywhere,
+                          allow_missing=allow_missing)
     build_rofs(tree, os.fspath(output))
     return [(guest, node.source.path) for guest, node in tree.walk()
             if isinstance(node, File) and node.source.path is not None]
@@ -320,7 +306,7 @@ def _build_rofs(manifest: Path, output: Path, defines: dict[str, str],
 
 def firecracker_config(*, kernel: str, boot_args: str, memory: str, cpus: int,
                        drive: str | None) -> dict:
-    """A Firecracker ``--config-file`` document (firecracker-data/firecracker-api.yaml):
+    """A Firecracker ``--config-file`` document:
     ``boot-source``, ``machine-config`` and, when given, one raw root drive (not the root
     device, so Firecracker adds no ``root=`` to the command line)."""
     doc: dict = {
@@ -338,12 +324,9 @@ def _firecracker_config(*, kernel_file: Path, kernel_rel: str, disk_file: Path |
                         disk_rel: str | None, boot_args: str, memory: str, cpus: int) -> dict:
     """The fcpath part's document (its checks: a bootable vmlinux, a raw disk, Firecracker's
     vCPU rule, ``--nopci`` and the 2047-byte limit), with the file paths made relative so the
-    file is reproducible; this module's plain builder when that part is absent."""
-    try:
-        from .firecracker.config import build_firecracker_config
-    except ImportError:
-        return firecracker_config(kernel=kernel_rel, boot_args=boot_args, memory=memory,
-                                  cpus=cpus, drive=disk_rel)
+    file is reproducible."""
+    from .firecracker.config import build_firecracker_config
+
     doc = build_firecracker_config(kernel_file, disk=disk_file, memory=memory, cpus=cpus,
                                    boot_args=boot_args).document
     doc["boot-source"]["kernel_image_path"] = kernel_rel
@@ -389,8 +372,12 @@ class BuildFileResult:
     def to_dict(self) -> dict:
         return {"manifest_path": self.manifest_path, **self.manifest}
 
+    def describe(self) -> str:
+        return format_result(self)
+
 
 def format_result(result: BuildFileResult) -> str:
+    """One line per output and the manifest's path (``osvkit build -c`` without --json)."""
     lines = []
     for o in result.outputs:
         lines.append(f"{o['path']}: {o['kind']} ({o['format']}), {o['size']} bytes, "
@@ -544,11 +531,11 @@ def _build_image(bf: BuildFile, img: ImageSpec, stage: _Staging, out_dir: Path, 
                  sde: int) -> list[OutputRecord]:
     records: list[OutputRecord] = []
     staged_by_kind: dict[str, Path] = {}
-    cmdline = opts["cmdline"] or ""
+    cmdline = Cmdline.from_value(opts["cmdline"] or "")
     if img.rofs_manifest:
         # like OSv's scripts/build and `osvkit build --manifest`: the root is the ROFS
         from .image.appimage import with_rootfs
-        cmdline = with_rootfs(cmdline)
+        cmdline = Cmdline.from_value(with_rootfs(str(cmdline)))
     work = stage.work / img.name
     work.mkdir()
 
@@ -563,10 +550,11 @@ def _build_image(bf: BuildFile, img: ImageSpec, stage: _Staging, out_dir: Path, 
         kernel_in = {"role": "kernel", "path": img.kernel, "builtin": True,
                      "sha256": hashlib.sha256(data).hexdigest()}
     app_tree = None
-    if img.apps:  # host programs, files and packages (osvkit.apps)
-        app_tree, cmdline = _app_tree(bf, img, kernel_path, cmdline)
-    cmd_in = {"role": "cmdline", "value": cmdline,
-              "sha256": hashlib.sha256(cmdline.encode("utf-8")).hexdigest()}
+    if any(k in img.apps for k in APP_SOURCE_KEYS):  # host programs, files, packages
+        app_tree, line = _app_tree(bf, img, kernel_path, str(cmdline))
+        cmdline = Cmdline.from_value(line)
+    cmd_in = {"role": "cmdline", "value": str(cmdline),
+              "sha256": hashlib.sha256(cmdline.as_bytes_with_nul()[:-1]).hexdigest()}
 
     # the filesystem for MBR partition 1 (index 1)
     part_path: Path | None = None
@@ -590,7 +578,8 @@ def _build_image(bf: BuildFile, img: ImageSpec, stage: _Staging, out_dir: Path, 
                      else work / "rofs.img")
         log.info("%s: building ROFS from %s", img.name, img.rofs_manifest)
         host_files = _build_rofs(manifest, part_path, img.rofs_defines,
-                                 img.apps.get("follow_symlinks_anywhere", False))
+                                 img.apps.get("follow_symlinks_anywhere", False),
+                                 img.apps.get("allow_missing", False))
         part_inputs = [man_in] + ([{"role": "rofs-defines", "value": dict(sorted(
             img.rofs_defines.items()))}] if img.rofs_defines else [])
         part_inputs += [{"role": "rofs-file", "guest": guest, "path": bf.relpath(host),
@@ -654,7 +643,7 @@ def _build_image(bf: BuildFile, img: ImageSpec, stage: _Staging, out_dir: Path, 
             kernel_rel=_rel(out_dir / img.outputs["vmlinux"], cfg_dir),
             disk_file=staged_by_kind["usr"] if raw_disk else None,
             disk_rel=_rel(out_dir / img.outputs["usr"], cfg_dir) if raw_disk else None,
-            boot_args=cmdline, memory=opts["memory"], cpus=opts["cpus"])
+            boot_args=str(cmdline), memory=opts["memory"], cpus=opts["cpus"])
         staged = stage.path_for(cfg_rel)
         write_atomic(staged, (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode())
         fc_inputs = [kernel_in, cmd_in, {"role": "memory", "value": opts["memory"]},

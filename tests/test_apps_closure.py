@@ -218,6 +218,25 @@ def test_elf_errors(tmp_path):
         assert str(exc.value).startswith(f"{p}: ") and "\n" not in str(exc.value)
 
 
+def test_damaged_dynamic_string(tmp_path):
+    """A DT_NEEDED whose string offset lies outside DT_STRTAB: one line, not a traceback."""
+    from elftools.elf.elffile import ELFFile
+    prog = _build_rpath_program(tmp_path, "$ORIGIN/../lib")
+    data = bytearray(prog.read_bytes())
+    with open(prog, "rb") as f:
+        elf = ELFFile(f)
+        dyn = next(s for s in elf.iter_segments() if s["p_type"] == "PT_DYNAMIC")
+        index = next(i for i, t in enumerate(dyn.iter_tags()) if t.entry.d_tag == "DT_NEEDED")
+        at = dyn["p_offset"] + 16 * index + 8
+    data[at:at + 8] = (0xFFFFFF).to_bytes(8, "little")
+    bad = tmp_path / "bad"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(FormatError) as exc:
+        read_elf_info(bad)
+    assert str(exc.value).startswith(f"{bad}: damaged ELF file (string offset 0xffffff is "
+                                     "outside DT_STRTAB")
+
+
 @pytest.mark.parametrize("name,data,message", [
     ("elf32", _elf_header(1, 3), "a 32-bit ELF file (ELFCLASS32)"),
     ("arm64", _elf_header(2, 183), "an ELF file for aarch64 (EM_AARCH64)"),
@@ -320,8 +339,9 @@ def test_ld_cache_hwcaps_entries_are_skipped():
 
 def test_ld_cache_bad_input():
     good = _cache_bytes([("libz.so.1", "/lib/libz.so.1", 0x303, 0)])
-    for data, pattern in [(good[:30], "truncated: 30 bytes"),
-                          (b"X" * 64, "bad magic"),
+    for data, pattern in [(good[:30], "ld.so.cache header at 0x0 is truncated: 30 bytes, "
+                                      "expected 48 bytes"),
+                          (b"X" * 64, "field magic .* expected b'glibc-ld.so.cache'"),
                           (good[:60], "truncated: 1 entries need 72 bytes"),
                           (good[:48] + good[48:52] + (9999).to_bytes(4, "little") + good[56:],
                            "name string offset 0x270f is outside the file")]:

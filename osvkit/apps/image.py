@@ -90,7 +90,9 @@ def build_host_app_image(kernel, output, *, format: str = "usr", disk_output=Non
 
     with tmp:
         rofs_path = os.path.join(tmp.name, "rofs.img")
-        rofs = build_rofs(tree.tree, rofs_path, osv_defaults=not tree_opts.get("bare", False))
+        outputs = [output] + ([disk_output] if disk_output is not None else [])
+        rofs = build_rofs(tree.tree, rofs_path, osv_defaults=not tree_opts.get("bare", False),
+                          outputs=outputs)
         rofs_info = {k: v for k, v in rofs.to_dict().items() if k != "output"}
         if format == "usr":
             image = build_usr_image(kernel, output, cmdline=line, partition=rofs_path,
@@ -119,6 +121,8 @@ def write_usr_manifest(apps, output=None, **options) -> str:
         lines.append(f"{e.guest}: {e.source}")
     text = "\n".join(lines) + "\n"
     if output is not None:
-        from ..fileio import write_atomic
+        from ..fileio import check_not_input, write_atomic
+        check_not_input(output, [("--kernel", options.get("kernel"))]
+                        + [(f"the host file of {e.guest}", e.source) for e in closure.entries])
         write_atomic(output, text.encode("utf-8"))
     return text

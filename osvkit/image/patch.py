@@ -12,7 +12,8 @@
   the next 2 MiB boundary after the payload (as a fresh ``build`` would place it); their MBR
   entries are rewritten with OSv's CHS packing (:func:`osvkit.boot.mbr.partition_entry_osv`),
   keeping their type and status.  Entries that do not move keep their 16 bytes;
-* the virtual disk keeps its size, growing by the distance the partitions moved;
+* the virtual disk keeps its size, growing by the distance the partitions moved; bytes past
+  the last partition's end (outside any partition) are not kept, they read as zeros;
 * the payload area between the new payload and the first partition is zeroed (no stale bytes
   of the old kernel stay behind).
 
@@ -184,7 +185,8 @@ def _plan(disk, path: str, payload, payload_sectors: int, new: NewPartition | No
 
 
 def _copy(disk, f, start: int, end: int, delta: int) -> None:
-    """Guest bytes [start, end) of ``disk`` to ``f`` at ``start + delta``, skipping zeros."""
+    """Guest bytes [start, end) of ``disk`` to ``f`` at ``start + delta``, skipping zeros
+    (between two partitions, whatever lies there is kept too)."""
     offset = start
     while offset < end:
         n = min(COPY_CHUNK, end - offset)

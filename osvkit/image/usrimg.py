@@ -25,15 +25,15 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import re
 import shutil
 import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
 
-from .. import layout
+from .. import layout, units
 from ..boot import boot16, lzdecomp, mbr
+from ..cmdline import Cmdline
 from ..disk import open_disk
 from ..errors import (LayoutError, MissingInputError, OsvkitIOError, OutputError, ToolError,
                       UsageError)
@@ -44,18 +44,12 @@ from .kernel import Kernel, check_kernel
 
 COMPRESSIONS = ("fastlz", "none")
 IMAGE_FORMATS = ("raw", "qcow2")
-_SIZE_UNITS = {"": 1, "K": layout.KiB, "M": layout.MiB, "G": layout.GiB}
 
 
 def parse_size(value: int | str) -> int:
-    """``4096``, ``"512M"``, ``"1G"``, ``"64K"`` (binary units) -> bytes."""
-    if isinstance(value, int):
-        return value
-    m = re.fullmatch(r"\s*(\d{1,30})\s*([KMG]?)(?:i?B)?\s*", str(value)[:64], re.IGNORECASE)
-    if not m:
-        raise UsageError(f"size {str(value)[:40]!r} is not a number of bytes",
-                         expected="e.g. 1048576, 64K, 512M or 1G")
-    return int(m.group(1)) * _SIZE_UNITS[m.group(2).upper()]
+    """``4096``, ``"512M"``, ``"1G"``, ``"64K"`` (binary units) -> bytes (bounded: see
+    :func:`osvkit.units.parse_size`)."""
+    return units.parse_size(value, "size", maximum=None)
 
 
 #: the largest size a file can have anywhere (off_t is a signed 64-bit number)
@@ -103,6 +97,16 @@ class BuildResult:
             "payload_sectors", "cmdline", "kernel_end", "partition_offset", "partition_size",
             "image_size", "file_size", "elapsed", "segments")}
 
+    def describe(self) -> str:
+        """What was built, for people (``osvkit build`` without --json)."""
+        return "\n".join([
+            f"wrote {self.output} ({self.image_format}, {self.image_size} bytes virtual, "
+            f"file of {self.file_size} bytes) in {self.elapsed:.3f} s",
+            f"  kernel {self.kernel_size} bytes -> payload {self.payload_size} bytes "
+            f"({self.payload_sectors} sectors, compression {self.compression})",
+            f"  partition 1 at {self.partition_offset:#x}, {self.partition_size} bytes",
+            f"  cmdline: {self.cmdline!r}"])
+
 
 def check_usr_cmdline(cmdline: str, *, force: bool = False) -> bytes:
     """The command line's bytes: at most 1023 (OSv's ``save_cmdline`` limit) or, with
@@ -148,11 +152,13 @@ def _copy_partition(src, dst) -> None:
     dst.seek(pos + size)
 
 
-def build_usr_image(kernel, output, *, cmdline: str = "", compression: str = "fastlz",
-                    image_format: str = "raw", partition=None, size=None,
-                    force_cmdline: bool = False) -> BuildResult:
-    """Build a BIOS-bootable usr.img from ``kernel`` (a path or a :class:`Kernel`)."""
+def build_usr_image(kernel, output, *, cmdline: Cmdline | str = "",
+                    compression: str = "fastlz", image_format: str = "raw", partition=None,
+                    size=None, force_cmdline: bool = False) -> BuildResult:
+    """Build a BIOS-bootable usr.img from ``kernel`` (a path or a :class:`Kernel`);
+    ``cmdline`` is an :class:`osvkit.cmdline.Cmdline` or its text."""
     started = time.perf_counter()
+    cmdline = str(cmdline)
     if image_format not in IMAGE_FORMATS:
         raise UsageError(f"image format {image_format!r}", expected=" or ".join(IMAGE_FORMATS))
     if compression not in COMPRESSIONS:

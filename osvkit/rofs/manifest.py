@@ -1,6 +1,6 @@
 """OSv manifests (``usr.manifest``) and the guest tree they describe.
 
-The syntax is OSv's (``scripts/manifest_common.py``, osv-boot.md 7.2), one entry a line::
+The syntax is OSv's (``scripts/manifest_common.py``), one entry a line::
 
     [manifest]                         # a section header: skipped
     # a comment                        # skipped, as are empty lines

@@ -1,7 +1,6 @@
 """Write a ROFS image from a manifest or a :class:`~osvkit.rofs.manifest.GuestTree`.
 
-The image is laid out exactly as OSv's ``scripts/gen-rofs-img.py`` lays it out (osv-boot.md
-7.1), with one deliberate difference: the children of every directory are taken in sorted
+The image is laid out exactly as OSv's ``scripts/gen-rofs-img.py`` lays it out, with one deliberate difference: the children of every directory are taken in sorted
 order (by their UTF-8 bytes, i.e. ``strcmp`` order), where gen-rofs-img takes them in
 manifest order (Python dict insertion order, and ``os.walk`` order, which is the host
 directory's, for ``/**`` lines).  Inode numbers, the order of file data, of symlinks and

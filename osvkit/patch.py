@@ -175,11 +175,11 @@ def patch_image(image, *, output=None, kernel=None, cmdline: str | None = None, 
     image = os.fspath(image)
     output = image if output is None else os.fspath(output)
     add, remove = [os.fspath(a) for a in add], list(remove)
+    if compression is not None and kernel is None:
+        raise UsageError("--compression without --kernel", expected="--kernel KERNEL too")
     if kernel is None and cmdline is None and not add and not remove and image_format is None:
         raise UsageError("nothing to patch", path=image,
                          expected="--kernel, --cmdline, --add, --remove or --image-format")
-    if compression is not None and kernel is None:
-        raise UsageError("--compression without --kernel", expected="--kernel KERNEL too")
     area = None
     if cmdline is not None:
         data = check_usr_cmdline(cmdline, force=force_cmdline)

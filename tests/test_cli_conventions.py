@@ -619,6 +619,8 @@ def test_every_command_prints_only_json_with_verbose(cli, tmp_path):
         (("firecracker-config",), ["vm.elf", "-o", "vm.json", "--disk", "r.img"]),
         (("run",), ["usr.img", "--dry-run"]),
         (("manifest", "from-host"), ["k.elf"]),
+        (("patch",), ["usr.img", "-o", "p.img", "--add", "h/a:/b"]),
+        (("diff",), ["usr.img", "usr.img"]),
     ]
     commands = {path for path, _ in _walk(_click_group())}
     assert commands - _BOOTING <= {path for path, _ in steps}, "a command without a case"

@@ -1,6 +1,7 @@
-"""Replace the kernel of a usr.img in place, keeping its command line and its partitions.
+"""Rewrite a usr.img with a new kernel, command line or partition contents.
 
-:func:`replace_kernel` is the library side of ``osvkit patch IMAGE --kernel KERNEL``:
+:func:`rewrite_image` is the image side of ``osvkit patch`` (:mod:`osvkit.patch` prepares a
+rebuilt ROFS and calls it); :func:`replace_kernel` is its kernel-only form.  A new kernel:
 
 * the new kernel (a kernel ELF, or an image holding one: :func:`load_any_kernel`) becomes a
   new payload at LBA 128 in osvkit's format (``fastlz`` or ``none``) behind osvkit's boot16 --
@@ -16,6 +17,13 @@
   the last partition's end (outside any partition) are not kept, they read as zeros;
 * the payload area between the new payload and the first partition is zeroed (no stale bytes
   of the old kernel stay behind).
+
+Without a new kernel the boot sector and the payload are kept (OSv's boot16 and
+``lzloader.elf`` too) and only changed partition entries are rewritten.  A new command-line
+area replaces bytes 512 to 32 KiB.  New contents for one partition (:class:`NewPartition`)
+replace its old ones and its entry's sector count follows; it must end before the next
+partition starts.  A disk that ended where its last partition ended still does; a larger one
+keeps its size (plus the distance the partitions moved), growing when the content needs it.
 
 The new image is written whole to a temporary file (sparse: all-zero chunks are skipped) and
 renamed over ``output`` (default: the image itself) only when complete; a qcow2 image stays
@@ -218,12 +226,15 @@ def _write(disk, f, plan: _Plan, cmdline_area: bytes | None, new: NewPartition |
         f.seek(layout.KERNEL_OFFSET)
         f.write(plan.payload)
     if plan.first is not None:
+        # the partitions' span only: past the last partition's end nothing is kept (a
+        # large virtual disk's zeros are not read)
+        last = max(p.end for p in plan.used)
         target = None if new is None else next(p for p in plan.used if p.index == new.index)
         if target is None:
-            _copy(disk, f, plan.first, disk.size, plan.delta)
+            _copy(disk, f, plan.first, last, plan.delta)
         else:
             _copy(disk, f, plan.first, target.offset, plan.delta)
-            _copy(disk, f, max(target.end, target.offset + new.size), disk.size, plan.delta)
+            _copy(disk, f, max(target.end, target.offset + new.size), last, plan.delta)
             _copy_file(new.path, f, target.offset + plan.delta)
     f.truncate(plan.size)
 

@@ -26,7 +26,7 @@ _API = {
     "load_kernel": "osvkit.image.kernel",
     "check_kernel": "osvkit.image.kernel",
     "Kernel": "osvkit.image.kernel",
-    # [fcpath] Firecracker path: vmlinux patching, qemu-fc / qemu-pvh, Firecracker config
+    # the Firecracker path: vmlinux patching, qemu-fc / qemu-pvh, Firecracker config
     "build_vmlinux": "osvkit.image.vmlinux",
     "patch_vmlinux": "osvkit.image.vmlinux",
     "inspect_kernel_elf": "osvkit.image.vmlinux",
@@ -37,12 +37,10 @@ _API = {
     "build_fc_loader": "osvkit.run.fcloader",
     "run_qemu_pvh": "osvkit.run.pvh",
     "run_firecracker": "osvkit.run.firecracker",
-    # [/fcpath]
-    # [bios]
+    # usr.img
     "build_usr_image": "osvkit.image.usrimg",
     "inspect_file": "osvkit.inspect",
-    # [/bios]
-    # -- cli part: build files, verify, demo --
+    # build files, verify, demo
     "load_build_file": "osvkit.config",
     "resolve_options": "osvkit.config",
     "build_from_file": "osvkit.buildfile",
@@ -52,8 +50,7 @@ _API = {
     "scan_failures": "osvkit.verify",
     "plot_timeline": "osvkit.plot",
     "run_demo": "osvkit.demo",
-    # -- end cli part --
-    # --- probe helper: conformance kernel and guest runner ---
+    # the conformance kernel and the guest runner
     "build_probe": "osvkit.probe",
     "write_probe": "osvkit.probe",
     "parse_report": "osvkit.probe",
@@ -61,8 +58,7 @@ _API = {
     "run_image": "osvkit.run",
     "run_qemu": "osvkit.run.qemu",
     "RunResult": "osvkit.run.result",
-    # --- end probe helper ---
-    # [schemas]
+    # boot structures
     "MBR": "osvkit.structs.mbr",
     "parse_mbr": "osvkit.boot.mbr",
     "partition_entry_osv": "osvkit.boot.mbr",
@@ -90,8 +86,7 @@ _API = {
     "firecracker_page_tables": "osvkit.boot.firecracker",
     "gdt_entry": "osvkit.boot.firecracker",
     "decode_file": "osvkit.boot.decode",
-    # [/schemas]
-    # --- cmdline part: command lines, virtio-mmio entries, raw/qcow2 disk access ---
+    # command lines, virtio-mmio entries, raw/qcow2 disk access
     "MmioDevice": "osvkit.cmdline",
     "encode_mmio": "osvkit.cmdline",
     "decode_mmio": "osvkit.cmdline",
@@ -106,8 +101,7 @@ _API = {
     "get_cmdline": "osvkit.image.cmdline_io",
     "read_cmdline": "osvkit.image.cmdline_io",
     "set_cmdline": "osvkit.image.cmdline_io",
-    # --- end cmdline part ---
-    # --- rofs part ---
+    # ROFS
     "ManifestError": "osvkit.errors",
     "ManifestInputError": "osvkit.errors",
     "parse_manifest": "osvkit.rofs",
@@ -125,6 +119,13 @@ _API = {
     "read_elf_info": "osvkit.apps",
     "load_ld_cache": "osvkit.apps",
     "MissingLibraryError": "osvkit.apps",
+    # patching images and comparing them
+    "patch_image": "osvkit.patch",
+    "PatchReport": "osvkit.patch",
+    "replace_kernel": "osvkit.image.patch",
+    "diff_images": "osvkit.diff",
+    "image_facts": "osvkit.diff",
+    "DiffResult": "osvkit.diff",
 }
 
 __all__ = sorted(_API) + ["__version__"]

@@ -35,7 +35,6 @@ import logging
 import os
 import re
 import shutil
-import struct
 import subprocess
 import tarfile
 import tempfile
@@ -45,6 +44,9 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from . import __version__
+from .cmdline import Cmdline
+from .structs import base as schema
+from .structs import vmdisk
 from .config import (APP_SOURCE_KEYS, MANIFEST_NAME, BuildFile, ImageSpec, load_build_file,
                      memory_mib, parse_probe_spec)
 from .errors import (FormatError, MissingInputError, OutputError, ToolError,
@@ -108,10 +110,10 @@ def _uuid_bytes(source_sha256: str, label: str) -> bytes:
 
 
 VMDK_CID_RE = re.compile(rb"(?<![A-Za-z])CID=([0-9a-f]{1,8})\n")
-VDI_SIGNATURE = 0xBEDA107F
-VDI_SIGNATURE_OFFSET = 0x40
-VDI_UUID_IMAGE_OFFSET = 0x188
-VDI_UUID_LAST_SNAP_OFFSET = 0x198
+VDI_SIGNATURE = vmdisk.VDI_SIGNATURE
+VDI_SIGNATURE_OFFSET = vmdisk.VDI_OFFSETS["signature"]
+VDI_UUID_IMAGE_OFFSET = vmdisk.VDI_OFFSETS["uuid_create"]
+VDI_UUID_LAST_SNAP_OFFSET = vmdisk.VDI_OFFSETS["uuid_modify"]
 
 
 def normalise_vmdk(path: str | os.PathLike, source_sha256: str) -> str:
@@ -121,10 +123,12 @@ def normalise_vmdk(path: str | os.PathLike, source_sha256: str) -> str:
     (``descriptorOffset``/``descriptorSize`` sectors of the ``KDMV`` header)."""
     with open(path, "r+b") as f:
         head = f.read(512)
-        if len(head) < 44 or head[:4] != b"KDMV":
+        try:
+            header = schema.parse(vmdisk.VmdkSparseHeader, head, what="VMDK header")
+        except FormatError:
             raise FormatError("no CID= in the VMDK descriptor (no KDMV header)", path=path,
-                              expected="a qemu-img monolithicSparse VMDK")
-        desc_off, desc_size = struct.unpack_from("<QQ", head, 28)
+                              expected="a qemu-img monolithicSparse VMDK") from None
+        desc_off, desc_size = header.descriptor_offset, header.descriptor_size
         f.seek(desc_off * 512)
         region = f.read(desc_size * 512)
         text = region.split(b"\0", 1)[0]
@@ -149,10 +153,12 @@ def normalise_vdi(path: str | os.PathLike, source_sha256: str) -> str:
     from the source image's SHA-256."""
     with open(path, "r+b") as f:
         head = f.read(0x200)
-        if (len(head) < 0x1C8
-                or struct.unpack_from("<I", head, VDI_SIGNATURE_OFFSET)[0] != VDI_SIGNATURE):
+        try:
+            schema.parse(vmdisk.VdiHeader, head, what="VDI header")
+        except FormatError:
             raise FormatError("not a VDI header", path=path,
-                              expected=f"signature {VDI_SIGNATURE:#x} at {VDI_SIGNATURE_OFFSET:#x}")
+                              expected=f"signature {VDI_SIGNATURE:#x} at {VDI_SIGNATURE_OFFSET:#x}"
+                              ) from None
         f.seek(VDI_UUID_IMAGE_OFFSET)
         f.write(_uuid_bytes(source_sha256, "vdi-image"))
         f.seek(VDI_UUID_LAST_SNAP_OFFSET)
@@ -254,7 +260,9 @@ def write_gce_tarball(raw_image: str | os.PathLike, output: str | os.PathLike, *
             bar.update(remaining)
         feed(bytes(data_pad) + end + bytes(record_pad))
         out.write(comp.flush(zlib.Z_FINISH))
-        out.write(struct.pack("<II", crc & 0xFFFFFFFF, n_in & 0xFFFFFFFF))
+        out.write(schema.build(vmdisk.GzipTrailer, dict(crc32=crc & 0xFFFFFFFF,
+                                                        isize=n_in & 0xFFFFFFFF),
+                               what="gzip trailer"))
     return {"disk_size": disk_size,
             "note": f"disk.raw {size} bytes zero-padded to {disk_size} (GCE needs whole GiB); "
                     f"GNU tar, mtime {mtime}, uid/gid 0; gzip mtime 0, no name"}
@@ -264,35 +272,21 @@ def write_gce_tarball(raw_image: str | os.PathLike, output: str | os.PathLike, *
 # Builders of other parts, called through their interfaces
 # --------------------------------------------------------------------------------------
 
-def _missing(feature: str, module: str) -> ToolError:
-    return ToolError(f"{feature} is not available in this osvkit ({module} is missing)",
-                     expected=f"an osvkit with {module}")
-
-
 def _probe_bytes(size: int | None) -> bytes:
-    try:
-        from .probe import build_probe
-    except ImportError:
-        raise _missing("the conformance kernel", "osvkit.probe") from None
+    from .probe import build_probe
     return build_probe(size)
 
 
-def _build_usr(kernel: Path, output: Path, *, cmdline: str, image_format: str,
+def _build_usr(kernel: Path, output: Path, *, cmdline: Cmdline, image_format: str,
                partition: Path | None) -> Any:
-    try:
-        from .image.usrimg import build_usr_image
-    except ImportError:
-        raise _missing("usr.img building", "osvkit.image.usrimg") from None
+    from .image.usrimg import build_usr_image
     return build_usr_image(os.fspath(kernel), os.fspath(output), cmdline=cmdline,
                            image_format=image_format,
                            partition=os.fspath(partition) if partition else None)
 
 
-def _build_vmlinux(kernel: Path, output: Path, *, cmdline: str) -> Any:
-    try:
-        from .image.vmlinux import build_vmlinux
-    except ImportError:
-        raise _missing("vmlinux building", "osvkit.image.vmlinux") from None
+def _build_vmlinux(kernel: Path, output: Path, *, cmdline: Cmdline) -> Any:
+    from .image.vmlinux import build_vmlinux
     return build_vmlinux(os.fspath(kernel), os.fspath(output))
 
 
@@ -300,10 +294,7 @@ def _build_rofs(manifest: Path, output: Path, defines: dict[str, str],
                 follow_symlinks_anywhere: bool = False,
                 allow_missing: bool = False) -> list[tuple[str, str]]:
     """Build the ROFS; return ``(guest path, host path)`` of every file copied from the host."""
-    try:
-        from .rofs import File, build_rofs, parse_manifest
-    except ImportError:
-        raise _missing("ROFS building", "osvkit.rofs") from None
+    from .rofs import File, build_rofs, parse_manifest
     tree = parse_manifest(os.fspath(manifest), defines=dict(defines),
                           root=os.fspath(manifest.parent),
                           follow_symlinks_anywhere=follow_symlinks_anywhere,
@@ -315,7 +306,7 @@ def _build_rofs(manifest: Path, output: Path, defines: dict[str, str],
 
 def firecracker_config(*, kernel: str, boot_args: str, memory: str, cpus: int,
                        drive: str | None) -> dict:
-    """A Firecracker ``--config-file`` document (firecracker-data/firecracker-api.yaml):
+    """A Firecracker ``--config-file`` document:
     ``boot-source``, ``machine-config`` and, when given, one raw root drive (not the root
     device, so Firecracker adds no ``root=`` to the command line)."""
     doc: dict = {
@@ -333,12 +324,9 @@ def _firecracker_config(*, kernel_file: Path, kernel_rel: str, disk_file: Path |
                         disk_rel: str | None, boot_args: str, memory: str, cpus: int) -> dict:
     """The fcpath part's document (its checks: a bootable vmlinux, a raw disk, Firecracker's
     vCPU rule, ``--nopci`` and the 2047-byte limit), with the file paths made relative so the
-    file is reproducible; this module's plain builder when that part is absent."""
-    try:
-        from .firecracker.config import build_firecracker_config
-    except ImportError:
-        return firecracker_config(kernel=kernel_rel, boot_args=boot_args, memory=memory,
-                                  cpus=cpus, drive=disk_rel)
+    file is reproducible."""
+    from .firecracker.config import build_firecracker_config
+
     doc = build_firecracker_config(kernel_file, disk=disk_file, memory=memory, cpus=cpus,
                                    boot_args=boot_args).document
     doc["boot-source"]["kernel_image_path"] = kernel_rel
@@ -384,8 +372,12 @@ class BuildFileResult:
     def to_dict(self) -> dict:
         return {"manifest_path": self.manifest_path, **self.manifest}
 
+    def describe(self) -> str:
+        return format_result(self)
+
 
 def format_result(result: BuildFileResult) -> str:
+    """One line per output and the manifest's path (``osvkit build -c`` without --json)."""
     lines = []
     for o in result.outputs:
         lines.append(f"{o['path']}: {o['kind']} ({o['format']}), {o['size']} bytes, "
@@ -539,11 +531,11 @@ def _build_image(bf: BuildFile, img: ImageSpec, stage: _Staging, out_dir: Path, 
                  sde: int) -> list[OutputRecord]:
     records: list[OutputRecord] = []
     staged_by_kind: dict[str, Path] = {}
-    cmdline = opts["cmdline"] or ""
+    cmdline = Cmdline.from_value(opts["cmdline"] or "")
     if img.rofs_manifest:
         # like OSv's scripts/build and `osvkit build --manifest`: the root is the ROFS
         from .image.appimage import with_rootfs
-        cmdline = with_rootfs(cmdline)
+        cmdline = Cmdline.from_value(with_rootfs(str(cmdline)))
     work = stage.work / img.name
     work.mkdir()
 
@@ -559,9 +551,10 @@ def _build_image(bf: BuildFile, img: ImageSpec, stage: _Staging, out_dir: Path, 
                      "sha256": hashlib.sha256(data).hexdigest()}
     app_tree = None
     if any(k in img.apps for k in APP_SOURCE_KEYS):  # host programs, files, packages
-        app_tree, cmdline = _app_tree(bf, img, kernel_path, cmdline)
-    cmd_in = {"role": "cmdline", "value": cmdline,
-              "sha256": hashlib.sha256(cmdline.encode("utf-8")).hexdigest()}
+        app_tree, line = _app_tree(bf, img, kernel_path, str(cmdline))
+        cmdline = Cmdline.from_value(line)
+    cmd_in = {"role": "cmdline", "value": str(cmdline),
+              "sha256": hashlib.sha256(cmdline.as_bytes_with_nul()[:-1]).hexdigest()}
 
     # the filesystem for MBR partition 1 (index 1)
     part_path: Path | None = None
@@ -650,7 +643,7 @@ def _build_image(bf: BuildFile, img: ImageSpec, stage: _Staging, out_dir: Path, 
             kernel_rel=_rel(out_dir / img.outputs["vmlinux"], cfg_dir),
             disk_file=staged_by_kind["usr"] if raw_disk else None,
             disk_rel=_rel(out_dir / img.outputs["usr"], cfg_dir) if raw_disk else None,
-            boot_args=cmdline, memory=opts["memory"], cpus=opts["cpus"])
+            boot_args=str(cmdline), memory=opts["memory"], cpus=opts["cpus"])
         staged = stage.path_for(cfg_rel)
         write_atomic(staged, (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode())
         fc_inputs = [kernel_in, cmd_in, {"role": "memory", "value": opts["memory"]},

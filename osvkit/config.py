@@ -41,8 +41,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from .errors import FormatError, MissingInputError, UsageError
+from .cmdline.model import Cmdline
+from .errors import CmdlineError, FormatError, MissingInputError, UsageError
 from .run.backends import VMMS  # noqa: F401  (re-exported: the one list of VMMs)
+from .units import parse_size
 
 SPEC_VERSION = 1
 SCHEMA_FILE = "osvkit-build.schema.json"
@@ -56,14 +58,21 @@ OUTPUT_KINDS = ("usr", "vmlinux", "rofs", "firecracker-config", "vmdk", "vdi", "
 # Options and their precedence
 # --------------------------------------------------------------------------------------
 
-_MEMORY_RE = re.compile(r"^([1-9][0-9]*)([KMG]?)$")
+_MEMORY_RE = re.compile(r"^([1-9][0-9]{0,15})([KMG]?)$")
+
+
+def _shown(v: Any) -> str:
+    """``repr(v)``, shortened when a hostile value is thousands of characters long."""
+    text = repr(v)
+    return text if len(text) <= 60 else f"{text[:40]}... ({len(str(v))} characters)"
 
 
 def memory_mib(value: str | int) -> int:
     """``"256M"`` -> 256, ``"1G"`` -> 1024, ``512`` -> 512 (a bare number is MiB, as in QEMU)."""
-    m = _MEMORY_RE.match(str(value).strip())
+    m = _MEMORY_RE.match(str(value).strip()[:64])
     if not m:
-        raise UsageError(f"bad memory size {value!r}", expected="a number of MiB or <n>K/M/G")
+        raise UsageError(f"bad memory size {_shown(value)}",
+                         expected="a number of MiB or <n>K/M/G (at most 16 digits)")
     n, unit = int(m.group(1)), m.group(2)
     if unit == "K":
         if n % 1024:
@@ -82,22 +91,21 @@ def _parse_memory(v: Any) -> str:
 
 
 def _parse_int_min1(v: Any) -> int:
-    try:
-        n = int(str(v).strip()) if not isinstance(v, bool) else None
-    except ValueError:
-        n = None
+    text = str(v).strip()
+    n = int(text) if not isinstance(v, bool) and re.fullmatch(r"[0-9]{1,6}", text) else None
     if n is None or n < 1 or n > 255:
-        raise UsageError(f"bad CPU count {v!r}", expected="an integer from 1 to 255")
+        raise UsageError(f"bad CPU count {_shown(v)}", expected="an integer from 1 to 255")
     return n
 
 
 def _parse_timeout(v: Any) -> float:
     try:
-        t = float(str(v).strip()) if not isinstance(v, bool) else -1.0
+        text = str(v).strip()
+        t = float(text) if not isinstance(v, bool) and len(text) <= 32 else -1.0
     except ValueError:
         t = -1.0
-    if not t > 0:
-        raise UsageError(f"bad timeout {v!r}", expected="a number of seconds above 0")
+    if not 0 < t < float("inf"):
+        raise UsageError(f"bad timeout {_shown(v)}", expected="a number of seconds above 0")
     return t
 
 
@@ -111,9 +119,16 @@ def _choice(*choices: str) -> Callable[[Any], str]:
 
 
 def _parse_cmdline(v: Any) -> str:
-    if isinstance(v, Mapping):
-        return CmdlineSpec.from_value(v).render()
-    return str(v)
+    """A command line as written, or a build file's ``{options, app}`` table rendered; checked
+    by :class:`osvkit.cmdline.Cmdline` (the one model) so a bad line is refused here, naming
+    the flag, variable or file line it came from."""
+    from .cmdline import Cmdline
+    from .errors import CmdlineError
+
+    try:
+        return str(Cmdline.from_value(v if isinstance(v, Mapping) else str(v)))
+    except CmdlineError as exc:
+        raise UsageError(f"bad command line: {exc.what}", expected=exc.expected) from None
 
 
 @dataclass(frozen=True)
@@ -158,6 +173,13 @@ class ResolvedOptions:
 
     def get(self, name: str, default: Any = None) -> Any:
         return self.values.get(name, default)
+
+    def given(self) -> dict[str, Any]:
+        """The values someone set (flag, environment or build file), keyed by Python name
+        (``image_format``): what a command passes on when its library function has its own
+        defaults."""
+        return {k.replace("-", "_"): v for k, v in self.values.items()
+                if self.sources[k] != "default"}
 
     def to_dict(self) -> dict:
         return {k: {"value": self.values[k], "source": self.sources[k]} for k in self.values}
@@ -316,7 +338,8 @@ def _validate(value: Any, node: dict, path: tuple, root: dict, errors: list) -> 
 
 
 def _show(v: Any) -> str:
-    return json.dumps(v) if isinstance(v, (str, int, float, bool)) else _typename(v)
+    text = json.dumps(v) if isinstance(v, (str, int, float, bool)) else _typename(v)
+    return text if len(text) <= 60 else f"{text[:40]}... ({len(text)} characters)"
 
 
 def validate(data: Any) -> list[tuple[tuple, str, str]]:
@@ -431,52 +454,6 @@ class BuildFileError(FormatError):
 # The model
 # --------------------------------------------------------------------------------------
 
-_NEEDS_QUOTES = re.compile(r"[\s\"';&!]")
-
-
-def quote_arg(arg: str) -> str:
-    """Quote one application argument for OSv's command-line parser (double quotes, with
-    ``\\"`` and ``\\\\`` escaped) when it holds a space, a quote or a command separator."""
-    if arg and not _NEEDS_QUOTES.search(arg):
-        return arg
-    return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-@dataclass
-class CmdlineSpec:
-    """A guest command line as loader options plus the application command.
-
-    ``render()`` gives the string: options first, then the app arguments (quoted when
-    needed), separated by single spaces.  A plain string from the build file is kept as is
-    (``raw``)."""
-    options: list[str] = field(default_factory=list)
-    app: list[str] = field(default_factory=list)
-    raw: str | None = None
-
-    @classmethod
-    def from_value(cls, value: Any) -> "CmdlineSpec":
-        if value is None:
-            return cls()
-        if isinstance(value, str):
-            return cls(raw=value)
-        return cls(options=list(value.get("options", [])), app=list(value.get("app", [])))
-
-    def render(self) -> str:
-        if self.raw is not None:
-            return self.raw
-        command = " ".join(quote_arg(a) for a in self.app)
-        try:  # the cmdline helper's model checks and escapes the options
-            from .cmdline import render_cmdline as _render
-        except ImportError:
-            return " ".join([*self.options, *([command] if command else [])])
-        return _render(list(self.options), command)
-
-    def to_dict(self) -> dict:
-        if self.raw is not None:
-            return {"raw": self.raw}
-        return {"options": list(self.options), "app": list(self.app)}
-
-
 @dataclass
 class VerifySpec:
     expect: str | None = None
@@ -496,7 +473,9 @@ class ImageSpec:
     index: int
     name: str
     kernel: str
-    cmdline: CmdlineSpec
+    cmdline: Cmdline
+    """The ``cmdline`` key (a string kept as written, or options and app arguments); empty
+    when the image has none."""
     outputs: dict[str, str]
     options: dict[str, Any] = field(default_factory=dict)      # per-image option keys
     partition: str | None = None
@@ -508,6 +487,9 @@ class ImageSpec:
     """Host programs and files for the ROFS (:data:`APP_KEYS`: app, add, exclude, deb,
     library_path, env, cwd, bare, allow_missing, follow_symlinks_anywhere)."""
 
+    has_cmdline: bool = False
+    """Whether the build file gives this image a ``cmdline`` (possibly an empty one)."""
+
     @property
     def probe_size(self) -> int | None | bool:
         """For ``probe`` / ``probe:<size>`` kernels: the size in bytes (None = default);
@@ -515,7 +497,7 @@ class ImageSpec:
         return parse_probe_spec(self.kernel)
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "kernel": self.kernel, "cmdline": self.cmdline.render(),
+        return {"name": self.name, "kernel": self.kernel, "cmdline": str(self.cmdline),
                 "outputs": dict(self.outputs), "options": dict(self.options),
                 "partition": self.partition, "rofs_manifest": self.rofs_manifest,
                 "rofs_defines": dict(self.rofs_defines), "verify": self.verify.to_dict(),
@@ -529,7 +511,7 @@ APP_KEYS = ("app", "add", "exclude", "deb", "library_path", "env", "cwd", "bare"
 APP_SOURCE_KEYS = ("app", "add", "deb")
 
 
-_SIZE_RE = re.compile(r"^([0-9]+)([KMG]?)$")
+_SIZE_RE = re.compile(r"^([0-9]{1,24})([KMG]?)$")
 
 
 def parse_probe_spec(kernel: str) -> int | None | bool:
@@ -540,8 +522,8 @@ def parse_probe_spec(kernel: str) -> int | None | bool:
         return False
     m = _SIZE_RE.match(kernel[6:])
     if not m:
-        raise UsageError(f"bad probe size in {kernel!r}", expected="probe:<n>[K|M|G]")
-    return int(m.group(1)) << {"": 0, "K": 10, "M": 20, "G": 30}[m.group(2)]
+        raise UsageError(f"bad probe size in {_shown(kernel)}", expected="probe:<n>[K|M|G]")
+    return parse_size(kernel[6:], "probe size", units="KMG")
 
 
 @dataclass
@@ -580,9 +562,8 @@ class BuildFile:
     def resolve(self, image: ImageSpec | None = None, flags: Mapping[str, Any] | None = None,
                 env: Mapping[str, str] | None = None) -> ResolvedOptions:
         values, sources = self.file_options(image)
-        if image is not None and (image.cmdline.raw is not None or image.cmdline.options
-                                  or image.cmdline.app):
-            values["cmdline"] = image.cmdline.render()
+        if image is not None and image.has_cmdline:
+            values["cmdline"] = str(image.cmdline)
             line = line_of(self.lines, ("image", image.index, "cmdline"))
             sources["cmdline"] = f"file:{self.path.name}:{line}"
         return resolve_options(flags, values, env=env, file_sources=sources)
@@ -606,6 +587,41 @@ class BuildFile:
                 "options": dict(self.options), "images": [i.to_dict() for i in self.images]}
 
 
+#: deepest nesting of tables and arrays read (the schema needs 4)
+MAX_DEPTH = 16
+
+
+def _too_deep(data: Any) -> tuple | None:
+    """The key path of a value nested deeper than :data:`MAX_DEPTH`, or None (iterative, so
+    a hostile file cannot exhaust Python's stack)."""
+    stack = [((), data)]
+    while stack:
+        path, value = stack.pop()
+        if len(path) > MAX_DEPTH:
+            return path
+        if isinstance(value, dict):
+            stack.extend((path + (k,), v) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((path + (i,), v) for i, v in enumerate(value))
+    return None
+
+
+def _parser_limit(text: str, exc: Exception) -> tuple:
+    """The error for a file Python's TOML parser gives up on: an integer over its 4,300-digit
+    limit, or nesting deeper than its recursion allows."""
+    if isinstance(exc, RecursionError):
+        depths = [len(re.findall(r"[\[{]", line)) for line in text.splitlines()] or [0]
+        line = depths.index(max(depths)) + 1
+        return (line, "(syntax)", "tables or arrays nested too deeply for the TOML parser",
+                f"at most {MAX_DEPTH} levels")
+    for number, line in enumerate(text.splitlines(), 1):
+        m = re.search(r"[0-9_]{4000,}", line)
+        if m:
+            return (number, "(syntax)", f"a number of {len(m.group())} digits",
+                    "an integer of at most 19 digits")
+    return (None, "(syntax)", f"TOML value error: {str(exc)[:100]}", "valid TOML")
+
+
 def load_build_file(path: str | os.PathLike) -> BuildFile:
     """Read, parse and validate a build file.
 
@@ -624,7 +640,9 @@ def load_build_file(path: str | os.PathLike) -> BuildFile:
         raise BuildFileError(path, [(line, "(file)", "not UTF-8 text", "a TOML file")]) from None
     try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+    except (ValueError, RecursionError) as exc:
+        if not isinstance(exc, tomllib.TOMLDecodeError):
+            raise BuildFileError(path, [_parser_limit(text, exc)]) from None
         msg = str(exc)
         m = re.search(r"\(at line (\d+), column \d+\)", msg)
         line = int(m.group(1)) if m else None
@@ -632,6 +650,11 @@ def load_build_file(path: str | os.PathLike) -> BuildFile:
         raise BuildFileError(path, [(line, "(syntax)", f"TOML syntax error: {what}",
                                      "valid TOML")]) from None
     lines = key_lines(text)
+    deep = _too_deep(data)
+    if deep is not None:
+        raise BuildFileError(path, [(line_of(lines, deep), format_key_path(deep[:4]) + "...",
+                                     f"tables or arrays nested more than {MAX_DEPTH} deep",
+                                     "a build file as its schema describes it")])
     errors = validate(data)
     if errors:
         raise BuildFileError(path, [(line_of(lines, p), format_key_path(p), w, e)
@@ -645,7 +668,8 @@ def load_build_file(path: str | os.PathLike) -> BuildFile:
         verify = img.get("verify") or {}
         spec = ImageSpec(
             index=i, name=img["name"], kernel=img["kernel"],
-            cmdline=CmdlineSpec.from_value(img.get("cmdline")),
+            cmdline=Cmdline(),
+            has_cmdline="cmdline" in img,
             outputs=dict(img["outputs"]),
             options={k: img[k] for k in OPTIONS if k in img and k != "cmdline"},
             partition=img.get("partition"),
@@ -659,6 +683,10 @@ def load_build_file(path: str | os.PathLike) -> BuildFile:
             apps={k: img[k] for k in APP_KEYS if k in img},
         )
         images.append(spec)
+        try:
+            spec.cmdline = Cmdline.from_value(img.get("cmdline"))
+        except CmdlineError as exc:
+            problems.append((("image", i, "cmdline"), exc.what, exc.expected))
         if spec.name in seen_names:
             problems.append((("image", i, "name"), f"duplicate image name {spec.name!r}",
                              "a name used once"))

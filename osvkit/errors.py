@@ -118,7 +118,6 @@ class ToolError(OsvkitError):
     exit_status = EX_SOFTWARE
 
 
-# --- ROFS (osvkit/rofs) -------------------------------------------------------------------
 class ManifestInputError(ManifestError):
     """A host file a manifest line names is missing or cannot be read (exit 66)."""
     exit_status = EX_NOINPUT

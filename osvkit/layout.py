@@ -31,6 +31,8 @@ CMDLINE_OFFSET = 0x200
 CMDLINE_AREA_SECTORS = 63
 CMDLINE_AREA_SIZE = CMDLINE_AREA_SECTORS * SECTOR_SIZE
 """boot16 reads 63 sectors from LBA 1: 32,256 bytes including the NUL."""
+OSV_CMDLINE_MAX = 1024
+"""OSv's ``max_cmdline``: the longest command line its runtime keeps, NUL included."""
 KERNEL_LBA = 128
 KERNEL_OFFSET = KERNEL_LBA * SECTOR_SIZE
 """The compressed kernel (OSv: lzloader.elf) starts at LBA 128 (64 KiB)."""

@@ -10,7 +10,9 @@ import pytest
 from conftest import require_module
 
 from osvkit import config
-from osvkit.config import (BuildFileError, CmdlineSpec, key_lines, load_build_file, memory_mib,
+from osvkit.cmdline import Cmdline
+from osvkit.cmdline.model import quote_arg
+from osvkit.config import (BuildFileError, key_lines, load_build_file, memory_mib,
                            resolve_options)
 from osvkit.errors import EX_DATAERR, EX_NOINPUT, MissingInputError, UsageError
 
@@ -60,15 +62,16 @@ def test_good_file_model(tmp_path):
     hello, two = bf.images
     assert (hello.index, hello.name, hello.kernel, hello.line) == (0, "hello", "probe:6M", 7)
     assert hello.probe_size == 6 * 1024 * 1024
-    assert hello.cmdline.options == ["--rootfs=rofs", "--verbose"]
-    assert hello.cmdline.app == ["/hello", "an arg"]
-    # options escaped by the cmdline model, app arguments quoted when they hold a space
-    assert hello.cmdline.render() == '--rootfs=rofs --verbose /hello "an arg"'
+    # the one command-line model: options escaped, app arguments quoted when they hold a space
+    assert isinstance(hello.cmdline, Cmdline)
+    assert hello.cmdline.options == ("--rootfs=rofs", "--verbose")
+    assert hello.cmdline.command == '/hello "an arg"'
+    assert str(hello.cmdline) == '--rootfs=rofs --verbose /hello "an arg"'
     assert hello.outputs == {"usr": "hello.img", "vmlinux": "hello.elf"}
     assert hello.verify.expect == "^probe: " and hello.verify.vmms == ["qemu", "qemu-pvh"]
     assert (two.line, two.probe_size) == (15, False)
     assert two.options == {"cpus": 2, "image-format": "qcow2"}
-    assert two.cmdline.render() == "--nopci /tools/hello.so"
+    assert str(two.cmdline) == "--nopci /tools/hello.so"
     assert two.rofs_manifest == "usr.manifest" and two.rofs_defines == {"libdir": "/usr/lib"}
     assert two.outputs == {"usr": "two.qcow2", "rofs": "two.rofs", "gce": "two.tar.gz"}
 
@@ -248,9 +251,9 @@ def test_memory_mib_rejects():
             memory_mib(bad)
 
 
-def test_cmdline_spec_quoting_without_the_model():
-    spec = CmdlineSpec(options=["--env=A=1"], app=["/bin/echo", 'say "hi"', "a;b", ""])
-    assert config.quote_arg('say "hi"') == '"say \\"hi\\""'
-    assert config.quote_arg("a;b") == '"a;b"'
-    assert config.quote_arg("") == '""'
-    assert spec.render() == '--env=A=1 /bin/echo "say \\"hi\\"" "a;b" ""'
+def test_cmdline_table_quoting():
+    line = Cmdline.from_value({"options": ["--env=A=1"], "app": ["/bin/echo", 'say "hi"', "a;b", ""]})
+    assert quote_arg('say "hi"') == '"say \\"hi\\""'
+    assert quote_arg("a;b") == '"a;b"'
+    assert quote_arg("") == '""'
+    assert str(line) == '--env=A=1 /bin/echo "say \\"hi\\"" "a;b" ""'

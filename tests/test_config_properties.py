@@ -67,7 +67,9 @@ def test_validator_agrees_with_jsonschema(doc):
             node = node[part]
 
 
+from osvkit.cmdline import Cmdline  # noqa: E402
 from osvkit.cmdline import split_cmdline as split  # noqa: E402
+from osvkit.cmdline.model import quote_arg  # noqa: E402
 option = st.from_regex(r"--[a-z][a-z_-]{0,10}(=[A-Za-z0-9/._=,-]{0,12})?", fullmatch=True)
 
 
@@ -78,7 +80,7 @@ option = st.from_regex(r"--[a-z][a-z_-]{0,10}(=[A-Za-z0-9/._=,-]{0,12})?", fullm
 def test_rendered_options_split_back(options, app):
     if app[0].startswith("-"):
         app = ["/" + app[0]] + app[1:]
-    line = config.CmdlineSpec(options=options, app=app).render()
+    line = str(Cmdline.from_value({"options": options, "app": app}))
     got = split(line)
     assert list(got.options) == options
-    assert got.command == " ".join(config.quote_arg(a) for a in app)
+    assert got.command == " ".join(quote_arg(a) for a in app)

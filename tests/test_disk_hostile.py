@@ -196,3 +196,20 @@ def test_qcow2_cut_anywhere_is_a_clean_error(qemu_img, tmp_path):
             assert "\n" not in str(exc)
             outcomes.add(type(exc).__name__)
     assert "FormatError" in outcomes
+
+
+def test_an_image_that_is_a_fifo_with_no_writer(cli, tmp_path):
+    """Opening a FIFO for reading waits for a writer: every reader hung on one."""
+    fifo = tmp_path / "usr.img"
+    os.mkfifo(fifo)
+    for argv, status, words in (
+            (("cmdline", "get", fifo), 66, "is a FIFO (named pipe), expected a disk image"),
+            (("cmdline", "set", fifo, "x"), 66, "is a FIFO (named pipe)"),
+            (("rofs", "ls", fifo), 66, "is a FIFO (named pipe), expected a ROFS image"),
+            (("rofs", "ls", "-p", "1", fifo), 66, "is a FIFO (named pipe)"),
+            (("kernel", "extract", fifo, "-o", tmp_path / "k.elf"), 66, "is a FIFO"),
+            (("inspect", fifo), 65, "cannot seek (a pipe?)")):
+        r = cli(*argv, timeout=TIMEOUT)
+        err = r.stderr.decode()
+        assert r.returncode == status and err.startswith(f"error: {fifo}: "), (argv, err)
+        assert words in err and err.count("\n") == 1, (argv, err)

@@ -144,13 +144,14 @@ def test_run_kernel_vmm_memory_and_cpus_errors(cli, vmlinux, qemu):
     was reported as a QEMU failure (exit 70); --cpus 0 went to -smp."""
     for vmm in ("qemu-pvh", "qemu-fc"):
         r = cli("run", vmlinux, "--vmm", vmm, "--memory", "1", "--dry-run")
-        assert _one_line_error(r, 64) == ("error: guest memory '1', expected a whole number "
+        # a bare number is MiB for every command (osvkit.config.OPTIONS), as in QEMU
+        assert _one_line_error(r, 64) == ("error: guest memory '1M', expected a whole number "
                                           "of MiB, at least 2M (e.g. 128M)")
         r = cli("run", vmlinux, "--vmm", vmm, "--memory", "abc", "--dry-run")
         assert _one_line_error(r, 64).startswith("error: --memory: bad memory size 'abc'")
         r = cli("run", vmlinux, "--vmm", vmm, "--cpus", "0", "--dry-run")
         # the CLI's shared option check names the flag before the backend sees the value
-        assert _one_line_error(r, 64) == ("error: --cpus: bad CPU count 0, expected an integer "
+        assert _one_line_error(r, 64) == ("error: --cpus: bad CPU count '0', expected an integer "
                                           "from 1 to 255")
     r = cli("run", vmlinux, "--vmm", "qemu-pvh", "--memory", "2M", "--dry-run")
     assert _one_line_error(r, 65) == ("error: guest memory of 2 MiB is too small for the kernel "

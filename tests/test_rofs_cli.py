@@ -139,7 +139,7 @@ def test_group_help_and_offset(cli, proj):
     for args in (("ls", str(disk)), ("extract", str(disk), str(proj / "x"))):
         r = cli("rofs", *args, "--offset", "-5")
         assert r.returncode == EX_USAGE
-        assert r.stderr.decode() == "error: offset -5, expected a byte offset of 0 or more\n"
+        assert r.stderr.decode() == "error: --offset '-5' is less than 0, expected at least 0\n"
     assert not (proj / "x").exists()
 
 

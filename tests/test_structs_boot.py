@@ -147,3 +147,4 @@ def test_blank_builds_zeros_and_constants():
     assert b.count(0) == 4096 - 6
     assert base.build(bootinfo.OsvMultibootInfo, base.blank(bootinfo.OsvMultibootInfo)) == \
         bytes(layout.BOOTINFO_SIZE)
+

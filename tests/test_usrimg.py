@@ -204,7 +204,8 @@ def test_cli_build_json_and_errors(cli, kernel_file, tmp_path):
     bad.write_bytes(b"not an elf at all" * 10)
     r = cli("build", bad, "-o", tmp_path / "x.img")
     assert r.returncode == 65 and b"Traceback" not in r.stderr
-    assert r.stderr.decode().strip() == f"error: {bad}: not an ELF file, expected an ELF64 x86-64 kernel"
+    assert r.stderr.decode().strip() == (f"error: {bad}: not an ELF file, expected an ELF64 "
+                                         "x86-64 kernel, or a disk image holding one")
     r = cli("build", kernel_file, "-o", tmp_path / "x.img", "--format", "iso")
     assert r.returncode == 64 and b"--format 'iso'" in r.stderr
     r = cli("build", kernel_file, "-o", tmp_path / "x.img", "--cmdline", "y" * 1024)

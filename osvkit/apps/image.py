@@ -122,6 +122,7 @@ def write_usr_manifest(apps, output=None, **options) -> str:
     text = "\n".join(lines) + "\n"
     if output is not None:
         from ..fileio import check_not_input, write_atomic
-        check_not_input(output, [(f"{e.kind} {e.host}", e.host) for e in closure.entries])
+        check_not_input(output, [("--kernel", options.get("kernel"))]
+                        + [(f"the host file of {e.guest}", e.source) for e in closure.entries])
         write_atomic(output, text.encode("utf-8"))
     return text

@@ -12,11 +12,11 @@ import stat
 
 from ..errors import FormatError, UsageError
 from ..fileio import open_input
+from ..structs.qcow2 import QCOW2_MAGIC
 from . import bootinfo, bootparams, mbr, mptable, pvh
 
 KINDS = ("mbr", "boot-params", "mptable", "bootinfo", "pvh")
 
-_QCOW2_MAGIC = b"QFI\xfb"
 
 
 def _open(path) -> bytes | mmap.mmap:
@@ -50,7 +50,7 @@ def decode_bytes(kind: str, data, *, path=None, offset: int | None = None, base:
                                       lenient=lenient)
     offset = offset or 0
     if kind == "mbr":
-        if bytes(data[:4]) == _QCOW2_MAGIC and offset == 0:
+        if bytes(data[:len(QCOW2_MAGIC)]) == QCOW2_MAGIC and offset == 0:
             raise FormatError("is a qcow2 image", path=path,
                               expected="a raw disk image (qemu-img convert -O raw)")
         return mbr.parse_mbr(data, path=path, offset=offset)

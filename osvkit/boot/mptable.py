@@ -130,6 +130,13 @@ class MpTable:
         }
 
 
+def _without_checksum(raw: bytes, offsets: dict[str, int]) -> bytes:
+    """``raw`` with its checksum byte zeroed (at ``offsets["checksum"]``)."""
+    fixed = bytearray(raw)
+    fixed[offsets["checksum"]] = 0
+    return bytes(fixed)
+
+
 def _text(b: bytes) -> str:
     return b.decode("latin-1")
 
@@ -158,7 +165,7 @@ def parse_mp_table(data, *, offset: int, base: int = 0, path=None,
             "MP floating pointer", f"is {mpf.checksum:#04x} (bytes sum to "
             f"{sum(mpf_bytes) & 0xFF:#04x})", path=path, offset=offset, field="checksum",
             field_offset=offset + MPF_INTEL_OFFSETS["checksum"],
-            expected=f"{mp_checksum(mpf_bytes[:10] + bytes(1) + mpf_bytes[11:]):#04x}"))
+            expected=f"{mp_checksum(_without_checksum(mpf_bytes, MPF_INTEL_OFFSETS)):#04x}"))
     if mpf.length != 1:
         result.notes.append(f"floating pointer length {mpf.length} (16-byte units), expected 1")
     if mpf.physptr == 0:
@@ -191,8 +198,7 @@ def parse_mp_table(data, *, offset: int, base: int = 0, path=None,
     ok = sums_to_zero(table)
     result.checksums["table"] = {"stored": hdr.checksum, "ok": ok}
     if not ok:
-        fixed = bytearray(table)
-        fixed[MPC_TABLE_OFFSETS["checksum"]] = 0
+        fixed = _without_checksum(table, MPC_TABLE_OFFSETS)
         problem(schema.format_error(
             "MP configuration table", f"is {hdr.checksum:#04x} (table sums to "
             f"{sum(table) & 0xFF:#04x})", path=path, offset=toff, field="checksum",

@@ -3,71 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
 
-import typer
+import click
 
-import os
-
+from ..cmdline import Cmdline
 from ..errors import UsageError
-from ..rofs.manifest import parse_defines
-from ._app import JsonOpt, app, emit
-from .common import ConfigOpt, build_file_command  # [cli]
+from ..units import parse_size
+from ._app import choice, command, emit, json_option
+from .common import (cmdline_option, config_option, given_on_command_line, image_format_option,
+                     resolve)
 
 FORMATS = ("usr", "vmlinux")
-"""Image kinds ``--format`` accepts (other parts add theirs, e.g. ``vmlinux``)."""
-
-
-def _describe(result) -> str:
-    d = result.to_dict()
-    lines = [f"wrote {d['output']} ({d['image_format']}, {d['image_size']} bytes virtual, "
-             f"file of {d['file_size']} bytes) in {d['elapsed']:.3f} s",
-             f"  kernel {d['kernel_size']} bytes -> payload {d['payload_size']} bytes "
-             f"({d['payload_sectors']} sectors, compression {d['compression']})",
-             f"  partition 1 at {d['partition_offset']:#x}, {d['partition_size']} bytes",
-             f"  cmdline: {d['cmdline']!r}"]
-    return "\n".join(lines)
-
-
-def _describe_apps(result) -> str:
-    image = result.image
-    if result.disk is not None:
-        head = (f"wrote {image.output} (vmlinux ELF, {image.size} bytes) and its ROFS disk "
-                f"{result.disk.output}\n")
-    else:
-        head = _describe(image) + "\n"
-    kinds: dict[str, int] = {}
-    for f in result.tree.files:
-        kinds[f.kind] = kinds.get(f.kind, 0) + 1
-    r = result.rofs
-    lines = [head.rstrip("\n"),
-             f"  ROFS: {r['files']} files ({r['data_bytes']} bytes of data), "
-             f"{r['symlinks_count']} symlinks: " + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())),
-             f"  supplied by the kernel ({result.tree.closure.supplied_source}): "
-             + (", ".join(u.soname for u in result.tree.closure.supplied) or "none needed")]
-    if result.disk is not None:
-        lines.append(f"  cmdline (on the disk; give it to the VMM): {result.cmdline!r}")
-    return "\n".join(lines)
-
+"""Image kinds ``--format`` accepts."""
 
 #: parameters that mean something with -c (the rest belong in the build file)
 _WITH_CONFIG = {"config", "output", "json_output", "cmdline", "image_format", "kernel"}
-
-
-def _given_on_command_line() -> set[str]:
-    """Names of the build command's parameters the user typed (not defaults, not OSVKIT_*
-    variables): a flag given with -c must either apply or be refused, never ignored."""
-    try:  # typer >= 0.24 vendors click as typer._click
-        from typer._click.core import ParameterSource
-        from typer._click.globals import get_current_context
-    except ImportError:  # pragma: no cover
-        from click import get_current_context
-        from click.core import ParameterSource
-
-    ctx = get_current_context()
-    return {name for name in ctx.params
-            if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE}
-
 
 #: options that only mean something for one --format (or with --manifest)
 _USR_ONLY = {"cmdline", "compression", "image_format", "partition", "size", "force_cmdline",
@@ -77,6 +27,15 @@ _MANIFEST_ONLY = {"define", "manifest_root", "allow_missing", "follow_symlinks_a
 #: options that put host programs and files in the image (osvkit.apps)
 _APP_OPTIONS = {"app_paths", "add", "deb"}
 _APP_ONLY = {"exclude", "library_path", "env", "cwd", "bare", "deb_cache", "disk_output"}
+
+NOTES = """
+
+\b
+With -c, -o names the output directory (default: the build file's) and --json prints
+the manifest written to osvkit-manifest.json: {manifest_path, osvkit_manifest,
+osvkit_version, build_file: {path, sha256}, source_date_epoch, images: [{name, kernel,
+cmdline, options, outputs: [{image, kind, path, format, size, sha256, inputs, notes}]}]}.
+Nothing is written unless every image builds."""
 
 
 def _refuse_unused(given: set[str], fmt: str, with_manifest: bool) -> None:
@@ -114,123 +73,179 @@ def _refuse_unused(given: set[str], fmt: str, with_manifest: bool) -> None:
                          expected="--manifest usr.manifest")
 
 
-@app.command("build")
-def build(
-    kernel: Annotated[Optional[Path], typer.Argument(help="Kernel ELF (OSv's loader-stripped.elf).")] = None,
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Image file to write (with -c: the output directory).")] = None,
-    format: Annotated[str, typer.Option("--format", help="Image kind: usr (BIOS usr.img) or vmlinux (Firecracker/PVH kernel ELF).")] = "usr",
-    cmdline: Annotated[str, typer.Option("--cmdline", help="Kernel command line.")] = "",
-    image_format: Annotated[str, typer.Option("--image-format",
-                                              help="raw or qcow2.")] = "raw",
-    compression: Annotated[str, typer.Option("--compression",
-                                             help="fastlz or none.")] = "fastlz",
-    partition: Annotated[Optional[Path], typer.Option(
-        "--partition", help="Filesystem image (e.g. ROFS) for MBR partition 1.")] = None,
-    size: Annotated[Optional[str], typer.Option(
-        "--size", help="Virtual disk size (bytes or 64K/512M/1G); default: just the content.")] = None,
-    force_cmdline: Annotated[bool, typer.Option(
-        "--force-cmdline", help="Allow a command line up to 32,255 bytes (OSv limits it to 1023).")] = False,
-    manifest: Annotated[Optional[Path], typer.Option(
-        "--manifest", help="OSv usr.manifest: build a ROFS into partition 1 (adds --rootfs=rofs).")] = None,
-    define: Annotated[Optional[list[str]], typer.Option(
-        "-D", "--define", help="Manifest substitution NAME=VALUE for %(NAME)s (repeatable).")] = None,
-    manifest_root: Annotated[Optional[Path], typer.Option(
-        "--manifest-root", help="Resolve relative host paths here (default: the current directory).")] = None,
-    allow_missing: Annotated[bool, typer.Option(
-        "--allow-missing", help="Skip manifest host paths that do not exist; with --app: warn "
-                                "about libraries that cannot be found.")] = False,
-    follow_symlinks_anywhere: Annotated[bool, typer.Option(
-        "--follow-symlinks-anywhere",
-        help="Follow host symlinks whose target lies outside the directories named "
-             "(--manifest, --add).")] = False,
-    app_paths: Annotated[Optional[list[str]], typer.Option(
-        "--app", metavar="PATH[:GUEST]",
-        help="Host program (ELF) to put at GUEST (default /NAME) with the libraries it needs "
-             "(repeatable); the first is the command unless --cmdline names one.")] = None,
-    add: Annotated[Optional[list[str]], typer.Option(
-        "--add", metavar="HOST[:GUEST]",
-        help="Host file or directory to add (default: the same path) (repeatable).")] = None,
-    exclude: Annotated[Optional[list[str]], typer.Option(
-        "--exclude", metavar="GLOB", help="Skip added names/paths matching GLOB (repeatable).")] = None,
-    deb: Annotated[Optional[list[str]], typer.Option(
-        "--deb", metavar="PACKAGE[=VERSION]",
-        help="Debian package to fetch with apt-get download and add (repeatable).")] = None,
-    deb_cache: Annotated[Optional[Path], typer.Option(
-        "--deb-cache", help="Where --deb packages are kept (default ~/.cache/osvkit/deb).")] = None,
-    library_path: Annotated[Optional[list[str]], typer.Option(
-        "--library-path", metavar="DIR",
-        help="Search DIR for libraries, where LD_LIBRARY_PATH goes (repeatable).")] = None,
-    env: Annotated[Optional[list[str]], typer.Option(
-        "--env", metavar="NAME=VALUE", help="Loader option --env=NAME=VALUE (repeatable).")] = None,
-    cwd: Annotated[Optional[str], typer.Option(
-        "--cwd", metavar="DIR", help="Loader option --cwd=DIR.")] = None,
-    bare: Annotated[bool, typer.Option(
-        "--bare", help="With --app/--add/--deb: no /dev, /proc, /sys, /tmp, /etc skeleton.")] = False,
-    disk_output: Annotated[Optional[Path], typer.Option(
-        "--disk-output", help="--format vmlinux with --app: the usr.img holding the ROFS.")] = None,
-    pvh: Annotated[bool, typer.Option(
-        "--pvh/--no-pvh", help="vmlinux: add a PVH entry and Xen note (default on).")] = True,
-    replace_entry: Annotated[bool, typer.Option(
-        "--replace-entry", help="vmlinux: replace a Linux/PVH entry the kernel already has.")] = False,
-    handover: Annotated[str, typer.Option(
-        "--handover", help="vmlinux: start32 (default; works on stripped kernels) or start64.")] = "start32",
-    json_output: JsonOpt = False,
-    config: ConfigOpt = None,  # [cli] osvkit build -c osvkit.toml
-) -> None:
-    """Build a bootable image from a kernel ELF, or every image a build file (-c) declares."""
-    if config is not None:  # [cli] build file: every image it declares, plus the manifest
-        given = _given_on_command_line()
-        ignored = [f"--{n.replace('_', '-')}" for n in given if n not in _WITH_CONFIG]
-        if ignored:
-            raise UsageError(f"{', '.join(sorted(ignored))} cannot be used with -c BUILD_FILE",
-                             expected="these settings in the build file's [[image]] tables")
-        return build_file_command(
-            config, output, json_output, kernel=kernel,
-            cmdline=cmdline if "cmdline" in given else None,
-            image_format=image_format if "image_format" in given else None)
+def _describe_apps(result) -> str:
+    image = result.image
+    if result.disk is not None:
+        head = f"wrote {image.output} (vmlinux ELF, {image.size} bytes) and its ROFS disk " \
+               f"{result.disk.output}"
+    else:
+        head = image.describe()
+    kinds: dict[str, int] = {}
+    for f in result.tree.files:
+        kinds[f.kind] = kinds.get(f.kind, 0) + 1
+    r = result.rofs
+    lines = [head,
+             f"  ROFS: {r['files']} files ({r['data_bytes']} bytes of data), "
+             f"{r['symlinks_count']} symlinks: "
+             + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())),
+             f"  supplied by the kernel ({result.tree.closure.supplied_source}): "
+             + (", ".join(u.soname for u in result.tree.closure.supplied) or "none needed")]
+    if result.disk is not None:
+        lines.append(f"  cmdline (on the disk; give it to the VMM): {result.cmdline!r}")
+    return "\n".join(lines)
+
+
+def _build_apps(kernel, output, fmt: str, opts, a: dict) -> None:
+    """``--app``/``--add``/``--deb``: host programs, files and packages into the image."""
+    import os
+
+    from ..apps import build_host_app_image
+    from ..rofs.manifest import parse_defines
+
+    usr = ({"compression": a["compression"], "image_format": opts["image-format"],
+            "size": a["size"]} if fmt == "usr" else {})
+    return build_host_app_image(
+        kernel, output, format=fmt, disk_output=a["disk_output"],
+        cmdline=opts["cmdline"] or "", env=a["env"], cwd=a["cwd"],
+        force_cmdline=a["force_cmdline"], pvh=a["pvh"], handover=a["handover"],
+        replace_entry=a["replace_entry"], apps=a["app_paths"], adds=a["add"],
+        excludes=a["exclude"], debs=a["deb"], library_path=a["library_path"],
+        manifest=a["manifest"], defines=parse_defines(a["define"]) if a["define"] else None,
+        manifest_root=a["manifest_root"], bare=a["bare"], allow_missing=a["allow_missing"],
+        follow_symlinks_anywhere=a["follow_symlinks_anywhere"],
+        deb_cache=os.fspath(a["deb_cache"]) if a["deb_cache"] else None, **usr)
+
+
+def _build_file(config: Path, kernel, output, json_output: bool, cmdline, image_format) -> None:
+    """``osvkit build -c FILE [-o DIR]``: every image of a build file, and its manifest."""
+    from ..buildfile import build_from_file
+
+    given = given_on_command_line()
+    ignored = [f"--{n.replace('_', '-')}" for n in given if n not in _WITH_CONFIG]
+    if ignored:
+        raise UsageError(f"{', '.join(sorted(ignored))} cannot be used with -c BUILD_FILE",
+                         expected="these settings in the build file's [[image]] tables")
+    if kernel is not None:
+        raise UsageError("a KERNEL argument and -c BUILD_FILE", expected="one of them")
+    emit(build_from_file(config, out_dir=output,
+                         flags={"cmdline": cmdline, "image-format": image_format}),
+         json_output)
+
+
+def _build_usr(kernel, output, options: dict, *, manifest, partition, define, manifest_root,
+               allow_missing, follow_symlinks_anywhere):
+    if manifest is None:
+        from ..image.usrimg import build_usr_image
+
+        return build_usr_image(kernel, output, partition=partition, **options)
+    if partition is not None:
+        raise UsageError("--manifest and --partition both fill partition 1",
+                         expected="one of them")
+    from ..image.appimage import build_app_image
+    from ..rofs.manifest import parse_defines
+
+    return build_app_image(kernel, output, manifest=manifest, defines=parse_defines(define),
+                           manifest_root=manifest_root, allow_missing=allow_missing,
+                           follow_symlinks_anywhere=follow_symlinks_anywhere, **options)
+
+
+PathType = click.Path(path_type=Path)
+
+
+@command("build", examples_=(
+    "osvkit build -c osvkit.toml                     # every image the file declares",
+    "osvkit build loader-stripped.elf -o usr.img --cmdline '--rootfs=rofs /hello'",
+    "osvkit build loader-stripped.elf -o app.img --manifest usr.manifest -D arch=x64",
+    "osvkit build loader-stripped.elf --format vmlinux -o vmlinux.elf --json",
+    "osvkit build loader-stripped.elf -o py.img --app /usr/bin/python3.11 "
+    "--add /usr/lib/python3.11 --exclude test --env PYTHONHOME=/usr"), notes=NOTES)
+@click.argument("kernel", type=PathType, required=False)
+@click.option("-o", "--output", type=PathType,
+              help="Image file to write (with -c: the output directory).")
+@click.option("--format", "format", **choice(*FORMATS), default="usr",
+              show_default=True,
+              help="Image kind: usr (BIOS usr.img) or vmlinux (Firecracker/PVH kernel ELF).")
+@cmdline_option
+@image_format_option
+@click.option("--compression", **choice("fastlz", "none"), default="fastlz",
+              show_default=True, help="Kernel payload compression.")
+@click.option("--partition", type=PathType, help="Filesystem image (e.g. ROFS) for MBR partition 1.")
+@click.option("--size", metavar="SIZE",
+              help="Virtual disk size (bytes or 64K/512M/1G); default: just the content.")
+@click.option("--force-cmdline", is_flag=True,
+              help="Allow a command line up to 32,255 bytes (OSv limits it to 1023).")
+@click.option("--manifest", type=PathType,
+              help="OSv usr.manifest: build a ROFS into partition 1 (adds --rootfs=rofs).")
+@click.option("-D", "--define", multiple=True, metavar="NAME=VALUE",
+              help="Manifest substitution NAME=VALUE for %(NAME)s (repeatable).")
+@click.option("--manifest-root", type=PathType,
+              help="Resolve relative host paths here (default: the current directory).")
+@click.option("--allow-missing", is_flag=True,
+              help="Skip manifest host paths that do not exist; with --app: warn about "
+                   "libraries that cannot be found.")
+@click.option("--follow-symlinks-anywhere", is_flag=True,
+              help="Follow host symlinks whose target lies outside the directories named "
+                   "(--manifest, --add).")
+@click.option("--app", "app_paths", multiple=True, metavar="PATH[:GUEST]",
+              help="Host program (ELF) to put at GUEST (default /NAME) with the libraries it "
+                   "needs (repeatable); the first is the command unless --cmdline names one.")
+@click.option("--add", multiple=True, metavar="HOST[:GUEST]",
+              help="Host file or directory to add (default: the same path) (repeatable).")
+@click.option("--exclude", multiple=True, metavar="GLOB",
+              help="Skip added names/paths matching GLOB (repeatable).")
+@click.option("--deb", multiple=True, metavar="PACKAGE[=VERSION]",
+              help="Debian package to fetch with apt-get download and add (repeatable).")
+@click.option("--deb-cache", type=PathType,
+              help="Where --deb packages are kept (default ~/.cache/osvkit/deb).")
+@click.option("--library-path", multiple=True, metavar="DIR",
+              help="Search DIR for libraries, where LD_LIBRARY_PATH goes (repeatable).")
+@click.option("--env", multiple=True, metavar="NAME=VALUE",
+              help="Loader option --env=NAME=VALUE (repeatable).")
+@click.option("--cwd", metavar="DIR", help="Loader option --cwd=DIR.")
+@click.option("--bare", is_flag=True,
+              help="With --app/--add/--deb: no /dev, /proc, /sys, /tmp, /etc skeleton.")
+@click.option("--disk-output", type=PathType,
+              help="--format vmlinux with --app: the usr.img holding the ROFS.")
+@click.option("--pvh/--no-pvh", default=True,
+              help="vmlinux: add a PVH entry and Xen note (default on).")
+@click.option("--replace-entry", is_flag=True,
+              help="vmlinux: replace a Linux/PVH entry the kernel already has.")
+@click.option("--handover", **choice("start32", "start64"), default="start32",
+              help="vmlinux: start32 (default; works on stripped kernels) or start64.")
+@json_option
+@config_option
+def build(kernel, output, format, cmdline, image_format, compression, partition, size,
+          force_cmdline, manifest, define, manifest_root, allow_missing, **more) -> None:
+    """Build a bootable image from a kernel ELF, or every image a build file (-c) declares.
+
+    KERNEL is a kernel ELF (OSv's loader-stripped.elf) or an image holding one (usr.img,
+    loader.img; raw or qcow2)."""
+    json_output, config = more.pop("json_output"), more.pop("config")
+    if config is not None:
+        return _build_file(config, kernel, output, json_output, cmdline, image_format)
     if kernel is None or output is None:
         raise UsageError("missing KERNEL or -o OUTPUT", expected="KERNEL -o OUTPUT, or -c BUILD_FILE")
-    given = _given_on_command_line()
+    given = given_on_command_line()
     _refuse_unused(given, format, manifest is not None)
+    opts = resolve(cmdline=cmdline, image_format=image_format)
+    if size is not None:      # the digits are bounded here; what the file can hold, by the builder
+        size = parse_size(size, "--size", maximum=None)
     if given & _APP_OPTIONS:
-        from ..apps import build_host_app_image
-
-        emit(build_host_app_image(
-            kernel, output, format=format, disk_output=disk_output, cmdline=cmdline,
-            env=env or (), cwd=cwd, force_cmdline=force_cmdline, pvh=pvh, handover=handover,
-            replace_entry=replace_entry, apps=app_paths or (), adds=add or (),
-            excludes=exclude or (), debs=deb or (), library_path=library_path or (),
-            manifest=manifest, defines=parse_defines(define or []) if define else None,
-            manifest_root=manifest_root, bare=bare, allow_missing=allow_missing,
-            follow_symlinks_anywhere=follow_symlinks_anywhere,
-            deb_cache=os.fspath(deb_cache) if deb_cache else None,
-            **({"compression": compression, "image_format": image_format, "size": size}
-               if format == "usr" else {})), json_output, _describe_apps)
+        emit(_build_apps(kernel, output, format, opts, dict(
+            more, compression=compression, size=size, force_cmdline=force_cmdline,
+            manifest=manifest, define=define, manifest_root=manifest_root,
+            allow_missing=allow_missing)), json_output, _describe_apps)
         return
-    if format == "usr":
-        options = dict(cmdline=cmdline, compression=compression, image_format=image_format,
-                       size=size, force_cmdline=force_cmdline)
-        if manifest is not None:
-            if partition is not None:
-                raise UsageError("--manifest and --partition both fill partition 1",
-                                 expected="one of them")
-            from ..image.appimage import build_app_image
-
-            result = build_app_image(kernel, output, manifest=manifest,
-                                     defines=parse_defines(define or []),
-                                     manifest_root=manifest_root, allow_missing=allow_missing,
-                                     follow_symlinks_anywhere=follow_symlinks_anywhere,
-                                     **options)
-        else:
-            from ..image.usrimg import build_usr_image
-
-            result = build_usr_image(kernel, output, partition=partition, **options)
-        emit(result, json_output, _describe)
-        return
-    if format == "vmlinux":  # [fcpath]
+    if format == "vmlinux":
         from ..image.vmlinux import build_vmlinux, describe_vmlinux_result
 
-        emit(build_vmlinux(kernel, output, pvh=pvh, handover=handover,
-                           replace_entry=replace_entry), json_output, describe_vmlinux_result)
+        emit(build_vmlinux(kernel, output, pvh=more["pvh"], handover=more["handover"],
+                           replace_entry=more["replace_entry"]), json_output,
+             describe_vmlinux_result)
         return
-    raise UsageError(f"--format {format!r}", expected=" or ".join(FORMATS))
+    options = dict(cmdline=Cmdline.from_value(opts["cmdline"] or ""), compression=compression,
+                   image_format=opts["image-format"], force_cmdline=force_cmdline, size=size)
+    emit(_build_usr(kernel, output, options, manifest=manifest, partition=partition,
+                    define=define, manifest_root=manifest_root, allow_missing=allow_missing,
+                    follow_symlinks_anywhere=more["follow_symlinks_anywhere"]),
+         json_output)

@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-import typer
+import click
 
 from ..cmdline import model
-from ..errors import UsageError
-from ..image import cmdline_io
-from ._app import JsonOpt, app, emit, log
+from ._app import choice, command, emit, json_option, log, subgroup
 
-cmdline_app = typer.Typer(help="Read or replace the command line stored in an OSv image "
-                          "(raw or qcow2; no qemu-nbd, root or KVM).", no_args_is_help=True)
-app.add_typer(cmdline_app, name="cmdline")
+cmdline_group = subgroup("cmdline", "Read or replace the command line stored in an OSv image "
+                                    "(raw or qcow2; no qemu-nbd, root or KVM).")
 
 
-def _check_target(target: str) -> None:
-    # a bad option value is a usage error (64), not bad data in the image (65)
-    if target not in model.TARGETS:
-        raise UsageError(f"--target {target!r}", expected="one of " + ", ".join(model.TARGETS))
 
-
-def _human_get(info: cmdline_io.CmdlineInfo) -> str:
+def _human_get(info) -> str:
     if info.stale_bytes:
         log.warning("%s: %d stale non-zero bytes after the NUL (an old, longer line); "
                     "'osvkit cmdline set' clears them", info.path, info.stale_bytes)
@@ -31,51 +21,46 @@ def _human_get(info: cmdline_io.CmdlineInfo) -> str:
     return info.cmdline if info.cmdline else ""
 
 
-@cmdline_app.command("get")
-def get_cmd(
-    image: Annotated[str, typer.Argument(help="usr.img or loader.img, raw or qcow2.")],
-    json_output: JsonOpt = False,
-) -> None:
-    """Print the NUL-terminated command line at byte 512."""
+@command("get", group=cmdline_group,
+         examples_=("osvkit cmdline get usr.img", "osvkit cmdline get usr.qcow2 --json"))
+@click.argument("image")
+@json_option
+def get_cmd(image: str, json_output: bool) -> None:
+    """Print the NUL-terminated command line at byte 512 of IMAGE (usr.img or loader.img,
+    raw or qcow2)."""
+    from ..image import cmdline_io
+
     emit(cmdline_io.read_cmdline(image), json_output, _human_get)
 
 
-@cmdline_app.command("set")
-def set_cmd(
-    image: Annotated[str, typer.Argument(help="usr.img or loader.img, raw or qcow2.")],
-    text: Annotated[str, typer.Argument(help="The new command line (put -- before it when it "
-                                        "starts with '-').")],
-    target: Annotated[str, typer.Option("--target", help="Limit to check: osv (1023 bytes), "
-                                        "bios (32255), firecracker (2047).")] = "osv",
-    force: Annotated[bool, typer.Option("--force", help="Skip the target's limit (the BIOS "
-                                        "area still applies).")] = False,
-    json_output: JsonOpt = False,
-) -> None:
-    """Replace the command line in place; the rest of the area is zeroed."""
-    _check_target(target)
-    result = cmdline_io.set_cmdline(image, text, target=target, force=force)
-    emit(result, json_output,
+@command("set", group=cmdline_group,
+         examples_=("osvkit cmdline set usr.img -- '--rootfs=rofs --verbose /hello'",))
+@click.argument("image")
+@click.argument("text")
+@click.option("--target", **choice(*model.TARGETS), default="osv", show_default=True,
+              help="Limit to check: osv (1023 bytes), bios (32255), firecracker (2047).")
+@click.option("--force", is_flag=True,
+              help="Skip the target's limit (the BIOS area still applies).")
+@json_option
+def set_cmd(image: str, text: str, target: str, force: bool, json_output: bool) -> None:
+    """Replace the command line of IMAGE with TEXT, in place; the rest of the area is zeroed.
+
+    Put -- before TEXT when it starts with '-'."""
+    from ..image import cmdline_io
+
+    emit(cmdline_io.set_cmdline(image, text, target=target, force=force), json_output,
          lambda r: f"{r.path}: command line set ({len(r.new.encode())} bytes, "
                    f"{r.format}, target {r.target}{', forced' if r.forced else ''})")
 
 
-def _human_fit(fit: model.CmdlineFit) -> str:
-    lines = [f"{fit.size} bytes"]
-    for name, limit in model.TARGETS.items():
-        verdict = "does not fit" if name in fit.unfit else "fits"
-        lines.append(f"  {name:<12} {limit:>6}  {verdict}")
-    return "\n".join(lines)
+@command("check", group=cmdline_group,
+         examples_=("osvkit cmdline check --target firecracker -- '--nopci /hello'",))
+@click.argument("text")
+@click.option("--target", **choice(*model.TARGETS), default=None,
+              help="Fail (exit 65) unless the line fits this target: osv, bios or firecracker.")
+@json_option
+def check_cmd(text: str, target: str | None, json_output: bool) -> None:
+    """Measure a command line against OSv's, the BIOS area's and Firecracker's limits.
 
-
-@cmdline_app.command("check")
-def check_cmd(
-    text: Annotated[str, typer.Argument(help="A command line (put -- before it when it starts "
-                                        "with '-').")],
-    target: Annotated[str, typer.Option("--target", help="Fail (exit 65) unless the line fits "
-                                        "this target: osv, bios or firecracker.")] = "",
-    json_output: JsonOpt = False,
-) -> None:
-    """Measure a command line against OSv's, the BIOS area's and Firecracker's limits."""
-    if target:
-        _check_target(target)
-    emit(model.fit_report(text, target or None), json_output, _human_fit)
+    Put -- before TEXT when it starts with '-'."""
+    emit(model.fit_report(text, target), json_output)

@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
 
-import typer
+import click
 
-from ..demo import format_result, run_demo
-from ..errors import EX_FAIL, UsageError
-from ._app import app, emit
-from .common import (AccelOpt, CpusOpt, JsonOpt, MemoryOpt, QuietOpt, TimeoutOpt, VerboseOpt,
-                     examples, flags, setup_output)
+from ..errors import EX_FAIL
+from ._app import command, emit, json_option
+from .common import accel_option, cpus_option, flags, memory_option, timeout_option
+from .verify import check_plot, plot_option
 
-EPILOG = examples(
-    "osvkit demo",
-    "osvkit demo --out demo/ --plot demo/boot.png",
-    "osvkit demo --json --timeout 60",
-) + """
+NOTES = """
 
 \b
 Exit status: 0 every boot path passed, 1 a boot failed (or could not run), 64 bad usage,
@@ -26,31 +20,25 @@ size, sha256}], "boots": [{image, kind, vmm, status, reasons, loader, entry, cmd
 e820_entries, cpus, image_ok, boot_done_ms, exit_reason}], "plot"}."""
 
 
-@app.command("demo", epilog=EPILOG)
-def demo(
-    out: Annotated[Optional[Path], typer.Option(
-        "--out", "-o", metavar="DIR",
-        help="Keep the images in DIR (default: a temporary directory, removed).")] = None,
-    plot: Annotated[Optional[Path], typer.Option(
-        "--plot", metavar="FILE",
-        help="Draw the boot phases as a timeline (.png or .svg).")] = None,
-    memory: MemoryOpt = None,
-    cpus: CpusOpt = None,
-    timeout: TimeoutOpt = None,
-    accel: AccelOpt = None,
-    json_output: JsonOpt = False,
-    verbose: VerboseOpt = 0,
-    quiet: QuietOpt = False,
-) -> None:
+@command("demo", examples_=("osvkit demo", "osvkit demo --out demo/ --plot demo/boot.png",
+                            "osvkit demo --json --timeout 60"), notes=NOTES)
+@click.option("--out", "-o", type=click.Path(path_type=Path), metavar="DIR",
+              help="Keep the images in DIR (default: a temporary directory, removed).")
+@plot_option
+@memory_option
+@cpus_option
+@timeout_option
+@accel_option
+@json_option
+def demo(out, plot, memory, cpus, timeout, accel, json_output) -> None:
     """Build the conformance kernel into usr.img and a vmlinux ELF, boot usr.img with qemu
     and the ELF with qemu-pvh and qemu-fc, and report what each boot path saw (boot loader,
     command line, e820 map, CPUs, image integrity, boot-done time)."""
-    setup_output(verbose, quiet)
-    if plot is not None and plot.suffix.lower() not in (".png", ".svg"):
-        raise UsageError(f"--plot {plot}: unknown picture format",
-                         expected="a file name ending in .png or .svg")
+    from ..demo import format_result, run_demo
+
+    check_plot(plot)
     result = run_demo(out, flags=flags(memory=memory, cpus=cpus, timeout=timeout, accel=accel),
                       plot=plot)
     emit(result, json_output, format_result)
     if not result.passed:
-        raise typer.Exit(EX_FAIL)
+        raise SystemExit(EX_FAIL)

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
 
-import typer
+import click
 
-from ._app import JsonOpt, app, emit
+from ._app import command, emit, json_option
 
 
-@app.command("inspect")
-def inspect(
-    path: Annotated[Path, typer.Argument(help="usr.img (raw or qcow2) or another osvkit file.")],
-    json_output: JsonOpt = False,
-) -> None:
-    """Decode a disk image: boot sector, command line, partitions, payload, kernel."""
+@command("inspect", examples_=("osvkit inspect usr.img", "osvkit inspect vmlinux.elf --json"))
+@click.argument("path", type=click.Path(path_type=Path))
+@json_option
+def inspect(path: Path, json_output: bool) -> None:
+    """Decode a disk image: boot sector, command line, partitions, payload, kernel.
+
+    PATH is a usr.img (raw or qcow2) or another osvkit file."""
     from ..inspect import describe, inspect_file
 
     emit(inspect_file(path), json_output, describe)

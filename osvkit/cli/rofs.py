@@ -8,17 +8,13 @@ rofs.img`` is accepted as a shorthand for it (when the first argument is not ``b
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
 
-import typer
-from typer.core import TyperGroup
+import click
 
-from ..errors import UsageError
-from ..rofs.manifest import parse_defines
-from ._app import JsonOpt, app, emit
+from ._app import command, emit, json_option, number, subgroup
 
 
-class _RofsGroup(TyperGroup):
+class _RofsGroup(click.Group):
     """A group whose default command is ``build``."""
 
     def parse_args(self, ctx, args):
@@ -27,73 +23,91 @@ class _RofsGroup(TyperGroup):
         return super().parse_args(ctx, args)
 
 
-OffsetOpt = Annotated[int, typer.Option("--offset", help="Byte offset of the ROFS in the file.")]
-PartitionOpt = Annotated[Optional[int], typer.Option(
-    "-p", "--partition", help="Read MBR partition N of a raw or qcow2 disk image "
-                              "(OSv's usr.img: 1).")]
+rofs_group = subgroup("rofs", "Build (default), list or extract an OSv ROFS image.", _RofsGroup)
 
-rofs_app = typer.Typer(cls=_RofsGroup, no_args_is_help=True,
-                       help="Build (default), list or extract an OSv ROFS image.")
-app.add_typer(rofs_app, name="rofs")
+PathType = click.Path(path_type=Path)
 
 
-def _human_build(r) -> str:
-    return (f"{r.output}: ROFS image, {r.size} bytes, {r.inodes_count} inodes, {r.files} files "
-            f"({r.data_bytes} bytes of data), {r.symlinks_count} symlinks")
+def _image_options(f):
+    f = click.option("-p", "--partition", metavar="N", callback=number, default=None,
+                     help="Read MBR partition N of a raw or qcow2 disk image "
+                          "(OSv's usr.img: 1).")(f)
+    return click.option("--offset", metavar="N", callback=number, default="0", show_default=True,
+                        help="Byte offset of the ROFS in the file.")(f)
 
 
-@rofs_app.command("build")
-def build(
-    manifest: Annotated[Path, typer.Argument(metavar="MANIFEST", help="OSv manifest (usr.manifest syntax).")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="The ROFS image to write.")],
-    define: Annotated[Optional[list[str]], typer.Option(
-        "-D", "--define", metavar="NAME=VALUE", help="Value for %(NAME)s in host paths (repeatable).")] = None,
-    manifest_root: Annotated[Optional[Path], typer.Option(
-        "--manifest-root", help="Directory relative host paths resolve against (default: cwd).")] = None,
-    allow_missing: Annotated[bool, typer.Option(
-        "--allow-missing", help="Skip lines whose host path does not exist (warn).")] = False,
-    follow_symlinks_anywhere: Annotated[bool, typer.Option(
-        "--follow-symlinks-anywhere",
-        help="Follow host symlinks whose target lies outside the directories the manifest names.")] = False,
-    bare: Annotated[bool, typer.Option(
-        "--bare", help="Do not add /dev, /proc, /sys, /tmp and /etc/fstab when missing.")] = False,
-    long_names: Annotated[bool, typer.Option(
-        "--long-names", help="Allow names and link targets up to the format's 65535 bytes "
-                             "(OSv itself handles names up to 255).")] = False,
-    json_output: JsonOpt = False,
-) -> None:
-    """Build a ROFS image from an OSv manifest."""
+@command("build", group=rofs_group,
+         examples_=("osvkit rofs build usr.manifest -o rofs.img -D libdir=/usr/lib",),
+         notes="""
+
+\b
+--json prints {output, size, structure_info_first_block, structure_info_blocks_count,
+directory_entries_count, symlinks_count, inodes_count, files, data_bytes}. Nothing is
+written when the manifest or a host file is bad (the error names file:line).""")
+@click.argument("manifest", type=PathType, metavar="MANIFEST")
+@click.option("-o", "--output", type=PathType, required=True, help="The ROFS image to write.")
+@click.option("-D", "--define", multiple=True, metavar="NAME=VALUE",
+              help="Value for %(NAME)s in host paths (repeatable).")
+@click.option("--manifest-root", type=PathType,
+              help="Directory relative host paths resolve against (default: cwd).")
+@click.option("--allow-missing", is_flag=True,
+              help="Skip lines whose host path does not exist (warn).")
+@click.option("--follow-symlinks-anywhere", is_flag=True,
+              help="Follow host symlinks whose target lies outside the directories the "
+                   "manifest names.")
+@click.option("--bare", is_flag=True,
+              help="Do not add /dev, /proc, /sys, /tmp and /etc/fstab when missing.")
+@click.option("--long-names", is_flag=True,
+              help="Allow names and link targets up to the format's 65535 bytes (OSv itself "
+                   "handles names up to 255).")
+@json_option
+def build(manifest, output, define, manifest_root, allow_missing, follow_symlinks_anywhere,
+          bare, long_names, json_output) -> None:
+    """Build a ROFS image from an OSv manifest (usr.manifest syntax)."""
     from ..rofs import build_rofs
+    from ..rofs.manifest import parse_defines
 
-    result = build_rofs(manifest, output, defines=parse_defines(define or []),
+    result = build_rofs(manifest, output, defines=parse_defines(define),
                         manifest_root=manifest_root, allow_missing=allow_missing,
                         follow_symlinks_anywhere=follow_symlinks_anywhere, osv_defaults=not bare,
                         limits="format" if long_names else "osv")
-    emit(result, json_output, _human_build)
+    emit(result, json_output,
+         lambda r: f"{r.output}: ROFS image, {r.size} bytes, {r.inodes_count} inodes, "
+                   f"{r.files} files ({r.data_bytes} bytes of data), {r.symlinks_count} symlinks")
 
 
-@rofs_app.command("ls")
-def ls(
-    image: Annotated[Path, typer.Argument(help="ROFS image.")],
-    offset: OffsetOpt = 0,
-    partition: PartitionOpt = None,
-    json_output: JsonOpt = False,
-) -> None:
+@command("ls", group=rofs_group,
+         examples_=("osvkit rofs ls rofs.img", "osvkit rofs ls usr.img -p 1 --json"),
+         notes="""
+
+\b
+--json prints {format, path, offset, partition, superblock: {magic, version, block_size,
+structure_info_first_block, structure_info_blocks_count, directory_entries_count,
+symlinks_count, inodes_count}, entries: [{path, type, inode, size, target}]} (type: dir,
+file or symlink; target only for symlinks).""")
+@click.argument("image", type=PathType)
+@_image_options
+@json_option
+def ls(image, offset, partition, json_output) -> None:
     """List the tree of a ROFS image (type, size, path, link target)."""
     from ..rofs import format_listing, list_rofs
 
     emit(list_rofs(image, offset=offset, partition=partition), json_output, format_listing)
 
 
-@rofs_app.command("extract")
-def extract(
-    image: Annotated[Path, typer.Argument(help="ROFS image.")],
-    directory: Annotated[Path, typer.Argument(help="Directory to create (new or empty).")],
-    offset: OffsetOpt = 0,
-    partition: PartitionOpt = None,
-    json_output: JsonOpt = False,
-) -> None:
-    """Write the files of a ROFS image into a new directory (never outside it)."""
+@command("extract", group=rofs_group,
+         examples_=("osvkit rofs extract usr.img tree/ --partition 1",),
+         notes="""
+
+\b
+--json prints {image, directory, entries, files, bytes}. The tree is extracted beside
+DIRECTORY and renamed into place at the end: on failure nothing is written.""")
+@click.argument("image", type=PathType)
+@click.argument("directory", type=PathType)
+@_image_options
+@json_option
+def extract(image, directory, offset, partition, json_output) -> None:
+    """Write the files of a ROFS image into DIRECTORY, new or empty (never outside it)."""
     from ..rofs import extract_rofs
 
     emit(extract_rofs(image, directory, offset=offset, partition=partition), json_output,

@@ -3,23 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
 
-import typer
+import click
 
-from ..config import DEFAULT_NAME, find_build_file
 from ..errors import EX_FAIL, UsageError
-from ..verify import format_result, verify_build_file, verify_images
-from ._app import app, emit
-from .common import (AccelOpt, CmdlineOpt, ConfigOpt, CpusOpt, JsonOpt, MemoryOpt, OutDirOpt,
-                     QuietOpt, TimeoutOpt, VerboseOpt, examples, flags, setup_output)
+from ..run.backends import VMMS
+from ._app import command, emit, json_option
+from .common import (accel_option, cmdline_option, config_option, cpus_option, flags,
+                     memory_option, out_dir_option, timeout_option)
 
-EPILOG = examples(
-    "osvkit verify -c osvkit.toml --plot boot.svg",
-    "osvkit verify usr.img --expect 'Hello from OSv' --timeout 20",
-    "osvkit verify vmlinux.elf --vmm qemu-pvh --cmdline '--nopci /hello' --json",
-    "OSVKIT_TIMEOUT=90 osvkit verify -c osvkit.toml --image hello",
-) + """
+NOTES = """
 
 \b
 Exit status: 0 every boot passed, 1 a boot failed, 64 bad usage, 65 bad input,
@@ -31,40 +24,44 @@ expect_line, failures, timing: {phases, booted_up_ms, chart_skipped, total_ms}, 
 console_tail}], "plot"}."""
 
 
-@app.command("verify", epilog=EPILOG)
-def verify(
-    images: Annotated[Optional[list[Path]], typer.Argument(
-        metavar="IMAGE", help="usr.img or vmlinux ELF files to boot.",
-        show_default=False)] = None,
-    config: ConfigOpt = None,
-    out: OutDirOpt = None,
-    image: Annotated[Optional[list[str]], typer.Option(
-        "--image", metavar="NAME", help="Only this image of the build file (repeatable).")] = None,
-    vmm: Annotated[Optional[list[str]], typer.Option(
-        "--vmm", metavar="VMM",
-        help="Run backend: qemu, qemu-pvh, qemu-fc, firecracker (repeatable; default: qemu "
-             "for usr.img, qemu-pvh and qemu-fc for a vmlinux ELF).")] = None,
-    expect: Annotated[Optional[str], typer.Option(
-        "--expect", metavar="REGEX", help="A console line must match this regex.")] = None,
-    fail_pattern: Annotated[Optional[list[str]], typer.Option(
-        "--fail-pattern", metavar="TEXT",
-        help="Extra console text that means failure (repeatable).")] = None,
-    plot: Annotated[Optional[Path], typer.Option(
-        "--plot", metavar="FILE",
-        help="Draw the boot phases as a timeline (.png or .svg).")] = None,
-    disk: Annotated[Optional[Path], typer.Option(
-        "--disk", metavar="IMAGE",
-        help="Disk for kernel-ELF boots: the usr.img (or raw copy) holding the application "
-             "filesystem.")] = None,
-    memory: MemoryOpt = None,
-    cpus: CpusOpt = None,
-    timeout: TimeoutOpt = None,
-    accel: AccelOpt = None,
-    cmdline: CmdlineOpt = None,
-    json_output: JsonOpt = False,
-    verbose: VerboseOpt = 0,
-    quiet: QuietOpt = False,
-) -> None:
+def check_plot(plot: Path | None) -> None:
+    if plot is not None and plot.suffix.lower() not in (".png", ".svg"):
+        raise UsageError(f"--plot {plot}: unknown picture format",
+                         expected="a file name ending in .png or .svg")
+
+
+plot_option = click.option("--plot", type=click.Path(path_type=Path), metavar="FILE",
+                           help="Draw the boot phases as a timeline (.png or .svg).")
+
+
+@command("verify", examples_=(
+    "osvkit verify -c osvkit.toml --plot boot.svg",
+    "osvkit verify usr.img --expect 'Hello from OSv' --timeout 20",
+    "osvkit verify vmlinux.elf --vmm qemu-pvh --cmdline '--nopci /hello' --json",
+    "OSVKIT_TIMEOUT=90 osvkit verify -c osvkit.toml --image hello"), notes=NOTES)
+@click.argument("images", nargs=-1, type=click.Path(path_type=Path), metavar="[IMAGE]...")
+@config_option
+@out_dir_option
+@click.option("--image", "only", multiple=True, metavar="NAME",
+              help="Only this image of the build file (repeatable).")
+@click.option("--vmm", multiple=True, metavar="VMM",
+              help=f"Run backend: {', '.join(VMMS)} (repeatable; default: qemu for usr.img, "
+                   "qemu-pvh and qemu-fc for a vmlinux ELF).")
+@click.option("--expect", metavar="REGEX", help="A console line must match this regex.")
+@click.option("--fail-pattern", multiple=True, metavar="TEXT",
+              help="Extra console text that means failure (repeatable).")
+@plot_option
+@click.option("--disk", type=click.Path(path_type=Path), metavar="IMAGE",
+              help="Disk for kernel-ELF boots: the usr.img (or raw copy) holding the "
+                   "application filesystem.")
+@memory_option
+@cpus_option
+@timeout_option
+@accel_option
+@cmdline_option
+@json_option
+def verify(images, config, out, only, vmm, expect, fail_pattern, plot, disk, memory, cpus,
+           timeout, accel, cmdline, json_output) -> None:
     """Boot each image with the fitting backend and check its console.
 
     With -c (or OSVKIT_CONFIG, or ./osvkit.toml) it boots the usr and vmlinux outputs of
@@ -72,21 +69,21 @@ def verify(
     timeout or crash, a missing expected line, one of OSv's failure patterns (Assertion
     failed, Aborted, [backtrace], Failed to load object, exception), or a bad probe report.
     """
-    setup_output(verbose, quiet)
+    from ..config import DEFAULT_NAME, find_build_file
+    from ..verify import format_result, verify_build_file, verify_images
+
     given = flags(memory=memory, cpus=cpus, timeout=timeout, accel=accel, cmdline=cmdline)
-    if plot is not None and plot.suffix.lower() not in (".png", ".svg"):
-        raise UsageError(f"--plot {plot}: unknown picture format",
-                         expected="a file name ending in .png or .svg")
+    check_plot(plot)
     build_file = find_build_file(config)
     if images and build_file is not None and config is not None:
         raise UsageError("give either IMAGE arguments or -c BUILD_FILE, not both",
                          expected="one of them")
     if images:
-        if image or out:
+        if only or out:
             raise UsageError("--image and --out need a build file (-c), not IMAGE arguments",
                              expected="-c BUILD_FILE")
-        result = verify_images(images, flags=given, vmms=vmm, expect=expect,
-                               fail_patterns=fail_pattern or (), plot=plot, disk=disk)
+        result = verify_images(list(images), flags=given, vmms=list(vmm) or None, expect=expect,
+                               fail_patterns=fail_pattern, plot=plot, disk=disk)
     else:
         if disk is not None:
             raise UsageError("--disk is for IMAGE arguments; a build file attaches its own usr.img",
@@ -96,9 +93,9 @@ def verify(
                 raise UsageError("nothing to verify",
                                  expected=f"IMAGE arguments, -c BUILD_FILE or ./{DEFAULT_NAME}")
             build_file = Path(DEFAULT_NAME)
-        result = verify_build_file(build_file, flags=given, out_dir=out, vmms=vmm,
-                                   expect=expect, fail_patterns=fail_pattern or (), plot=plot,
-                                   only=image)
+        result = verify_build_file(build_file, flags=given, out_dir=out, vmms=list(vmm) or None,
+                                   expect=expect, fail_patterns=fail_pattern, plot=plot,
+                                   only=list(only) or None)
     emit(result, json_output, format_result)
     if not result.passed:
-        raise typer.Exit(EX_FAIL)
+        raise SystemExit(EX_FAIL)

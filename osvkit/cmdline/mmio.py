@@ -8,7 +8,7 @@ per device to the kernel command line::
 Two parsers read these entries and they do not agree, so every reader here takes a
 ``grammar``:
 
-``"osv"`` -- OSv's ``drivers/virtio-mmio.cc`` (x86 only; osv-boot.md 5), in this order:
+``"osv"`` -- OSv's ``drivers/virtio-mmio.cc`` (x86 only), in this order:
 
 * the prefix is found with ``strstr`` *anywhere* in the line (no word boundary:
   ``--x=virtio_mmio.device=...`` matches);
@@ -40,7 +40,7 @@ then an optional ``K``/``M``/``G``/``T``/``P``/``E`` suffix, either case); then
 bare ``--`` go to init and are not parsed.  Quoted parameters are not modelled.
 
 :func:`encode` writes entries the way Firecracker's linux-loader does
-(``virtio_mmio.device=4K@0xc0001000:5``, firecracker-boot.md 5.1), except that by default it
+(``virtio_mmio.device=4K@0xc0001000:5``), except that by default it
 never writes ``G`` because OSv cannot read it (1 GiB is written ``1024M``).
 """
 
@@ -65,12 +65,18 @@ ID_MAX = (1 << 31) - 1
 
 GRAMMARS = ("osv", "linux")
 
+MAX_DIGITS = 24
+"""Digits converted at most: more (leading zeros aside) is beyond 64 bits in any base, and is
+reported as an overflow without converting (Python refuses over 4,300 digits)."""
+
 _MEMPARSE_SHIFT = {"k": 10, "m": 20, "g": 30, "t": 40, "p": 50, "e": 60}
 _OSV_MULT = {"k": KiB, "K": KiB, "m": MiB, "M": MiB}
 _HEX = "0123456789abcdefABCDEF"
 
 
 def _err(what: str, expected: str | None = None) -> CmdlineError:
+    if len(what) > 200:     # an entry with thousands of digits: keep the line readable
+        what = what[:120] + f"... ({len(what)} characters)"
     return CmdlineError(what, reason=CmdlineError.MMIO, expected=expected)
 
 
@@ -95,6 +101,12 @@ class MmioDevice:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def describe(self) -> str:
+        """``size=4096 (4K) base=0xc0001000 irq=5 id=-`` (``osvkit mmio decode``)."""
+        ident = "-" if self.id is None else str(self.id)
+        return (f"size={self.size} ({format_size(self.size)}) base={self.base:#x} "
+                f"irq={self.irq} id={ident}")
 
 
 @dataclass(frozen=True)
@@ -149,6 +161,13 @@ class _Num:
     overflow: bool  # the digits did not fit in 64 bits
 
 
+def _bounded_int(digits: str, base: int) -> int:
+    """``int(digits, base)``, or ``U64_MAX + 1`` when there are too many digits to matter."""
+    if len(digits.lstrip("0")) > MAX_DIGITS:
+        return U64_MAX + 1
+    return int(digits, base) if digits else 0
+
+
 def _musl_int(s: str, i: int, base: int) -> _Num | None:
     """musl ``__intscan`` as used by ``%ld``/``%lli``/``%u``: None when nothing matched."""
     n = len(s)
@@ -175,7 +194,7 @@ def _musl_int(s: str, i: int, base: int) -> _Num | None:
         j += 1
     if j == i:
         return None
-    value = int(s[i:j], base)
+    value = _bounded_int(s[i:j], base)
     overflow = value > U64_MAX
     if overflow:
         value = U64_MAX            # musl: clamp to the limit, sign dropped
@@ -214,7 +233,8 @@ def _osv_parse_at(s: str, p: int) -> _OsvParse | None:
         end += 1
     ignored = s[irq.end:end] if irq.end < end else ""
     m = re.fullmatch(r":([0-9]+)", ignored)
-    dev_id = int(m.group(1)) if m and int(m.group(1)) <= ID_MAX else None
+    dev_id = _bounded_int(m.group(1), 10) if m else None
+    dev_id = dev_id if dev_id is not None and dev_id <= ID_MAX else None
     dev = MmioDevice(size_value, base.value, irq.value & U32_MAX, dev_id)
     return _OsvParse(MmioEntry(dev, s[p:end], ignored), p, end, (size, base, irq), at)
 
@@ -268,7 +288,7 @@ def _strtoull0(s: str, i: int) -> tuple[int, int]:
     j = i
     while j < len(s) and s[j] in digits:
         j += 1
-    return (int(s[i:j], base) if j > i else 0), j
+    return _bounded_int(s[i:j], base), j
 
 
 def _decode_linux(value: str) -> MmioDevice:
@@ -297,12 +317,12 @@ def _decode_linux(value: str) -> MmioDevice:
     m = re.fullmatch(r":([0-9]+)(?::([0-9]+))?", value[k:])
     if m is None:
         raise _err(f"bad irq/id {value[k:]!r} in {value!r}", "':<irq>[:<id>]' with decimal numbers")
-    irq = int(m.group(1))
+    irq = _bounded_int(m.group(1), 10)
     if not 0 < irq <= U32_MAX:
-        raise _err(f"irq {irq} in {value!r} out of range", f"1..{U32_MAX} (Linux refuses irq 0)")
-    dev_id = None if m.group(2) is None else int(m.group(2))
+        raise _err(f"irq {m.group(1)[:30]} in {value!r} out of range", f"1..{U32_MAX} (Linux refuses irq 0)")
+    dev_id = None if m.group(2) is None else _bounded_int(m.group(2), 10)
     if dev_id is not None and dev_id > ID_MAX:
-        raise _err(f"id {dev_id} in {value!r} out of range", f"0..{ID_MAX}")
+        raise _err(f"id {m.group(2)[:30]} in {value!r} out of range", f"0..{ID_MAX}")
     return MmioDevice(size, base, irq, dev_id)
 
 
@@ -352,7 +372,33 @@ def decode(text: str, grammar: str = "osv") -> MmioDevice:
                    "only a K or M suffix (OSv has no G)")
     if parsed.entry.device.size == 0:
         raise _err(f"size 0 in {body!r}", "a size of at least 1 byte")
+    if parsed.entry.device.id is None and re.fullmatch(r":[0-9]+", parsed.entry.ignored):
+        raise _err(f"id in {body!r} out of range", f"0..{ID_MAX}")
     return parsed.entry.device
+
+
+def decode_all(cmdline: str, grammar: str = "osv") -> list[MmioEntry]:
+    """Decode, strictly as :func:`decode`, every entry of a whole command line.
+
+    ``osv``: every whitespace-separated word holding the prefix (OSv finds it anywhere in a
+    word); ``linux``: every ``virtio_mmio.device=`` parameter before a bare ``--``.  The
+    first entry that does not decode raises; the caller decides whether no entry at all is
+    an error.  This is the one grammar ``osvkit mmio decode``, ``cmdline set`` and
+    ``cmdline check`` share."""
+    _check_grammar(grammar)
+    _check_nul(cmdline)
+    entries = []
+    for token in re.split(r"[ \t\n\v\f\r]+", cmdline):
+        if grammar == "linux":
+            if token == "--":
+                break
+            if _LINUX_PARAM.match(token):
+                entries.append(MmioEntry(decode(token, "linux"), token))
+            continue
+        p = token.find(PREFIX)
+        if p >= 0:
+            entries.append(MmioEntry(decode(token[p:], "osv"), token[p:]))
+    return entries
 
 
 def _osv_failure(body: str) -> str:
@@ -411,6 +457,8 @@ def parse_number(text: str | int, what: str, *, suffixes: bool = False) -> int:
         shift = {"k": 10, "m": 20, "g": 30, "t": 40}[s[-1].lower()]
         s = s[:-1]
     try:
+        if len(s.lstrip("+-0xXoObB")) > MAX_DIGITS:
+            raise ValueError(s)
         value = int(s, 0)
     except ValueError:
         raise _err(f"{what} {text!r} is not a number",
@@ -437,6 +485,9 @@ class MmioScan:
     def to_dict(self) -> dict:
         return {"cmdline": self.cmdline, "stripped": self.stripped,
                 "entries": [e.to_dict() for e in self.entries]}
+
+    def describe(self) -> str:
+        return self.stripped
 
 
 def scan_devices(cmdline: str) -> MmioScan:

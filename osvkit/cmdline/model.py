@@ -1,6 +1,6 @@
 """OSv's kernel command line: loader options, the application command, and its limits.
 
-OSv splits its command line in ``loader_parse_cmdline`` (``core/commands.cc``, osv-boot.md 5)
+OSv splits its command line in ``loader_parse_cmdline`` (``core/commands.cc``)
 after the virtio-mmio pass (:mod:`osvkit.cmdline.mmio`) has removed the device entries:
 
 * whitespace is ``" \\t\\n"``;
@@ -15,17 +15,20 @@ after the virtio-mmio pass (:mod:`osvkit.cmdline.mmio`) has removed the device e
 A line that ends in a lone backslash inside the options makes ``stresep`` read past the
 NUL (undefined behaviour in OSv), so :func:`split_cmdline` refuses it.
 
-Limits (:data:`TARGETS`), counted in UTF-8 bytes without the NUL -- OSv's ``setargs`` and
-``save_cmdline`` write UTF-8 and compare ``std::string::size()``, which counts bytes:
+Limits (:data:`TARGETS`, from :mod:`osvkit.layout`), counted in UTF-8 bytes without the NUL
+-- OSv's ``setargs`` and ``save_cmdline`` write UTF-8 and compare ``std::string::size()``,
+which counts bytes:
 
-* ``osv``: 1023 -- OSv's runtime ``save_cmdline`` refuses ``size() >= max_cmdline`` (1024);
-* ``bios``: 32,255 -- boot16 reads 63 sectors (32,256 bytes) from LBA 1, NUL included;
-* ``firecracker``: 2047 -- ``CMDLINE_MAX_SIZE`` 2048 includes the NUL.
+* ``osv``: 1023 -- OSv's runtime ``save_cmdline`` refuses ``size() >= max_cmdline``
+  (``layout.OSV_CMDLINE_MAX``, 1024);
+* ``bios``: 32,255 -- boot16 reads the 63-sector area from LBA 1
+  (``layout.CMDLINE_AREA_SIZE``, 32,256 bytes), NUL included;
+* ``firecracker``: 2047 -- ``CMDLINE_MAX_SIZE`` (``layout.FC_CMDLINE_MAX_SIZE``, 2048)
+  includes the NUL.
 
 Character set: a NUL is refused everywhere (it would end the C string).  Firecracker passes the
-user's ``boot_args`` through linux-loader's ``Cmdline::try_from``, which checks only the length
-(firecracker-boot.md 5.1 and 8.6), so the ``firecracker`` target does **not** require printable
-ASCII; only linux-loader's ``insert*`` methods would, and Firecracker uses those only for what
+user's ``boot_args`` through linux-loader's ``Cmdline::try_from``, which checks only the
+length, so the ``firecracker`` target does **not** require printable ASCII; only linux-loader's ``insert*`` methods would, and Firecracker uses those only for what
 it appends itself (``virtio_mmio.device=...``, ``pci=off``, ``root=...``).
 """
 
@@ -33,6 +36,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import re
+
+from .. import layout
 from ..errors import CmdlineError
 from . import mmio
 
@@ -41,16 +47,18 @@ DELIMITERS = " \t\n"
 ESCAPE = "\\"
 
 TARGETS = {
-    "osv": 1023,
-    "bios": 32255,
-    "firecracker": 2047,
+    "osv": layout.OSV_CMDLINE_MAX - 1,
+    "bios": layout.CMDLINE_AREA_SIZE - 1,
+    "firecracker": layout.FC_CMDLINE_MAX_SIZE - 1,
 }
 """Longest command line, in bytes without the terminating NUL, per target."""
 
 TARGET_LIMITS = {
-    "osv": "OSv's max_cmdline 1024 including the NUL",
-    "bios": "boot16's 63-sector area, 32,256 bytes including the NUL",
-    "firecracker": "Firecracker's CMDLINE_MAX_SIZE 2048 including the NUL",
+    "osv": f"OSv's max_cmdline {layout.OSV_CMDLINE_MAX} including the NUL",
+    "bios": f"boot16's {layout.CMDLINE_AREA_SECTORS}-sector area, "
+            f"{layout.CMDLINE_AREA_SIZE:,} bytes including the NUL",
+    "firecracker": f"Firecracker's CMDLINE_MAX_SIZE {layout.FC_CMDLINE_MAX_SIZE} including "
+                   "the NUL",
 }
 
 
@@ -87,6 +95,8 @@ def check_cmdline(line: str, target: str = "osv") -> bytes:
     """
     limit = _check_target(target)
     data = encode_cmdline(line)
+    if mmio.PREFIX in line:
+        mmio.decode_all(line, "osv")      # one grammar: what `mmio decode` refuses is refused
     if len(data) > limit:
         raise CmdlineError(f"command line is {len(data)} bytes, too long for {target}",
                            reason=CmdlineError.TOO_LARGE,
@@ -114,12 +124,22 @@ class CmdlineFit:
                             for t in TARGETS},
                 "unfit": list(self.unfit)}
 
+    def describe(self) -> str:
+        """The size and, per target, whether the line fits (``osvkit cmdline check``)."""
+        lines = [f"{self.size} bytes"]
+        for name, limit in TARGETS.items():
+            verdict = "does not fit" if name in self.unfit else "fits"
+            lines.append(f"  {name:<12} {limit:>6}  {verdict}")
+        return "\n".join(lines)
+
 
 def fit_report(line: str, target: str | None = None) -> CmdlineFit:
     """Measure ``line`` against all targets; with ``target``, raise like
     :func:`check_cmdline` when it does not fit that one."""
     if target is not None:
         check_cmdline(line, target)
+    elif mmio.PREFIX in line:
+        mmio.decode_all(line, "osv")
     return CmdlineFit(line, len(encode_cmdline(line)), tuple(unfit_targets(line)))
 
 
@@ -227,6 +247,17 @@ def render_cmdline(options=(), command: str = "") -> str:
     return " ".join(parts)
 
 
+_NEEDS_QUOTES = re.compile(r"[\s\"';&!]")
+
+
+def quote_arg(arg: str) -> str:
+    """Quote one application argument for OSv's command parser (double quotes, with ``\\"``
+    and ``\\\\`` escaped) when it holds whitespace, a quote or a command separator."""
+    if arg and not _NEEDS_QUOTES.search(arg):
+        return arg
+    return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def parse_option(token: str) -> tuple[str, str | None]:
     """``"--env=A=b"`` -> ``("env", "A=b")``; ``"--nopci"`` -> ``("nopci", None)``."""
     name, eq, value = token.lstrip("-").partition("=")
@@ -260,6 +291,7 @@ class Cmdline:
         self._options: list[str] = []
         self._command = ""
         self._mmio: list[str] = []
+        self._text: str | None = None     # the line as parsed, until a method changes it
 
     @staticmethod
     def _render(options, command, entries) -> str:
@@ -274,6 +306,7 @@ class Cmdline:
                                reason=CmdlineError.TOO_LARGE,
                                expected=f"at most the capacity, {self.capacity} bytes")
         self._options, self._command, self._mmio = list(options), command, list(entries)
+        self._text = None
 
     def insert(self, key: str, value: str | None = None) -> None:
         """Add the loader option ``--key=value`` (or ``--key`` when ``value`` is None)."""
@@ -307,13 +340,48 @@ class Cmdline:
         return cls(_check_target(target) + 1)
 
     @classmethod
-    def from_str(cls, line: str, capacity: int = TARGETS["osv"] + 1) -> "Cmdline":
+    def from_str(cls, line: str, capacity: int = TARGETS["osv"] + 1, *,
+                 as_written: bool = False) -> "Cmdline":
         """Parse ``line`` (like linux-loader's ``try_from``): the mmio entries OSv would take
-        are moved to the end, the rest is split into options and command."""
+        are moved to the end, the rest is split into options and command.  With
+        ``as_written`` the line is checked and split the same way but ``str()`` gives it
+        back exactly as written until a method changes it (what a user typed is what the
+        image gets)."""
         c = cls(capacity)
+        size = len(encode_cmdline(line)) + 1
+        if size > capacity:
+            raise CmdlineError(f"command line is {size - 1} bytes",
+                               reason=CmdlineError.TOO_LARGE,
+                               expected=f"at most {capacity - 1} bytes")
         parts = split_cmdline(line, strip_mmio=True)
-        c._commit(parts.options, parts.command, [e.text for e in parts.mmio])
+        c._options, c._command = list(parts.options), parts.command
+        c._mmio = [e.text for e in parts.mmio]
+        if as_written:
+            c._text = line      # str() gives the line back exactly as written
+        else:
+            c._commit(c._options, c._command, c._mmio)
         return c
+
+    @classmethod
+    def from_parts(cls, options=(), app=(), capacity: int = TARGETS["bios"] + 1) -> "Cmdline":
+        """Loader option tokens and the application's arguments (each quoted for OSv's
+        command parser when needed): the build file's ``cmdline.options``/``cmdline.app``."""
+        c = cls(capacity)
+        command = " ".join(quote_arg(a) for a in app)
+        c._commit(list(options), command, [])
+        return c
+
+    @classmethod
+    def from_value(cls, value, capacity: int = TARGETS["bios"] + 1) -> "Cmdline":
+        """A :class:`Cmdline` from what a user wrote: a string (kept as written), a table
+        ``{"options": [...], "app": [...]}``, or a :class:`Cmdline` (returned as is)."""
+        if isinstance(value, Cmdline):
+            return value
+        if value is None:
+            return cls(capacity)
+        if isinstance(value, str):
+            return cls.from_str(value, capacity, as_written=True)
+        return cls.from_parts(value.get("options", ()), value.get("app", ()), capacity)
 
     @property
     def options(self) -> tuple[str, ...]:
@@ -328,7 +396,17 @@ class Cmdline:
         return tuple(self._mmio)
 
     def as_str(self) -> str:
+        if self._text is not None:
+            return self._text
         return self._render(self._options, self._command, self._mmio)
+
+    def __eq__(self, other) -> bool:
+        if isinstance(other, (Cmdline, str)):
+            return self.as_str() == str(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.as_str())
 
     __str__ = as_str
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from construct import Array
+
 from .. import layout
 from ..errors import FormatError, UsageError
+from ..structs.mbr import PartitionEntry
 
 PARTITION_COUNT = 4
-ENTRY_SIZE = 16
 
 
 @dataclass(frozen=True)
@@ -54,13 +56,11 @@ def partition_table(disk) -> list[PartitionExtent]:
 
 
 def parse_partition_table(sector: bytes) -> list[PartitionExtent]:
-    """The four entries of a 512-byte MBR sector."""
-    out = []
-    for i in range(PARTITION_COUNT):
-        e = sector[layout.MBR_PARTITION_TABLE_OFFSET + ENTRY_SIZE * i:][:ENTRY_SIZE]
-        out.append(PartitionExtent(i, e[4], int.from_bytes(e[8:12], "little"),
-                                   int.from_bytes(e[12:16], "little")))
-    return out
+    """The four entries of a 512-byte MBR sector (its ``55 AA`` is not checked here)."""
+    table = Array(PARTITION_COUNT, PartitionEntry).parse(
+        sector[layout.MBR_PARTITION_TABLE_OFFSET:layout.MBR_SIGNATURE_OFFSET])
+    return [PartitionExtent(i, e.system_id, e.lba_start, e.sector_count)
+            for i, e in enumerate(table)]
 
 
 def partition_extent(disk, index: int) -> PartitionExtent:

@@ -27,70 +27,36 @@ import os
 import zlib
 from dataclasses import dataclass
 
-from construct import Const, ConstructError, Int32ub, Int64ub, Int8ub, Struct
+from construct import ConstructError
 
 from ..errors import FormatError
+from ..structs.qcow2 import (EXT_BACKING_FORMAT, EXT_END, EXT_FEATURE_NAMES, INCOMPAT_CORRUPT,
+                             INCOMPAT_DATA_FILE, INCOMPAT_EXTL2, INCOMPAT_KNOWN, OFFSET_MASK,
+                             OFLAG_COMPRESSED, OFLAG_COPIED, OFLAG_ZERO,
+                             QCOW2_COMPRESSION_TYPE_OFFSET, QCOW2_MAGIC, QCOW2_V2_HEADER_SIZE,
+                             QCOW2_V3_HEADER_SIZE, Qcow2CompressionType, Qcow2Extension,
+                             Qcow2FeatureName, Qcow2Header, Qcow2HeaderV3, Qcow2TableEntry)
 from . import backing as _backing
 from .base import Disk, RawDisk
 from .files import open_image_fd, pread_exact, pread_upto
 
-QCOW2_MAGIC = b"QFI\xfb"
 
-Qcow2Header = Struct(
-    "magic" / Const(QCOW2_MAGIC),             # 0x00
-    "version" / Int32ub,                      # 0x04
-    "backing_file_offset" / Int64ub,          # 0x08
-    "backing_file_size" / Int32ub,            # 0x10
-    "cluster_bits" / Int32ub,                 # 0x14
-    "size" / Int64ub,                         # 0x18
-    "crypt_method" / Int32ub,                 # 0x20
-    "l1_size" / Int32ub,                      # 0x24
-    "l1_table_offset" / Int64ub,              # 0x28
-    "refcount_table_offset" / Int64ub,        # 0x30
-    "refcount_table_clusters" / Int32ub,      # 0x38
-    "nb_snapshots" / Int32ub,                 # 0x3c
-    "snapshots_offset" / Int64ub,             # 0x40
-)
-"""The header fields common to qcow2 versions 2 and 3 (72 bytes)."""
-QCOW2_V2_HEADER_SIZE = 72
 
-Qcow2HeaderV3 = Struct(
-    "incompatible_features" / Int64ub,        # 0x48
-    "compatible_features" / Int64ub,          # 0x50
-    "autoclear_features" / Int64ub,           # 0x58
-    "refcount_order" / Int32ub,               # 0x60
-    "header_length" / Int32ub,                # 0x64
-)
-"""Version 3 additions, at 0x48 (header_length >= 104)."""
-QCOW2_V3_HEADER_SIZE = 104
-QCOW2_COMPRESSION_TYPE_OFFSET = 104
-"""u8, present when header_length > 104: 0 zlib (deflate), 1 zstd."""
+class _Table:
+    """An L1 or L2 table kept as its bytes; entries are decoded when used (a hostile header
+    can ask for a 32 MiB L1 table: decoding it all up front would take seconds)."""
 
-Qcow2Extension = Struct(
-    "type" / Int32ub,
-    "length" / Int32ub,
-)
-EXT_END = 0x00000000
-EXT_BACKING_FORMAT = 0xE2792ACA
-EXT_FEATURE_NAMES = 0x6803F857
+    def __init__(self, raw: bytes):
+        self.raw = raw
 
-# incompatible_features bits
-INCOMPAT_DIRTY = 1 << 0
-INCOMPAT_CORRUPT = 1 << 1
-INCOMPAT_DATA_FILE = 1 << 2
-INCOMPAT_COMPRESSION = 1 << 3
-INCOMPAT_EXTL2 = 1 << 4
-INCOMPAT_KNOWN = (INCOMPAT_DIRTY | INCOMPAT_CORRUPT | INCOMPAT_DATA_FILE | INCOMPAT_COMPRESSION
-                  | INCOMPAT_EXTL2)
-INCOMPAT_NAMES = {0: "dirty", 1: "corrupt", 2: "external data file", 3: "compression type",
-                  4: "extended L2 entries"}
+    def __len__(self) -> int:
+        return len(self.raw) // 8
 
-# L1/L2 entry bits
-OFFSET_MASK = 0x00FF_FFFF_FFFF_FE00
-"""Bits 9..55: host offset of an L2 table or a standard data cluster."""
-OFLAG_COPIED = 1 << 63
-OFLAG_COMPRESSED = 1 << 62
-OFLAG_ZERO = 1 << 0
+    def __getitem__(self, index: int) -> int:
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        return Qcow2TableEntry.parse(self.raw[8 * index:8 * index + 8])
+
 
 CONVERT_HINT = "convert it first (qemu-img convert -O raw, or -O qcow2 without -c)"
 
@@ -176,13 +142,14 @@ class Qcow2Disk(Disk):
             header_length = v3.header_length
             self.incompatible = v3.incompatible_features
             if header_length > QCOW2_COMPRESSION_TYPE_OFFSET:
-                self.compression_type = Int8ub.parse(head[QCOW2_COMPRESSION_TYPE_OFFSET:][:1])
+                self.compression_type = Qcow2CompressionType.parse(
+                    head[QCOW2_COMPRESSION_TYPE_OFFSET:][:1])
         self._feature_names = {}
         self.backing_format = None
         self._read_extensions(header_length)
         self._check_features()
         self._read_l1(h)
-        self._l2_cache: dict[int, list[int]] = {}
+        self._l2_cache: dict[int, _Table] = {}
         self._zcache: tuple[int, bytes] | None = None
         self.backing_file = None
         if h.backing_file_offset:
@@ -209,7 +176,7 @@ class Qcow2Disk(Disk):
             raise FormatError(f"qcow2 l1_table_offset {h.l1_table_offset:#x} not cluster aligned",
                               path=self.path)
         raw = pread_exact(self._fd, h.l1_table_offset, 8 * needed, self.path, "L1 table")
-        self._l1 = [int.from_bytes(raw[i:i + 8], "big") for i in range(0, len(raw), 8)]
+        self._l1 = _Table(raw)
 
     def _read_extensions(self, offset: int) -> None:
         """Header extensions, between the header and the end of the first cluster."""
@@ -229,11 +196,14 @@ class Qcow2Disk(Disk):
             if ext.type == EXT_BACKING_FORMAT:
                 self.backing_format = data.decode("ascii", "replace")
             elif ext.type == EXT_FEATURE_NAMES:
-                for i in range(0, len(data) - 47, 48):
-                    kind, bit = data[i], data[i + 1]
-                    if kind == 0:
-                        self._feature_names[bit] = data[i + 2:i + 48].rstrip(b"\0").decode(
-                            "ascii", "replace")
+                size = Qcow2FeatureName.sizeof()
+                for i in range(0, len(data) - size + 1, size):
+                    try:
+                        entry = Qcow2FeatureName.parse(data[i:i + size])
+                    except (ConstructError, UnicodeDecodeError):
+                        continue     # a name that is not ASCII only names a feature
+                    if entry.type == 0:
+                        self._feature_names[entry.bit] = entry.name
             offset += 8 + ((ext.length + 7) & ~7)
 
     def _check_features(self) -> None:
@@ -279,14 +249,14 @@ class Qcow2Disk(Disk):
         return disk
 
     # --- cluster lookup --------------------------------------------------------------
-    def _l2_table(self, l2_offset: int) -> list[int]:
+    def _l2_table(self, l2_offset: int) -> _Table:
         table = self._l2_cache.get(l2_offset)
         if table is None:
             if l2_offset % self.cluster_size:
                 raise FormatError(f"qcow2 L2 table offset {l2_offset:#x} not cluster aligned",
                                   path=self.path)
             raw = pread_exact(self._fd, l2_offset, self.cluster_size, self.path, "L2 table")
-            table = [int.from_bytes(raw[i:i + 8], "big") for i in range(0, len(raw), 8)]
+            table = _Table(raw)
             if len(self._l2_cache) > 256:
                 self._l2_cache.clear()
             self._l2_cache[l2_offset] = table

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import tempfile
 
-from ..cmdline import split_cmdline
+from ..cmdline import Cmdline, split_cmdline
 from ..errors import OutputError
 from ..fileio import remove_stale_temporaries
 from .usrimg import BuildResult, build_usr_image
@@ -30,7 +30,7 @@ def with_rootfs(cmdline: str, fs: str = "rofs") -> str:
 
 def build_app_image(kernel, output, *, manifest, defines: dict[str, str] | None = None,
                     manifest_root=None, allow_missing: bool = False,
-                    follow_symlinks_anywhere: bool = False, cmdline: str = "",
+                    follow_symlinks_anywhere: bool = False, cmdline: Cmdline | str = "",
                     **usr_options) -> BuildResult:
     """Build ``output`` (a usr.img) from ``kernel`` and the ROFS that ``manifest`` describes.
 
@@ -41,7 +41,7 @@ def build_app_image(kernel, output, *, manifest, defines: dict[str, str] | None 
     directory = os.path.dirname(os.path.abspath(os.fspath(output)))
     if not os.path.isdir(directory):
         raise OutputError("directory does not exist", path=output)
-    cmdline = with_rootfs(cmdline)
+    cmdline = with_rootfs(str(cmdline))
     remove_stale_temporaries(directory)
     try:
         tmp = tempfile.TemporaryDirectory(prefix=".osvkit-rofs-", dir=directory)

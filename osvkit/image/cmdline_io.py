@@ -1,7 +1,7 @@
 """Read and replace the command line stored in an OSv disk image (usr.img / loader.img).
 
 OSv keeps the command line NUL-terminated at byte 512, in the 63-sector area boot16 reads
-from LBA 1 (32,256 bytes, NUL included; osv-boot.md 1.1, 2.2).  OSv's ``imgedit.py setargs``
+from LBA 1 (32,256 bytes, NUL included).  OSv's ``imgedit.py setargs``
 needs ``qemu-nbd``, checks no length and leaves the old line's tail after the new NUL.
 :func:`set_cmdline` works on raw and qcow2 images without qemu-nbd, root or KVM, checks the
 line against a target's limit first, and clears the whole rest of the area after the new
@@ -25,6 +25,7 @@ from .. import layout
 from ..cmdline.model import TARGETS, check_cmdline, split_cmdline, unfit_targets
 from ..errors import CmdlineError, FormatError, OsvkitIOError
 from ..disk import open_disk
+from ..disk.partitions import parse_partition_table
 
 MBR_SIGNATURE = b"\x55\xaa"
 AREA_START = layout.CMDLINE_OFFSET
@@ -84,20 +85,16 @@ def _check_mbr(disk, path) -> None:
 
 
 def _check_layout_for_write(disk, path) -> None:
-    sector = disk.read(0, layout.SECTOR_SIZE)
-    for i in range(4):
-        entry = sector[layout.MBR_PARTITION_TABLE_OFFSET + 16 * i:][:16]
-        ptype = entry[4]
-        lba = int.from_bytes(entry[8:12], "little")
-        count = int.from_bytes(entry[12:16], "little")
-        if ptype == GPT_PROTECTIVE_TYPE:
-            raise FormatError("MBR entry {i} is a GPT protective partition; LBA 1 holds a GPT "
-                              "header, not a command line".format(i=i), path=path,
+    for part in parse_partition_table(disk.read(0, layout.SECTOR_SIZE)):
+        if part.system_id == GPT_PROTECTIVE_TYPE:
+            raise FormatError(f"MBR entry {part.index} is a GPT protective partition; LBA 1 "
+                              "holds a GPT header, not a command line", path=path,
                               expected="an OSv MBR image")
-        if ptype and count and lba * layout.SECTOR_SIZE < AREA_END and \
-                (lba + count) * layout.SECTOR_SIZE > AREA_START:
-            raise FormatError(f"MBR entry {i} (LBA {lba}, {count} sectors) overlaps the "
-                              f"command-line area (bytes {AREA_START}-{AREA_END - 1})",
+        if part.system_id and part.sector_count and part.offset < AREA_END and \
+                part.end > AREA_START:
+            raise FormatError(f"MBR entry {part.index} (LBA {part.lba_start}, "
+                              f"{part.sector_count} sectors) overlaps the command-line area "
+                              f"(bytes {AREA_START}-{AREA_END - 1})",
                               path=path, expected="partitions after the kernel, as OSv's")
 
 

@@ -25,36 +25,31 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import re
 import shutil
 import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
 
-from .. import layout
+from .. import layout, units
 from ..boot import boot16, lzdecomp, mbr
+from ..cmdline import Cmdline
 from ..disk import open_disk
 from ..errors import (LayoutError, MissingInputError, OsvkitIOError, OutputError, ToolError,
                       UsageError)
 from ..fileio import atomic_output, check_not_input, largest_file_size, remove_stale_temporaries
 from . import lzloader
-from .kernel import Kernel, check_kernel, load_kernel
+from .extract import load_any_kernel
+from .kernel import Kernel, check_kernel
 
 COMPRESSIONS = ("fastlz", "none")
 IMAGE_FORMATS = ("raw", "qcow2")
-_SIZE_UNITS = {"": 1, "K": layout.KiB, "M": layout.MiB, "G": layout.GiB}
 
 
 def parse_size(value: int | str) -> int:
-    """``4096``, ``"512M"``, ``"1G"``, ``"64K"`` (binary units) -> bytes."""
-    if isinstance(value, int):
-        return value
-    m = re.fullmatch(r"\s*(\d{1,30})\s*([KMG]?)(?:i?B)?\s*", str(value)[:64], re.IGNORECASE)
-    if not m:
-        raise UsageError(f"size {str(value)[:40]!r} is not a number of bytes",
-                         expected="e.g. 1048576, 64K, 512M or 1G")
-    return int(m.group(1)) * _SIZE_UNITS[m.group(2).upper()]
+    """``4096``, ``"512M"``, ``"1G"``, ``"64K"`` (binary units) -> bytes (bounded: see
+    :func:`osvkit.units.parse_size`)."""
+    return units.parse_size(value, "size", maximum=None)
 
 
 #: the largest size a file can have anywhere (off_t is a signed 64-bit number)
@@ -102,6 +97,16 @@ class BuildResult:
             "payload_sectors", "cmdline", "kernel_end", "partition_offset", "partition_size",
             "image_size", "file_size", "elapsed", "segments")}
 
+    def describe(self) -> str:
+        """What was built, for people (``osvkit build`` without --json)."""
+        return "\n".join([
+            f"wrote {self.output} ({self.image_format}, {self.image_size} bytes virtual, "
+            f"file of {self.file_size} bytes) in {self.elapsed:.3f} s",
+            f"  kernel {self.kernel_size} bytes -> payload {self.payload_size} bytes "
+            f"({self.payload_sectors} sectors, compression {self.compression})",
+            f"  partition 1 at {self.partition_offset:#x}, {self.partition_size} bytes",
+            f"  cmdline: {self.cmdline!r}"])
+
 
 def check_usr_cmdline(cmdline: str, *, force: bool = False) -> bytes:
     """The command line's bytes: at most 1023 (OSv's ``save_cmdline`` limit) or, with
@@ -123,14 +128,6 @@ def make_payload(kernel_data: bytes, compression: str) -> tuple[bytes, int, int 
     if compression == "none":
         return kernel_data, layout.KERNEL_BASE_ADDR, None, []
     raise UsageError(f"compression {compression!r}", expected=" or ".join(COMPRESSIONS))
-
-
-def _same_file(a, b) -> bool:
-    """True when paths ``a`` and ``b`` name the same existing file (links included)."""
-    try:
-        return os.path.samefile(a, b)
-    except (OSError, TypeError, ValueError):
-        return False
 
 
 def _copy_partition(src, dst) -> None:
@@ -155,11 +152,13 @@ def _copy_partition(src, dst) -> None:
     dst.seek(pos + size)
 
 
-def build_usr_image(kernel, output, *, cmdline: str = "", compression: str = "fastlz",
-                    image_format: str = "raw", partition=None, size=None,
-                    force_cmdline: bool = False) -> BuildResult:
-    """Build a BIOS-bootable usr.img from ``kernel`` (a path or a :class:`Kernel`)."""
+def build_usr_image(kernel, output, *, cmdline: Cmdline | str = "",
+                    compression: str = "fastlz", image_format: str = "raw", partition=None,
+                    size=None, force_cmdline: bool = False) -> BuildResult:
+    """Build a BIOS-bootable usr.img from ``kernel`` (a path or a :class:`Kernel`);
+    ``cmdline`` is an :class:`osvkit.cmdline.Cmdline` or its text."""
     started = time.perf_counter()
+    cmdline = str(cmdline)
     if image_format not in IMAGE_FORMATS:
         raise UsageError(f"image format {image_format!r}", expected=" or ".join(IMAGE_FORMATS))
     if compression not in COMPRESSIONS:
@@ -169,7 +168,7 @@ def build_usr_image(kernel, output, *, cmdline: str = "", compression: str = "fa
     elif isinstance(kernel, (bytes, bytearray)):
         kern = check_kernel(bytes(kernel))
     else:
-        kern = load_kernel(kernel)
+        kern = load_any_kernel(kernel)    # a kernel ELF, or an image holding one
     check_not_input(output, [("the kernel of this build", kern.path or None),
                              ("the partition of this build", partition)])
     data = kern.data

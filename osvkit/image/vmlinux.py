@@ -46,6 +46,7 @@ from ..structs import base as schema
 from ..structs import elf
 from ..structs.elf import (PF_R, PF_W, PF_X, PHDR_SIZE, PT_LOAD, PT_NOTE,  # noqa: F401
                            XEN_ELFNOTE_PHYS32_ENTRY)
+from .extract import load_any_kernel
 from .kernel import Kernel, check_kernel, load_kernel, osv_version
 
 PAGE = 0x1000
@@ -330,9 +331,10 @@ def _repatch(kernel: Kernel, own, result: VmlinuxResult, *, add_linux: bool, add
 
 def build_vmlinux(kernel, output, *, pvh: bool = True, handover: str = "start32",
                   replace_entry: bool = False) -> VmlinuxResult:
-    """Patch ``kernel`` (a path or :class:`Kernel`) and write the ELF to ``output``."""
+    """Patch ``kernel`` (a path or :class:`Kernel`) and write the ELF to ``output``; the path
+    may name an image holding the kernel (:func:`osvkit.image.extract.load_any_kernel`)."""
     if not isinstance(kernel, Kernel):
-        kernel = load_kernel(kernel)
+        kernel = load_any_kernel(kernel)
     # patching in place is not what a build does: the user's kernel stays as it is
     check_not_input(output, [("the kernel of this build", kernel.path or None)])
     data, result = patch_vmlinux(kernel, pvh=pvh, handover=handover, replace_entry=replace_entry)

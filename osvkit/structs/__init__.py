@@ -21,5 +21,9 @@ place construct's errors become osvkit's one-line errors) and takes byte offsets
 * :mod:`.rofs` -- OSv's read-only filesystem: superblock, inodes, directory entries.
 * :mod:`.ldcache` -- glibc's ``/etc/ld.so.cache`` (``glibc-ld.so.cache1.1``).
 * :mod:`.x86` -- GDT entries, the ``lgdt`` operand, paging tables.
+* :mod:`.probe` -- the conformance kernel's info block and descriptors.
+* :mod:`.fcloader` -- the qemu-fc loader's op table, variables and descriptor pointers.
+* :mod:`.png` -- PNG signature, chunks (CRC checked) and IHDR, for the boot-timeline plot.
+* :mod:`.vmdisk` -- VMDK sparse and VDI headers, the gzip trailer (build-file exports).
 * :mod:`.offsets` -- the field offsets generated boot code uses, read off the schemas above.
 """

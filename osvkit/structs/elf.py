@@ -59,7 +59,7 @@ STT_NOTYPE, STT_OBJECT, STT_FUNC, STT_SECTION, STT_FILE = 0, 1, 2, 3, 4
 
 # -- dynamic tags -----------------------------------------------------------------------------
 DT_NULL, DT_NEEDED, DT_STRTAB, DT_SYMTAB, DT_RELA, DT_RELASZ, DT_RELAENT = 0, 1, 5, 6, 7, 8, 9
-DT_STRSZ, DT_SYMENT = 10, 11
+DT_STRSZ, DT_SYMENT, DT_SONAME, DT_RPATH, DT_RUNPATH = 10, 11, 14, 15, 29
 
 # -- notes ------------------------------------------------------------------------------------
 NT_GNU_BUILD_ID = 3

@@ -10,9 +10,10 @@
 
 from __future__ import annotations
 
-from construct import Int16ul, Int32ul, Int64ul, Padded, Struct
+from construct import Int32ul, Int64ul, Padded, Struct
 
 from .base import field_offsets
+from .x86 import GdtPointer32
 
 LoaderOp = Struct(
     "op" / Int32ul,
@@ -29,8 +30,5 @@ LoaderVars = Struct(
 )
 LOADER_VARS_OFFSETS = field_offsets(LoaderVars)
 
-DescriptorPointer32 = Padded(8, Struct(
-    "limit" / Int16ul,          # table size - 1
-    "base" / Int32ul,
-))
+DescriptorPointer32 = Padded(8, GdtPointer32)
 DESCRIPTOR_POINTER_SIZE = DescriptorPointer32.sizeof()

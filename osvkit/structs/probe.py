@@ -9,9 +9,10 @@
 
 from __future__ import annotations
 
-from construct import Const, Int16ul, Int32ul, Int64ul, Struct
+from construct import Const, Int32ul, Int64ul, Struct
 
 from .base import field_offsets
+from .x86 import GdtPointer64, SegmentDescriptor
 
 PROBE_INFO_MAGIC = b"OSVKPROB"
 PROBE_FLAG_ENTRY_REPORT = 1
@@ -27,11 +28,8 @@ ProbeInfo = Struct(
 PROBE_INFO_OFFSETS = field_offsets(ProbeInfo)
 PROBE_INFO_SIZE = ProbeInfo.sizeof()
 
-PseudoDescriptor = Struct(
-    "limit" / Int16ul,
-    "base" / Int64ul,
-)
-GdtEntry = Int64ul
+PseudoDescriptor = GdtPointer64
+GdtEntry = SegmentDescriptor
 StartSlot = Int64ul
 
 assert PROBE_INFO_SIZE == 0x1C and PseudoDescriptor.sizeof() == 10

@@ -2,13 +2,14 @@
 
 * :data:`SegmentDescriptor` -- one 8-byte GDT entry (kept as its u64 value).
 * :func:`gdt` -- ``count`` of them.
-* :data:`GdtPointer64` -- the 10-byte ``lgdt`` operand in 64-bit mode (limit u16, base u64).
+* :data:`GdtPointer64` -- the 10-byte ``lgdt`` operand in 64-bit mode (limit u16, base u64);
+  :data:`GdtPointer32` the 6-byte one of 32-bit mode.
 * :data:`PageTable` -- a 4 KiB paging table of 512 u64 entries.
 """
 
 from __future__ import annotations
 
-from construct import Array, Int16ul, Int64ul, Struct
+from construct import Array, Int16ul, Int32ul, Int64ul, Struct
 
 SegmentDescriptor = Int64ul
 SEGMENT_DESCRIPTOR_SIZE = SegmentDescriptor.sizeof()
@@ -23,6 +24,11 @@ GdtPointer64 = Struct(
     "limit" / Int16ul,      # +0 table size - 1
     "base" / Int64ul,       # +2
 )
+GdtPointer32 = Struct(
+    "limit" / Int16ul,      # +0 table size - 1
+    "base" / Int32ul,       # +2
+)
+"""The 6-byte ``lgdt``/``lidt`` operand in 32-bit mode."""
 
 PageTableEntry = Int64ul
 PAGE_TABLE_ENTRIES = 512

@@ -1,0 +1,55 @@
+"""Start-up: the command line imports only what a command uses.  (Speed itself is measured by
+``bench/startup.py``, not by a timed test.)"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAVY = ("lief", "keystone", "capstone", "rich", "typer", "pydantic", "elftools")
+
+
+def _modules_after(code: str) -> set[str]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, "-c", code + "\nimport sys\nprint('\\n'.join(sys.modules))"],
+                         env=env, capture_output=True, text=True, check=True).stdout
+    return set(out.split())
+
+
+def _heavy(modules: set[str]) -> set[str]:
+    return {m for m in modules if m.split(".")[0] in HEAVY}
+
+
+def test_import_osvkit_cli_loads_no_heavy_library():
+    modules = _modules_after("import osvkit.cli")
+    assert not _heavy(modules)
+    # nor any command module: they load when their command runs
+    assert not {m for m in modules if m.startswith("osvkit.cli.") and m != "osvkit.cli._app"}
+
+
+@pytest.mark.parametrize("argv, allowed", [
+    (["--version"], set()),
+    (["--help"], set()),
+    (["cmdline", "--help"], set()),
+    (["mmio", "decode", "virtio_mmio.device=4K@0x1000:5"], set()),
+])
+def test_quick_commands_load_no_heavy_library(argv, allowed):
+    code = (f"from osvkit.cli import main\nimport contextlib, io\n"
+            f"with contextlib.redirect_stdout(io.StringIO()):\n    main({argv!r})")
+    assert _heavy(_modules_after(code)) == allowed
+
+
+def test_cmdline_get_loads_no_heavy_library(tmp_path):
+    img = tmp_path / "usr.img"
+    img.write_bytes(bytes(510) + b"\x55\xaa" + b"/hello\0" + bytes(64 * 1024))
+    code = (f"from osvkit.cli import main\nimport contextlib, io\n"
+            f"with contextlib.redirect_stdout(io.StringIO()):\n"
+            f"    assert main(['cmdline', 'get', {str(img)!r}]) == 0")
+    modules = _modules_after(code)
+    assert not _heavy(modules)
+    assert not {m for m in modules if m.startswith(("osvkit.rofs", "osvkit.boot", "osvkit.probe"))}

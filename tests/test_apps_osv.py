@@ -138,3 +138,20 @@ def test_debian_python_with_extension_modules(cli, osv_kernel, qemu, tmp_path):
     assert {"/usr/lib/libsqlite3.so.0", "/usr/lib/libssl.so.3", "/usr/lib/liblzma.so.5"} <= guests
     res = run_image(img, memory="1G", timeout=300, expect=re.escape(line))
     assert res.exit_reason == "expect", res.console[-3000:]
+
+
+def test_kernel_taken_from_an_image(cli, osv_kernel, qemu, tmp_path):
+    """KERNEL may be an image holding the kernel (here a qcow2 usr.img): the supplied
+    libraries are read from the kernel inside it, and the program runs."""
+    from osvkit.run import run_image
+
+    base = tmp_path / "base.qcow2"
+    assert cli("build", osv_kernel, "--image-format", "qcow2", "-o", base).returncode == 0
+    prog, line = _compile(tmp_path, "cxx")
+    img = tmp_path / "usr.img"
+    r = cli("build", base, "--app", prog, "-o", img, "--json")
+    assert r.returncode == 0, r.stderr.decode()
+    report = json.loads(r.stdout)
+    assert report["supplied_source"] == f"kernel {base}"
+    res = run_image(img, memory="512M", timeout=180, expect=re.escape(line))
+    assert res.exit_reason == "expect", res.console[-3000:]

@@ -119,6 +119,13 @@ _API = {
     "read_elf_info": "osvkit.apps",
     "load_ld_cache": "osvkit.apps",
     "MissingLibraryError": "osvkit.apps",
+    # patching images and comparing them
+    "patch_image": "osvkit.patch",
+    "PatchReport": "osvkit.patch",
+    "replace_kernel": "osvkit.image.patch",
+    "diff_images": "osvkit.diff",
+    "image_facts": "osvkit.diff",
+    "DiffResult": "osvkit.diff",
 }
 
 __all__ = sorted(_API) + ["__version__"]

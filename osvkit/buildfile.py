@@ -47,8 +47,8 @@ from . import __version__
 from .cmdline import Cmdline
 from .structs import base as schema
 from .structs import vmdisk
-from .config import (MANIFEST_NAME, BuildFile, ImageSpec, load_build_file, memory_mib,
-                     parse_probe_spec)
+from .config import (APP_SOURCE_KEYS, MANIFEST_NAME, BuildFile, ImageSpec, load_build_file,
+                     memory_mib, parse_probe_spec)
 from .errors import (FormatError, MissingInputError, OutputError, ToolError,
                      UsageError)
 from .fileio import atomic_output, check_not_input, remove_stale_temporaries, write_atomic
@@ -291,12 +291,14 @@ def _build_vmlinux(kernel: Path, output: Path, *, cmdline: Cmdline) -> Any:
 
 
 def _build_rofs(manifest: Path, output: Path, defines: dict[str, str],
-                follow_symlinks_anywhere: bool = False) -> list[tuple[str, str]]:
+                follow_symlinks_anywhere: bool = False,
+                allow_missing: bool = False) -> list[tuple[str, str]]:
     """Build the ROFS; return ``(guest path, host path)`` of every file copied from the host."""
     from .rofs import File, build_rofs, parse_manifest
     tree = parse_manifest(os.fspath(manifest), defines=dict(defines),
                           root=os.fspath(manifest.parent),
-                          follow_symlinks_anywhere=follow_symlinks_anywhere)
+                          follow_symlinks_anywhere=follow_symlinks_anywhere,
+                          allow_missing=allow_missing)
     build_rofs(tree, os.fspath(output))
     return [(guest, node.source.path) for guest, node in tree.walk()
             if isinstance(node, File) and node.source.path is not None]
@@ -548,7 +550,7 @@ def _build_image(bf: BuildFile, img: ImageSpec, stage: _Staging, out_dir: Path, 
         kernel_in = {"role": "kernel", "path": img.kernel, "builtin": True,
                      "sha256": hashlib.sha256(data).hexdigest()}
     app_tree = None
-    if img.apps:  # host programs, files and packages (osvkit.apps)
+    if any(k in img.apps for k in APP_SOURCE_KEYS):  # host programs, files, packages
         app_tree, line = _app_tree(bf, img, kernel_path, str(cmdline))
         cmdline = Cmdline.from_value(line)
     cmd_in = {"role": "cmdline", "value": str(cmdline),
@@ -576,7 +578,8 @@ def _build_image(bf: BuildFile, img: ImageSpec, stage: _Staging, out_dir: Path, 
                      else work / "rofs.img")
         log.info("%s: building ROFS from %s", img.name, img.rofs_manifest)
         host_files = _build_rofs(manifest, part_path, img.rofs_defines,
-                                 img.apps.get("follow_symlinks_anywhere", False))
+                                 img.apps.get("follow_symlinks_anywhere", False),
+                                 img.apps.get("allow_missing", False))
         part_inputs = [man_in] + ([{"role": "rofs-defines", "value": dict(sorted(
             img.rofs_defines.items()))}] if img.rofs_defines else [])
         part_inputs += [{"role": "rofs-file", "guest": guest, "path": bf.relpath(host),

@@ -721,9 +721,10 @@ def load_build_file(path: str | os.PathLike) -> BuildFile:
                 problems.append((("image", i, "outputs", kind),
                                  f"output {out!r} is the build manifest", "another name"))
         has_apps = any(k in spec.apps for k in APP_SOURCE_KEYS)
-        if spec.apps and not has_apps:
-            problems.append((("image", i, sorted(spec.apps)[0]),
-                             f"{sorted(spec.apps)[0]} without app, add or deb",
+        with_manifest_ok = {"allow_missing", "follow_symlinks_anywhere"} if spec.rofs_manifest else set()
+        stray = sorted(set(spec.apps) - with_manifest_ok)
+        if stray and not has_apps:
+            problems.append((("image", i, stray[0]), f"{stray[0]} without app, add or deb",
                              "app, add or deb keys in the same [[image]]"))
         env = spec.apps.get("env", {})
         for name in (env if isinstance(env, dict) else [e.partition("=")[0] for e in env]):

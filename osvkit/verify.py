@@ -302,22 +302,16 @@ def _probe_tsc(report: Mapping[str, Any]) -> dict | None:
     return out
 
 
-def _literal_expect(expect: str | None) -> str | None:
-    """The firecracker runner stops at a literal substring; a regex is checked afterwards."""
-    return expect if expect is not None and re.escape(expect) == expect else None
-
-
 def _spec(req: BootRequest, vmm: str) -> RunSpec:
     """The run for ``req`` with ``vmm``: a disk-image backend for usr.img, a kernel backend
     for a vmlinux ELF (with the command line as its boot args and the disk attached).
-    The QEMU runners take ``expect`` as a regex; every console is also matched here."""
+    Every runner takes ``expect`` as a regex; every console is also matched here."""
     if (get_backend(vmm).boots == IMAGE) != (req.kind == "usr"):
         raise UsageError(f"no {vmm} backend for a {req.kind} image",
                          expected=f"{one_of(IMAGE_VMMS)} for usr.img, "
                                   f"{one_of(KERNEL_VMMS)} for a vmlinux ELF")
-    expect = _literal_expect(req.expect) if vmm == "firecracker" else req.expect
     spec = RunSpec(str(req.image), vmm=vmm, accel=req.accel, memory=req.memory,
-                   cpus=req.cpus, timeout=req.timeout, expect=expect,
+                   cpus=req.cpus, timeout=req.timeout, expect=req.expect,
                    cmdline=req.cmdline or None)
     if req.kind == "usr":
         return spec

@@ -100,8 +100,8 @@ def fetch_deb(cache: Path) -> Path:
         proc = _run(["apt-get", "download", package], cwd=tmp, timeout=900)
         debs = list(Path(tmp).glob("*.deb"))
         if proc.returncode or len(debs) != 1:
-            raise Unavailable(f"apt-get download {package} failed: "
-                              f"{proc.stderr.strip().splitlines()[-1:] or proc.returncode}")
+            last = proc.stderr.strip().splitlines()[-1:] or [f"status {proc.returncode}"]
+            raise Unavailable(f"apt-get download {package} failed: {last[0]}")
         final = cache / debs[0].name
         os.replace(debs[0], final)          # atomic: a half download is never cached
     return final
@@ -337,3 +337,48 @@ def kernel_time(console: str, message: str) -> float | None:
     """The printk timestamp of the first console line containing ``message``."""
     m = re.search(r"^\[\s*([0-9]+\.[0-9]+)\] .*" + re.escape(message), console, re.M)
     return float(m.group(1)) if m else None
+
+
+# ------------------------------------------------------------------------------------------
+# python3 tests/linuxkernel.py: the same kernel and init under qemu-fc and QEMU's own PVH
+# ------------------------------------------------------------------------------------------
+COMPARE_CMDLINE = "console=ttyS0 reboot=k panic=-1 osvkit.witness=linux"
+COMPARE_VMMS = [("qemu-fc linux", ["--vmm", "qemu-fc", "--fc-protocol", "linux"]),
+                ("qemu-fc pvh", ["--vmm", "qemu-fc", "--fc-protocol", "pvh"]),
+                ("qemu-pvh pc", ["--vmm", "qemu-pvh", "--machine", "pc"]),
+                ("qemu-pvh microvm", ["--vmm", "qemu-pvh", "--machine", "microvm"])]
+
+
+def compare(memory: str = "256M", cpus: int = 2) -> None:
+    """Print a Markdown table of what Linux reports under each VMM."""
+    import json
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    kernel = linux_kernel()
+    with tempfile.TemporaryDirectory() as tmp:
+        initrd = Path(tmp) / "initramfs.cpio.gz"
+        initrd.write_bytes(build_initramfs(build_init(Path(tmp)).read_bytes()))
+        print("| VMM | BIOS-e820 | SMP from | CPUs | cmdline exact | Run /init (kernel s) "
+              "| INIT done (wall s) |\n|---|---|---|---|---|---|---|")
+        for name, args in COMPARE_VMMS:
+            proc = subprocess.run(
+                [sys.executable, "-m", "osvkit", "run", str(kernel.vmlinux), *args,
+                 "--cpus", str(cpus), "--memory", memory, "--initrd", str(initrd),
+                 "--cmdline", COMPARE_CMDLINE, "--expect", "^INIT done", "--timeout", "300",
+                 "--json"], capture_output=True, env=dict(os.environ, PYTHONPATH=str(root)))
+            res = json.loads(proc.stdout)
+            console = res["console"].replace("\r\n", "\n")
+            rep = init_report(console)
+            e820 = ", ".join(f"{a:#x}-{a + s - 1:#x} {t}" for a, s, t in console_e820(console))
+            smp = "MADT" if "Using ACPI (MADT)" in console else "MP table"
+            mp = re.search(r"found SMP MP-table at \[mem (0x[0-9a-f]+)", console)
+            print(f"| {name} | {e820} | {smp} ({mp.group(1) if mp else 'no MP table'}) | "
+                  f"{rep.cpus} | {rep.cmdline == COMPARE_CMDLINE} | "
+                  f"{kernel_time(console, 'Run /init as init process')} | {res['elapsed']:.1f} |")
+
+
+if __name__ == "__main__":
+    import sys
+
+    compare(*sys.argv[1:2])

@@ -128,6 +128,24 @@ def test_manifest_option_follow_symlinks_anywhere(cli, tmp_path, probe_elf):
     assert _ls(cli, tmp_path / "u.img")["/x"]["size"] == 1
 
 
+def test_build_file_manifest_follow_symlinks_anywhere(cli, tmp_path, probe_elf):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "elsewhere.txt").write_text("x")
+    os.symlink(tmp_path / "elsewhere.txt", tmp_path / "d/link.txt")
+    (tmp_path / "m").write_text("/x: d/link.txt\n")
+    shutil.copy(probe_elf, tmp_path / "probe.elf")
+    toml = ('spec = 1\n[[image]]\nname = "m"\nkernel = "probe.elf"\n{}'
+            'rofs = {{ manifest = "m" }}\noutputs = {{ usr = "m.img" }}\n')
+    (tmp_path / "a.toml").write_text(toml.format(""))
+    r = cli("build", "-c", tmp_path / "a.toml")
+    assert r.returncode != 0 and "--follow-symlinks-anywhere" in r.stderr.decode()
+    (tmp_path / "a.toml").write_text(toml.format("follow_symlinks_anywhere = true\n"))
+    r = cli("build", "-c", tmp_path / "a.toml")
+    assert r.returncode == 0, r.stderr.decode()
+    tree = _ls(cli, tmp_path / "m.img")
+    assert tree["/x"]["size"] == 1 and "/etc/hosts" not in tree   # the manifest's tree only
+
+
 def test_vmlinux_and_disk(cli, tmp_path, probe_elf, program):
     r = cli("build", probe_elf, "--format", "vmlinux", "--app", program, "-o",
             tmp_path / "vmlinux.elf")

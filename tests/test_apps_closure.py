@@ -218,6 +218,25 @@ def test_elf_errors(tmp_path):
         assert str(exc.value).startswith(f"{p}: ") and "\n" not in str(exc.value)
 
 
+def test_damaged_dynamic_string(tmp_path):
+    """A DT_NEEDED whose string offset lies outside DT_STRTAB: one line, not a traceback."""
+    from elftools.elf.elffile import ELFFile
+    prog = _build_rpath_program(tmp_path, "$ORIGIN/../lib")
+    data = bytearray(prog.read_bytes())
+    with open(prog, "rb") as f:
+        elf = ELFFile(f)
+        dyn = next(s for s in elf.iter_segments() if s["p_type"] == "PT_DYNAMIC")
+        index = next(i for i, t in enumerate(dyn.iter_tags()) if t.entry.d_tag == "DT_NEEDED")
+        at = dyn["p_offset"] + 16 * index + 8
+    data[at:at + 8] = (0xFFFFFF).to_bytes(8, "little")
+    bad = tmp_path / "bad"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(FormatError) as exc:
+        read_elf_info(bad)
+    assert str(exc.value).startswith(f"{bad}: damaged ELF file (string offset 0xffffff is "
+                                     "outside DT_STRTAB")
+
+
 @pytest.mark.parametrize("name,data,message", [
     ("elf32", _elf_header(1, 3), "a 32-bit ELF file (ELFCLASS32)"),
     ("arm64", _elf_header(2, 183), "an ELF file for aarch64 (EM_AARCH64)"),
@@ -320,8 +339,9 @@ def test_ld_cache_hwcaps_entries_are_skipped():
 
 def test_ld_cache_bad_input():
     good = _cache_bytes([("libz.so.1", "/lib/libz.so.1", 0x303, 0)])
-    for data, pattern in [(good[:30], "truncated: 30 bytes"),
-                          (b"X" * 64, "bad magic"),
+    for data, pattern in [(good[:30], "ld.so.cache header at 0x0 is truncated: 30 bytes, "
+                                      "expected 48 bytes"),
+                          (b"X" * 64, "field magic .* expected b'glibc-ld.so.cache'"),
                           (good[:60], "truncated: 1 entries need 72 bytes"),
                           (good[:48] + good[48:52] + (9999).to_bytes(4, "little") + good[56:],
                            "name string offset 0x270f is outside the file")]:
@@ -377,3 +397,28 @@ def test_resolver_skips_foreign_candidates(tmp_path):
     lib = next(e for e in r.result().entries if e.soname == "libgreet.so.1")
     assert lib.host == str(tmp_path / "lib/libgreet.so.1")
     assert closure_libraries(resolve_closure([prog])) == _oracle(prog)
+
+
+def test_sysroot_first_with_absolute_symlinks(tmp_path):
+    """An unpacked package (sysroot) is searched before the host; its absolute symlinks are
+    read inside it, as on the system it would be installed on."""
+    from osvkit.apps.closure import resolve_in_root
+    gcc = _gcc()
+    root = tmp_path / "root"
+    libdir = root / "usr/lib/x86_64-linux-gnu"
+    libdir.mkdir(parents=True)
+    (root / "usr/bin").mkdir()
+    (tmp_path / "z.c").write_text("int zlibVersion(void){return 7;}\n")
+    (tmp_path / "m.c").write_text("int zlibVersion(void); int main(void){return zlibVersion();}\n")
+    # a library named like the host's libz.so.1: the sysroot's must win
+    subprocess.run([gcc, "-shared", "-fPIC", "-Wl,-soname,libz.so.1", "-o",
+                    str(libdir / "libz.so.1.9.9"), str(tmp_path / "z.c")], check=True)
+    os.symlink("/usr/lib/x86_64-linux-gnu/libz.so.1.9.9", libdir / "libz.so.1")
+    subprocess.run([gcc, "-o", str(root / "usr/bin/prog"), str(tmp_path / "m.c"),
+                    str(libdir / "libz.so.1.9.9")], check=True)
+    assert resolve_in_root(str(libdir / "libz.so.1"), str(root)) == str(libdir / "libz.so.1.9.9")
+    r = Resolver(sysroots=[root], supplied=default())
+    r.add_app(str(root / "usr/bin/prog"), "/usr/bin/prog", kind="deb")
+    lib = next(e for e in r.result().entries if e.soname == "libz.so.1")
+    assert (lib.via, lib.source, lib.guest) == ("sysroot", str(libdir / "libz.so.1.9.9"),
+                                                "/usr/lib/libz.so.1")

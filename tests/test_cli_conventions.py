@@ -418,6 +418,7 @@ def test_progress_disabled_globally():
         def isatty(self):
             return True
 
+    set_enabled(True)   # other in-process CLI runs (-q) may have turned it off
     assert P.enabled(Tty())
     set_enabled(False)
     try:
@@ -618,6 +619,9 @@ def test_every_command_prints_only_json_with_verbose(cli, tmp_path):
         (("build",), ["k.elf", "--format", "vmlinux", "-o", "vm.elf"]),
         (("firecracker-config",), ["vm.elf", "-o", "vm.json", "--disk", "r.img"]),
         (("run",), ["usr.img", "--dry-run"]),
+        (("manifest", "from-host"), ["k.elf"]),
+        (("patch",), ["usr.img", "-o", "p.img", "--add", "h/a:/b"]),
+        (("diff",), ["usr.img", "usr.img"]),
     ]
     commands = {path for path, _ in _walk(_click_group())}
     assert commands - _BOOTING <= {path for path, _ in steps}, "a command without a case"

@@ -178,6 +178,7 @@ def test_initrd_and_any_kernel(cli, tmp_path, validator):
     doc = json.loads(out.read_text())
     validator.validate(doc)
     assert doc["boot-source"]["initrd_path"] == str(rd)
+    assert doc["boot-source"]["boot_args"] == "console=ttyS0"      # no OSv --nopci for Linux
     assert f"initrd {rd}" in r.stdout.decode()
     r = cli("firecracker-config", kernel, "-o", out, "--initrd", tmp_path / "none")
     assert r.returncode == 66 and r.stderr.decode() == f"error: {tmp_path / 'none'}: no such file\n"

@@ -198,8 +198,8 @@ def test_truncated_images_are_a_clear_error(cli, probe, tmp_path):
     build_usr_image(probe, img)
     data = img.read_bytes()
     cases = [
-        (400_000, "truncated: the boot sector loads "),       # cut inside the lz blob
-        (0x10000 + 20, "truncated: the boot sector loads "),  # just past LBA 128
+        (400_000, "truncated: the payload at LBA 128 needs "),       # cut inside the lz blob
+        (0x10000 + 20, "truncated: the payload at LBA 128 needs "),  # just past LBA 128
         (0x8000, "image ends before LBA 128, where the kernel would be: no kernel to recover"),
     ]
     for n, words in cases:
@@ -239,7 +239,12 @@ def test_extract_refuses_to_overwrite_its_input(cli, probe, tmp_path):
     build_usr_image(probe, img)
     before = img.read_bytes()
     r = cli("kernel", "extract", img, "-o", img)
-    assert r.returncode == 64 and b"the output is the input" in r.stderr
+    assert r.returncode == 64 and b"the output is IMAGE" in r.stderr
+    assert img.read_bytes() == before
+    from osvkit.errors import UsageError
+    from osvkit.image.extract import write_kernel
+    with pytest.raises(UsageError, match="the output is the image to extract from"):
+        write_kernel(img, img)
     assert img.read_bytes() == before
 
 
@@ -278,3 +283,41 @@ def test_build_from_an_image_boots(cli, qemu, probe, tmp_path):
     rep = parse_report(res.console)
     assert res.exit_reason == "poweroff", res.console[-2000:]
     assert rep.complete and rep.image_ok is True and rep.cmdline == "--from-image"
+
+
+def test_build_file_kernel_may_be_an_image(cli, qemu_img, probe, tmp_path):
+    img = tmp_path / "base.qcow2"
+    build_usr_image(probe, img, image_format="qcow2", cmdline="old")
+    (tmp_path / "osvkit.toml").write_text(
+        'spec = 1\n[[image]]\nname = "app"\nkernel = "base.qcow2"\ncmdline = "/hello"\n'
+        '[image.outputs]\nusr = "out/app.img"\nvmlinux = "out/app.elf"\n')
+    r = cli("build", "-c", tmp_path / "osvkit.toml", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert extract_kernel(tmp_path / "out" / "app.img").data == probe.read_bytes()
+    assert load_any_kernel(tmp_path / "out" / "app.elf").start32 == \
+        load_any_kernel(probe).start32
+
+
+def test_a_payload_claiming_terabytes_is_not_read_whole(qemu_img, probe, tmp_path):
+    """boot16's payload_sectors is a u32: a damaged one claims 2 TiB, which a sparse qcow2
+    image of that virtual size can 'hold'.  Only what the payload's own header needs is read."""
+    from osvkit.boot import boot16
+
+    raw = tmp_path / "usr.img"
+    build_usr_image(probe, raw)
+    data = bytearray(raw.read_bytes())
+    at = boot16.BOOT16_OFFSETS["payload_sectors"]
+    data[at:at + 4] = (0xFFFFFFFF).to_bytes(4, "little")
+    raw.write_bytes(bytes(data))
+    big = tmp_path / "big.qcow2"
+    run(qemu_img, "convert", "-f", "raw", "-O", "qcow2", raw, big)
+    run(qemu_img, "resize", "-q", big, "3T")
+    assert extract_kernel(big).data == probe.read_bytes()
+    # a blob whose own header claims a gigabyte more than the image holds
+    at = 0x10000 + 0x14                                   # the payload header's blob_size
+    data[at:at + 4] = (0x7FFFFFFF).to_bytes(4, "little")
+    raw.write_bytes(bytes(data))
+    run(qemu_img, "convert", "-f", "raw", "-O", "qcow2", raw, big)
+    run(qemu_img, "resize", "-q", big, "3T")
+    with pytest.raises(FormatError, match="more than a kernel below 1 GiB can take"):
+        extract_kernel(big)

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import gzip
 
-from linuxkernel import (E820_TYPES, build_initramfs, console_e820, cpio_entry, extract_vmlinux,
+import pytest
+
+from linuxkernel import (E820_TYPES, Unavailable, build_initramfs, fetch_deb, console_e820, cpio_entry, extract_vmlinux,
                          init_report, kernel_time)
 from osvkit.image import linux
 from osvkit.structs.bootparams import SetupHeader
@@ -94,3 +96,27 @@ def test_console_parsers():
     assert (rep.cmdline, rep.cpus, rep.ram, rep.uptime) == ("console=ttyS0 a=b", 2,
                                                              [(0x1000, 0x9FBFF)], 2.61)
     assert kernel_time(console, "Run /init as init process") == 2.504873
+
+
+def test_fetch_without_apt_is_unavailable(tmp_path, monkeypatch):
+    """No cached package and no apt: the fixture reports why (the conftest fixture turns that
+    into a skip, or a failure under OSVKIT_REQUIRE_TOOLS=1)."""
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(Unavailable, match="apt-cache is not installed"):
+        fetch_deb(tmp_path)
+
+
+def test_pvh_entry_agrees_with_the_qemu_fc_loader():
+    """inspect's PVH entry is the one qemu-fc's kernel reader (Firecracker's rules) picks, for
+    every arrangement of notes: first in a PT_NOTE segment, the last segment decides."""
+    from anykernels import linux_like_elf, pvh_note
+    from osvkit.firecracker.kernel import parse_fc_kernel
+
+    other = (b"GNU\0", 3, b"\x11" * 20)
+    a, b = pvh_note(0x1000100), pvh_note(0x1000200)
+    for notes in ([[a]], [[other, a]], [[a, b]], [[a], [other]], [[other], [b]], [[a], [b]],
+                  [[other]]):
+        elf = linux_like_elf(b"\xf4", notes=notes)
+        d = linux.describe_vmlinux_bytes(elf)
+        assert d["pvh_entry"] == parse_fc_kernel(elf).pvh_entry, notes
+        assert linux.is_linux_elf_head(elf[:4096])

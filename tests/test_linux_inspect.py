@@ -14,8 +14,6 @@ import re
 import shutil
 import subprocess
 
-import pytest
-
 from conftest import missing_tool
 from osvkit.image import linux
 
@@ -50,6 +48,8 @@ def _check_vmlinux(d: dict, k, path) -> None:
     assert d["pvh_entry"] == int.from_bytes(bytes.fromhex(m.group(1)), "little")
     assert d["build_id"] == re.search(r"Build ID: ([0-9a-f]+)", notes).group(1)
     assert d["boot_protocols"] == ["linux64", "pvh"]
+    assert d["firecracker_protocol"] == "pvh"          # CONFIG_PVH=y: the note decides
+    assert k.config_value("PVH") == "y"
     # the banner names the package's release and Debian version
     assert d["release"] == k.release
     assert d["version"].startswith(f"Linux version {k.release} ")
@@ -124,10 +124,9 @@ def test_bzimage(cli, linux_kernel):
 
 
 def test_bzimage_file_oracle(cli, linux_kernel):
-    """file(1)'s own bzImage decoder agrees on the version string (when file is installed;
-    it is not one of osvkit's tools)."""
+    """file(1)'s own bzImage decoder agrees on the version string."""
     if shutil.which("file") is None:
-        pytest.skip("file(1) is not installed (optional oracle)")
+        missing_tool("file(1) is not installed (install.sh installs it)")
     out = subprocess.run(["file", "-b", str(linux_kernel.bzimage)], capture_output=True,
                          text=True).stdout
     d = _inspect(cli, linux_kernel.bzimage)

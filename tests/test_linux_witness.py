@@ -29,7 +29,8 @@ pytestmark = pytest.mark.qemu
 
 MiB = 1 << 20
 GiB = 1 << 30
-CMDLINE = "console=ttyS0 reboot=k panic=-1 osvkit.witness=linux"
+CMDLINE = 'console=ttyS0 reboot=k panic=-1 osvkit.witness="Linux, the witness" -- initarg'
+"""A quoted value with a space and a comma (QEMU's option separator) and init arguments."""
 EXPECT = "^INIT done"
 TIMEOUT = 300
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,8 @@ from conftest import run_cli  # noqa: E402
 
 #: per command path: (input kind, argv with {out} for the output, the input file key,
 #: environment).  File keys: kernel (probe ELF), vmlinux, usr (usr.img with a ROFS in
-#: partition 1), rofs, manifest, host (a host file the manifest lists), toml (a build file)
+#: partition 1), rofs, manifest, host (a host file the manifest lists), toml (a build file),
+#: prog (a copy of a dynamically linked host program)
 CASES: dict[tuple[str, ...], list[tuple[str, list[str], str, dict]]] = {
     ("build",): [
         ("KERNEL (usr)", ["build", "{kernel}", "-o", "{out}"], "kernel", {}),
@@ -38,16 +40,31 @@ CASES: dict[tuple[str, ...], list[tuple[str, list[str], str, dict]]] = {
         ("a host file the manifest lists",
          ["build", "{kernel}", "--manifest", "{manifest}", "-o", "{out}"], "host", {}),
         ("-c build file", ["build", "-c", "{toml}", "-o", "{out}"], "toml", {}),
+        ("--app", ["build", "{kernel}", "--app", "{prog}", "-o", "{out}"], "prog", {}),
+        ("--add", ["build", "{kernel}", "--add", "{host}:/h.txt", "-o", "{out}"], "host", {}),
+        ("--disk-output over --app", ["build", "{kernel}", "--format", "vmlinux", "--app",
+                                      "{prog}", "--disk-output", "{out}", "-o", "{tmp}/v.elf"],
+         "prog", {}),
+        ("--disk-output over KERNEL", ["build", "{kernel}", "--format", "vmlinux", "--app",
+                                       "{prog}", "--disk-output", "{out}", "-o", "{tmp}/v.elf"],
+         "kernel", {}),
         ("OSVKIT_CONFIG", ["build", "{kernel}", "-o", "{out}"], "toml", {"OSVKIT_CONFIG": "{toml}"}),
+    ],
+    ("manifest", "from-host"): [
+        ("ELF", ["manifest", "from-host", "{prog}", "-o", "{out}"], "prog", {}),
+        ("ELF (static)", ["manifest", "from-host", "{kernel}", "-o", "{out}"], "kernel", {}),
+        ("--kernel", ["manifest", "from-host", "{prog}", "--kernel", "{kernel}", "-o", "{out}"],
+         "kernel", {}),
+        ("OSVKIT_CONFIG", ["manifest", "from-host", "{prog}", "-o", "{out}"], "toml",
+         {"OSVKIT_CONFIG": "{toml}"}),
     ],
     ("probe",): [
         ("OSVKIT_CONFIG", ["probe", "-o", "{out}"], "toml", {"OSVKIT_CONFIG": "{toml}"}),
     ],
     ("kernel", "extract"): [
         ("IMAGE", ["kernel", "extract", "{usr}", "-o", "{out}"], "usr", {}),
-    ],
-    ("manifest", "from-host"): [
-        ("ELF", ["manifest", "from-host", "{kernel}", "-o", "{out}"], "kernel", {}),
+        ("OSVKIT_CONFIG", ["kernel", "extract", "{usr}", "-o", "{out}"], "toml",
+         {"OSVKIT_CONFIG": "{toml}"}),
     ],
     ("firecracker-config",): [
         ("KERNEL", ["firecracker-config", "{vmlinux}", "-o", "{out}"], "vmlinux", {}),
@@ -61,6 +78,10 @@ CASES: dict[tuple[str, ...], list[tuple[str, list[str], str, dict]]] = {
         ("a host file the manifest lists", ["rofs", "build", "{manifest}", "-o", "{out}"],
          "host", {}),
         ("MANIFEST (shorthand)", ["rofs", "{manifest}", "-o", "{out}"], "manifest", {}),
+    ],
+    ("kernel", "extract"): [
+        ("IMAGE", ["kernel", "extract", "{usr}", "-o", "{out}"], "usr", {}),
+        ("IMAGE (a kernel ELF)", ["kernel", "extract", "{kernel}", "-o", "{out}"], "kernel", {}),
     ],
     ("rofs", "extract"): [
         ("IMAGE", ["rofs", "extract", "{rofs}", "{out}"], "rofs", {}),
@@ -113,7 +134,8 @@ def _is_output(param) -> bool:
         return False
     opts = set(getattr(param, "opts", None) or ())
     text = (getattr(param, "help", None) or "").lower()
-    return (param.name in OUTPUT_PARAMS or bool(opts & {"-o", "--output", "--out"})
+    return (param.name in OUTPUT_PARAMS or "output" in param.name or param.name.startswith("out")
+            or bool(opts & {"-o", "--output", "--out"})
             or re.search(r"\b(writes?|create|output (file|directory|path))\b", text) is not None)
 
 
@@ -144,7 +166,10 @@ def files(tmp_path_factory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("inputs")
     f = {k: d / n for k, n in [("kernel", "k.elf"), ("vmlinux", "v.elf"), ("usr", "u.img"),
                                 ("rofs", "r.img"), ("manifest", "m.manifest"),
-                                ("host", "hello.txt"), ("toml", "osvkit.toml")]}
+                                ("host", "hello.txt"), ("toml", "osvkit.toml"),
+                                ("prog", "prog")]}
+    # a host program (a copy: nothing outside the test's directory is ever at risk)
+    shutil.copy(shutil.which("true") or "/bin/true", f["prog"])
     f["host"].write_text("hello\n")
     f["manifest"].write_text(f"/hello.txt: {f['host']}\n")
     f["toml"].write_text('spec = 1\n[options]\nmemory = "128M"\n[[image]]\nname = "p"\n'
@@ -176,7 +201,7 @@ def test_output_that_is_an_input_is_refused(files, tmp_path, monkeypatch, capsys
     else:
         out = tmp_path / "hard"
         os.link(target, out)
-    names = {k: str(v) for k, v in files.items()} | {"out": str(out)}
+    names = {k: str(v) for k, v in files.items()} | {"out": str(out), "tmp": str(tmp_path)}
     monkeypatch.delenv("OSVKIT_CONFIG", raising=False)
     for k, v in env.items():
         monkeypatch.setenv(k, v.format(**names))

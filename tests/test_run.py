@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import subprocess
 import struct
 
 import pytest
 
 import _probeboot as pb
-from osvkit.errors import MissingInputError, ToolError, UsageError
+from osvkit.errors import FormatError, MissingInputError, ToolError, UsageError
 from osvkit.probe import build_probe, parse_report
 from osvkit.run import run_image
 from osvkit.run.qemu import qemu_command, run_qemu
@@ -56,14 +57,19 @@ def probe_disk(tmp_path_factory):
 
 
 # ------------------------------------------------------------------ command construction
-def test_qemu_command_exact(tmp_path):
+def test_qemu_command_exact(tmp_path, qemu_img):
     img = tmp_path / "a.img"
     img.write_bytes(bytes(1024))
     argv = qemu_command(img, qemu="/opt/qemu", memory="512M", cpus=2, disk_bus="ide")
     assert argv == ["/opt/qemu", "-machine", "pc", "-accel", "tcg", "-m", "512M",
                     "-smp", "2,sockets=2,cores=1,threads=1", "-display", "none", "-nodefaults",
                     "-no-user-config", "-drive", f"file={img},format=raw,if=ide,cache=unsafe"]
+    # a damaged qcow2 header is refused before QEMU would follow it
     img.write_bytes(b"QFI\xfb" + bytes(1020))
+    with pytest.raises(FormatError, match="qcow2 version 0"):
+        qemu_command(img, qemu="q")
+    img.unlink()
+    subprocess.run([qemu_img, "create", "-q", "-f", "qcow2", str(img), "1M"], check=True)
     assert f"file={img},format=qcow2,if=virtio,cache=unsafe" in qemu_command(img, qemu="q")
     assert "format=qcow2" in qemu_command(img, qemu="q", image_format="qcow2")[-1]
     # a qcow2 file attached as raw would let the guest overwrite its qcow2 metadata

@@ -14,7 +14,8 @@ searched before the host.  A library whose file is already in the tree (from ``-
 
 Symlinks inside an added directory stay symlinks when their target is inside that directory;
 a symlink leading out of it is an error unless ``follow_symlinks_anywhere`` (then the file it
-leads to is copied).  ``excludes`` are ``fnmatch`` patterns matched against each name, each
+leads to is copied).  A Debian package's symlinks are kept as they are: they name paths of the
+system the package is installed on, which is the guest.  ``excludes`` are ``fnmatch`` patterns matched against each name, each
 path relative to the added directory, and each guest path; a matching directory is skipped
 whole.
 """
@@ -170,6 +171,10 @@ class _Assembler:
 
     def _symlink(self, path, guest, root, ancestors, sub, kind, origin) -> None:
         link = os.readlink(path)
+        if kind == "deb":  # a package's links name paths of the system it is unpacked on
+            self.put(guest, Symlink(origin=self.origin(origin), target=link),
+                     AddedFile(guest, kind, None, target=link, origin=origin))
+            return
         real = os.path.realpath(path)
         inside = real == root or real.startswith(root.rstrip("/") + "/")
         if not os.path.exists(path):

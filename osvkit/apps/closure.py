@@ -153,6 +153,34 @@ class _Loaded:
     loader: "_Loaded | None"
 
 
+def resolve_in_root(path: str, root: str, limit: int = 40) -> str:
+    """Follow the symlinks of ``path`` (below ``root``) as if ``root`` were ``/``."""
+    root = root.rstrip("/")
+    rel = path[len(root):].lstrip("/").split("/")
+    done: list[str] = []
+    hops = 0
+    while rel:
+        part = rel.pop(0)
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if done:
+                done.pop()
+            continue
+        cur = root + "/" + "/".join(done + [part])
+        if os.path.islink(cur):
+            hops += 1
+            if hops > limit:
+                return cur
+            target = os.readlink(cur)
+            if target.startswith("/"):
+                done = []
+            rel = [p for p in target.split("/") if p] + rel
+            continue
+        done.append(part)
+    return root + "/" + "/".join(done)
+
+
 def expand_dst(entry: str, origin: str) -> str | None:
     """Expand ``$ORIGIN``/``$LIB``/``$PLATFORM`` (and ``${...}``) in a run path entry."""
     def sub(m):
@@ -201,11 +229,21 @@ class Resolver:
     def _try_info(self, path: str) -> ElfInfo | None:
         """The object at ``path`` when it is one glibc would accept, else None."""
         if path not in self._info:
+            source = self._source(path)
             try:
-                self._info[path] = read_elf_info(path, self.machine) if os.path.isfile(path) else None
+                self._info[path] = (read_elf_info(source, self.machine)
+                                    if os.path.isfile(source) else None)
             except (FormatError, MissingInputError):
                 self._info[path] = None
         return self._info[path]
+
+    def _source(self, path: str) -> str:
+        """The file whose bytes ``path`` leads to: symlinks resolved, those below a sysroot
+        (an unpacked package) with absolute targets taken inside that sysroot."""
+        for root in self.sysroots:
+            if path.startswith(root.rstrip("/") + "/"):
+                return resolve_in_root(path, root)
+        return os.path.realpath(path)
 
     # -- the search ---------------------------------------------------------------------
     def _candidates(self, name: str, obj: _Loaded):
@@ -273,11 +311,11 @@ class Resolver:
                               posixpath.join(gdir or GUEST_LIBDIR, posixpath.basename(name)),
                               obj)
                 existing = next((o for o in loaded.values()
-                                 if os.path.realpath(o.host) == os.path.realpath(path)), None)
+                                 if self._source(o.host) == self._source(path)), None)
                 if existing is not None and existing.guest == lib.guest:
                     lib = existing
                 else:
-                    self._put(ClosureEntry(lib.guest, path, os.path.realpath(path), "library",
+                    self._put(ClosureEntry(lib.guest, path, self._source(path), "library",
                                            via, name), obj)
                     queue.append(lib)
                 loaded[name] = lib

@@ -12,15 +12,23 @@ from __future__ import annotations
 import os
 import stat
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from ..errors import FormatError, MissingInputError
-from ..structs import elf64 as E
+from ..structs import elf as E
 
 ELF_MAGIC = b"\x7fELF"
 ELF64_HEADER_SIZE = 64
 EI_CLASS, EI_DATA = 4, 5
 ELFCLASS32, ELFCLASS64 = 1, 2
 ELFDATA2LSB = 1
+
+# <elf.h> values this reader names (the layouts are osvkit.structs.elf's)
+ET_NAMES = {0: "ET_NONE", 1: "ET_REL", 2: "ET_EXEC", 3: "ET_DYN", 4: "ET_CORE"}
+EM_NAMES = {3: "EM_386", 8: "EM_MIPS", 20: "EM_PPC", 21: "EM_PPC64", 22: "EM_S390",
+            40: "EM_ARM", 62: "EM_X86_64", 183: "EM_AARCH64", 243: "EM_RISCV"}
+PT_NAMES = {E.PT_LOAD: "PT_LOAD", E.PT_DYNAMIC: "PT_DYNAMIC", E.PT_INTERP: "PT_INTERP"}
+DT_SONAME, DT_RPATH, DT_RUNPATH = 14, 15, 29
 
 MACHINE_NAMES = {"EM_X86_64": "x86-64", "EM_AARCH64": "aarch64", "EM_386": "i386",
                  "EM_ARM": "32-bit ARM", "EM_RISCV": "RISC-V", "EM_PPC64": "ppc64",
@@ -94,7 +102,7 @@ def read_elf_info(path: str | os.PathLike, machine: str = "EM_X86_64") -> ElfInf
     little-endian ``machine`` executable or shared object.
 
     The file header, program headers and ``PT_DYNAMIC`` entries are parsed with the construct
-    schemas of :mod:`osvkit.structs.elf64` (pyelftools, which the tests check this reader
+    schemas of :mod:`osvkit.structs.elf` (pyelftools, which the tests check this reader
     against, builds every section header and costs ten times as much per file)."""
     path = os.fspath(path)
     try:
@@ -115,19 +123,26 @@ def read_elf_info(path: str | os.PathLike, machine: str = "EM_X86_64") -> ElfInf
         os.close(fd)
 
 
+@lru_cache(maxsize=None)
+def _compiled():
+    """construct's compiled parsers of the ELF header, program header and dynamic entry
+    (built once per process: a program and its libraries are dozens of files)."""
+    return E.Elf64_Ehdr.compile(), E.Elf64_Phdr.compile(), E.Elf64_Dyn.compile()
+
+
 def _damaged(path: str, what: str, machine: str) -> FormatError:
     return FormatError(f"damaged ELF file ({what})", path=path, expected=expected_for(machine))
 
 
 def _read(fd: int, head: bytes, path: str, size: int, machine: str) -> ElfInfo:
-    ehdr_c, phdr_c, dyn_c = E.compiled()
+    ehdr_c, phdr_c, _ = _compiled()
     exp = expected_for(machine)
     eh = ehdr_c.parse(head)
-    got = E.EM_NAMES.get(eh.e_machine, f"machine {eh.e_machine}")
+    got = EM_NAMES.get(eh.e_machine, f"machine {eh.e_machine}")
     if got != machine:
         name = MACHINE_NAMES.get(got, got)
         raise FormatError(f"an ELF file for {name} ({got})", path=path, expected=exp)
-    etype = E.ET_NAMES.get(eh.e_type, f"type {eh.e_type}")
+    etype = ET_NAMES.get(eh.e_type, f"type {eh.e_type}")
     if etype not in ("ET_EXEC", "ET_DYN"):
         raise FormatError(f"{TYPE_NAMES.get(etype, etype)}", path=path, expected=exp)
     if eh.e_phnum and eh.e_phentsize != E.PHDR_SIZE:
@@ -141,8 +156,8 @@ def _read(fd: int, head: bytes, path: str, size: int, machine: str) -> ElfInfo:
     loads, dynamic = [], None
     for i in range(eh.e_phnum):
         ph = phdr_c.parse(table[i * E.PHDR_SIZE:(i + 1) * E.PHDR_SIZE])
-        if ph.p_type in E.PT_NAMES and ph.p_offset + ph.p_filesz > size:
-            raise FormatError(f"truncated: segment {i} ({E.PT_NAMES[ph.p_type]}) ends at "
+        if ph.p_type in PT_NAMES and ph.p_offset + ph.p_filesz > size:
+            raise FormatError(f"truncated: segment {i} ({PT_NAMES[ph.p_type]}) ends at "
                               f"{ph.p_offset + ph.p_filesz}, the file has {size} bytes",
                               path=path, expected=exp)
         if ph.p_type == E.PT_LOAD:
@@ -158,7 +173,7 @@ def _read(fd: int, head: bytes, path: str, size: int, machine: str) -> ElfInfo:
 
 
 def _read_dynamic(fd, dynamic, loads, info: ElfInfo, path: str, machine: str) -> None:
-    dyn_c = E.compiled()[2]
+    dyn_c = _compiled()[2]
     raw = os.pread(fd, dynamic.p_filesz, dynamic.p_offset)
     entries = []
     for off in range(0, len(raw) - E.DYN_SIZE + 1, E.DYN_SIZE):
@@ -168,7 +183,7 @@ def _read_dynamic(fd, dynamic, loads, info: ElfInfo, path: str, machine: str) ->
         entries.append((d.d_tag, d.d_val))
     tags = dict(entries)
     wanted = [(t, v) for t, v in entries
-              if t in (E.DT_NEEDED, E.DT_SONAME, E.DT_RPATH, E.DT_RUNPATH)]
+              if t in (E.DT_NEEDED, DT_SONAME, DT_RPATH, DT_RUNPATH)]
     if not wanted:
         return
     if E.DT_STRTAB not in tags:
@@ -188,9 +203,9 @@ def _read_dynamic(fd, dynamic, loads, info: ElfInfo, path: str, machine: str) ->
         text = strtab[val:end].decode("utf-8", "surrogateescape")
         if tag == E.DT_NEEDED:
             info.needed.append(text)
-        elif tag == E.DT_SONAME:
+        elif tag == DT_SONAME:
             info.soname = text
-        elif tag == E.DT_RPATH:
+        elif tag == DT_RPATH:
             info.rpath = (info.rpath or []) + text.split(":")
         else:
             info.runpath = (info.runpath or []) + text.split(":")

@@ -79,6 +79,9 @@ def build_host_app_image(kernel, output, *, format: str = "usr", disk_output=Non
     directory = os.path.dirname(os.path.abspath(os.fspath(output)))
     if not os.path.isdir(directory):
         raise OutputError("directory does not exist", path=output)
+    if not hasattr(kernel, "data"):   # a path: a kernel ELF or an image holding one
+        from ..image.extract import load_any_kernel
+        kernel = load_any_kernel(kernel)
     tree = build_app_tree(kernel=kernel, **tree_opts)
     line = compose_cmdline(cmdline, env=env, cwd=cwd, command=tree.command,
                            target="bios" if force_cmdline else "osv")
@@ -90,7 +93,9 @@ def build_host_app_image(kernel, output, *, format: str = "usr", disk_output=Non
 
     with tmp:
         rofs_path = os.path.join(tmp.name, "rofs.img")
-        rofs = build_rofs(tree.tree, rofs_path, osv_defaults=not tree_opts.get("bare", False))
+        outputs = [output] + ([disk_output] if disk_output is not None else [])
+        rofs = build_rofs(tree.tree, rofs_path, osv_defaults=not tree_opts.get("bare", False),
+                          outputs=outputs)
         rofs_info = {k: v for k, v in rofs.to_dict().items() if k != "output"}
         if format == "usr":
             image = build_usr_image(kernel, output, cmdline=line, partition=rofs_path,
@@ -119,6 +124,8 @@ def write_usr_manifest(apps, output=None, **options) -> str:
         lines.append(f"{e.guest}: {e.source}")
     text = "\n".join(lines) + "\n"
     if output is not None:
-        from ..fileio import write_atomic
+        from ..fileio import check_not_input, write_atomic
+        check_not_input(output, [("--kernel", options.get("kernel"))]
+                        + [(f"the host file of {e.guest}", e.source) for e in closure.entries])
         write_atomic(output, text.encode("utf-8"))
     return text

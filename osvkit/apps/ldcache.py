@@ -13,10 +13,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from construct import ConstructError
-
 from ..errors import FormatError, MissingInputError
 from ..structs import ldcache as S
+from ..structs.base import parse
 
 DEFAULT_PATH = "/etc/ld.so.cache"
 
@@ -79,14 +78,7 @@ def parse_ld_cache(data: bytes, path: str = DEFAULT_PATH) -> LdCache:
             raise FormatError("old ld.so-1.7.0 cache without the new table", path=path,
                               expected=_EXPECTED)
     new = data[base:]
-    if len(new) < S.HEADER_SIZE:
-        raise FormatError(f"truncated: {len(new)} bytes", path=path,
-                          expected=f"a {S.HEADER_SIZE}-byte header ({_EXPECTED})")
-    try:
-        head = S.header_c.parse(new[:S.HEADER_SIZE])
-    except ConstructError:
-        raise FormatError(f"bad magic {bytes(new[:20])!r}", path=path,
-                          expected=_EXPECTED) from None
+    head = parse(S.header_c, new, what="ld.so.cache header", path=path)
     if head.flags == S.ENDIAN_BIG:
         raise FormatError("big-endian cache", path=path, expected="a little-endian cache")
     table_end = S.HEADER_SIZE + head.nlibs * S.ENTRY_SIZE
@@ -116,11 +108,8 @@ def _sections(new: bytes, head, path: str):
     if off + 8 > len(new):
         raise FormatError(f"extension directory at {off:#x} is outside the file", path=path,
                           expected=_EXPECTED)
-    try:
-        d = S.extension_dir_c.parse(new[off:off + 8])
-    except ConstructError:
-        raise FormatError(f"bad extension directory magic at {off:#x}", path=path,
-                          expected=f"{S.EXTENSION_MAGIC:#x}") from None
+    d = parse(S.extension_dir_c, new, what="ld.so.cache extension directory", path=path,
+              offset=off)
     for i in range(d.count):
         at = off + 8 + 16 * i
         if at + 16 > len(new):

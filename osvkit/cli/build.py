@@ -216,7 +216,10 @@ PathType = click.Path(path_type=Path)
 @config_option
 def build(kernel, output, format, cmdline, image_format, compression, partition, size,
           force_cmdline, manifest, define, manifest_root, allow_missing, **more) -> None:
-    """Build a bootable image from a kernel ELF, or every image a build file (-c) declares."""
+    """Build a bootable image from a kernel ELF, or every image a build file (-c) declares.
+
+    KERNEL is a kernel ELF (OSv's loader-stripped.elf) or an image holding one (usr.img,
+    loader.img; raw or qcow2)."""
     json_output, config = more.pop("json_output"), more.pop("config")
     if config is not None:
         return _build_file(config, kernel, output, json_output, cmdline, image_format)

@@ -25,9 +25,10 @@ def firecracker_config(kernel: Path, output: Path, disk, memory, cpus, cmdline, 
                        json_output: bool) -> None:
     """Write a Firecracker --config-file document for an OSv kernel.
 
-    KERNEL is a kernel ELF with a Linux/PVH entry (osvkit build --format vmlinux); the
-    command line becomes Firecracker's boot_args (--nopci is prepended).  Without --memory
-    the guest gets 128 MiB, without --cpus one vCPU (1 or even, up to 32)."""
+    KERNEL is a kernel ELF: an OSv kernel with a Linux/PVH entry (osvkit build --format
+    vmlinux) or any vmlinux Firecracker boots.  The command line becomes Firecracker's
+    boot_args (--nopci is prepended for an OSv kernel).  Without --memory the guest gets
+    128 MiB, without --cpus one vCPU (1 or even, up to 32)."""
     from ..firecracker.config import write_firecracker_config
 
     given = resolve(memory=memory, cpus=cpus,

@@ -5,7 +5,8 @@ name for the config file's object):
 
 * ``boot-source``: ``kernel_image_path`` (absolute) and ``boot_args`` = ``--nopci`` + the
   command line -- OSv's own scripts/firecracker.py prepends ``--nopci`` because Firecracker
-  has no PCI bus; it is not added twice;
+  has no PCI bus; it is not added twice, nor to a kernel that is not OSv's (a Linux vmlinux
+  gets its command line as given);
 * ``drives``: the application disk as a **non-root** drive (``is_root_device`` false: with
   true, Firecracker appends ``root=/dev/vda`` to the command line, which OSv would run as the
   application), read-write, like scripts/firecracker.py;
@@ -82,6 +83,16 @@ def fc_boot_args(cmdline: str) -> str:
     return args
 
 
+def _other_boot_args(cmdline: str) -> str:
+    """A kernel that is not OSv's gets its command line as given (``--nopci`` is OSv's
+    option), checked against Firecracker's limit."""
+    from ..cmdline import check_cmdline
+
+    args = cmdline.strip()
+    check_cmdline(args, "firecracker")
+    return args
+
+
 def _parse_memory_mib(memory) -> int:
     from ..image.usrimg import parse_size
 
@@ -100,9 +111,10 @@ def _check_disk(disk) -> str:
     return path
 
 
-def _check_osv_kernel(kernel) -> None:
-    """An OSv kernel (one that keeps OSv's boot contract) must have been patched for
-    Firecracker; any other kernel is judged by Firecracker's loader rules alone."""
+def _check_osv_kernel(kernel) -> bool:
+    """Whether ``kernel`` is an OSv kernel (one that keeps OSv's boot contract); such a kernel
+    must have been patched for Firecracker.  Any other kernel is judged by Firecracker's
+    loader rules alone."""
     from ..errors import KernelError
     from ..image.kernel import load_kernel
     from ..image.vmlinux import existing_linux64_entry
@@ -110,11 +122,13 @@ def _check_osv_kernel(kernel) -> None:
     try:
         k = load_kernel(kernel)
     except KernelError:
-        return                      # not an OSv kernel
+        return False
+
     if k.pvh_entry is None and existing_linux64_entry(k) is None and \
             not (layout.STUB_START <= k.entry < layout.STUB_END):
         raise FormatError("the kernel has neither a Linux 64-bit entry nor a PVH note",
                           path=kernel, expected="a vmlinux (osvkit build --format vmlinux)")
+    return True
 
 
 def _check_initrd(initrd, memory) -> str:
@@ -137,14 +151,14 @@ def build_firecracker_config(kernel, *, disk=None, memory="128M", cpus: int = 1,
     from .kernel import read_fc_kernel
 
     read_fc_kernel(kernel)
-    _check_osv_kernel(kernel)
+    osv = _check_osv_kernel(kernel)
     if not (cpus == 1 or (cpus % 2 == 0 and 2 <= cpus <= MAX_VCPUS)):
         raise UsageError(f"{cpus} vCPUs", expected=f"1 or an even number up to {MAX_VCPUS} "
                                                    "(Firecracker's machine-config rule)")
     doc = {
         "boot-source": {
             "kernel_image_path": os.path.abspath(os.fspath(kernel)),
-            "boot_args": fc_boot_args(boot_args),
+            "boot_args": fc_boot_args(boot_args) if osv else _other_boot_args(boot_args),
         },
         "drives": [],
         "machine-config": {

@@ -45,8 +45,9 @@ from .. import layout
 from ..boot import boot16, lzdecomp
 from ..disk import QCOW2_MAGIC, open_disk
 from ..disk.files import open_image_fd
-from ..errors import FormatError, KernelError, UsageError
-from ..fileio import write_atomic
+from ..errors import FormatError, KernelError
+from ..fileio import check_not_input, write_atomic
+from ..structs import lzdecomp as lz_schema
 from ..structs import mbr as mbr_schema
 from . import lzloader
 
@@ -61,6 +62,10 @@ SCAN_LIMIT = 0x10000
 """How far into a stripped lzloader.elf the blob is looked for (OSv puts it within 0x3000)."""
 MAX_SEGMENTS = 4096
 """A 4 GiB kernel: OSv's check-image-size.sh refuses anything larger."""
+PAYLOAD_HEAD = 64 * layout.KiB
+"""Bytes of the payload read first, to learn how long it is."""
+MAX_PAYLOAD = layout.IDENTITY_MAP_END - layout.KERNEL_BASE_ADDR
+"""No kernel below 1 GiB, compressed or not, needs more."""
 OSV_CHUNK = 32 * layout.KiB
 """OSv's boot16 loads ``count32`` chunks of this size from LBA 128."""
 NO_KERNEL = "an image with a kernel (OSv's or osvkit's usr.img/loader.img), or a kernel ELF"
@@ -95,7 +100,7 @@ class ExtractedKernel:
 def extract_kernel(path) -> ExtractedKernel:
     """The kernel ELF held by ``path`` (see the module docstring for what is understood)."""
     path = os.fspath(path)
-    fd = open_image_fd(path, what="a kernel ELF or an OSv disk image")
+    fd = open_image_fd(path, what="a kernel ELF file or a disk image holding one")
     try:
         head = os.pread(fd, HEAD_SIZE, 0)
         if head[:4] == ELF_MAGIC and len(head) > 4 and head[4] == ELFCLASS64:
@@ -146,9 +151,7 @@ def load_any_kernel(path):
 
 def write_kernel(path, output) -> ExtractedKernel:
     """Extract the kernel of ``path`` into ``output`` (atomically, mode 0755)."""
-    if _same_file(path, output):
-        raise UsageError(f"the output is the input ({os.fspath(path)})", path=output,
-                         expected="an output path that is not the image")
+    check_not_input(output, [("the image to extract from", path)])
     ex = extract_kernel(path)
     write_atomic(output, ex.data, mode=0o755)
     ex.output = os.fspath(output)
@@ -181,18 +184,45 @@ def kernel_from_disk(path) -> ExtractedKernel:
         if load_size == 0:
             raise FormatError("the boot sector loads nothing from LBA 128 (size field 0): "
                               "no kernel to recover", path=path, expected=NO_KERNEL)
-        payload = disk.read_upto(layout.KERNEL_OFFSET, load_size)
+        head = disk.read_upto(layout.KERNEL_OFFSET, min(load_size, PAYLOAD_HEAD))
+        need = payload_length(head, load_size)
+        if need > MAX_PAYLOAD:
+            raise FormatError(f"the payload at LBA 128 claims {need} bytes, more than a kernel "
+                              "below 1 GiB can take", path=path, expected=NO_KERNEL)
+        payload = disk.read_upto(layout.KERNEL_OFFSET, need)
         fmt = disk.format
-    truncated = len(payload) < load_size
+    truncated = len(payload) < need
     try:
         kind, kernel = kernel_from_payload(payload, path=path)
     except FormatError as exc:
         if truncated:
-            raise FormatError(f"truncated: the boot sector loads {load_size} bytes from LBA 128 "
-                              f"but the image holds {len(payload)} ({exc.what})", path=path,
+            raise FormatError(f"truncated: the payload at LBA 128 needs {need} bytes but the "
+                              f"image holds {len(payload)} ({exc.what})", path=path,
                               expected="a complete image") from None
         raise
     return ExtractedKernel(path, "disk-image", kind, kernel, image_format=fmt, boot=boot)
+
+
+def payload_length(head: bytes, load_size: int) -> int:
+    """How many of the ``load_size`` bytes a boot sector loads the payload uses, judged from
+    its first bytes (osvkit's header, or the ELF's header tables), so that a header claiming
+    terabytes on a sparse image is not read whole."""
+    need = load_size
+    try:
+        if lzdecomp.is_payload(head):
+            hdr = lz_schema.PayloadHeader.parse(head[:lz_schema.HEADER_SIZE])
+            need = hdr.blob_offset + hdr.blob_size
+        elif head[:4] == ELF_MAGIC:
+            from elftools.elf.elffile import ELFFile
+
+            elf = ELFFile(io.BytesIO(head))
+            h = elf.header
+            need = max([h["e_ehsize"], h["e_phoff"] + h["e_phnum"] * h["e_phentsize"],
+                        h["e_shoff"] + h["e_shnum"] * h["e_shentsize"]]
+                       + [seg["p_offset"] + seg["p_filesz"] for seg in elf.iter_segments()])
+    except Exception:    # noqa: BLE001 -- a damaged header: the whole load is examined
+        need = load_size
+    return min(need, load_size)
 
 
 def kernel_from_payload(payload: bytes, *, path=None) -> tuple[str, bytes]:
@@ -301,6 +331,9 @@ def decompress_segments(blob: bytes, *, path=None) -> bytes:
     import fastlz
 
     info = lzloader.parse(blob, path=path)
+    if info.uncompressed_size > MAX_PAYLOAD:
+        raise FormatError(f"the lz segment table promises {info.uncompressed_size} bytes, more "
+                          "than a kernel below 1 GiB", path=path, expected=NO_KERNEL)
     out = bytearray()
     for seg in info.segments:
         data = blob[seg.offset:seg.offset + seg.ssize]
@@ -357,10 +390,3 @@ def _read_all(fd: int, path) -> bytes:
     if len(data) != size:
         raise FormatError(f"short read: {len(data)} of {size} bytes", path=path)
     return data
-
-
-def _same_file(a, b) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except (OSError, TypeError, ValueError):
-        return False

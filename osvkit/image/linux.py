@@ -128,17 +128,20 @@ def describe_vmlinux_bytes(data: bytes, *, path=None) -> dict:
         segments = [{"type": s["p_type"], "offset": s["p_offset"], "vaddr": s["p_vaddr"],
                      "paddr": s["p_paddr"], "filesz": s["p_filesz"], "memsz": s["p_memsz"],
                      "flags": _pflags(s["p_flags"])} for s in elf.iter_segments()]
-        notes = []
+        notes, pvh_entry = [], None
         for seg in elf.iter_segments():
             if seg["p_type"] == "PT_NOTE":
-                notes += walk_notes(data[seg["p_offset"]:seg["p_offset"] + seg["p_filesz"]])
+                found = walk_notes(data[seg["p_offset"]:seg["p_offset"] + seg["p_filesz"]])
+                notes += found
+                # as Firecracker's loader reads it: the first PVH note of a PT_NOTE segment,
+                # and each PT_NOTE segment overrides the ones before it
+                pvh = [n for n in found if n["owner"] == "Xen" and len(n["desc"]) >= 4
+                       and n["type"] == XEN_ELFNOTE_PHYS32_ENTRY]
+                pvh_entry = Int32ul.parse(pvh[0]["desc"][:4]) if pvh else None
     except (ELFError, ValueError, KeyError, TypeError, OverflowError, ConstructError) as exc:
         raise FormatError(f"not a readable ELF64 kernel ({exc})", path=path,
                           expected="a Linux vmlinux ELF") from None
     loads = [s for s in segments if s["type"] == "PT_LOAD"]
-    pvh = [n for n in notes if n["owner"] == "Xen" and n["type"] == XEN_ELFNOTE_PHYS32_ENTRY
-           and len(n["desc"]) >= 4]
-    pvh_entry = Int32ul.parse(pvh[-1]["desc"][:4]) if pvh else None      # the last one wins
     gnu = [n for n in notes if n["owner"] == "GNU" and n["type"] == NT_GNU_BUILD_ID]
     build_id = gnu[0]["desc"].hex() if gnu else None
     banner = linux_banner(data)
@@ -158,6 +161,8 @@ def describe_vmlinux_bytes(data: bytes, *, path=None) -> dict:
         "notes": [{"owner": n["owner"], "type": n["type"], "name": n["name"],
                    "size": len(n["desc"])} for n in notes],
         "boot_protocols": (["linux64"] if hdr["e_entry"] else []) + (["pvh"] if pvh_entry else []),
+        # Firecracker >= 1.12 enters any ELF with the PVH note through it, older ones at e_entry
+        "firecracker_protocol": "pvh" if pvh_entry is not None else "linux",
     }
 
 
@@ -322,7 +327,9 @@ def describe_vmlinux_text(d: dict, indent: str = "  ") -> list[str]:
              f"{indent}{d['elf_class']} {d['machine']} {d['elf_type']}, {d['size']} bytes",
              f"{indent}64-bit entry (e_entry, physical): {_hex(d['entry'])}",
              f"{indent}PVH entry (Xen note PHYS32_ENTRY): {_hex(d['pvh_entry'])}",
-             f"{indent}loaded at physical {_hex(d['phys_start'])}-{_hex(d['phys_end'])}"]
+             f"{indent}loaded at physical {_hex(d['phys_start'])}-{_hex(d['phys_end'])}",
+             f"{indent}Firecracker (>= 1.12) boots it with the {d['firecracker_protocol']} protocol "
+             f"(osvkit run --vmm qemu-fc --fc-protocol {d['firecracker_protocol']})"]
     if d.get("build_id"):
         lines.append(f"{indent}build id: {d['build_id']}")
     for s in d.get("segments", []):

@@ -1,6 +1,6 @@
 """OSv manifests (``usr.manifest``) and the guest tree they describe.
 
-The syntax is OSv's (``scripts/manifest_common.py``, osv-boot.md 7.2), one entry a line::
+The syntax is OSv's (``scripts/manifest_common.py``), one entry a line::
 
     [manifest]                         # a section header: skipped
     # a comment                        # skipped, as are empty lines
@@ -43,6 +43,7 @@ import os
 import re
 import stat
 from dataclasses import dataclass, field
+from typing import Callable
 
 from ..errors import ManifestError, ManifestInputError, UsageError
 
@@ -74,12 +75,15 @@ NO_ORIGIN = Origin(None, None)
 @dataclass
 class FileSource:
     """The data of one guest file: bytes in memory, or ``size`` bytes of a host file from
-    ``offset`` (the whole file when ``size`` is None)."""
+    ``offset`` (the whole file when ``size`` is None), or ``size`` bytes from ``offset`` of
+    something only ``read(offset, n) -> bytes`` reaches (a file inside another image,
+    read a range at a time)."""
 
     path: str | None = None
     offset: int = 0
     size: int | None = None
     data: bytes | None = None
+    read: Callable[[int, int], bytes] | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass

@@ -26,6 +26,7 @@ from ..disk.partitions import partition_extent
 from ..errors import FormatError, OsvkitError, OsvkitIOError, OutputError, UsageError
 from ..fileio import check_not_input
 from ..structs import rofs as S
+from .manifest import Dir, File, FileSource, GuestTree, Origin, Symlink
 
 _TYPES = {S.S_IFDIR: "dir", S.S_IFREG: "file", S.S_IFLNK: "symlink"}
 
@@ -283,6 +284,37 @@ class RofsImage:
         if len(data) != entry.size:
             raise self._err(f"{entry.path}: data truncated", f"{entry.size} bytes")
         return data
+
+    def pread(self, offset: int, n: int) -> bytes:
+        """Exactly ``n`` bytes at ``offset`` from the start of the ROFS (a one-line
+        FormatError when the image ends first)."""
+        data = self._pread(n, offset)
+        if len(data) != n:
+            raise self._err(f"data truncated: {len(data)} of {n} bytes at {offset:#x}",
+                            f"{n} bytes")
+        return data
+
+    def guest_tree(self) -> GuestTree:
+        """The tree as a :class:`~osvkit.rofs.manifest.GuestTree` whose files take their
+        data from this image a range at a time, never whole: in a raw image file as a range
+        of that file (so the writer copies it in the kernel), otherwise through
+        :meth:`pread` (the image must stay open while the tree is used)."""
+        tree = GuestTree()
+        origin = Origin(self.path, None)
+        in_file = self._disk is None or (self._disk.format == "raw" and os.path.isfile(self.path))
+        for e in self.entries[1:]:
+            if e.type == "dir":
+                node = Dir(origin=origin)
+            elif e.type == "symlink":
+                node = Symlink(origin=origin, target=e.target)
+            elif in_file:
+                node = File(origin=origin, source=FileSource(
+                    path=self.path, offset=self.offset + e.data_offset, size=e.size))
+            else:
+                node = File(origin=origin, source=FileSource(
+                    read=self.pread, offset=e.data_offset, size=e.size))
+            tree.add(e.path, node)
+        return tree
 
     def listing(self) -> RofsListing:
         return RofsListing(self.path, self.offset, dict(self.superblock), list(self.entries),

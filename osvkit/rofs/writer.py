@@ -1,7 +1,6 @@
 """Write a ROFS image from a manifest or a :class:`~osvkit.rofs.manifest.GuestTree`.
 
-The image is laid out exactly as OSv's ``scripts/gen-rofs-img.py`` lays it out (osv-boot.md
-7.1), with one deliberate difference: the children of every directory are taken in sorted
+The image is laid out exactly as OSv's ``scripts/gen-rofs-img.py`` lays it out, with one deliberate difference: the children of every directory are taken in sorted
 order (by their UTF-8 bytes, i.e. ``strcmp`` order), where gen-rofs-img takes them in
 manifest order (Python dict insertion order, and ``os.walk`` order, which is the host
 directory's, for ``/**`` lines).  Inode numbers, the order of file data, of symlinks and
@@ -262,6 +261,8 @@ def _copy_in(node: File, copier: "_Copier", dst_off: int) -> int:
     if src.data is not None:
         _pwrite_all(dst, src.data, dst_off, output)
         return len(src.data)
+    if src.read is not None:
+        return _copy_read(src, dst, dst_off, output)
     origin = node.origin
     try:
         fd = os.open(src.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
@@ -288,6 +289,19 @@ def _copy_in(node: File, copier: "_Copier", dst_off: int) -> int:
         return total
     finally:
         os.close(fd)
+
+
+def _copy_read(src: FileSource, dst: int, dst_off: int, output: str) -> int:
+    """Copy ``src.size`` bytes through ``src.read`` a chunk at a time (all-zero chunks are
+    left as holes: the image file is new)."""
+    done = 0
+    while done < src.size:
+        n = min(CHUNK_SIZE, src.size - done)
+        chunk = src.read(src.offset + done, n)
+        if chunk.count(0) != n:
+            _pwrite_all(dst, chunk, dst_off + done, output)
+        done += n
+    return src.size
 
 
 #: the most a file whose size the host does not report (/proc) may hold
@@ -406,11 +420,29 @@ class _Copier:
             self.start_writeback()
 
     def start_writeback(self) -> None:
-        """Start (not wait for) the write-back of what was copied since the last call."""
-        if self.dirty_to > self.dirty_from and hasattr(os, "posix_fadvise"):
-            try:
-                os.posix_fadvise(self.dst, self.dirty_from, self.dirty_to - self.dirty_from,
-                                 os.POSIX_FADV_DONTNEED)
-            except OSError:
-                pass
+        """Start (not wait for) the write-back of what was copied since the last call; the
+        pages stay cached (a usr.img build reads the image again)."""
+        if self.dirty_to > self.dirty_from:
+            _sync_file_range_write(self.dst, self.dirty_from, self.dirty_to - self.dirty_from)
         self.dirty_from = self.dirty_to
+
+
+_SYNC_FILE_RANGE_WRITE = 2          # <linux/fs.h>: start write-out of dirty pages, no wait
+_sync_file_range = None
+
+
+def _sync_file_range_write(fd: int, offset: int, length: int) -> None:
+    """Linux's ``sync_file_range(fd, offset, length, SYNC_FILE_RANGE_WRITE)`` (not in the
+    os module); a no-op where the C library lacks it."""
+    global _sync_file_range
+    if _sync_file_range is None:
+        try:
+            import ctypes
+
+            func = ctypes.CDLL(None, use_errno=True).sync_file_range
+            func.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+            _sync_file_range = func
+        except (OSError, AttributeError):
+            _sync_file_range = False
+    if _sync_file_range:
+        _sync_file_range(fd, offset, length, _SYNC_FILE_RANGE_WRITE)

@@ -1,8 +1,10 @@
 """qemu-fc: put a QEMU guest into the state Firecracker leaves an x86_64 guest in.
 
 osvkit generates a small loader per run and QEMU starts it as a **PVH ELF** with
-``-kernel``; the target kernel ELF is given unchanged as ``-initrd``, which QEMU's PVH
-firmware (``pvh.bin`` on pc, qboot on microvm) lists as module 0 of ``hvm_start_info``.
+``-kernel``; the target kernel file (any vmlinux ELF or bzImage Firecracker's loader takes,
+read by :mod:`osvkit.firecracker.kernel`) is given unchanged as ``-initrd`` -- followed by the
+user's initrd, in a temporary copy, when there is one -- which QEMU's PVH firmware (``pvh.bin``
+on pc, qboot on microvm) lists as module 0 of ``hvm_start_info``.
 Why this and not ``-device loader,file=...,force-raw=on`` at a scratch address: the module
 list tells the loader exactly where the firmware put the file (top of RAM, clear of the
 kernel), on both machines, with no address agreed in advance that firmware might also use;
@@ -17,22 +19,33 @@ What the loader does (32-bit protected mode, paging off, as PVH enters it):
 2. runs a table of operations planned in Python (:func:`plan_loader`): zero RAM that is fresh
    in Firecracker -- ``[0, 0x9FC00)``, ``[0x9FC00, 0xA0000)`` and ``[1 MiB, loader)``, which
    covers every PT_LOAD including its bss --, copy each kernel PT_LOAD's ``p_filesz`` bytes to
-   ``p_paddr``, and copy Firecracker's structures, all built by :mod:`osvkit.boot.firecracker`:
-   GDT (0x500), boot_params with Firecracker's e820 for the memory size (0x7000), page tables
-   (0x9000-0xC000, 1 GiB identity map with 2 MiB pages) and MP table for the vCPU count
-   (0x9FC00);
+   ``p_paddr`` (a bzImage's protected-mode part to ``code32_start``), move the initrd to
+   where Firecracker puts it (top of RAM below 3 GiB, page-aligned; the copy runs backwards
+   when the destination lies above the source, as it does here), and copy Firecracker's
+   structures, all built by :mod:`osvkit.boot.firecracker`: GDT (0x500), boot_params with
+   Firecracker's e820 for the memory size (0x7000; a bzImage's own setup header, the
+   initrd's ``ramdisk_image``/``ramdisk_size``), page tables (0x9000-0xC000, 1 GiB identity
+   map with 2 MiB pages) and MP table for the vCPU count (0x9FC00);
 3. copies the command line to 0x20000 and sets ``cmdline_size`` = strlen + 1;
 4. loads GDTR (0x500, limit 31), IDTR (0x520, limit 7), DS/ES/FS/GS/SS = 0x10, TR = 0x18,
    CR4 = 0x20 (PAE), CR3 = 0x9000, EFER.LME, CR0 = 0xE0000011, far-jumps to 0x08 (64-bit);
 5. sets RFLAGS = 0x2, every GPR to 0 except RSP = RBP = 0x8FF0 and RSI = 0x7000, and jumps to
-   the kernel's ``e_entry``.
+   the kernel's ``e_entry`` (a bzImage: ``code32_start + 0x200``).
 
 With ``protocol="pvh"`` it reproduces Firecracker >= 1.12's PVH boot instead (what Firecracker
 does for any ELF with a ``XEN_ELFNOTE_PHYS32_ENTRY`` note):
-``hvm_start_info`` at 0x6000 (version 1, cmdline 0x20000, memmap 0x7000, no modules,
-rsdp 0), the memmap with Firecracker's e820 ranges, the PVH GDT (code 0x00cf9b000000ffff,
+``hvm_start_info`` at 0x6000 (version 1, cmdline 0x20000, memmap 0x7000, the initrd as the
+one module at 0x6040 when there is one, rsdp 0), the memmap with Firecracker's e820 ranges, the PVH GDT (code 0x00cf9b000000ffff,
 TSS limit 0x67), the MP table; CR0 = 0x11, CR4 = 0, paging off, EBX = 0x6000, every other
-GPR 0, RFLAGS = 2, jump to the (last) PVH note's address in 32-bit code.
+GPR 0, RFLAGS = 2, jump to the PVH note's address in 32-bit code.  ``protocol="auto"`` is
+Firecracker's own choice: PVH when the kernel has the note.
+
+Checks, all before QEMU starts: Firecracker's loader rules (:mod:`osvkit.firecracker.kernel`);
+every copy inside guest RAM (Firecracker cannot load a kernel outside it) and clear of what
+Firecracker writes after loading (:func:`firecracker_areas`: it would overwrite the kernel
+there; ``[0x9FC00, 1 MiB)`` is also BIOS and VGA space on QEMU's machines); the initrd no
+larger than the RAM below 3 GiB (Firecracker's rule) and clear of the kernel and the loader.
+OSv's boot contract is not checked: it is ``osvkit build``'s requirement, not Firecracker's.
 
 Fidelity notes (what differs from Firecracker/KVM and why):
 

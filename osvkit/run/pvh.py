@@ -3,14 +3,17 @@
 QEMU accepts an uncompressed ELF for ``-kernel`` only when it carries a
 ``XEN_ELFNOTE_PHYS32_ENTRY`` note: on ``pc`` the ``pvh.bin``
 option ROM and on ``microvm`` qboot build ``hvm_start_info`` and enter the note's address in
-32-bit protected mode -- osvkit's PVH stub (``osvkit build --format vmlinux``) or OSv's own
-``hvm_xen_start``.  On microvm (``acpi=off``, ``auto-kernel-cmdline=on``) QEMU appends one
+32-bit protected mode -- osvkit's PVH stub (``osvkit build --format vmlinux``), OSv's own
+``hvm_xen_start``, or any other kernel with the note (Linux built with ``CONFIG_PVH``): which
+kernel it is, QEMU decides; osvkit only checks that the note is there and the memory is large
+enough.  An ``initrd`` is QEMU's own ``-initrd`` (module 0 of ``hvm_start_info``).  On microvm (``acpi=off``, ``auto-kernel-cmdline=on``) QEMU appends one
 ``virtio_mmio.device=512@0x...:<irq>`` entry per virtio-mmio device to the command line; attach
 a disk (``disk=``) to see one.
 
 :func:`machine_argv` and :func:`disk_argv` are shared with qemu-fc (:mod:`.fcloader`).  The
 guest runs under TCG with ``-no-reboot``: OSv's power-off (and the probe's) ends in a triple
-fault, which then stops QEMU.
+fault, and a Linux guest's reboot (``reboot=k`` or ``reboot=t``) in a reset, either of which
+then stops QEMU -- as a guest reboot stops a Firecracker VM.
 """
 
 from __future__ import annotations

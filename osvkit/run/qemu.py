@@ -93,6 +93,13 @@ def qemu_command(image: str | os.PathLike, *, accel: str = "tcg", memory: str = 
         # a qcow2 file attached as raw lets the guest write over its qcow2 metadata
         raise UsageError(f"a {detected} image, not {fmt}", path=image,
                          expected=f"--image-format {detected} (or no --image-format)")
+    if fmt == "qcow2":
+        # QEMU would follow the image's backing chain itself (and wait forever on a FIFO):
+        # opening it here applies osvkit.disk's checks to every file of the chain first
+        from ..disk import open_disk
+
+        with open_disk(image):
+            pass
     if drive_path is not None:
         image, fmt = drive_path, "raw"
     return [qemu or find_qemu(), "-machine", "pc", "-accel", accel, "-m", str(memory),

@@ -8,8 +8,6 @@ place construct's errors become osvkit's one-line errors) and takes byte offsets
 * :mod:`.base` -- ``parse``, ``build``, ``field_offsets``, ``plain``, ``format_error``.
 * :mod:`.elf` -- ELF64: ``Elf64_Ehdr``, ``Elf64_Phdr``, ``Elf64_Shdr``, ``Elf64_Nhdr``,
   ``Elf64_Note``, ``Elf64_Dyn``, ``Elf64_Sym``, ``Elf64_Rela`` and their constants.
-* :mod:`.elf64` -- compiled parsers for the ELF parts a dynamic linker reads (header of any
-  class, program headers, dynamic entries), for reading many host libraries fast.
 * :mod:`.qcow2` -- the qcow2 header (versions 2 and 3), header extensions, table entries.
 * :mod:`.mbr` -- the MBR with OSv's fields; CHS addresses in OSv's and the standard packing
   (adapters ``OsvChs``/``StandardChs``); partition entries and table.

@@ -61,6 +61,10 @@ CASES: dict[tuple[str, ...], list[tuple[str, list[str], str, dict]]] = {
     ("probe",): [
         ("OSVKIT_CONFIG", ["probe", "-o", "{out}"], "toml", {"OSVKIT_CONFIG": "{toml}"}),
     ],
+    ("patch",): [
+        ("IMAGE", ["patch", "{usr}", "--cmdline", "/x", "-o", "{out}"], "usr", {}),
+        ("--kernel", ["patch", "{usr}", "--kernel", "{kernel}", "-o", "{out}"], "kernel", {}),
+    ],
     ("kernel", "extract"): [
         ("IMAGE", ["kernel", "extract", "{usr}", "-o", "{out}"], "usr", {}),
         ("OSVKIT_CONFIG", ["kernel", "extract", "{usr}", "-o", "{out}"], "toml",
@@ -78,6 +82,10 @@ CASES: dict[tuple[str, ...], list[tuple[str, list[str], str, dict]]] = {
         ("a host file the manifest lists", ["rofs", "build", "{manifest}", "-o", "{out}"],
          "host", {}),
         ("MANIFEST (shorthand)", ["rofs", "{manifest}", "-o", "{out}"], "manifest", {}),
+    ],
+    ("patch",): [
+        ("IMAGE", ["patch", "{usr}", "--cmdline", "/x", "-o", "{out}"], "usr", {}),
+        ("--kernel", ["patch", "{usr}", "--kernel", "{kernel}", "-o", "{out}"], "kernel", {}),
     ],
     ("kernel", "extract"): [
         ("IMAGE", ["kernel", "extract", "{usr}", "-o", "{out}"], "usr", {}),

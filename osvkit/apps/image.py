@@ -39,6 +39,29 @@ class AppImageResult:
         d.update(self.tree.to_dict())
         return d
 
+    def describe(self) -> str:
+        """What was written, what the ROFS holds, what the kernel supplies and (for a vmlinux
+        with a separate disk) the command line to give the VMM."""
+        image = self.image
+        if self.disk is not None:
+            head = f"wrote {image.output} (vmlinux ELF, {image.size} bytes) and its ROFS disk " \
+                   f"{self.disk.output}"
+        else:
+            head = image.describe()
+        kinds: dict[str, int] = {}
+        for f in self.tree.files:
+            kinds[f.kind] = kinds.get(f.kind, 0) + 1
+        r = self.rofs
+        lines = [head,
+                 f"  ROFS: {r['files']} files ({r['data_bytes']} bytes of data), "
+                 f"{r['symlinks_count']} symlinks: "
+                 + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())),
+                 f"  supplied by the kernel ({self.tree.closure.supplied_source}): "
+                 + (", ".join(u.soname for u in self.tree.closure.supplied) or "none needed")]
+        if self.disk is not None:
+            lines.append(f"  cmdline (on the disk; give it to the VMM): {self.cmdline!r}")
+        return "\n".join(lines)
+
 
 def _split(options: dict) -> tuple[dict, dict]:
     tree = {k: options.pop(k) for k in _TREE_KEYS if k in options}

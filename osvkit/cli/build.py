@@ -73,28 +73,6 @@ def _refuse_unused(given: set[str], fmt: str, with_manifest: bool) -> None:
                          expected="--manifest usr.manifest")
 
 
-def _describe_apps(result) -> str:
-    image = result.image
-    if result.disk is not None:
-        head = f"wrote {image.output} (vmlinux ELF, {image.size} bytes) and its ROFS disk " \
-               f"{result.disk.output}"
-    else:
-        head = image.describe()
-    kinds: dict[str, int] = {}
-    for f in result.tree.files:
-        kinds[f.kind] = kinds.get(f.kind, 0) + 1
-    r = result.rofs
-    lines = [head,
-             f"  ROFS: {r['files']} files ({r['data_bytes']} bytes of data), "
-             f"{r['symlinks_count']} symlinks: "
-             + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())),
-             f"  supplied by the kernel ({result.tree.closure.supplied_source}): "
-             + (", ".join(u.soname for u in result.tree.closure.supplied) or "none needed")]
-    if result.disk is not None:
-        lines.append(f"  cmdline (on the disk; give it to the VMM): {result.cmdline!r}")
-    return "\n".join(lines)
-
-
 def _build_apps(kernel, output, fmt: str, opts, a: dict) -> None:
     """``--app``/``--add``/``--deb``: host programs, files and packages into the image."""
     import os
@@ -234,14 +212,13 @@ def build(kernel, output, format, cmdline, image_format, compression, partition,
         emit(_build_apps(kernel, output, format, opts, dict(
             more, compression=compression, size=size, force_cmdline=force_cmdline,
             manifest=manifest, define=define, manifest_root=manifest_root,
-            allow_missing=allow_missing)), json_output, _describe_apps)
+            allow_missing=allow_missing)), json_output)
         return
     if format == "vmlinux":
-        from ..image.vmlinux import build_vmlinux, describe_vmlinux_result
+        from ..image.vmlinux import build_vmlinux
 
         emit(build_vmlinux(kernel, output, pvh=more["pvh"], handover=more["handover"],
-                           replace_entry=more["replace_entry"]), json_output,
-             describe_vmlinux_result)
+                           replace_entry=more["replace_entry"]), json_output)
         return
     options = dict(cmdline=Cmdline.from_value(opts["cmdline"] or ""), compression=compression,
                    image_format=opts["image-format"], force_cmdline=force_cmdline, size=size)

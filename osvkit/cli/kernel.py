@@ -11,14 +11,6 @@ from ._app import command, emit, json_option, subgroup
 kernel_group = subgroup("kernel", "Kernel ELFs inside images.")
 
 
-def _describe(ex) -> str:
-    if ex.image_format is None:
-        where = f"{ex.payload} in a {ex.source} file"
-    else:
-        where = f"{ex.payload} payload of a {ex.image_format} disk image, {ex.boot} boot sector"
-    return f"wrote {ex.output}: {len(ex.data)} bytes ({where})"
-
-
 @command("extract", group=kernel_group, examples_=(
     "osvkit kernel extract usr.img -o loader-stripped.elf",
     "osvkit kernel extract usr.qcow2 -o kernel.elf --json"), notes="""
@@ -36,4 +28,4 @@ def extract_cmd(image: str, output: Path, json_output: bool) -> None:
     """Write the kernel ELF that an OSv or osvkit image (IMAGE, or a kernel file) holds."""
     from ..image.extract import write_kernel
 
-    emit(write_kernel(image, output), json_output, _describe)
+    emit(write_kernel(image, output), json_output)

@@ -10,12 +10,6 @@ from ..units import parse_size
 from ._app import command, emit, json_option
 
 
-def _human(r) -> str:
-    return (f"wrote {r.path}: {r.size} bytes, image {r.image_len} bytes, "
-            f"start32 {r.start32:#x}, e_entry {r.entry:#x}"
-            + (" (entry report)" if r.entry_report else ""))
-
-
 @command("probe", examples_=("osvkit probe -o probe.elf",
                              "osvkit probe -o probe6m.elf --size 6M --json"))
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
@@ -32,4 +26,4 @@ def probe_command(output: Path, size, entry_report: bool, json_output: bool) -> 
 
     result = write_probe(output, size=None if size is None else parse_size(size),
                          entry_report=entry_report)
-    emit(result, json_output, _human)
+    emit(result, json_output)

@@ -71,9 +71,7 @@ def build(manifest, output, define, manifest_root, allow_missing, follow_symlink
                         manifest_root=manifest_root, allow_missing=allow_missing,
                         follow_symlinks_anywhere=follow_symlinks_anywhere, osv_defaults=not bare,
                         limits="format" if long_names else "osv")
-    emit(result, json_output,
-         lambda r: f"{r.output}: ROFS image, {r.size} bytes, {r.inodes_count} inodes, "
-                   f"{r.files} files ({r.data_bytes} bytes of data), {r.symlinks_count} symlinks")
+    emit(result, json_output)
 
 
 @command("ls", group=rofs_group,
@@ -90,9 +88,9 @@ file or symlink; target only for symlinks).""")
 @json_option
 def ls(image, offset, partition, json_output) -> None:
     """List the tree of a ROFS image (type, size, path, link target)."""
-    from ..rofs import format_listing, list_rofs
+    from ..rofs import list_rofs
 
-    emit(list_rofs(image, offset=offset, partition=partition), json_output, format_listing)
+    emit(list_rofs(image, offset=offset, partition=partition), json_output)
 
 
 @command("extract", group=rofs_group,
@@ -110,5 +108,4 @@ def extract(image, directory, offset, partition, json_output) -> None:
     """Write the files of a ROFS image into DIRECTORY, new or empty (never outside it)."""
     from ..rofs import extract_rofs
 
-    emit(extract_rofs(image, directory, offset=offset, partition=partition), json_output,
-         lambda r: f"{r.directory}: {r.entries} entries, {r.files} files, {r.bytes} bytes")
+    emit(extract_rofs(image, directory, offset=offset, partition=partition), json_output)

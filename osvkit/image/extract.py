@@ -93,6 +93,15 @@ class ExtractedKernel:
                 "image_format": self.image_format, "boot": self.boot, "size": len(self.data),
                 "sha256": hashlib.sha256(self.data).hexdigest(), "output": self.output}
 
+    def describe(self) -> str:
+        """One line: what was written and where the kernel came from."""
+        if self.image_format is None:
+            where = f"{self.payload} in a {self.source} file"
+        else:
+            where = (f"{self.payload} payload of a {self.image_format} disk image, "
+                     f"{self.boot} boot sector")
+        return f"wrote {self.output}: {len(self.data)} bytes ({where})"
+
 
 # ------------------------------------------------------------------------------------------
 # entry points

@@ -95,6 +95,10 @@ class VmlinuxResult:
             "stub_addr": self.stub_addr, "added": self.added, "kept": self.kept,
         }
 
+    def describe(self) -> str:
+        """What was built, for people (:func:`describe_vmlinux_result`)."""
+        return describe_vmlinux_result(self)
+
 
 def _align(value: int, align: int) -> int:
     return (value + align - 1) & ~(align - 1)

@@ -155,3 +155,9 @@ class ProbeBuild:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def describe(self) -> str:
+        """One line: the file, its sizes and its entry points."""
+        return (f"wrote {self.path}: {self.size} bytes, image {self.image_len} bytes, "
+                f"start32 {self.start32:#x}, e_entry {self.entry:#x}"
+                + (" (entry report)" if self.entry_report else ""))

@@ -71,6 +71,10 @@ class RofsListing:
                 "partition": self.partition,
                 "superblock": self.superblock, "entries": [e.to_dict() for e in self.entries]}
 
+    def describe(self) -> str:
+        """``ls -l``-like text (:func:`format_listing`)."""
+        return format_listing(self)
+
 
 def _name(raw: bytes) -> str:
     return raw.decode("utf-8", "surrogateescape")
@@ -447,6 +451,10 @@ class ExtractResult:
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
+
+    def describe(self) -> str:
+        """One line: the directory written and what went into it."""
+        return f"{self.directory}: {self.entries} entries, {self.files} files, {self.bytes} bytes"
 
 
 def is_rofs(path: str | os.PathLike, offset: int = 0) -> bool:

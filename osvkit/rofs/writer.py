@@ -71,6 +71,12 @@ class RofsBuildResult:
     def to_dict(self) -> dict:
         return dict(self.__dict__)
 
+    def describe(self) -> str:
+        """One line: the image's size and what it holds."""
+        return (f"{self.output}: ROFS image, {self.size} bytes, {self.inodes_count} inodes, "
+                f"{self.files} files ({self.data_bytes} bytes of data), "
+                f"{self.symlinks_count} symlinks")
+
 
 def add_osv_defaults(tree: GuestTree) -> list[str]:
     """Add what OSv needs on a read-only root when the tree lacks it: the mount-point

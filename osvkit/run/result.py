@@ -66,6 +66,20 @@ class RunResult:
     def command_line(self) -> str:
         return shlex.join(self.command)
 
+    def describe(self) -> str:
+        """The console, then how the run ended: exit reason, boot-done time, expectation."""
+        lines = []
+        if self.console:
+            lines.append(self.console.rstrip("\n"))
+            lines.append("")
+        lines.append(f"exit: {self.exit_reason} after {self.elapsed:.2f} s")
+        lines.append("boot-done: " + ("not seen" if self.boot_done is None
+                                      else f"{self.boot_done:.2f} s"))
+        if self.expect is not None:
+            lines.append(f"expect {self.expect!r}: " + ("matched" if self.matched is not None
+                                                        else "not matched"))
+        return "\n".join(lines)
+
     def to_dict(self) -> dict:
         return {
             "vmm": self.vmm,

@@ -61,6 +61,34 @@ def test_runspec():
     assert d["image"] == "k.elf" and d["extra"] == [] and d["fc_protocol"] == "linux"
 
 
+def test_runspec_takes_the_one_cmdline_model(tmp_path):
+    from anykernels import linux_like_elf, pvh_note
+
+    from osvkit.cmdline import Cmdline
+
+    k = tmp_path / "vmlinux"
+    k.write_bytes(linux_like_elf(b"\xf4", notes=[[pvh_note(0x1000000)]]))
+    line = Cmdline.from_parts(["--rootfs=rofs"], ["/hello", "a b"])
+    spec = RunSpec(k, vmm="qemu-pvh", cmdline=line)
+    # normalised at the boundary: the backends get the text
+    assert spec.cmdline == '--rootfs=rofs /hello "a b"' and isinstance(spec.cmdline, str)
+    assert spec.replace(cmdline=Cmdline.from_value("--nopci  /x")).cmdline == "--nopci  /x"
+    assert RunSpec("k", cmdline={"options": ["--verbose"], "app": ["/a"]}).line == "--verbose /a"
+    assert RunSpec("k", cmdline=Cmdline()).cmdline == "" and RunSpec("k").cmdline is None
+    assert "-append" in (argv := command(spec)) and argv[argv.index("-append") + 1] == \
+        '--rootfs=rofs /hello "a b"'
+
+
+def test_run_result_describes_itself():
+    from osvkit.run import RunResult
+
+    r = RunResult("expect", 1.234, 0.5, "hello\nworld\n", ["qemu"], expect="wor", matched="wor")
+    assert r.describe() == ("hello\nworld\n\nexit: expect after 1.23 s\nboot-done: 0.50 s\n"
+                            "expect 'wor': matched")
+    r = RunResult("timeout", 2.0, None, "", ["qemu"])
+    assert r.describe() == "exit: timeout after 2.00 s\nboot-done: not seen"
+
+
 def test_timeout_is_checked_by_every_backend(tmp_path):
     for vmm in VMMS:
         with pytest.raises(UsageError, match="timeout"):

@@ -13,20 +13,6 @@ from ._app import command, emit, json_option
 from .common import (accel_option, cmdline_option, cpus_option, memory_option, resolve, shared,
                      timeout_option)
 
-def _human(result) -> str:
-    lines = []
-    if result.console:
-        lines.append(result.console.rstrip("\n"))
-        lines.append("")
-    lines.append(f"exit: {result.exit_reason} after {result.elapsed:.2f} s")
-    lines.append("boot-done: " + ("not seen" if result.boot_done is None
-                                  else f"{result.boot_done:.2f} s"))
-    if result.expect is not None:
-        lines.append(f"expect {result.expect!r}: " + ("matched" if result.matched is not None
-                                                      else "not matched"))
-    return "\n".join(lines)
-
-
 PathType = click.Path(path_type=Path)
 
 
@@ -66,6 +52,7 @@ PathType = click.Path(path_type=Path)
 def run_command(image, vmm, accel, memory, cpus, disk_bus, image_format, timeout, expect,
                 dry_run, cmdline, machine, disk, firecracker, fc_protocol, initrd,
                 json_output) -> None:
+    from ..cmdline import Cmdline
     from ..run import RunSpec
     from ..run import command as vmm_command
     from ..run import run as run_spec
@@ -74,9 +61,10 @@ def run_command(image, vmm, accel, memory, cpus, disk_bus, image_format, timeout
 
     opts = resolve(accel=accel, memory=memory, cpus=cpus, timeout=timeout, cmdline=cmdline,
                    image_format=image_format)
+    line = None if opts["cmdline"] is None else Cmdline.from_value(opts["cmdline"])
     spec = RunSpec(image, vmm=vmm, accel=opts["accel"], memory=opts["memory"],
                    cpus=opts["cpus"], timeout=opts["timeout"], expect=expect,
-                   image_format=opts.given().get("image_format"), cmdline=opts["cmdline"],
+                   image_format=opts.given().get("image_format"), cmdline=line,
                    disk_bus=disk_bus, machine=machine, disk=disk, firecracker=firecracker,
                    fc_protocol=fc_protocol, initrd=initrd)
     if dry_run:
@@ -87,5 +75,5 @@ def run_command(image, vmm, accel, memory, cpus, disk_bus, image_format, timeout
     result = run_spec(spec)
     if result.exit_reason == "error":
         raise ToolError(f"{Path(result.command[0]).name} failed: {result.error_line}")
-    emit(result, json_output, _human)
+    emit(result, json_output)
     raise SystemExit(result.exit_status)

@@ -6,6 +6,8 @@ import dataclasses
 import os
 from dataclasses import dataclass
 
+from ..cmdline import Cmdline
+
 RUN_DIR = "$OSVKIT_RUN_DIR"
 """Stands for the run's temporary directory in commands printed by ``--dry-run``."""
 
@@ -27,9 +29,11 @@ class RunSpec:
     """Seconds before the VMM is stopped (``exit_reason`` "timeout")."""
     expect: str | None = None
     """A regex: the run ends, passed, when the console matches it."""
-    cmdline: str | None = None
+    cmdline: str | Cmdline | None = None
     """``qemu``: replaces the image's command line in a temporary copy; kernel VMMs: the
-    kernel's command line (``-append`` / Firecracker's ``boot_args``)."""
+    kernel's command line (``-append`` / Firecracker's ``boot_args``).  A
+    :class:`osvkit.cmdline.Cmdline` (or a build file's ``{options, app}`` table) is taken as
+    its text: the backends see a string (None: keep the image's line)."""
     console_path: str | os.PathLike | None = None
     """Also write the console to this file."""
     extra: tuple[str, ...] = ()
@@ -50,6 +54,10 @@ class RunSpec:
     (Firecracker's own choice: PVH when the note is there)."""
     firecracker: str | os.PathLike | None = None
     """``firecracker``: the binary (default: from PATH)."""
+
+    def __post_init__(self) -> None:
+        if self.cmdline is not None and not isinstance(self.cmdline, str):
+            object.__setattr__(self, "cmdline", Cmdline.from_value(self.cmdline).as_str())
 
     def replace(self, **changes) -> "RunSpec":
         """A copy with ``changes``."""

@@ -87,6 +87,10 @@ class DemoResult:
                 "artifacts": list(self.artifacts), "boots": [b.to_dict() for b in self.boots],
                 "plot": self.plot}
 
+    def describe(self) -> str:
+        """The report ``osvkit demo`` prints (:func:`format_result`)."""
+        return format_result(self)
+
 
 def _judge(check: BootCheck, vmm: str, cmdline: str) -> DemoBoot:
     boot = DemoBoot(image=Path(check.image).name, kind=check.kind, vmm=vmm, status=check.status,

@@ -42,6 +42,10 @@ class InspectResult:
     def to_dict(self) -> dict:
         return {"path": self.path, "kind": self.kind, **self.details}
 
+    def describe(self) -> str:
+        """What ``osvkit inspect`` prints (:func:`describe`)."""
+        return describe(self)
+
 
 def _is_disk(head: bytes) -> bool:
     sig = MBR_OFFSETS["boot_signature"]

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from .cmdline import Cmdline
 from .config import MANIFEST_NAME, OPTIONS, load_build_file, resolve_options
 from .errors import FormatError, MissingInputError, OsvkitError, ToolError, UsageError
 from .run import RunSpec, get_backend, run
@@ -247,6 +248,10 @@ class VerifyResult:
         return {"passed": self.passed, "summary": self.summary(),
                 "boots": [c.to_dict() for c in self.checks], "plot": self.plot}
 
+    def describe(self) -> str:
+        """The summary ``osvkit verify`` prints (:func:`format_result`)."""
+        return format_result(self)
+
 
 # --------------------------------------------------------------------------------------
 # Booting
@@ -264,7 +269,7 @@ class BootRequest:
     cpus: int
     timeout: float
     accel: str
-    cmdline: str | None
+    cmdline: Cmdline | str | None
     expect: str | None
     fail_patterns: tuple[str, ...]
     probe: bool | None = None        # None: try to parse a probe report anyway
@@ -476,6 +481,15 @@ def verify_images(images: Iterable[str | os.PathLike], *, flags: Mapping[str, An
     return run_checks(requests, plot)
 
 
+def _boot_cmdline(img, opts) -> Cmdline | None:
+    """A kernel boot's command line as the one model: the image's own :class:`Cmdline` when
+    the build file's line is the one that applies, else the flag's, variable's or
+    ``[options]`` text parsed (None: none given)."""
+    if img.has_cmdline and opts.sources.get("cmdline", "").startswith("file:"):
+        return img.cmdline
+    return None if opts["cmdline"] is None else Cmdline.from_value(opts["cmdline"])
+
+
 def verify_build_file(path: str | os.PathLike, *, flags: Mapping[str, Any] | None = None,
                       out_dir: str | os.PathLike | None = None, vmms: Iterable[str] | None = None,
                       expect: str | None = None, fail_patterns: Iterable[str] = (),
@@ -523,13 +537,15 @@ def verify_build_file(path: str | os.PathLike, *, flags: Mapping[str, Any] | Non
                 chosen, explicit = _vmms_for(kind, None)
             cmdline, disk = None, None          # usr.img: the command line is in the image
             if kind == "vmlinux":
-                cmdline = opts["cmdline"]
+                cmdline = _boot_cmdline(img, opts)
                 if img.rofs_manifest and "usr" in img.outputs:
                     # the application is on the ROFS in usr.img's partition 1: attach it and
                     # name it the root, as the usr.img's own command line does
                     from .image.appimage import with_rootfs
 
-                    cmdline, disk = with_rootfs(cmdline or ""), base / img.outputs["usr"]
+                    cmdline = Cmdline.from_value(with_rootfs("" if cmdline is None
+                                                             else str(cmdline)))
+                    disk = base / img.outputs["usr"]
             requests.append(BootRequest(
                 image=file, name=f"{img.name}/{kind}", kind=kind, vmms=chosen,
                 explicit_vmms=explicit, memory=opts["memory"], cpus=opts["cpus"],

@@ -241,6 +241,36 @@ def test_format_result_lines():
         "     guest ended by timeout",
         "FAILED: 1 passed, 1 failed, 0 skipped of 2 boots",
     ]
+    assert V.VerifyResult([c, f]).describe() == text
+
+
+def test_build_file_boots_pass_the_images_cmdline_model(tmp_path, monkeypatch):
+    """A vmlinux boot of a build-file image gets that image's ``Cmdline`` (the one model, as
+    the builders got it); a --cmdline flag still wins; the backend sees the text."""
+    from osvkit.cmdline import Cmdline
+
+    (tmp_path / "osvkit.toml").write_text(
+        'spec = 1\n[[image]]\nname = "a"\nkernel = "probe"\n'
+        'cmdline.options = ["--verbose"]\ncmdline.app = ["/hello", "a b"]\n'
+        '[image.outputs]\nvmlinux = "a.elf"\n'
+        '[[image]]\nname = "b"\nkernel = "probe"\n[image.outputs]\nvmlinux = "b.elf"\n')
+    for name in ("a.elf", "b.elf"):
+        (tmp_path / name).write_bytes(b"\x7fELF")
+    seen = []
+    monkeypatch.setattr(V, "run_checks", lambda requests, *a, **k: seen.extend(requests))
+    loaded = []
+    real_load = V.load_build_file
+    monkeypatch.setattr(V, "load_build_file", lambda p: loaded.append(real_load(p)) or loaded[-1])
+    V.verify_build_file(tmp_path / "osvkit.toml", vmms=["qemu-pvh"])
+    a, b = seen
+    assert a.cmdline is loaded[0].images[0].cmdline and isinstance(a.cmdline, Cmdline)
+    assert a.cmdline.options == ("--verbose",) and a.cmdline.command == '/hello "a b"'
+    assert b.cmdline is None
+    assert V._spec(a, "qemu-pvh").cmdline == '--verbose /hello "a b"'
+    seen.clear()
+    V.verify_build_file(tmp_path / "osvkit.toml", vmms=["qemu-pvh"], flags={"cmdline": "/x  y"})
+    assert [str(r.cmdline) for r in seen] == ["/x  y", "/x  y"]
+    assert isinstance(seen[0].cmdline, Cmdline) and V._spec(seen[1], "qemu-pvh").line == "/x  y"
 
 
 # --------------------------------------------------------------------------------------

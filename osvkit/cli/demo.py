@@ -34,11 +34,11 @@ def demo(out, plot, memory, cpus, timeout, accel, json_output) -> None:
     """Build the conformance kernel into usr.img and a vmlinux ELF, boot usr.img with qemu
     and the ELF with qemu-pvh and qemu-fc, and report what each boot path saw (boot loader,
     command line, e820 map, CPUs, image integrity, boot-done time)."""
-    from ..demo import format_result, run_demo
+    from ..demo import run_demo
 
     check_plot(plot)
     result = run_demo(out, flags=flags(memory=memory, cpus=cpus, timeout=timeout, accel=accel),
                       plot=plot)
-    emit(result, json_output, format_result)
+    emit(result, json_output)
     if not result.passed:
         raise SystemExit(EX_FAIL)

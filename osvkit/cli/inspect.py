@@ -16,6 +16,6 @@ def inspect(path: Path, json_output: bool) -> None:
     """Decode a disk image: boot sector, command line, partitions, payload, kernel.
 
     PATH is a usr.img (raw or qcow2) or another osvkit file."""
-    from ..inspect import describe, inspect_file
+    from ..inspect import inspect_file
 
-    emit(inspect_file(path), json_output, describe)
+    emit(inspect_file(path), json_output)

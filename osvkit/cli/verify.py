@@ -70,7 +70,7 @@ def verify(images, config, out, only, vmm, expect, fail_pattern, plot, disk, mem
     failed, Aborted, [backtrace], Failed to load object, exception), or a bad probe report.
     """
     from ..config import DEFAULT_NAME, find_build_file
-    from ..verify import format_result, verify_build_file, verify_images
+    from ..verify import verify_build_file, verify_images
 
     given = flags(memory=memory, cpus=cpus, timeout=timeout, accel=accel, cmdline=cmdline)
     check_plot(plot)
@@ -96,6 +96,6 @@ def verify(images, config, out, only, vmm, expect, fail_pattern, plot, disk, mem
         result = verify_build_file(build_file, flags=given, out_dir=out, vmms=list(vmm) or None,
                                    expect=expect, fail_patterns=fail_pattern, plot=plot,
                                    only=list(only) or None)
-    emit(result, json_output, format_result)
+    emit(result, json_output)
     if not result.passed:
         raise SystemExit(EX_FAIL)

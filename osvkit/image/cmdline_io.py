@@ -25,7 +25,6 @@ from .. import layout
 from ..cmdline.model import TARGETS, check_cmdline, split_cmdline, unfit_targets
 from ..errors import CmdlineError, FormatError, OsvkitIOError
 from ..disk import open_disk
-from ..disk.partitions import parse_partition_table
 
 MBR_SIGNATURE = b"\x55\xaa"
 AREA_START = layout.CMDLINE_OFFSET
@@ -85,6 +84,8 @@ def _check_mbr(disk, path) -> None:
 
 
 def _check_layout_for_write(disk, path) -> None:
+    from ..disk.partitions import parse_partition_table     # only writing needs the MBR table
+
     for part in parse_partition_table(disk.read(0, layout.SECTOR_SIZE)):
         if part.system_id == GPT_PROTECTIVE_TYPE:
             raise FormatError(f"MBR entry {part.index} is a GPT protective partition; LBA 1 "

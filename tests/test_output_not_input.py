@@ -91,6 +91,13 @@ CASES: dict[tuple[str, ...], list[tuple[str, list[str], str, dict]]] = {
         ("IMAGE", ["kernel", "extract", "{usr}", "-o", "{out}"], "usr", {}),
         ("IMAGE (a kernel ELF)", ["kernel", "extract", "{kernel}", "-o", "{out}"], "kernel", {}),
     ],
+    ("patch",): [
+        ("IMAGE", ["patch", "{usr}", "--cmdline", "/x", "-o", "{out}"], "usr", {}),
+        ("--kernel", ["patch", "{usr}", "--kernel", "{kernel}", "-o", "{out}"], "kernel", {}),
+        ("--add", ["patch", "{usr}", "--add", "{host}:/h.txt", "-o", "{out}"], "host", {}),
+        ("OSVKIT_CONFIG", ["patch", "{usr}", "--cmdline", "/x", "-o", "{out}"], "toml",
+         {"OSVKIT_CONFIG": "{toml}"}),
+    ],
     ("rofs", "extract"): [
         ("IMAGE", ["rofs", "extract", "{rofs}", "{out}"], "rofs", {}),
         ("IMAGE (partition)", ["rofs", "extract", "{usr}", "{out}", "-p", "1"], "usr", {}),

@@ -61,6 +61,10 @@ CASES: dict[tuple[str, ...], list[tuple[str, list[str], str, dict]]] = {
     ("probe",): [
         ("OSVKIT_CONFIG", ["probe", "-o", "{out}"], "toml", {"OSVKIT_CONFIG": "{toml}"}),
     ],
+    ("patch",): [
+        ("IMAGE", ["patch", "{usr}", "--cmdline", "/x", "-o", "{out}"], "usr", {}),
+        ("--kernel", ["patch", "{usr}", "--kernel", "{kernel}", "-o", "{out}"], "kernel", {}),
+    ],
     ("kernel", "extract"): [
         ("IMAGE", ["kernel", "extract", "{usr}", "-o", "{out}"], "usr", {}),
         ("OSVKIT_CONFIG", ["kernel", "extract", "{usr}", "-o", "{out}"], "toml",
@@ -79,9 +83,20 @@ CASES: dict[tuple[str, ...], list[tuple[str, list[str], str, dict]]] = {
          "host", {}),
         ("MANIFEST (shorthand)", ["rofs", "{manifest}", "-o", "{out}"], "manifest", {}),
     ],
+    ("patch",): [
+        ("IMAGE", ["patch", "{usr}", "--cmdline", "/x", "-o", "{out}"], "usr", {}),
+        ("--kernel", ["patch", "{usr}", "--kernel", "{kernel}", "-o", "{out}"], "kernel", {}),
+    ],
     ("kernel", "extract"): [
         ("IMAGE", ["kernel", "extract", "{usr}", "-o", "{out}"], "usr", {}),
         ("IMAGE (a kernel ELF)", ["kernel", "extract", "{kernel}", "-o", "{out}"], "kernel", {}),
+    ],
+    ("patch",): [
+        ("IMAGE", ["patch", "{usr}", "--cmdline", "/x", "-o", "{out}"], "usr", {}),
+        ("--kernel", ["patch", "{usr}", "--kernel", "{kernel}", "-o", "{out}"], "kernel", {}),
+        ("--add", ["patch", "{usr}", "--add", "{host}:/h.txt", "-o", "{out}"], "host", {}),
+        ("OSVKIT_CONFIG", ["patch", "{usr}", "--cmdline", "/x", "-o", "{out}"], "toml",
+         {"OSVKIT_CONFIG": "{toml}"}),
     ],
     ("rofs", "extract"): [
         ("IMAGE", ["rofs", "extract", "{rofs}", "{out}"], "rofs", {}),

@@ -107,3 +107,13 @@ def linux_initramfs(tmp_path_factory) -> Path:
     path = d / "initramfs.cpio.gz"
     path.write_bytes(build_initramfs(init.read_bytes()))
     return path
+
+
+@pytest.fixture(scope="session")
+def probe_elf(tmp_path_factory) -> Path:
+    """The conformance kernel (``osvkit probe``'s default build) as an ELF file."""
+    from osvkit.probe import build_probe
+
+    p = tmp_path_factory.mktemp("probe") / "probe.elf"
+    p.write_bytes(build_probe(None))
+    return p

@@ -97,6 +97,13 @@ def far_jump16_to32(selector: int, offset: int) -> bytes:
     return b"\x66" + far_jump32(selector, offset)
 
 
+def load_data_segments(selector: int) -> str:
+    """AT&T text loading the data selector ``selector`` into DS, ES, SS, FS and GS (through
+    EAX), as every entry to 32- or 64-bit code with a new GDT does."""
+    return f"movl ${selector:#x}, %eax\n" + "".join(
+        f"movl %eax, %{seg}\n" for seg in ("ds", "es", "ss", "fs", "gs"))
+
+
 def byte_directive(data: bytes) -> str:
     """``.byte`` lines that emit ``data`` verbatim inside assembly text."""
     return "\n".join(

@@ -28,6 +28,8 @@ MBR_SIGNATURE_OFFSET = 0x1FE
 MBR_BOOTCODE_SIZE = 446
 CMDLINE_OFFSET = 0x200
 """The kernel command line, NUL-terminated, starts at byte 512 of the disk."""
+QCOW2_MAGIC = b"QFI\xfb"
+"""The first four bytes of a qcow2 image (its header is :mod:`osvkit.structs.qcow2`)."""
 CMDLINE_AREA_SECTORS = 63
 CMDLINE_AREA_SIZE = CMDLINE_AREA_SECTORS * SECTOR_SIZE
 """boot16 reads 63 sectors from LBA 1: 32,256 bytes including the NUL."""

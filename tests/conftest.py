@@ -58,15 +58,40 @@ def qemu_img() -> str:
     return path
 
 
-@pytest.fixture(scope="session")
-def osv_kernel() -> Path:
-    value = os.environ.get("OSVKIT_KERNEL")
+def _env_file(name: str, what: str) -> Path:
+    """The file an environment variable names; skip when it is unset, fail when it is no file."""
+    value = os.environ.get(name)
     if not value:
-        pytest.skip("OSVKIT_KERNEL is not set (path to a real OSv loader-stripped.elf)")
+        pytest.skip(f"{name} is not set ({what})")
     path = Path(value)
     if not path.is_file():
-        pytest.fail(f"OSVKIT_KERNEL={value} is not a file")
+        pytest.fail(f"{name}={value} is not a file")
     return path
+
+
+@pytest.fixture(scope="session")
+def osv_kernel() -> Path:
+    return _env_file("OSVKIT_KERNEL", "path to a real OSv loader-stripped.elf")
+
+
+@pytest.fixture
+def osv_image() -> Path:
+    return _env_file("OSVKIT_OSV_IMAGE", "a usr.img made by OSv's scripts/build")
+
+
+@pytest.fixture
+def restore_cli_state():
+    """In-process CLI runs with -q turn the progress bar off and set up the osvkit logger:
+    put both back so later tests see the defaults."""
+    import logging
+
+    from osvkit import progress
+
+    log = logging.getLogger("osvkit")
+    saved = (progress._enabled, list(log.handlers), log.level, log.propagate)
+    yield
+    progress.set_enabled(saved[0])
+    log.handlers[:], log.level, log.propagate = saved[1], saved[2], saved[3]
 
 
 def run_cli(*args: str, input: bytes | None = None, cwd=None, env=None,
@@ -107,3 +132,13 @@ def linux_initramfs(tmp_path_factory) -> Path:
     path = d / "initramfs.cpio.gz"
     path.write_bytes(build_initramfs(init.read_bytes()))
     return path
+
+
+@pytest.fixture(scope="session")
+def probe_elf(tmp_path_factory) -> Path:
+    """The conformance kernel (``osvkit probe``'s default build) as an ELF file."""
+    from osvkit.probe import build_probe
+
+    p = tmp_path_factory.mktemp("probe") / "probe.elf"
+    p.write_bytes(build_probe(None))
+    return p

@@ -17,33 +17,13 @@ from osvkit.apps import build_app_tree, compose_cmdline
 from osvkit.errors import CmdlineError, UsageError
 
 from conftest import missing_tool
-
-
-@pytest.fixture(scope="module")
-def probe_elf(tmp_path_factory) -> Path:
-    from osvkit.probe import build_probe
-    p = tmp_path_factory.mktemp("probe") / "probe.elf"
-    p.write_bytes(build_probe(None))
-    return p
+from hostprog import greet_program
 
 
 @pytest.fixture(scope="module")
 def program(tmp_path_factory) -> Path:
     """bin/prog needing lib/libgreet.so.1 (-> libgreet.so.1.0) through $ORIGIN/../lib."""
-    gcc = shutil.which("gcc")
-    if gcc is None:
-        missing_tool("gcc is not installed (install.sh installs it)")
-    d = tmp_path_factory.mktemp("prog")
-    (d / "lib").mkdir()
-    (d / "bin").mkdir()
-    (d / "greet.c").write_text('#include <stdio.h>\nvoid greet(void){puts("hi");}\n')
-    (d / "main.c").write_text("void greet(void);\nint main(void){greet();return 0;}\n")
-    subprocess.run([gcc, "-shared", "-fPIC", "-Wl,-soname,libgreet.so.1", "-o",
-                    str(d / "lib/libgreet.so.1.0"), str(d / "greet.c")], check=True)
-    os.symlink("libgreet.so.1.0", d / "lib/libgreet.so.1")
-    subprocess.run([gcc, "-o", str(d / "bin/prog"), str(d / "main.c"), f"-L{d / 'lib'}",
-                    "-l:libgreet.so.1", "-Wl,-rpath,$ORIGIN/../lib"], check=True)
-    return d / "bin/prog"
+    return greet_program(tmp_path_factory.mktemp("prog"))
 
 
 def _ls(cli, image) -> dict[str, dict]:

@@ -19,21 +19,7 @@ from osvkit.errors import FormatError
 from osvkit.structs import ldcache as S
 
 from conftest import missing_tool
-
-
-@pytest.fixture(scope="module")
-def probe_elf(tmp_path_factory) -> Path:
-    from osvkit.probe import build_probe
-    p = tmp_path_factory.mktemp("probe") / "probe.elf"
-    p.write_bytes(build_probe(None))
-    return p
-
-
-def _gcc() -> str:
-    gcc = shutil.which("gcc")
-    if gcc is None:
-        missing_tool("gcc is not installed (install.sh installs it)")
-    return gcc
+from hostprog import gcc as _gcc, greet_program
 
 
 def ldd_libraries(program) -> dict[str, str]:
@@ -75,25 +61,9 @@ def test_closure_of_host_programs_matches_ldd(program):
     assert "libc.so.6" in {u.soname for u in closure.supplied}
 
 
-def _build_rpath_program(tmp_path: Path, rpath: str, *, new_dtags: bool = True) -> Path:
-    gcc = _gcc()
-    (tmp_path / "lib").mkdir()
-    (tmp_path / "bin").mkdir()
-    (tmp_path / "greet.c").write_text('#include <stdio.h>\nvoid greet(void){puts("hi");}\n')
-    (tmp_path / "main.c").write_text("void greet(void);\nint main(void){greet();return 0;}\n")
-    subprocess.run([gcc, "-shared", "-fPIC", "-Wl,-soname,libgreet.so.1", "-o",
-                    str(tmp_path / "lib/libgreet.so.1.0"), str(tmp_path / "greet.c")], check=True)
-    os.symlink("libgreet.so.1.0", tmp_path / "lib/libgreet.so.1")
-    os.symlink("libgreet.so.1", tmp_path / "lib/libgreet.so")
-    tags = "-Wl,--enable-new-dtags" if new_dtags else "-Wl,--disable-new-dtags"
-    subprocess.run([gcc, "-o", str(tmp_path / "bin/prog"), str(tmp_path / "main.c"),
-                    f"-L{tmp_path / 'lib'}", "-lgreet", f"-Wl,-rpath,{rpath}", tags], check=True)
-    return tmp_path / "bin/prog"
-
-
 @pytest.mark.parametrize("new_dtags", [True, False], ids=["runpath", "rpath"])
 def test_closure_origin_run_path_matches_ldd(tmp_path, new_dtags):
-    prog = _build_rpath_program(tmp_path, "$ORIGIN/../lib", new_dtags=new_dtags)
+    prog = greet_program(tmp_path, "$ORIGIN/../lib", new_dtags=new_dtags)
     info = read_elf_info(prog)
     assert (info.runpath if new_dtags else info.rpath) == ["$ORIGIN/../lib"]
     closure = resolve_closure([f"{prog}:/app/bin/prog"])
@@ -110,7 +80,7 @@ def test_closure_origin_run_path_matches_ldd(tmp_path, new_dtags):
 
 
 def test_library_path_and_missing_library(tmp_path):
-    prog = _build_rpath_program(tmp_path, "/nonexistent-dir")
+    prog = greet_program(tmp_path, "/nonexistent-dir")
     with pytest.raises(MissingLibraryError) as exc:
         resolve_closure([prog])
     msg = str(exc.value)
@@ -180,7 +150,7 @@ def test_elf_reader_agrees_with_pyelftools(tmp_path):
     files = sorted(Path("/usr/lib/python3.11/lib-dynload").glob("*.so"))[:30]
     files += [Path(p) for p in ("/usr/bin/python3.11", "/usr/bin/qemu-img", "/bin/ls")
               if os.path.exists(p)]
-    files.append(_build_rpath_program(tmp_path, "$ORIGIN/../lib:/x/$LIB"))
+    files.append(greet_program(tmp_path, "$ORIGIN/../lib:/x/$LIB"))
     files.append(tmp_path / "lib/libgreet.so.1.0")
     assert len(files) > 5
     for path in files:
@@ -221,7 +191,7 @@ def test_elf_errors(tmp_path):
 def test_damaged_dynamic_string(tmp_path):
     """A DT_NEEDED whose string offset lies outside DT_STRTAB: one line, not a traceback."""
     from elftools.elf.elffile import ELFFile
-    prog = _build_rpath_program(tmp_path, "$ORIGIN/../lib")
+    prog = greet_program(tmp_path, "$ORIGIN/../lib")
     data = bytearray(prog.read_bytes())
     with open(prog, "rb") as f:
         elf = ELFFile(f)
@@ -254,7 +224,7 @@ def test_cli_app_errors(cli, tmp_path, probe_elf, name, data, message):
 
 
 def test_cli_missing_library(cli, tmp_path, probe_elf):
-    prog = _build_rpath_program(tmp_path, "/nonexistent-dir")
+    prog = greet_program(tmp_path, "/nonexistent-dir")
     r = cli("build", probe_elf, "--app", prog, "-o", tmp_path / "usr.img")
     err = r.stderr.decode()
     assert r.returncode == 66, err
@@ -274,7 +244,7 @@ def test_expand_dst():
 
 
 def test_lib_token_matches_ldd(tmp_path):
-    prog = _build_rpath_program(tmp_path, str(tmp_path / "$LIB"))
+    prog = greet_program(tmp_path, str(tmp_path / "$LIB"))
     multi = tmp_path / "lib/x86_64-linux-gnu"
     multi.mkdir()
     shutil.copy(tmp_path / "lib/libgreet.so.1.0", multi / "libgreet.so.1")
@@ -388,8 +358,8 @@ def test_supplied_from_kernel_rodata(tmp_path):
 
 def test_resolver_skips_foreign_candidates(tmp_path):
     """A file of the right name but the wrong class is skipped, as glibc skips it."""
-    prog = _build_rpath_program(tmp_path, str(tmp_path / "first") + ":" + str(tmp_path / "lib"),
-                                new_dtags=False)
+    prog = greet_program(tmp_path, str(tmp_path / "first") + ":" + str(tmp_path / "lib"),
+                         new_dtags=False)
     (tmp_path / "first").mkdir()
     (tmp_path / "first/libgreet.so.1").write_bytes(_elf_header(1, 3) + bytes(1024))
     r = Resolver(supplied=default())

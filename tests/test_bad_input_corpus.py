@@ -41,19 +41,8 @@ TIMEOUT = 30
 STATUSES = {0, 64, 65, 66, 70, 73, 74}
 
 
-@pytest.fixture(autouse=True)
-def _restore_cli_state():
-    """In-process CLI runs with -q turn the progress bar off and set up the osvkit logger:
-    put both back so later tests see the defaults."""
-    import logging
-
-    from osvkit import progress
-
-    log = logging.getLogger("osvkit")
-    saved = (progress._enabled, list(log.handlers), log.level, log.propagate)
-    yield
-    progress.set_enabled(saved[0])
-    log.handlers[:], log.level, log.propagate = saved[1], saved[2], saved[3]
+# in-process CLI runs change process-wide state (progress bar, logger): put it back
+pytestmark = pytest.mark.usefixtures("restore_cli_state")
 
 # -- the generator ------------------------------------------------------------------------
 

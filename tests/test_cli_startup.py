@@ -53,3 +53,45 @@ def test_cmdline_get_loads_no_heavy_library(tmp_path):
     modules = _modules_after(code)
     assert not _heavy(modules)
     assert not {m for m in modules if m.startswith(("osvkit.rofs", "osvkit.boot", "osvkit.probe"))}
+
+
+def _raw_image(tmp_path, line: bytes = b"/hello") -> Path:
+    img = tmp_path / "usr.img"
+    img.write_bytes(bytes(510) + b"\x55\xaa" + line + b"\0" + bytes(64 * 1024))
+    return img
+
+
+def _run_main(argv: list[str]) -> str:
+    return (f"from osvkit.cli import main\nimport contextlib, io\n"
+            f"with contextlib.redirect_stdout(io.StringIO()):\n"
+            f"    assert main({argv!r}) == 0")
+
+
+def test_cmdline_get_of_a_raw_image_loads_no_construct(tmp_path):
+    """Reading a raw image's line needs no schema: no construct, no qcow2 reader, no MBR
+    table, and no virtio-mmio parser for a line without an entry."""
+    modules = _modules_after(_run_main(["cmdline", "get", str(_raw_image(tmp_path))]))
+    assert "osvkit.image.cmdline_io" in modules          # the command did run
+    assert not {m for m in modules if m.split(".")[0] == "construct"}
+    assert not {m for m in modules if m.startswith("osvkit.structs")}
+    assert not {"osvkit.disk.qcow2", "osvkit.disk.partitions", "osvkit.cmdline.mmio"} & modules
+
+
+def test_cmdline_set_of_a_raw_image_loads_no_qcow2_reader(tmp_path):
+    img = _raw_image(tmp_path)
+    modules = _modules_after(_run_main(["cmdline", "set", str(img), "--", "--nopci /x"]))
+    assert "osvkit.disk.partitions" in modules           # the MBR table is checked before writing
+    assert not {"osvkit.disk.qcow2", "osvkit.structs.qcow2", "osvkit.cmdline.mmio"} & modules
+    assert img.read_bytes()[512:522] == b"--nopci /x"
+
+
+def test_cmdline_get_loads_mmio_parser_for_a_line_holding_an_entry(tmp_path):
+    img = _raw_image(tmp_path, b"/hello virtio_mmio.device=4K@0xc0001000:5")
+    modules = _modules_after(_run_main(["cmdline", "get", "--json", str(img)]))
+    assert "osvkit.cmdline.mmio" in modules
+
+
+def test_model_knows_the_mmio_prefix():
+    from osvkit.cmdline import mmio, model
+
+    assert model._MMIO_PREFIX == mmio.PREFIX

@@ -24,19 +24,8 @@ from osvkit.cli._app import OUTPUT_PARAMS
 from conftest import run_cli  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def _restore_cli_state():
-    """In-process CLI runs with -q turn the progress bar off and set up the osvkit logger:
-    put both back so later tests see the defaults."""
-    import logging
-
-    from osvkit import progress
-
-    log = logging.getLogger("osvkit")
-    saved = (progress._enabled, list(log.handlers), log.level, log.propagate)
-    yield
-    progress.set_enabled(saved[0])
-    log.handlers[:], log.level, log.propagate = saved[1], saved[2], saved[3]
+# in-process CLI runs change process-wide state (progress bar, logger): put it back
+pytestmark = pytest.mark.usefixtures("restore_cli_state")
 
 #: per command path: (input kind, argv with {out} for the output, the input file key,
 #: environment).  File keys: kernel (probe ELF), vmlinux, usr (usr.img with a ROFS in

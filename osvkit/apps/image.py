@@ -7,11 +7,9 @@ command when it has none."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 
-from ..errors import OutputError, UsageError
+from ..errors import UsageError
 from .builder import AppTree, build_app_tree, compose_cmdline
 
 _TREE_KEYS = ("apps", "adds", "excludes", "debs", "library_path", "supplied", "manifest",
@@ -99,23 +97,16 @@ def build_host_app_image(kernel, output, *, format: str = "usr", disk_output=Non
     if format == "vmlinux" and disk_output is None:
         raise UsageError("--format vmlinux with applications needs a disk for the ROFS",
                          expected="--disk-output DISK (a raw usr.img holding the ROFS)")
-    directory = os.path.dirname(os.path.abspath(os.fspath(output)))
-    if not os.path.isdir(directory):
-        raise OutputError("directory does not exist", path=output)
-    if not hasattr(kernel, "data"):   # a path: a kernel ELF or an image holding one
-        from ..image.extract import load_any_kernel
-        kernel = load_any_kernel(kernel)
-    tree = build_app_tree(kernel=kernel, **tree_opts)
-    line = compose_cmdline(cmdline, env=env, cwd=cwd, command=tree.command,
-                           target="bios" if force_cmdline else "osv")
-    try:
-        tmp = tempfile.TemporaryDirectory(prefix=".osvkit-rofs-", dir=directory)
-    except OSError as exc:
-        raise OutputError(f"cannot create a temporary file: {exc.strerror}", path=output) from None
+    from ..image.appimage import rofs_scratch
     from ..rofs import build_rofs
 
-    with tmp:
-        rofs_path = os.path.join(tmp.name, "rofs.img")
+    with rofs_scratch(output) as rofs_path:
+        if not hasattr(kernel, "data"):   # a path: a kernel ELF or an image holding one
+            from ..image.extract import load_any_kernel
+            kernel = load_any_kernel(kernel)
+        tree = build_app_tree(kernel=kernel, **tree_opts)
+        line = compose_cmdline(cmdline, env=env, cwd=cwd, command=tree.command,
+                               target="bios" if force_cmdline else "osv")
         outputs = [output] + ([disk_output] if disk_output is not None else [])
         rofs = build_rofs(tree.tree, rofs_path, osv_defaults=not tree_opts.get("bare", False),
                           outputs=outputs)

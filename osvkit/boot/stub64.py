@@ -29,7 +29,7 @@ Every boot_params / boot-info offset comes from :mod:`osvkit.structs.offsets` (t
 from __future__ import annotations
 
 from .. import layout
-from ..asm import assemble
+from ..asm import assemble, load_data_segments
 from ..structs import base as schema
 from ..structs import offsets as off
 from ..structs.x86 import SEGMENT_DESCRIPTOR_SIZE, GdtPointer64, gdt
@@ -132,12 +132,7 @@ e820_done:
         if start64 is None or ident_pt_l4 is None:
             raise ValueError("the start64 handover needs the start64 and ident_pt_l4 addresses")
         text += f"""
-    movl ${SEL_DATA:#x}, %eax
-    movl %eax, %ds
-    movl %eax, %es
-    movl %eax, %ss
-    movl %eax, %fs
-    movl %eax, %gs
+    {load_data_segments(SEL_DATA)}
     movq ${OSV_BOOT_CR4:#x}, %rax
     movq %rax, %cr4
     movq ${ident_pt_l4:#x}, %rax
@@ -161,12 +156,7 @@ e820_done:
 def compat32_asm(*, stack: int = layout.FC_BOOT_STACK_ADDR) -> str:
     """AT&T text of the 32-bit compatibility-mode part of the start32 handover."""
     return f"""
-    movl ${SEL_DATA:#x}, %eax
-    movl %eax, %ds
-    movl %eax, %es
-    movl %eax, %ss
-    movl %eax, %fs
-    movl %eax, %gs
+    {load_data_segments(SEL_DATA)}
     movl ${stack:#x}, %esp
     movl ${layout.BOOTINFO_ADDR:#x}, %ebx
     xorl %edi, %edi

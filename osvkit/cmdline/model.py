@@ -40,11 +40,13 @@ import re
 
 from .. import layout
 from ..errors import CmdlineError
-from . import mmio
 
 DELIMITERS = " \t\n"
 """OSv's ``loader_parse_cmdline`` delimiters."""
 ESCAPE = "\\"
+_MMIO_PREFIX = "virtio_mmio.device="
+""":data:`osvkit.cmdline.mmio.PREFIX`: :mod:`~osvkit.cmdline.mmio` is loaded only for a line
+that holds one."""
 
 TARGETS = {
     "osv": layout.OSV_CMDLINE_MAX - 1,
@@ -87,6 +89,13 @@ def _check_target(target: str) -> int:
     return TARGETS[target]
 
 
+def _check_mmio(line: str) -> None:
+    if _MMIO_PREFIX in line:
+        from . import mmio
+
+        mmio.decode_all(line, "osv")
+
+
 def check_cmdline(line: str, target: str = "osv") -> bytes:
     """Check that ``line`` can be encoded and fits ``target``; return its bytes (no NUL).
 
@@ -95,8 +104,7 @@ def check_cmdline(line: str, target: str = "osv") -> bytes:
     """
     limit = _check_target(target)
     data = encode_cmdline(line)
-    if mmio.PREFIX in line:
-        mmio.decode_all(line, "osv")      # one grammar: what `mmio decode` refuses is refused
+    _check_mmio(line)                     # one grammar: what `mmio decode` refuses is refused
     if len(data) > limit:
         raise CmdlineError(f"command line is {len(data)} bytes, too long for {target}",
                            reason=CmdlineError.TOO_LARGE,
@@ -138,8 +146,8 @@ def fit_report(line: str, target: str | None = None) -> CmdlineFit:
     :func:`check_cmdline` when it does not fit that one."""
     if target is not None:
         check_cmdline(line, target)
-    elif mmio.PREFIX in line:
-        mmio.decode_all(line, "osv")
+    else:
+        _check_mmio(line)
     return CmdlineFit(line, len(encode_cmdline(line)), tuple(unfit_targets(line)))
 
 
@@ -153,7 +161,7 @@ class SplitCmdline:
 
     options: tuple[str, ...]
     command: str
-    mmio: tuple[mmio.MmioEntry, ...] = field(default=(), compare=True)
+    mmio: tuple[MmioEntry, ...] = field(default=(), compare=True)
 
     def option_items(self) -> list[tuple[str, str | None]]:
         return [parse_option(o) for o in self.options]
@@ -196,7 +204,9 @@ def split_cmdline(line: str, *, strip_mmio: bool = False) -> SplitCmdline:
     """
     encode_cmdline(line)
     entries: tuple = ()
-    if strip_mmio:
+    if strip_mmio and _MMIO_PREFIX in line:
+        from . import mmio
+
         found, line = mmio._osv_scan(line)
         entries = tuple(found)
     options = []
@@ -331,6 +341,8 @@ class Cmdline:
     def add_virtio_mmio_device(self, size: int, base: int, irq: int,
                                id: int | None = None) -> None:  # noqa: A002
         """Append ``virtio_mmio.device=...`` written so that OSv can read it (no ``G``)."""
+        from . import mmio
+
         entry = mmio.encode(mmio.MmioDevice(size, base, irq, id), osv_safe=True)
         self._commit(self._options, self._command, self._mmio + [entry])
 

@@ -6,6 +6,8 @@ Below :mod:`osvkit.cmdline`, :mod:`osvkit.rofs` and :mod:`osvkit.image`, above
 * :func:`open_disk` -- a :class:`~osvkit.disk.base.Disk` (``read``, ``read_upto``,
   ``write``, ``size``, ``format``) for a raw or qcow2 image, format detected;
 * :func:`detect_format` -- ``"raw"`` or ``"qcow2"`` (other VM image formats refused);
+* :class:`Qcow2Disk` (:mod:`osvkit.disk.qcow2`) is imported when a qcow2 image is opened
+  (or the name is asked for): a raw image never loads the qcow2 reader or construct;
 * :mod:`osvkit.disk.backing` -- the limits on qcow2 backing files;
 * :mod:`osvkit.disk.files` -- opening image files without blocking.
 """
@@ -15,8 +17,9 @@ from __future__ import annotations
 import os
 
 from ..errors import FormatError
+from ..layout import QCOW2_MAGIC
 from .base import Disk, RawDisk
-from .qcow2 import QCOW2_MAGIC, Qcow2Disk, detect_format
+from .detect import detect_format
 
 __all__ = ["Disk", "RawDisk", "Qcow2Disk", "QCOW2_MAGIC", "detect_format", "open_disk"]
 
@@ -31,6 +34,15 @@ def open_disk(path, writable: bool = False, *, format: str | None = None) -> Dis
     if fmt == "raw":
         return RawDisk(path, writable)
     if fmt == "qcow2":
+        from .qcow2 import Qcow2Disk
+
         return Qcow2Disk(path, writable)
     raise FormatError(f"disk format {fmt!r} is not supported", path=path,
                       expected="'raw' or 'qcow2'")
+
+
+def __getattr__(name: str):
+    if name == "Qcow2Disk":
+        from .qcow2 import Qcow2Disk
+        return Qcow2Disk
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -38,6 +38,7 @@ from ..structs.qcow2 import (EXT_BACKING_FORMAT, EXT_END, EXT_FEATURE_NAMES, INC
                              Qcow2FeatureName, Qcow2Header, Qcow2HeaderV3, Qcow2TableEntry)
 from . import backing as _backing
 from .base import Disk, RawDisk
+from .detect import detect_format
 from .files import open_image_fd, pread_exact, pread_upto
 
 
@@ -371,25 +372,3 @@ class Qcow2Disk(Disk):
         d.update({"version": self.version, "cluster_size": self.cluster_size,
                   "backing_file": self.backing_file})
         return d
-
-
-
-
-_FOREIGN_MAGICS = {b"QED\0": "qed", b"KDMV": "vmdk", b"vhdx": "vhdx", b"conectix": "vpc"}
-
-
-def detect_format(path, **open_options) -> str:
-    """``"qcow2"`` for the qcow2 magic, else ``"raw"``; other VM image formats are refused.
-    The file is opened as :func:`osvkit.disk.files.open_image_fd` does (never blocking)."""
-    fd = open_image_fd(path, **open_options)
-    try:
-        head = pread_upto(fd, 0, 8, path)
-    finally:
-        os.close(fd)
-    if head[:4] == QCOW2_MAGIC:
-        return "qcow2"
-    for magic, name in _FOREIGN_MAGICS.items():
-        if head.startswith(magic):
-            raise FormatError(f"{name} image", path=open_options.get("label") or path,
-                              expected="a raw or qcow2 image (qemu-img convert -O raw)")
-    return "raw"

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import contextmanager
+from typing import Iterator
 
 from ..cmdline import Cmdline, split_cmdline
 from ..errors import OutputError
@@ -38,18 +40,28 @@ def build_app_image(kernel, output, *, manifest, defines: dict[str, str] | None 
     image_format, size, force_cmdline).  Nothing is left behind on failure."""
     from ..rofs import build_rofs
 
+    with rofs_scratch(output) as rofs_path:
+        cmdline = with_rootfs(str(cmdline))
+        build_rofs(manifest, rofs_path, defines=defines, manifest_root=manifest_root,
+                   allow_missing=allow_missing, follow_symlinks_anywhere=follow_symlinks_anywhere,
+                   outputs=[output])
+        return build_usr_image(kernel, output, cmdline=cmdline, partition=rofs_path, **usr_options)
+
+
+@contextmanager
+def rofs_scratch(output) -> Iterator[str]:
+    """The path of a not-yet-written ``rofs.img`` in a temporary directory beside ``output``
+    (so the ROFS lands on the output's file system), removed on leaving, failure or not.
+
+    Raises :class:`~osvkit.errors.OutputError` when ``output``'s directory does not exist
+    or no temporary directory can be made there; first clears what killed runs left."""
     directory = os.path.dirname(os.path.abspath(os.fspath(output)))
     if not os.path.isdir(directory):
         raise OutputError("directory does not exist", path=output)
-    cmdline = with_rootfs(str(cmdline))
     remove_stale_temporaries(directory)
     try:
         tmp = tempfile.TemporaryDirectory(prefix=".osvkit-rofs-", dir=directory)
     except OSError as exc:
         raise OutputError(f"cannot create a temporary file: {exc.strerror}", path=output) from None
     with tmp:
-        rofs_path = os.path.join(tmp.name, "rofs.img")
-        build_rofs(manifest, rofs_path, defines=defines, manifest_root=manifest_root,
-                   allow_missing=allow_missing, follow_symlinks_anywhere=follow_symlinks_anywhere,
-                   outputs=[output])
-        return build_usr_image(kernel, output, cmdline=cmdline, partition=rofs_path, **usr_options)
+        yield os.path.join(tmp.name, "rofs.img")

@@ -25,7 +25,6 @@ from .. import layout
 from ..cmdline.model import TARGETS, check_cmdline, split_cmdline, unfit_targets
 from ..errors import CmdlineError, FormatError, OsvkitIOError
 from ..disk import open_disk
-from ..disk.partitions import parse_partition_table
 
 MBR_SIGNATURE = b"\x55\xaa"
 AREA_START = layout.CMDLINE_OFFSET
@@ -85,6 +84,8 @@ def _check_mbr(disk, path) -> None:
 
 
 def _check_layout_for_write(disk, path) -> None:
+    from ..disk.partitions import parse_partition_table     # only writing needs the MBR table
+
     for part in parse_partition_table(disk.read(0, layout.SECTOR_SIZE)):
         if part.system_id == GPT_PROTECTIVE_TYPE:
             raise FormatError(f"MBR entry {part.index} is a GPT protective partition; LBA 1 "
@@ -96,6 +97,36 @@ def _check_layout_for_write(disk, path) -> None:
                               f"{part.sector_count} sectors) overlaps the command-line area "
                               f"(bytes {AREA_START}-{AREA_END - 1})",
                               path=path, expected="partitions after the kernel, as OSv's")
+
+
+def _nonzero(data: bytes) -> int:
+    """How many bytes of ``data`` are not zero."""
+    return len(data) - data.count(0)
+
+
+def _changed_span(old: bytes, new: bytes) -> tuple[int, int]:
+    """``(lo, hi)``: the smallest slice outside which ``old`` and ``new`` (of one length)
+    are equal; ``lo == hi`` when they are equal.  Found by bisecting on slice comparisons
+    (memcmp), not by a loop over the 32 KiB area."""
+    n = len(new)
+    if old == new:
+        return 0, 0
+    lo, hi = 0, n                   # the longest common prefix is in [lo, hi]
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if old[:mid] == new[:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    first = lo
+    lo, hi = 0, n - first           # the longest common suffix is in [lo, hi]
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if old[n - mid:] == new[n - mid:]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return first, n - lo
 
 
 def _area(disk) -> bytes:
@@ -120,7 +151,7 @@ def read_cmdline(path) -> CmdlineInfo:
     except UnicodeDecodeError as exc:
         raise FormatError(f"command line byte {exc.start} ({raw[exc.start]:#04x}) is not UTF-8",
                           path=path, expected="UTF-8 text") from None
-    stale = sum(1 for b in area[nul + 1:] if b)
+    stale = _nonzero(area[nul + 1:])
     return CmdlineInfo(path, fmt, text, nul, stale, unfit_targets(text))
 
 
@@ -158,18 +189,15 @@ def set_cmdline(path, text: str, *, target: str = "osv", force: bool = False) ->
             old = old_area[:old_nul].decode("utf-8") if old_nul >= 0 else None
         except UnicodeDecodeError:
             old = None
-        cleared = sum(1 for b in old_area[len(data) + 1:] if b)
+        cleared = _nonzero(old_area[len(data) + 1:])
         if disk.format == "raw":
             disk.write(AREA_START, new_area)         # one write for the whole area
             written = len(new_area)
         else:
-            changed = [i for i in range(len(new_area)) if new_area[i] != old_area[i]] \
-                if new_area != old_area else []
-            written = 0
-            if changed:
-                lo, hi = changed[0], changed[-1] + 1
+            lo, hi = _changed_span(old_area, new_area)
+            if hi > lo:
                 disk.write(AREA_START + lo, new_area[lo:hi])
-                written = hi - lo
+            written = hi - lo
         if _area(disk) != new_area:
             raise OsvkitIOError("command line reads back differently after writing", path=path)
         fmt = disk.format

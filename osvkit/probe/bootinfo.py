@@ -32,14 +32,7 @@ def section(p: Program, invalid: str, done: str) -> str:
         {nl}
         testl ${LOADER_NAME_FLAG:#x}, {BI['flags']:#x}(%r12)
         jz s64_noloader
-        movl {BI['boot_loader_name']:#x}(%r12), %edi
-        testl %edi, %edi
-        jz s64_noloader
-        cmpl ${LIMIT_4K:#x}, %edi
-        jae s64_noloader
-        movq %rdi, %rsi
-        movl ${LOADER_NAME_MAX:#x}, %ecx
-        call {strnlen:#x}
+        {_string_length(strnlen, 'boot_loader_name', LIMIT_4K, LOADER_NAME_MAX, 's64_noloader')}
         movq %rax, %rcx
         pushq %rcx
         {P("probe.loader ")}
@@ -54,14 +47,7 @@ def section(p: Program, invalid: str, done: str) -> str:
         {P("probe.loader.none")}
         {nl}
     s64_cmdline:
-        movl {BI['cmdline']:#x}(%r12), %edi
-        testl %edi, %edi
-        jz s64_nocmdline
-        cmpl ${LIMIT_64K:#x}, %edi
-        jae s64_nocmdline
-        movq %rdi, %rsi
-        movl ${CMDLINE_MAX:#x}, %ecx
-        call {strnlen:#x}
+        {_string_length(strnlen, 'cmdline', LIMIT_64K, CMDLINE_MAX, 's64_nocmdline')}
         movq %rax, %r14
         {P("probe.cmdline.addr 0x")}
         movq %rdi, %rax
@@ -83,6 +69,21 @@ def section(p: Program, invalid: str, done: str) -> str:
     s64_nocmdline:
         {P("probe.cmdline.none")}
         {nl}
+    """
+
+
+def _string_length(strnlen: int, field: str, limit: int, max_len: int, absent: str) -> str:
+    """R12 = boot-info block: RDI = its string pointer ``field``, RAX = that string's length
+    (at most ``max_len``); to ``absent`` when the pointer is 0 or at/above ``limit``."""
+    return f"""
+        movl {BI[field]:#x}(%r12), %edi
+        testl %edi, %edi
+        jz {absent}
+        cmpl ${limit:#x}, %edi
+        jae {absent}
+        movq %rdi, %rsi
+        movl ${max_len:#x}, %ecx
+        call {strnlen:#x}
     """
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from .info import INFO_FIELDS
 from .layout import (ADLER_MOD, ADLER_NMAX, BASE, INFO_OFFSET, INFO_SUMS_OFFSET, INFO_SUMS_SIZE,
                      LIMIT, SLOT_OFFSET)
-from .program import Program, at
+from .program import Program, at, saving
 
 IMAGE_LEN_ADDR = BASE + INFO_OFFSET + INFO_FIELDS["image_len"]
 HEADER_SUM_ADDR = BASE + INFO_OFFSET + INFO_FIELDS["header_sum"]
@@ -21,13 +21,7 @@ SUMS_END = INFO_SUMS_OFFSET + INFO_SUMS_SIZE     # file offset just past the two
 
 def emit(p: Program) -> None:
     """Emit ``csum``."""
-    p.emit("csum", f"""
-        pushq %rsi
-        pushq %rcx
-        pushq %rdx
-        pushq %rbx
-        pushq %r8
-        pushq %r9
+    p.emit("csum", saving("rsi rcx rdx rbx r8 r9", f"""
         movl %eax, %r8d
         andl $0xffff, %r8d
         movl %eax, %r9d
@@ -62,14 +56,7 @@ def emit(p: Program) -> None:
         movl %r9d, %eax
         shll $0x10, %eax
         orl %r8d, %eax
-        popq %r9
-        popq %r8
-        popq %rbx
-        popq %rdx
-        popq %rcx
-        popq %rsi
-        ret
-    """, 64)
+    """), 64)
 
 
 def section(p: Program) -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from .. import layout
 from .layout import HEXLINE_BYTES
-from .program import Program
+from .program import Program, saving
 
 LSR_OFFSET = 5                 # the UART's line status register
 LSR_THR_EMPTY = 0x20
@@ -47,9 +47,7 @@ def emit(p: Program) -> None:
         ret
     """, 64)
     putc = p.sym["putc"]
-    p.emit("puts", f"""
-        pushq %rsi
-        pushq %rax
+    p.emit("puts", saving("rsi rax", f"""
     puts_loop:
         movb (%rsi), %al
         testb %al, %al
@@ -58,15 +56,8 @@ def emit(p: Program) -> None:
         incq %rsi
         jmp puts_loop
     puts_done:
-        popq %rax
-        popq %rsi
-        ret
-    """, 64)
-    p.emit("puthex", f"""
-        pushq %rax
-        pushq %rcx
-        pushq %rdx
-        pushq %rbx
+    """), 64)
+    p.emit("puthex", saving("rax rcx rdx rbx", f"""
         movq %rax, %rdx
         movl %ecx, %ebx
         movl $0x10, %ecx
@@ -85,25 +76,13 @@ def emit(p: Program) -> None:
         call {putc:#x}
         decl %ebx
         jnz puthex_loop
-        popq %rbx
-        popq %rdx
-        popq %rcx
-        popq %rax
-        ret
-    """, 64)
+    """), 64)
     puthex = p.sym["puthex"]
-    p.emit("newline", f"""
-        pushq %rax
+    p.emit("newline", saving("rax", f"""
         movb $0x0a, %al
         call {putc:#x}
-        popq %rax
-        ret
-    """, 64)
-    p.emit("hexdump", f"""
-        pushq %rsi
-        pushq %rcx
-        pushq %rax
-        pushq %rdx
+    """), 64)
+    p.emit("hexdump", saving("rsi rcx rax rdx", f"""
         movq %rcx, %rdx
     hexdump_loop:
         testq %rdx, %rdx
@@ -115,12 +94,7 @@ def emit(p: Program) -> None:
         decq %rdx
         jmp hexdump_loop
     hexdump_done:
-        popq %rdx
-        popq %rax
-        popq %rcx
-        popq %rsi
-        ret
-    """, 64)
+    """), 64)
     p.emit("strnlen", """
         xorl %eax, %eax
     strnlen_loop:
@@ -139,11 +113,7 @@ def emit(p: Program) -> None:
 
 def _emit_putesc(p: Program) -> None:
     putc, puthex = p.sym["putc"], p.sym["puthex"]
-    p.emit("putesc", f"""
-        pushq %rsi
-        pushq %rcx
-        pushq %rax
-        pushq %rdx
+    p.emit("putesc", saving("rsi rcx rax rdx", f"""
         movq %rcx, %rdx
     putesc_loop:
         testq %rdx, %rdx
@@ -175,20 +145,11 @@ def _emit_putesc(p: Program) -> None:
         decq %rdx
         jmp putesc_loop
     putesc_done:
-        popq %rdx
-        popq %rax
-        popq %rcx
-        popq %rsi
-        ret
-    """, 64)
+    """), 64)
 
 
 def _emit_hexlines(p: Program) -> None:
-    p.emit("hexlines", f"""
-        pushq %rdi
-        pushq %rcx
-        pushq %rsi
-        pushq %rdx
+    p.emit("hexlines", saving("rdi rcx rsi rdx", f"""
         movq %rsi, %rdx
     hexlines_loop:
         testq %rcx, %rcx
@@ -209,9 +170,4 @@ def _emit_hexlines(p: Program) -> None:
         call {p.sym['newline']:#x}
         jmp hexlines_loop
     hexlines_done:
-        popq %rdx
-        popq %rsi
-        popq %rcx
-        popq %rdi
-        ret
-    """, 64)
+    """), 64)

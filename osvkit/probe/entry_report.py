@@ -136,24 +136,12 @@ def _print_tables(p: Program) -> str:
         movq (%rdi), %rax
         {H(16)}
         {nl}
-        movq (%rdi), %rdi
-        testb ${PTE_PRESENT:#x}, %dil
-        jz ee_nopt
-        andq %r8, %rdi
-        cmpq ${LIMIT_4K:#x}, %rdi
-        jae ee_nopt
+        {_next_table(large_ends=False)}
         {P("probe.state.pdpt_0 0x")}
         movq (%rdi), %rax
         {H(16)}
         {nl}
-        movq (%rdi), %rdi
-        testb ${PTE_PRESENT:#x}, %dil
-        jz ee_nopt
-        testb ${PTE_LARGE:#x}, %dil
-        jnz ee_nopt
-        andq %r8, %rdi
-        cmpq ${LIMIT_4K:#x}, %rdi
-        jae ee_nopt
+        {_next_table(large_ends=True)}
         {P("probe.state.pd 0x")}
         movq (%rdi), %rax
         {H(16)}
@@ -165,6 +153,23 @@ def _print_tables(p: Program) -> str:
         {H(16)}
         {nl}
     ee_nopt:
+    """
+
+
+def _next_table(large_ends: bool) -> str:
+    """RDI = the first entry of a table, R8 = the address mask: RDI = the table it points
+    at; to ``ee_nopt`` if the entry is not present (or, ``large_ends``, maps a large page)
+    or the table would reach past the identity-mapped memory."""
+    large = f"""
+        testb ${PTE_LARGE:#x}, %dil
+        jnz ee_nopt""" if large_ends else ""
+    return f"""
+        movq (%rdi), %rdi
+        testb ${PTE_PRESENT:#x}, %dil
+        jz ee_nopt{large}
+        andq %r8, %rdi
+        cmpq ${LIMIT_4K:#x}, %rdi
+        jae ee_nopt
     """
 
 

@@ -12,14 +12,12 @@ from .layout import (LIMIT_64K, MP_EBDA_SEARCH_SIZE, MP_EBDA_SEGMENT_ADDR, MP_OS
                      MP_ROM_SIZE, MP_ROM_START, MP_STEP, MPC_HEADER_SIZE, MPC_LENGTH,
                      MPC_OTHER_SIZE, MPC_PROCESSOR, MPC_PROCESSOR_SIZE, MPC_SIGNATURE_U32,
                      MPF_PHYSPTR, MPF_SIGNATURE_U32, MPF_SIZE)
-from .program import Program, at
+from .program import Program, at, saving
 
 
 def emit(p: Program) -> None:
     """Emit ``mpscan``."""
-    p.emit("mpscan", f"""
-        pushq %rsi
-        pushq %rcx
+    p.emit("mpscan", saving("rsi rcx", f"""
     mpscan_loop:
         cmpq ${MP_STEP:#x}, %rcx
         jb mpscan_none
@@ -32,10 +30,7 @@ def emit(p: Program) -> None:
         xorl %esi, %esi
     mpscan_found:
         movq %rsi, %rax
-        popq %rcx
-        popq %rsi
-        ret
-    """, 64)
+    """), 64)
 
 
 def _search(p: Program) -> str:

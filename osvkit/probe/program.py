@@ -25,6 +25,15 @@ def at(addr: int) -> str:
     return f"movq ${addr:#x}, %r11"
 
 
+def saving(regs: str, body: str) -> str:
+    """A routine that preserves ``regs`` (names, space-separated, e.g. ``"rsi rax"``): their
+    pushes, ``body`` (which ends by falling through), their pops in reverse order, ``ret``."""
+    names = regs.split()
+    pushes = "".join(f"pushq %{r}\n" for r in names)
+    pops = "".join(f"popq %{r}\n" for r in reversed(names))
+    return f"{pushes}{body}\n{pops}ret\n"
+
+
 class DataArea:
     """Bytes placed from file offset ``start`` up to ``limit``; named physical addresses."""
 

@@ -12,6 +12,7 @@ signals boot-done and resets like OSv (:func:`_power_off`).
 from __future__ import annotations
 
 from .. import layout
+from ..asm import load_data_segments
 from . import bootinfo, checksum, e820, mptable, partition
 from .layout import (BSS_L2, BSS_L3, BSS_L4, BSS_STACK_TOP, MARK_ELF_ENTRY, MARK_START32,
                      MSR_EFER, PT_ENTRIES, PT_ENTRY_SIZE, REPORT_VERSION, S32_CR0, S32_CS, S32_ESP,
@@ -39,12 +40,7 @@ def _entry_and_paging(p: Program) -> str:
     P, H, nl = p.puts, p.puthex, p.newline
     com = layout.COM1_PORT
     head = f"""
-        movl ${SEL_DATA:#x}, %eax
-        movl %eax, %ds
-        movl %eax, %es
-        movl %eax, %ss
-        movl %eax, %fs
-        movl %eax, %gs
+        {load_data_segments(SEL_DATA)}
         movl %ebx, %r12d
         movl %esi, %r13d
         movq ${p.bss + BSS_STACK_TOP:#x}, %rsp

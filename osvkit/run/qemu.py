@@ -37,7 +37,7 @@ BOOTDONE_CHARDEV = "osvkit-bootdone"
 ACCELS = ("tcg", "kvm")
 DISK_BUSES = ("virtio", "ide")
 IMAGE_FORMATS = ("raw", "qcow2")
-QCOW2_MAGIC = b"QFI\xfb"
+QCOW2_MAGIC = layout.QCOW2_MAGIC
 _POLL = 0.02
 _EXPECT_WINDOW = 64 * 1024
 

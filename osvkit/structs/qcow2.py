@@ -21,9 +21,10 @@ from __future__ import annotations
 from construct import (Aligned, Array, Bytes, Const, Default, If, Int8ub, Int32ub, Int64ub,
                        PaddedString, Rebuild, Struct, len_, this)
 
+from .. import layout
 from .base import field_offsets
 
-QCOW2_MAGIC = b"QFI\xfb"
+QCOW2_MAGIC = layout.QCOW2_MAGIC
 
 _COMMON = (
     "magic" / Const(QCOW2_MAGIC),                    # 0x00

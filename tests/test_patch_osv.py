@@ -10,11 +10,9 @@ lzloader kept, once with the kernel replaced too (osvkit's boot16; the partition
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -38,17 +36,6 @@ int main(int argc, char **argv) {
 }
 """
 MESSAGE = "osvkit patch: this line was added to an OSv-built image\n"
-
-
-@pytest.fixture
-def osv_image() -> Path:
-    value = os.environ.get("OSVKIT_OSV_IMAGE")
-    if not value:
-        pytest.skip("OSVKIT_OSV_IMAGE is not set (a usr.img made by OSv's scripts/build)")
-    path = Path(value)
-    if not path.is_file():
-        pytest.fail(f"OSVKIT_OSV_IMAGE={value} is not a file")
-    return path
 
 
 @pytest.mark.parametrize("new_kernel", [False, True], ids=["osv-boot", "new-kernel"])

@@ -53,7 +53,7 @@ def main() -> int:
     # 1. the build file, validated against the published schema
     bf = osvkit.load_build_file(work / "osvkit.toml")
     image = bf.images[0]
-    print(f"image {image.name}: kernel {image.kernel}, cmdline {image.cmdline.render()!r}")
+    print(f"image {image.name}: kernel {image.kernel}, cmdline {str(image.cmdline)!r}")
 
     # 2. options: flag > OSVKIT_* environment > build file > default
     opts = bf.resolve(image, flags={"cpus": "2"}, env={"OSVKIT_MEMORY": "256M"})

@@ -1,8 +1,9 @@
 """Programs from the host run on a real OSv kernel (``OSVKIT_KERNEL``; skipped otherwise):
 a C program linked against zlib and a C++ program using libstdc++ and threads, compiled
 here, each put in an image with ``--app`` -- a usr.img, and a vmlinux ELF with a usr.img as
-its ROFS disk -- booted under QEMU (TCG).  The expected console line is what the same
-binary prints when run on the host."""
+its ROFS disk -- booted under QEMU (TCG); and Debian's python3.11 with its standard library
+and extension modules.  The expected console line is what the same binary prints when run on
+the host."""
 
 from __future__ import annotations
 
@@ -112,3 +113,45 @@ def test_supplied_sonames_of_the_real_kernel(osv_kernel):
     s = supplied_sonames(osv_kernel)
     assert s.source == f"kernel {osv_kernel}"
     assert set(DEFAULT_SUPPLIED) <= s.names
+
+
+def test_debian_python_with_extension_modules(cli, osv_kernel, qemu, tmp_path):
+    """Debian's python3.11 and its standard library: the extension modules' libraries
+    (libsqlite3, libssl/libcrypto, liblzma) come from the closure of lib-dynload's objects."""
+    from osvkit.run import run_image
+
+    python, stdlib = "/usr/bin/python3.11", "/usr/lib/python3.11"
+    if not (Path(python).exists() and Path(stdlib).is_dir()):
+        missing_tool("Debian's python3.11 is not installed")
+    # OSv splits its command on ';' and knows only double quotes
+    code = ("print('py-ext:', __import__('sqlite3').sqlite_version, "
+            "__import__('ssl').OPENSSL_VERSION, "
+            "__import__('lzma').decompress(__import__('lzma').compress(b'ok')).decode())")
+    line = subprocess.run([python, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    img = tmp_path / "py.img"
+    r = cli("build", osv_kernel, "--app", python, "--add", stdlib, "--exclude", "test",
+            "--exclude", "tests", "--follow-symlinks-anywhere", "--env", "PYTHONHOME=/usr",
+            "--cmdline", f'/python3.11 -c "{code}"', "-o", img, "--json")
+    assert r.returncode == 0, r.stderr.decode()
+    guests = {f["guest"] for f in json.loads(r.stdout)["files"]}
+    assert {"/usr/lib/libsqlite3.so.0", "/usr/lib/libssl.so.3", "/usr/lib/liblzma.so.5"} <= guests
+    res = run_image(img, memory="1G", timeout=300, expect=re.escape(line))
+    assert res.exit_reason == "expect", res.console[-3000:]
+
+
+def test_kernel_taken_from_an_image(cli, osv_kernel, qemu, tmp_path):
+    """KERNEL may be an image holding the kernel (here a qcow2 usr.img): the supplied
+    libraries are read from the kernel inside it, and the program runs."""
+    from osvkit.run import run_image
+
+    base = tmp_path / "base.qcow2"
+    assert cli("build", osv_kernel, "--image-format", "qcow2", "-o", base).returncode == 0
+    prog, line = _compile(tmp_path, "cxx")
+    img = tmp_path / "usr.img"
+    r = cli("build", base, "--app", prog, "-o", img, "--json")
+    assert r.returncode == 0, r.stderr.decode()
+    report = json.loads(r.stdout)
+    assert report["supplied_source"] == f"kernel {base}"
+    res = run_image(img, memory="512M", timeout=180, expect=re.escape(line))
+    assert res.exit_reason == "expect", res.console[-3000:]

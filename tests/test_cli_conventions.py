@@ -418,6 +418,7 @@ def test_progress_disabled_globally():
         def isatty(self):
             return True
 
+    set_enabled(True)   # other in-process CLI runs (-q) may have turned it off
     assert P.enabled(Tty())
     set_enabled(False)
     try:

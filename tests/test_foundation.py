@@ -136,8 +136,9 @@ def test_character_devices_are_refused_as_inputs(cli, tmp_path):
     # reading /dev/zero whole never ended (osvkit build /dev/zero hung)
     r = cli("build", "/dev/zero", "--format", "usr", "-o", str(tmp_path / "u.img"))
     assert r.returncode == 66 and b"Traceback" not in r.stderr
-    assert r.stderr.decode() == ("error: /dev/zero: is a character device, "
-                                 "expected a kernel ELF file\n")
+    assert r.stderr.decode() == ("error: /dev/zero: is a character device, expected a kernel "
+                                 "ELF file or a disk image holding one (a regular file or "
+                                 "block device)\n")
     r = cli("decode", "mbr", "/dev/zero")
     assert r.returncode == 66 and r.stderr.decode().startswith("error: /dev/zero: is a character")
     assert not (tmp_path / "u.img").exists()

@@ -79,6 +79,10 @@ CASES: dict[tuple[str, ...], list[tuple[str, list[str], str, dict]]] = {
          "host", {}),
         ("MANIFEST (shorthand)", ["rofs", "{manifest}", "-o", "{out}"], "manifest", {}),
     ],
+    ("kernel", "extract"): [
+        ("IMAGE", ["kernel", "extract", "{usr}", "-o", "{out}"], "usr", {}),
+        ("IMAGE (a kernel ELF)", ["kernel", "extract", "{kernel}", "-o", "{out}"], "kernel", {}),
+    ],
     ("rofs", "extract"): [
         ("IMAGE", ["rofs", "extract", "{rofs}", "{out}"], "rofs", {}),
         ("IMAGE (partition)", ["rofs", "extract", "{usr}", "{out}", "-p", "1"], "usr", {}),

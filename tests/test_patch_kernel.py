@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import missing_tool
 from osvkit.boot import mbr
 from osvkit.disk import open_disk
 from osvkit.disk.partitions import partition_table
@@ -133,7 +134,7 @@ def test_patch_an_osv_layout_image(qemu, qemu_img, kernels, tmp_path):
 
     for tool in ("as", "ld", "objcopy"):
         if shutil.which(tool) is None:
-            pytest.skip(f"{tool} is not installed")
+            missing_tool(f"{tool} is not installed (install.sh installs binutils)")
     small, big = kernels
     rofs = b"\x5a" * 100_000
     lzelf = osv_lzloader(tmp_path / "build", lzloader.compress(small.read_bytes()))

@@ -79,6 +79,9 @@ def build_host_app_image(kernel, output, *, format: str = "usr", disk_output=Non
     directory = os.path.dirname(os.path.abspath(os.fspath(output)))
     if not os.path.isdir(directory):
         raise OutputError("directory does not exist", path=output)
+    if not hasattr(kernel, "data"):   # a path: a kernel ELF or an image holding one
+        from ..image.extract import load_any_kernel
+        kernel = load_any_kernel(kernel)
     tree = build_app_tree(kernel=kernel, **tree_opts)
     line = compose_cmdline(cmdline, env=env, cwd=cwd, command=tree.command,
                            target="bios" if force_cmdline else "osv")

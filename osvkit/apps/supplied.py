@@ -109,15 +109,17 @@ def scan_supplied(data: bytes, machine: str = "EM_X86_64") -> set[str]:
     return found
 
 
-def supplied_sonames(kernel: str | os.PathLike | bytes | None,
-                     machine: str = "EM_X86_64") -> Supplied:
-    """The sonames ``kernel`` (a path or its bytes) supplies, or the default list when it
+def supplied_sonames(kernel, machine: str = "EM_X86_64") -> Supplied:
+    """The sonames ``kernel`` supplies -- a path (a kernel ELF, or an image holding one), a
+    :class:`~osvkit.image.kernel.Kernel` or the kernel's bytes -- or the default list when it
     cannot be told (see the module documentation)."""
     if kernel is None:
         return default("no kernel given", machine)
     label = "<bytes>"
     if isinstance(kernel, (bytes, bytearray, memoryview)):
         data = bytes(kernel)
+    elif hasattr(kernel, "data"):       # an osvkit.image.kernel.Kernel
+        data, label = bytes(kernel.data), kernel.path or "<kernel>"
     else:
         label = os.fspath(kernel)
         try:
@@ -125,6 +127,13 @@ def supplied_sonames(kernel: str | os.PathLike | bytes | None,
                 data = f.read()
         except OSError as exc:
             return default(f"cannot read {label}: {exc.strerror}", machine)
+        if data[:5] != b"\x7fELF\x02":   # a disk image or the lzloader: the kernel inside
+            from ..errors import OsvkitError
+            from ..image.extract import extract_kernel
+            try:
+                data = extract_kernel(label).data
+            except OsvkitError:
+                return default(f"{label} holds no kernel osvkit can read", machine)
     found = scan_supplied(data, machine)
     if not {DL_SONAME[machine], "libc.so.6", "libm.so.6"} <= found:
         return default(f"{label} does not register OSv's library names", machine)

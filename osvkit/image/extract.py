@@ -100,7 +100,7 @@ class ExtractedKernel:
 def extract_kernel(path) -> ExtractedKernel:
     """The kernel ELF held by ``path`` (see the module docstring for what is understood)."""
     path = os.fspath(path)
-    fd = open_image_fd(path, what="a kernel ELF or an OSv disk image")
+    fd = open_image_fd(path, what="a kernel ELF file or a disk image holding one")
     try:
         head = os.pread(fd, HEAD_SIZE, 0)
         if head[:4] == ELF_MAGIC and len(head) > 4 and head[4] == ELFCLASS64:

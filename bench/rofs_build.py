@@ -106,23 +106,34 @@ def bench(name: str, tree: Path, data_bytes: int, work: Path, reps: int) -> dict
     manifest.write_text(f"/data/**: {tree.name}/**\n")
     out = work / f"{name}.img"
     cp_s, cps_s, ours_s, nofsync_s = [], [], [], []
-    for _ in range(reps):
-        dest = work / f"{name}-copy"
-        os.sync()   # every run starts with no dirty pages left by the previous one
+    dest = work / f"{name}-copy"
+
+    def cp_only():
         cp_s.append(time_cmd(["cp", "-r", str(tree), str(dest)]))
         shutil.rmtree(dest)
-        os.sync()
+
+    def cp_sync():
         t0 = time.perf_counter()
         subprocess.run(["cp", "-r", str(tree), str(dest)], check=True)
         subprocess.run(["sync", "-f", str(dest)], check=True)
         cps_s.append(time.perf_counter() - t0)
         shutil.rmtree(dest)
-        os.sync()
+
+    def ours():
         ours_s.append(run_build(manifest, out, tree.parent))
         out.unlink()
-        os.sync()
+
+    def ours_nofsync():
         nofsync_s.append(run_build(manifest, out, tree.parent, "nofsync"))
         out.unlink()
+
+    runs = [cp_only, cp_sync, ours, ours_nofsync]
+    for rep in range(reps):
+        # each rep in another order: none always runs first, or always after another's
+        # deletion, so the order favours nobody
+        for run in runs[rep % len(runs):] + runs[:rep % len(runs)]:
+            os.sync()   # every run starts with no dirty pages left by the previous one
+            run()
     rss_kib = measure_rss(manifest, out, tree.parent)
     out.unlink()
     mb = data_bytes / 1e6

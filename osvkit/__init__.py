@@ -24,6 +24,8 @@ _API = {
     "CmdlineError": "osvkit.errors",
     "UsageError": "osvkit.errors",
     "load_kernel": "osvkit.image.kernel",
+    "extract_kernel": "osvkit.image.extract",
+    "load_any_kernel": "osvkit.image.extract",
     "check_kernel": "osvkit.image.kernel",
     "Kernel": "osvkit.image.kernel",
     # the Firecracker path: vmlinux patching, qemu-fc / qemu-pvh, Firecracker config
@@ -37,6 +39,7 @@ _API = {
     "build_fc_loader": "osvkit.run.fcloader",
     "run_qemu_pvh": "osvkit.run.pvh",
     "run_firecracker": "osvkit.run.firecracker",
+    "RunSpec": "osvkit.run.spec",
     # usr.img
     "build_usr_image": "osvkit.image.usrimg",
     "inspect_file": "osvkit.inspect",

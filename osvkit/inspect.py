@@ -14,7 +14,6 @@ and a summary of the kernel ELF recovered by decompressing it in Python.
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import stat
 from dataclasses import dataclass, field
@@ -23,11 +22,10 @@ from typing import Callable
 from . import layout
 from .boot import boot16, lzdecomp, mbr
 from .structs.mbr import OSV_DISK_SIGNATURE
-from .errors import FormatError, KernelError
+from .errors import FormatError, KernelError, OsvkitError
 from .fileio import read_head
 from .image import lzloader
 from .image.kernel import check_kernel, osv_version
-from .structs import base as schema
 from .structs import elf
 from .structs.mbr import MBR_OFFSETS
 from .structs.qcow2 import QCOW2_MAGIC
@@ -143,90 +141,40 @@ def _boot_sector(sector: bytes, info) -> tuple[dict, int]:
 
 
 def _payload(payload: bytes, path: str) -> tuple[dict, bytes | None]:
-    """Describe the payload at LBA 128; return (details, kernel bytes or None)."""
+    """Describe the payload at LBA 128; return (details, kernel bytes or None).  The kernel
+    is recovered by :mod:`osvkit.image.extract` (the code ``kernel extract`` uses); a kernel
+    that cannot be recovered is reported in ``error`` and the rest is still described."""
+    from .image import extract
+
     if not payload:
         return {"kind": "none", "size": 0}, None
+    d: dict = {"size": len(payload)}
     if lzdecomp.is_payload(payload):
         hdr, blob = lzdecomp.parse_payload(payload, path=path)
-        info = lzloader.parse(blob, path=path)
-        kernel = lzloader.decompress(blob, path=path)
-        d = {"kind": "osvkit-lz", "compression": "fastlz", "size": len(payload),
-             "decompressor_size": hdr.code_size, "blob_offset": hdr.blob_offset,
-             "lz": info.to_dict(), "kernel_size": hdr.kernel_size}
-        return d, kernel
-    ident = _elf_ident(payload)
-    if ident is not None and ident.EI_CLASS == elf.ELFCLASS64:
-        end = _elf64_file_end(payload)
-        return {"kind": "kernel-elf", "compression": "none", "size": len(payload)}, payload[:end]
-    if ident is not None and ident.EI_CLASS == elf.ELFCLASS32:
-        offset, how = find_lz_blob_in_lzloader(payload)
-        blob = payload[offset:]
-        info = lzloader.parse(blob, path=path)
-        kernel = lzloader.decompress(blob[:info.size], path=path)
-        d = {"kind": "osv-lzloader", "compression": "fastlz", "size": len(payload),
-             "blob_offset": offset, "blob_found_by": how, "lz": info.to_dict(),
-             "kernel_size": len(kernel)}
-        return d, kernel
-    return {"kind": "unknown", "size": len(payload)}, None
-
-
-def _elf_ident(data: bytes):
-    """The ELF identification of ``data``, or None when it is no ELF file."""
-    try:
-        return schema.parse(elf.ElfIdent, data, what="ELF identification")
-    except FormatError:
-        return None
-
-
-def _elf64_file_end(data: bytes) -> int:
-    """The end of an ELF64 file inside zero-padded sectors: its section headers or segments."""
-    try:
-        hdr = schema.parse(elf.Elf64_Ehdr, data, what="ELF header")
-    except FormatError:
-        return len(data)
-    end = hdr.e_shoff + hdr.e_shentsize * hdr.e_shnum
-    for i in range(hdr.e_phnum):
+        d.update(kind="osvkit-lz", compression="fastlz", decompressor_size=hdr.code_size,
+                 blob_offset=hdr.blob_offset, lz=lzloader.parse(blob, path=path).to_dict(),
+                 kernel_size=hdr.kernel_size)
+    elif payload[:4] == extract.ELF_MAGIC and payload[4:5] == bytes([elf.ELFCLASS64]):
+        d.update(kind="kernel-elf", compression="none")
+    elif payload[:4] == extract.ELF_MAGIC and payload[4:5] == bytes([elf.ELFCLASS32]):
+        offset, size, how = extract.locate_lz_blob(payload, path=path)
+        blob = payload[offset:offset + size] if size is not None else payload[offset:]
+        d.update(kind="osv-lzloader", compression="fastlz", blob_offset=offset,
+                 blob_found_by=how)
         try:
-            ph = schema.parse(elf.Elf64_Phdr, data, what="program header",
-                              offset=hdr.e_phoff + i * hdr.e_phentsize)
+            d["lz"] = lzloader.parse(blob, path=path).to_dict()
         except FormatError:
-            break
-        end = max(end, ph.p_offset + ph.p_filesz)
-    return min(max(end, elf.EHDR_SIZE), len(data))
-
-
-LZLOADER_BLOB_SYMBOLS = ("_binary_loader_stripped_elf_lz_start",
-                         "_binary_loader_stripped_elf_lz_size")
-
-
-def find_lz_blob_in_lzloader(elf32: bytes) -> tuple[int, str]:
-    """File offset of the lz blob inside OSv's ``lzloader.elf`` and how it was found.
-
-    First the ELF32 symbol ``_binary_loader_stripped_elf_lz_start`` (file offset = address -
-    0x100000, since boot16 copies the file raw to ``LZ_BLOB_ADDR``); otherwise a scan of the
-    first 64 KiB for a plausible segment table (a blob whose table parses and whose payloads
-    end exactly at the table)."""
-    from elftools.common.exceptions import ELFError
-    from elftools.elf.elffile import ELFFile
-    from elftools.elf.sections import SymbolTableSection
-
+            d["lz"] = None          # OSv before 2018: the kernel is one FastLZ block
+    else:
+        return {"kind": "unknown", "size": len(payload)}, None
     try:
-        symtab = ELFFile(io.BytesIO(elf32)).get_section_by_name(".symtab")
-        if isinstance(symtab, SymbolTableSection):
-            syms = symtab.get_symbol_by_name(LZLOADER_BLOB_SYMBOLS[0])
-            if syms:
-                offset = syms[0]["st_value"] - layout.LZ_BLOB_ADDR
-                if 0 <= offset < len(elf32):
-                    return offset, "symbol"
-    except (ELFError, ValueError, KeyError):
-        pass
-    limit = min(len(elf32) - 8, 0x10000)
-    for offset in range(0, max(limit, 0)):
-        table = lzloader.table_at(elf32, offset)
-        if table is not None:
-            return offset, "scan"
-    raise FormatError("no lz segment table found in lzloader.elf",
-                      expected="OSv's lzloader.elf with the compressed kernel")
+        _, kernel = extract.kernel_from_payload(payload, path=path)
+    except OsvkitError as exc:
+        d["error"] = exc.line()
+        return d, None
+    if d["kind"] == "osv-lzloader":
+        d["kernel_size"] = len(kernel)
+    return d, kernel
 
 
 def _kernel_summary(k) -> dict:

@@ -32,7 +32,7 @@ from . import layout
 from .disk import open_disk
 from .disk.partitions import partition_table
 from .errors import FormatError, OutputError, UsageError
-from .fileio import remove_stale_temporaries
+from .fileio import check_not_input, remove_stale_temporaries
 from .image import filesystems
 from .image.patch import NewPartition, PatchResult, rewrite_image
 from .rofs.manifest import Dir, GuestTree
@@ -180,6 +180,12 @@ def patch_image(image, *, output=None, kernel=None, cmdline: str | None = None, 
     if kernel is None and cmdline is None and not add and not remove and image_format is None:
         raise UsageError("nothing to patch", path=image,
                          expected="--kernel, --cmdline, --add, --remove or --image-format")
+    if output != image:     # before any work: the kernel and the added host files
+        from .apps.closure import split_host_guest
+
+        kpath = kernel if isinstance(kernel, (str, os.PathLike)) else None
+        check_not_input(output, [("the kernel of this patch", kpath)]
+                        + [(f"--add {a}", split_host_guest(a)[0]) for a in add])
     area = None
     if cmdline is not None:
         data = check_usr_cmdline(cmdline, force=force_cmdline)

@@ -40,6 +40,21 @@ SEED = 20261130
 TIMEOUT = 30
 STATUSES = {0, 64, 65, 66, 70, 73, 74}
 
+
+@pytest.fixture(autouse=True)
+def _restore_cli_state():
+    """In-process CLI runs with -q turn the progress bar off and set up the osvkit logger:
+    put both back so later tests see the defaults."""
+    import logging
+
+    from osvkit import progress
+
+    log = logging.getLogger("osvkit")
+    saved = (progress._enabled, list(log.handlers), log.level, log.propagate)
+    yield
+    progress.set_enabled(saved[0])
+    log.handlers[:], log.level, log.propagate = saved[1], saved[2], saved[3]
+
 # -- the generator ------------------------------------------------------------------------
 
 U64 = (0, 1, 0x7F, 0xFF, 0x7FFF_FFFF, 0x8000_0000, 0xFFFF_FFFF, 1 << 40, (1 << 63) - 1,
@@ -131,6 +146,8 @@ IMAGE_COMMANDS = {
     "rofs-ls-p1": ["rofs", "ls", "{in}", "-p", "1"],
     "rofs-extract-p1": ["rofs", "extract", "{in}", "{dir}", "-p", "1"],
     "decode-mbr": ["decode", "mbr", "{in}"],
+    "patch": ["patch", "{in}", "--cmdline", "/x", "-o", "{out}"],
+    "kernel-extract": ["kernel", "extract", "{in}", "-o", "{out}"],
 }
 ROFS_COMMANDS = {
     "inspect": ["inspect", "{in}"],

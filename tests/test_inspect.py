@@ -11,7 +11,8 @@ from osvkit.boot import mbr
 from osvkit.errors import FormatError, MissingInputError
 from osvkit.image import lzloader
 from osvkit.image.usrimg import build_usr_image
-from osvkit.inspect import find_lz_blob_in_lzloader, inspect_file
+from osvkit.image.extract import locate_lz_blob
+from osvkit.inspect import inspect_file
 
 from test_bios_boot_kernel import START32, mini_kernel
 
@@ -135,8 +136,8 @@ def test_inspect_osv_built_image(tmp_path, kernel_bytes, with_symbols):
 
 
 def test_find_blob_rejects_an_elf_without_one():
-    with pytest.raises(FormatError, match="no lz segment table"):
-        find_lz_blob_in_lzloader(b"\x7fELF\x01\x01\x01" + bytes(4000))
+    with pytest.raises(FormatError, match="no compressed kernel found"):
+        locate_lz_blob(b"\x7fELF\x01\x01\x01" + bytes(4000))
 
 
 def test_inspect_errors(tmp_path, cli, kernel_file):

@@ -239,7 +239,7 @@ def test_extract_refuses_to_overwrite_its_input(cli, probe, tmp_path):
     build_usr_image(probe, img)
     before = img.read_bytes()
     r = cli("kernel", "extract", img, "-o", img)
-    assert r.returncode == 64 and b"the output is IMAGE" in r.stderr
+    assert r.returncode == 64 and b"the output is the image to extract from" in r.stderr
     assert img.read_bytes() == before
     from osvkit.errors import UsageError
     from osvkit.image.extract import write_kernel

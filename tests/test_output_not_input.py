@@ -23,6 +23,21 @@ from osvkit.cli._app import OUTPUT_PARAMS
 
 from conftest import run_cli  # noqa: E402
 
+
+@pytest.fixture(autouse=True)
+def _restore_cli_state():
+    """In-process CLI runs with -q turn the progress bar off and set up the osvkit logger:
+    put both back so later tests see the defaults."""
+    import logging
+
+    from osvkit import progress
+
+    log = logging.getLogger("osvkit")
+    saved = (progress._enabled, list(log.handlers), log.level, log.propagate)
+    yield
+    progress.set_enabled(saved[0])
+    log.handlers[:], log.level, log.propagate = saved[1], saved[2], saved[3]
+
 #: per command path: (input kind, argv with {out} for the output, the input file key,
 #: environment).  File keys: kernel (probe ELF), vmlinux, usr (usr.img with a ROFS in
 #: partition 1), rofs, manifest, host (a host file the manifest lists), toml (a build file),
@@ -58,11 +73,20 @@ CASES: dict[tuple[str, ...], list[tuple[str, list[str], str, dict]]] = {
         ("OSVKIT_CONFIG", ["manifest", "from-host", "{prog}", "-o", "{out}"], "toml",
          {"OSVKIT_CONFIG": "{toml}"}),
     ],
+    ("patch",): [
+        # patching in place is what patch does without -o; -o names a different file
+        ("IMAGE", ["patch", "{usr}", "-o", "{out}"], "usr", {}),
+        ("--kernel", ["patch", "{usr}", "--kernel", "{kernel}", "-o", "{out}"], "kernel", {}),
+        ("--add", ["patch", "{usr}", "--add", "{host}:/h.txt", "-o", "{out}"], "host", {}),
+        ("OSVKIT_CONFIG", ["patch", "{usr}", "-o", "{out}"], "toml",
+         {"OSVKIT_CONFIG": "{toml}"}),
+    ],
     ("probe",): [
         ("OSVKIT_CONFIG", ["probe", "-o", "{out}"], "toml", {"OSVKIT_CONFIG": "{toml}"}),
     ],
     ("kernel", "extract"): [
         ("IMAGE", ["kernel", "extract", "{usr}", "-o", "{out}"], "usr", {}),
+        ("IMAGE (a kernel ELF)", ["kernel", "extract", "{kernel}", "-o", "{out}"], "kernel", {}),
         ("OSVKIT_CONFIG", ["kernel", "extract", "{usr}", "-o", "{out}"], "toml",
          {"OSVKIT_CONFIG": "{toml}"}),
     ],
@@ -78,10 +102,6 @@ CASES: dict[tuple[str, ...], list[tuple[str, list[str], str, dict]]] = {
         ("a host file the manifest lists", ["rofs", "build", "{manifest}", "-o", "{out}"],
          "host", {}),
         ("MANIFEST (shorthand)", ["rofs", "{manifest}", "-o", "{out}"], "manifest", {}),
-    ],
-    ("kernel", "extract"): [
-        ("IMAGE", ["kernel", "extract", "{usr}", "-o", "{out}"], "usr", {}),
-        ("IMAGE (a kernel ELF)", ["kernel", "extract", "{kernel}", "-o", "{out}"], "kernel", {}),
     ],
     ("rofs", "extract"): [
         ("IMAGE", ["rofs", "extract", "{rofs}", "{out}"], "rofs", {}),

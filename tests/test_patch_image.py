@@ -275,3 +275,30 @@ def test_api():
     assert osvkit.patch_image is patch_image and osvkit.diff_images is diff_images
     with pytest.raises(UsageError, match="nothing to patch"):
         osvkit.patch_image(os.devnull)
+
+
+def test_grown_rofs_may_not_run_into_the_next_partition(kernels, tree, tmp_path):
+    """A second partition right after the ROFS: a smaller ROFS keeps it where it was (its
+    bytes too), a larger one is an error and the image stays as it was."""
+    from osvkit.rofs import build_rofs
+
+    small, _ = kernels
+    host, m1 = tree
+    rofs = tmp_path / "r.img"
+    size = build_rofs(m1, rofs).size
+    img = tmp_path / "usr.img"
+    build_usr_image(small, img, cmdline="/x", partition=rofs)
+    data = bytearray(img.read_bytes())
+    second = (2 * MiB + size) // 512
+    data[:512] = mbr.set_partition(bytes(data[:512]), 2, mbr.partition_entry_osv(second, 8))
+    data += b"\xab" * 4096
+    img.write_bytes(bytes(data))
+    digest = sha(img)
+    with pytest.raises(FormatError, match="would run into partition 2"):
+        patch_image(img, add=[f"{host}/lib/big.bin:/more.bin"])
+    _unchanged(img, digest)
+    out = tmp_path / "out.img"
+    patch_image(img, remove=["/lib/big.bin"], output=out)
+    after = out.read_bytes()
+    assert after[-4096:] == b"\xab" * 4096 and len(after) == len(data)
+    assert after[0x1BE + 32:0x1BE + 48] == bytes(data[0x1BE + 32:0x1BE + 48])

@@ -17,7 +17,6 @@ its sysexits status.
 from __future__ import annotations
 
 import importlib
-import json
 import logging
 import sys
 from typing import Any, Callable, Optional
@@ -311,6 +310,8 @@ def emit(result: Any, json_output: bool, human: Optional[Callable[[Any], str]] =
     if human is None and not json_output and hasattr(result, "describe"):
         human = type(result).describe
     if json_output or human is None:
+        import json     # only when printing JSON: it costs start-up time otherwise
+
         click.echo(json.dumps(to_jsonable(result), indent=2))
         return
     text = human(result)

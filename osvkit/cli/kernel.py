@@ -28,11 +28,11 @@ IMAGE may be a usr.img or loader.img (raw or qcow2; OSv's, Capstan's or osvkit's
 lzloader.elf or vmlinuz.bin, or a kernel ELF (copied as it is). For an image built by OSv's
 scripts the output is byte-identical to the loader-stripped.elf it was built from.
 --json prints {path, source, payload, image_format, boot, size, sha256, output}.""")
-@click.argument("image", type=click.Path(path_type=Path))
+@click.argument("image")
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
               help="Kernel ELF to write.")
 @json_option
-def extract_cmd(image: Path, output: Path, json_output: bool) -> None:
+def extract_cmd(image: str, output: Path, json_output: bool) -> None:
     """Write the kernel ELF that an OSv or osvkit image (IMAGE, or a kernel file) holds."""
     from ..image.extract import write_kernel
 

@@ -23,7 +23,7 @@ image is replaced, atomically, only when every step succeeded.""")
 @click.argument("image", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
               help="Write the patched image here; IMAGE stays untouched.")
-@click.option("--kernel", metavar="KERNEL", default=None,
+@click.option("--kernel", type=click.Path(path_type=Path), metavar="KERNEL", default=None,
               help="New kernel: an ELF, or an image holding one.")
 @cmdline_option
 @click.option("--add", metavar="HOST[:GUEST]", multiple=True,

@@ -410,6 +410,11 @@ class Cmdline:
 
     __str__ = as_str
 
+    def render(self) -> str:
+        """The line (as :meth:`as_str`); the name a build file's command line had before it
+        was a :class:`Cmdline`."""
+        return self.as_str()
+
     def as_bytes_with_nul(self) -> bytes:
         return encode_cmdline(self.as_str()) + b"\0"
 

@@ -249,15 +249,23 @@ def kernel_from_payload(payload: bytes, *, path=None) -> tuple[str, bytes]:
 # ------------------------------------------------------------------------------------------
 # OSv's lzloader.elf
 # ------------------------------------------------------------------------------------------
+def locate_lz_blob(elf32: bytes, *, path=None) -> tuple[int, int | None, str]:
+    """(file offset, size or None, how it was found) of the compressed kernel inside OSv's
+    lzloader.elf: from its symbols (``symbol``) or, when it is stripped, by a scan for a
+    segment table (``scan``, size unknown)."""
+    found = _blob_by_symbols(elf32, path)
+    if found is not None:
+        return found[0], found[1], "symbol"
+    return find_lz_blob(elf32, path=path), None, "scan"
+
+
 def kernel_from_lzloader(elf32: bytes, *, path=None) -> tuple[str, bytes]:
     """(``osv-lzloader`` or ``osv-lzloader-single-block``, kernel) from OSv's lzloader.elf."""
-    found = _blob_by_symbols(elf32, path)
-    if found is None:
-        offset = find_lz_blob(elf32, path=path)
+    offset, size, _ = locate_lz_blob(elf32, path=path)
+    if size is None:
         blob = elf32[offset:]
         return "osv-lzloader", _check_elf64(decompress_segments(blob, path=path), path,
                                             "decompressed kernel")
-    offset, size = found
     if offset + size > len(elf32):
         raise FormatError(f"the lzloader's compressed kernel ({size} bytes at offset "
                           f"{offset:#x}) runs past the {len(elf32)} bytes present", path=path,

@@ -3,6 +3,8 @@
 * ``qemu``: the path of ``qemu-system-x86_64``; tests that use it skip with a visible reason
   when it is absent (it is installed by ``install.sh`` and present in CI).
 * ``osv_kernel``: a real OSv ``loader-stripped.elf`` from ``OSVKIT_KERNEL``; skipped when unset.
+* ``osv_image``: a usr.img made by OSv's own ``scripts/build`` (qcow2, fs=rofs) from
+  ``OSVKIT_OSV_IMAGE``; skipped when unset.
 * ``cli``: runs ``python -m osvkit`` as a real subprocess and returns the CompletedProcess.
 * ``linux_kernel``: Debian's amd64 kernel (bzImage and the vmlinux ELF extracted from it),
   fetched once into a cache directory (tests/linuxkernel.py); ``linux_initramfs``: a gzip'd
@@ -74,7 +76,7 @@ def osv_kernel() -> Path:
     return _env_file("OSVKIT_KERNEL", "path to a real OSv loader-stripped.elf")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def osv_image() -> Path:
     return _env_file("OSVKIT_OSV_IMAGE", "a usr.img made by OSv's scripts/build")
 

@@ -94,7 +94,9 @@ def test_app_runs_from_usr_img(cli, osv_kernel, qemu, tmp_path, name):
 
 @pytest.mark.parametrize("name", ["zlib", "cxx"])
 def test_app_runs_from_vmlinux_and_rofs_disk(cli, osv_kernel, qemu, tmp_path, name):
-    from osvkit.run.pvh import run_qemu_pvh
+    """QEMU's own PVH boot, and Firecracker's start state (qemu-fc) by its Linux 64-bit
+    protocol and by its PVH protocol, with two vCPUs."""
+    from osvkit.run import run_image
 
     prog, line = _compile(tmp_path, name)
     elf, disk = tmp_path / "vmlinux.elf", tmp_path / "disk.img"
@@ -102,9 +104,10 @@ def test_app_runs_from_vmlinux_and_rofs_disk(cli, osv_kernel, qemu, tmp_path, na
             "-o", elf, "--json")
     assert r.returncode == 0, r.stderr.decode()
     cmdline = json.loads(r.stdout)["cmdline"]
-    res = run_qemu_pvh(elf, cmdline=cmdline, disk=disk, memory="512M", timeout=180,
-                       expect=re.escape(line))
-    assert res.exit_reason == "expect", res.console[-3000:]
+    for vmm, protocol in (("qemu-pvh", "linux"), ("qemu-fc", "linux"), ("qemu-fc", "pvh")):
+        res = run_image(elf, vmm=vmm, fc_protocol=protocol, cmdline=cmdline, disk=disk, cpus=2,
+                        memory="512M", timeout=180, expect=re.escape(line))
+        assert res.exit_reason == "expect", (vmm, protocol, res.console[-3000:])
 
 
 def test_supplied_sonames_of_the_real_kernel(osv_kernel):

@@ -153,6 +153,17 @@ def test_ls_partition_of_a_disk_image(cli, proj):
     assert r.returncode == 0 and (proj / "x" / "a").read_bytes() == b"hi"
     r = cli("rofs", "ls", str(proj / "usr.img"), "-p", "2")
     assert r.returncode == EX_DATAERR and b"partition 2 is empty" in r.stderr
+    # the whole disk image read as a ROFS: the error says which option reads it
+    img = proj / "usr.img"
+    magic = int.from_bytes(img.read_bytes()[:8], "little")
+    for args in (("ls", str(img)), ("extract", str(img), str(proj / "y"))):
+        r = cli("rofs", *args)
+        assert r.returncode == EX_DATAERR
+        assert r.stderr.decode() == (
+            f"error: {img}: bad ROFS magic {magic:#x}, expected 0xdeadbead (this is a disk "
+            "image with a partition table: give the MBR entry holding the ROFS with "
+            "--partition N; OSv's usr.img keeps it in entry 1)\n")
+    assert not (proj / "y").exists()
 
 
 def _documented_keys(help_text: str) -> str:

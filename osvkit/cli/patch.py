@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ._app import choice, command, emit, json_option
-from .common import cmdline_option, image_format_option, resolve
+from .common import cmdline_option, resolve, shared
 
 
 @command("patch", examples_=(
@@ -34,7 +34,7 @@ image is replaced, atomically, only when every step succeeded.""")
                    "(repeatable).")
 @click.option("--compression", **choice("fastlz", "none"), default=None,
               help="Payload of the new kernel [default: fastlz].")
-@image_format_option
+@shared("image-format", default="the image's")
 @click.option("-p", "--partition", type=click.IntRange(0, 3), default=None,
               help="MBR entry holding the ROFS [default: 1, or the only one].")
 @click.option("--force-cmdline", is_flag=True,

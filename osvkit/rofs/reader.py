@@ -20,6 +20,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 
+from .. import layout
 from ..disk import detect_format, open_disk
 from ..disk.files import open_image_fd
 from ..disk.partitions import partition_extent
@@ -151,6 +152,16 @@ class RofsImage:
             raise OsvkitIOError(f"read failed: {exc.strerror}", path=self.path) from None
         return data
 
+    def _disk_hint(self) -> str:
+        """Words for the magic error when the whole of a disk image was read as a ROFS."""
+        if self.partition is not None or self.offset:
+            return ""
+        sector = self._pread(layout.SECTOR_SIZE, 0)
+        if sector[layout.MBR_SIGNATURE_OFFSET:layout.SECTOR_SIZE] != b"\x55\xaa":
+            return ""
+        return (" (this is a disk image with a partition table: give the MBR entry holding "
+                "the ROFS with --partition N; OSv's usr.img keeps it in entry 1)")
+
     def _load(self) -> None:
         bs = S.ROFS_BLOCK_SIZE
         if self.size < bs:
@@ -159,7 +170,7 @@ class RofsImage:
         head = self._pread(S.ROFS_SUPER_BLOCK_SIZE, 0)
         magic = int.from_bytes(head[0:8], "little")
         if magic != S.ROFS_MAGIC:
-            raise self._err(f"bad ROFS magic {magic:#x}", f"{S.ROFS_MAGIC:#x}")
+            raise self._err(f"bad ROFS magic {magic:#x}", f"{S.ROFS_MAGIC:#x}" + self._disk_hint())
         version = int.from_bytes(head[8:16], "little")
         if version != S.ROFS_VERSION:
             raise self._err(f"ROFS version {version}", f"version {S.ROFS_VERSION}")

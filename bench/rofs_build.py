@@ -12,8 +12,9 @@ total).  For each, in alternating order (``--reps`` times, best time kept):
 
 Throughput (best run) is file bytes / seconds; medians are printed too, since the disk may be
 shared.  ``build_rofs_without_fsync`` (os.fsync stubbed out in the child) is informational: it
-shows what the output's durability costs next to cp, which does not fsync.  Targets: at least 70 % of cp's throughput, peak memory
-under 100 MB.  Usage: ``python3 bench/rofs_build.py [--dir DIR] [--reps N] [--large-gb G]``.
+shows what the output's durability costs next to cp, which does not fsync.  Targets: at least
+1.0x the throughput of ``cp -r`` followed by ``sync`` (the like-for-like figure: both end with
+the data on disk), peak memory under 100 MB; 0.70x of a bare ``cp -r`` is printed too.  Usage: ``python3 bench/rofs_build.py [--dir DIR] [--reps N] [--large-gb G]``.
 """
 
 from __future__ import annotations
@@ -160,9 +161,9 @@ def main() -> int:
             print(json.dumps(r))
         for r in results:
             verdict = lambda ok: "met" if ok else "NOT met"  # noqa: E731
-            print(f"{r['tree']}: >= 0.70 of cp -r: {verdict(r['ratio_vs_cp_r'] >= 0.7)} "
-                  f"({r['ratio_vs_cp_r']}); of cp -r + sync: "
-                  f"{verdict(r['ratio_vs_cp_r_sync'] >= 0.7)} ({r['ratio_vs_cp_r_sync']}); "
+            print(f"{r['tree']}: >= 1.0x cp -r + sync: {verdict(r['ratio_vs_cp_r_sync'] >= 1.0)} "
+                  f"({r['ratio_vs_cp_r_sync']}x); >= 0.70x bare cp -r: "
+                  f"{verdict(r['ratio_vs_cp_r'] >= 0.7)} ({r['ratio_vs_cp_r']}x); "
                   f"peak < 100 MB: {verdict(r['build_rofs_peak_rss_MB'] < 100)} "
                   f"({r['build_rofs_peak_rss_MB']} MB)", file=sys.stderr)
         return 0

@@ -63,19 +63,19 @@ _API = {
     "RunResult": "osvkit.run.result",
     # --- end probe helper ---
     # [schemas]
-    "MBR": "osvkit.boot.mbr",
+    "MBR": "osvkit.structs.mbr",
     "parse_mbr": "osvkit.boot.mbr",
     "partition_entry_osv": "osvkit.boot.mbr",
     "lba_to_chs": "osvkit.boot.mbr",
-    "BootParams": "osvkit.boot.bootparams",
-    "BOOT_PARAMS_OFFSETS": "osvkit.boot.bootparams",
+    "BootParams": "osvkit.structs.bootparams",
+    "BOOT_PARAMS_OFFSETS": "osvkit.structs.bootparams",
     "build_boot_params": "osvkit.boot.bootparams",
     "parse_boot_params": "osvkit.boot.bootparams",
-    "OsvMultibootInfo": "osvkit.boot.bootinfo",
-    "BOOTINFO_OFFSETS": "osvkit.boot.bootinfo",
+    "OsvMultibootInfo": "osvkit.structs.bootinfo",
+    "BOOTINFO_OFFSETS": "osvkit.structs.bootinfo",
     "parse_bootinfo": "osvkit.boot.bootinfo",
-    "HvmStartInfo": "osvkit.boot.pvh",
-    "HVM_START_INFO_OFFSETS": "osvkit.boot.pvh",
+    "HvmStartInfo": "osvkit.structs.pvh",
+    "HVM_START_INFO_OFFSETS": "osvkit.structs.pvh",
     "parse_start_info": "osvkit.boot.pvh",
     "MpTable": "osvkit.boot.mptable",
     "build_mp_table": "osvkit.boot.mptable",
@@ -116,6 +116,15 @@ _API = {
     "RofsImage": "osvkit.rofs",
     "inspect_rofs": "osvkit.rofs",
     "extract_rofs": "osvkit.rofs",
+    # host programs -> images
+    "resolve_closure": "osvkit.apps",
+    "build_app_tree": "osvkit.apps",
+    "build_host_app_image": "osvkit.apps",
+    "write_usr_manifest": "osvkit.apps",
+    "supplied_sonames": "osvkit.apps",
+    "read_elf_info": "osvkit.apps",
+    "load_ld_cache": "osvkit.apps",
+    "MissingLibraryError": "osvkit.apps",
 }
 
 __all__ = sorted(_API) + ["__version__"]

@@ -1,8 +1,8 @@
 """Assemble generated boot code with Keystone, and disassemble it with capstone.
 
 All boot code in osvkit is assembly text in AT&T syntax with *named* labels (Keystone
-0.9.2 mis-handles Intel syntax ``mov si, label``, numeric local labels and far jumps; see
-CONTRIBUTING.md).  Far jumps are emitted as bytes with :func:`far_jump16`/:func:`far_jump32`.
+0.9.2 mis-handles Intel syntax ``mov si, label``, numeric local labels and far jumps).  Far
+jumps are emitted as bytes with :func:`far_jump16`/:func:`far_jump32`.
 
 >>> assemble("movl $1, %eax\\nhere: jmp here", bits=32)
 b'\\xb8\\x01\\x00\\x00\\x00\\xeb\\xfe'

@@ -49,7 +49,7 @@ from .config import (MANIFEST_NAME, BuildFile, ImageSpec, load_build_file, memor
                      parse_probe_spec)
 from .errors import (FormatError, MissingInputError, OutputError, ToolError,
                      UsageError)
-from .fileio import atomic_output, write_atomic
+from .fileio import atomic_output, check_not_input, remove_stale_temporaries, write_atomic
 from .progress import progress
 
 log = logging.getLogger("osvkit")
@@ -296,14 +296,16 @@ def _build_vmlinux(kernel: Path, output: Path, *, cmdline: str) -> Any:
     return build_vmlinux(os.fspath(kernel), os.fspath(output))
 
 
-def _build_rofs(manifest: Path, output: Path, defines: dict[str, str]) -> list[tuple[str, str]]:
+def _build_rofs(manifest: Path, output: Path, defines: dict[str, str],
+                follow_symlinks_anywhere: bool = False) -> list[tuple[str, str]]:
     """Build the ROFS; return ``(guest path, host path)`` of every file copied from the host."""
     try:
         from .rofs import File, build_rofs, parse_manifest
     except ImportError:
         raise _missing("ROFS building", "osvkit.rofs") from None
     tree = parse_manifest(os.fspath(manifest), defines=dict(defines),
-                          root=os.fspath(manifest.parent))
+                          root=os.fspath(manifest.parent),
+                          follow_symlinks_anywhere=follow_symlinks_anywhere)
     build_rofs(tree, os.fspath(output))
     return [(guest, node.source.path) for guest, node in tree.walk()
             if isinstance(node, File) and node.source.path is not None]
@@ -405,6 +407,7 @@ class _Staging:
             self.created_out = True
         elif not out_dir.is_dir():
             raise OutputError("is not a directory", path=out_dir, expected="an output directory")
+        remove_stale_temporaries(out_dir)
         try:
             self.root = Path(tempfile.mkdtemp(prefix=".osvkit-build-", dir=out_dir))
         except OSError as exc:
@@ -424,17 +427,9 @@ class _Staging:
     def check_inputs(self, inputs: Iterable[Path]) -> None:
         """Refuse an output that would replace one of the build's own inputs (the build
         file, a kernel, a manifest, a host file of a ROFS)."""
+        inputs = [("an input of the build", src) for src in inputs]
         for target in self.staged.values():
-            for src in inputs:
-                try:
-                    same = os.path.samefile(target, src)
-                except OSError:
-                    continue
-                if same:
-                    what = ("is an input of the build" if os.path.abspath(target)
-                            == os.path.abspath(src) else f"is the same file as the input {src}")
-                    raise OutputError(what, path=target,
-                                      expected="outputs apart from the build's inputs")
+            check_not_input(target, inputs)
 
     def commit(self) -> None:
         for target in self.staged.values():
@@ -484,6 +479,56 @@ def _input_file(bf: BuildFile, rel: str, role: str, key: tuple) -> tuple[Path, d
     return path, {"role": role, "path": bf.relpath(path), "sha256": sha256_file(path)}
 
 
+def _app_tree(bf: BuildFile, img: ImageSpec, kernel: Path, cmdline: str):
+    """The guest tree of an image's app/add/deb keys, and its command line with
+    --rootfs=rofs, --env, --cwd and the first app as the command."""
+    from .apps import AppSpec, build_app_tree, compose_cmdline
+    from .apps.builder import default_add_guest
+    from .apps.closure import split_host_guest
+
+    a = img.apps
+    apps = []
+    for text in a.get("app", []):
+        spec = AppSpec.parse(text)
+        apps.append(AppSpec(os.fspath(bf.input_path(spec.host)), spec.guest))
+    adds = []
+    for text in a.get("add", []):
+        host, guest = split_host_guest(text)
+        adds.append(f"{bf.input_path(host)}:{guest or default_add_guest(host)}")
+    manifest = bf.input_path(img.rofs_manifest) if img.rofs_manifest else None
+    tree = build_app_tree(
+        manifest=manifest, defines=dict(img.rofs_defines),
+        manifest_root=manifest.parent if manifest else None,
+        apps=apps, adds=adds, excludes=a.get("exclude", []), debs=a.get("deb", []),
+        library_path=[os.fspath(bf.input_path(d)) for d in a.get("library_path", [])],
+        kernel=kernel, bare=a.get("bare", False), allow_missing=a.get("allow_missing", False),
+        follow_symlinks_anywhere=a.get("follow_symlinks_anywhere", False))
+    env = a.get("env", [])
+    if isinstance(env, dict):
+        env = [f"{k}={v}" for k, v in env.items()]
+    return tree, compose_cmdline(cmdline, env=env, cwd=a.get("cwd"), command=tree.command)
+
+
+def _apps_input(apps: dict) -> dict:
+    return {k: apps[k] for k in sorted(apps)}
+
+
+def _app_file_input(bf: BuildFile, f) -> dict:
+    """A manifest input for one file of an app tree: host files inside the build file's
+    directory by relative path, others (system libraries) by absolute path, so the manifest
+    does not depend on where the build directory is."""
+    d = {"role": "rofs-file", "guest": f.guest, "kind": f.kind}
+    if f.source is not None:
+        rel = os.path.relpath(f.source, bf.directory)
+        d["path"] = Path(rel).as_posix() if not rel.startswith("..") else f.source
+        d["sha256"] = sha256_file(f.source)
+    if f.target is not None:
+        d["target"] = f.target
+    if f.needed_by:
+        d["needed_by"] = list(f.needed_by)
+    return d
+
+
 def _key(img: ImageSpec, name: str) -> tuple:
     return ("image", img.index, name)
 
@@ -510,19 +555,35 @@ def _build_image(bf: BuildFile, img: ImageSpec, stage: _Staging, out_dir: Path, 
         kernel_path.write_bytes(data)
         kernel_in = {"role": "kernel", "path": img.kernel, "builtin": True,
                      "sha256": hashlib.sha256(data).hexdigest()}
+    app_tree = None
+    if img.apps:  # host programs, files and packages (osvkit.apps)
+        app_tree, cmdline = _app_tree(bf, img, kernel_path, cmdline)
     cmd_in = {"role": "cmdline", "value": cmdline,
               "sha256": hashlib.sha256(cmdline.encode("utf-8")).hexdigest()}
 
     # the filesystem for MBR partition 1 (index 1)
     part_path: Path | None = None
     part_inputs: list[dict] = []
-    if img.rofs_manifest:
+    if app_tree is not None:
+        part_path = (stage.path_for(img.outputs["rofs"]) if "rofs" in img.outputs
+                     else work / "rofs.img")
+        log.info("%s: building ROFS from host programs and files", img.name)
+        from .rofs import build_rofs
+        build_rofs(app_tree.tree, os.fspath(part_path),
+                   osv_defaults=not img.apps.get("bare", False))
+        part_inputs = [{"role": "apps", "value": _apps_input(img.apps)}]
+        part_inputs += [_app_file_input(bf, f) for f in app_tree.files]
+        if "rofs" in img.outputs:
+            records.append(_record(img, "rofs", part_path, img.outputs["rofs"], "rofs",
+                                   part_inputs))
+    elif img.rofs_manifest:
         manifest, man_in = _input_file(bf, img.rofs_manifest, "rofs-manifest",
                                        _key(img, "rofs"))
         part_path = (stage.path_for(img.outputs["rofs"]) if "rofs" in img.outputs
                      else work / "rofs.img")
         log.info("%s: building ROFS from %s", img.name, img.rofs_manifest)
-        host_files = _build_rofs(manifest, part_path, img.rofs_defines)
+        host_files = _build_rofs(manifest, part_path, img.rofs_defines,
+                                 img.apps.get("follow_symlinks_anywhere", False))
         part_inputs = [man_in] + ([{"role": "rofs-defines", "value": dict(sorted(
             img.rofs_defines.items()))}] if img.rofs_defines else [])
         part_inputs += [{"role": "rofs-file", "guest": guest, "path": bf.relpath(host),

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from .errors import FormatError, MissingInputError, UsageError
+from .run.backends import VMMS  # noqa: F401  (re-exported: the one list of VMMs)
 
 SPEC_VERSION = 1
 SCHEMA_FILE = "osvkit-build.schema.json"
@@ -49,7 +50,6 @@ DEFAULT_NAME = "osvkit.toml"
 MANIFEST_NAME = "osvkit-manifest.json"
 
 OUTPUT_KINDS = ("usr", "vmlinux", "rofs", "firecracker-config", "vmdk", "vdi", "gce")
-VMMS = ("qemu", "qemu-pvh", "qemu-fc", "firecracker")
 
 
 # --------------------------------------------------------------------------------------
@@ -504,6 +504,9 @@ class ImageSpec:
     rofs_defines: dict[str, str] = field(default_factory=dict)
     verify: VerifySpec = field(default_factory=VerifySpec)
     line: int | None = None
+    apps: dict[str, Any] = field(default_factory=dict)
+    """Host programs and files for the ROFS (:data:`APP_KEYS`: app, add, exclude, deb,
+    library_path, env, cwd, bare, allow_missing, follow_symlinks_anywhere)."""
 
     @property
     def probe_size(self) -> int | None | bool:
@@ -515,7 +518,15 @@ class ImageSpec:
         return {"name": self.name, "kernel": self.kernel, "cmdline": self.cmdline.render(),
                 "outputs": dict(self.outputs), "options": dict(self.options),
                 "partition": self.partition, "rofs_manifest": self.rofs_manifest,
-                "rofs_defines": dict(self.rofs_defines), "verify": self.verify.to_dict()}
+                "rofs_defines": dict(self.rofs_defines), "verify": self.verify.to_dict(),
+                "apps": dict(self.apps)}
+
+
+#: [[image]] keys that put host programs and files in the ROFS (osvkit.apps)
+APP_KEYS = ("app", "add", "exclude", "deb", "library_path", "env", "cwd", "bare",
+            "allow_missing", "follow_symlinks_anywhere")
+#: of those, the ones that add files (the others only qualify them)
+APP_SOURCE_KEYS = ("app", "add", "deb")
 
 
 _SIZE_RE = re.compile(r"^([0-9]+)([KMG]?)$")
@@ -645,6 +656,7 @@ def load_build_file(path: str | os.PathLike) -> BuildFile:
                               fail_patterns=list(verify.get("fail-patterns", [])),
                               skip=bool(verify.get("skip", False))),
             line=line_of(lines, ("image", i)),
+            apps={k: img[k] for k in APP_KEYS if k in img},
         )
         images.append(spec)
         if spec.name in seen_names:
@@ -680,7 +692,20 @@ def load_build_file(path: str | os.PathLike) -> BuildFile:
             if norm == MANIFEST_NAME:
                 problems.append((("image", i, "outputs", kind),
                                  f"output {out!r} is the build manifest", "another name"))
-        if "rofs" in spec.outputs and not spec.rofs_manifest:
+        has_apps = any(k in spec.apps for k in APP_SOURCE_KEYS)
+        if spec.apps and not has_apps:
+            problems.append((("image", i, sorted(spec.apps)[0]),
+                             f"{sorted(spec.apps)[0]} without app, add or deb",
+                             "app, add or deb keys in the same [[image]]"))
+        env = spec.apps.get("env", {})
+        for name in (env if isinstance(env, dict) else [e.partition("=")[0] for e in env]):
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
+                problems.append((("image", i, "env"), f"bad variable name {name!r}",
+                                 "NAME of letters, digits and _ (not starting with a digit)"))
+        if has_apps and spec.partition:
+            problems.append((("image", i, "partition"), "both partition and app/add/deb given",
+                             "at most one filesystem for partition 1"))
+        if "rofs" in spec.outputs and not spec.rofs_manifest and not has_apps:
             problems.append((("image", i, "outputs", "rofs"), "rofs output without [image.rofs]",
                              "an image.rofs.manifest to build it from"))
         for name, value in spec.options.items():

@@ -31,7 +31,7 @@ log = logging.getLogger("osvkit")
 #: the command line the demo images carry: loader options, then an application command
 DEMO_CMDLINE = "--verbose --bootchart /hello osvkit-demo"
 
-#: the boot-loader name each path's osvkit boot stub leaves (interfaces.md)
+#: the boot-loader name each path's osvkit boot stub leaves (in the boot info it passes)
 EXPECTED_LOADER = {"qemu": "osvkit-boot16", "qemu-pvh": "osvkit-pvh",
                    "qemu-fc": "osvkit-vmlinux64", "firecracker": "osvkit-vmlinux64"}
 

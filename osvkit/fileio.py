@@ -8,11 +8,96 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import stat
 import tempfile
 
-from .errors import MissingInputError, OutputError
+from .errors import MissingInputError, OutputError, UsageError
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """True when paths ``a`` and ``b`` name the same file: the same resolved path (symbolic
+    links followed, so a link to an input or a new name through a linked directory counts),
+    or, both existing, the same device and inode (a hard link counts)."""
+    try:
+        if os.path.realpath(a) == os.path.realpath(b):
+            return True
+    except (OSError, ValueError):
+        pass
+    try:
+        sa, sb = os.stat(a), os.stat(b)
+    except (OSError, ValueError):
+        return False
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
+def check_not_input(output: str | os.PathLike, inputs) -> None:
+    """Refuse (usage error, 64) an ``output`` that names one of a command's ``inputs``:
+    writing it would destroy the input.  ``inputs`` holds paths or ``(what, path)`` pairs
+    (``what`` such as "the kernel of this build" or "--disk"); ``None`` entries are skipped.
+
+    This is the one check every command that writes a file runs before it writes."""
+    for item in inputs:
+        what, src = item if isinstance(item, tuple) else ("an input", item)
+        if src is None or output is None:
+            continue
+        if same_file(output, src):
+            raise UsageError(f"the output is {what} ({os.fspath(src)})", path=output,
+                             expected="an output path that is not an input")
+
+
+#: temporary files and directories osvkit makes beside an output: ``.osvkit-`` (and
+#: ``build-``, ``rofs-``, ``extract-``) followed by tempfile's eight random characters
+TEMP_NAME = re.compile(r"\.osvkit-(?:build-|rofs-|extract-)?[a-z0-9_]{8}")
+#: a temporary nothing was written to for this long was left by a killed command
+STALE_AGE = 15 * 60
+
+
+def _newest_mtime(path: str, st: os.stat_result) -> float:
+    newest = st.st_mtime
+    if stat.S_ISDIR(st.st_mode):
+        for top, dirs, files in os.walk(path):
+            for name in dirs + files:
+                try:
+                    newest = max(newest, os.lstat(os.path.join(top, name)).st_mtime)
+                except OSError:
+                    pass
+    return newest
+
+
+def remove_stale_temporaries(directory: str | os.PathLike, *, age: float = STALE_AGE) -> list[str]:
+    """Remove what a killed osvkit command left in ``directory``: entries named like its
+    temporaries (:data:`TEMP_NAME`), owned by this user, regular files or real directories
+    (never a symbolic link), in which nothing changed for ``age`` seconds.  Nothing else is
+    touched; errors are ignored (another command may be cleaning too).  Returns the paths
+    removed."""
+    import time
+
+    removed = []
+    now = time.time()
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not TEMP_NAME.fullmatch(entry.name):
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+            kind_ok = stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)
+            if st.st_uid != os.getuid() or not kind_ok:
+                continue
+            if now - _newest_mtime(entry.path, st) < age:
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+            removed.append(entry.path)
+        except OSError:
+            continue
+    return removed
 
 
 @contextlib.contextmanager
@@ -40,6 +125,8 @@ def atomic_output(path: str | os.PathLike, mode: int = 0o644):
     if st_mode is not None and not stream and not stat.S_ISREG(st_mode):
         kind = "a block device" if stat.S_ISBLK(st_mode) else "not a regular file"
         raise OutputError(f"is {kind}", path=path, expected="a regular file name to write")
+    if not stream:
+        remove_stale_temporaries(directory)
     try:
         fd, tmp = tempfile.mkstemp(prefix=".osvkit-", dir=None if stream else directory)
     except OSError as exc:
@@ -69,6 +156,23 @@ def atomic_output(path: str | os.PathLike, mode: int = 0o644):
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def largest_file_size(f) -> int:
+    """The largest size the file system holding the open file ``f`` allows a file to have,
+    found by setting the (sparse) size of ``f`` itself; its size is restored afterwards."""
+    fd = f.fileno()
+    keep = os.fstat(fd).st_size
+    lo, hi = keep, (1 << 63) - 1       # lo: known to fit; hi: the most any file can be
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        try:
+            os.ftruncate(fd, mid)
+            lo = mid
+        except (OSError, OverflowError):
+            hi = mid - 1
+    os.ftruncate(fd, keep)
+    return lo
 
 
 def write_atomic(path: str | os.PathLike, data: bytes, mode: int = 0o644) -> None:

@@ -17,7 +17,6 @@ import contextlib
 import io
 import os
 import stat
-import struct
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -27,7 +26,11 @@ from .structs.mbr import OSV_DISK_SIGNATURE
 from .errors import FormatError, KernelError
 from .fileio import read_head
 from .image import lzloader
-from .image.kernel import check_kernel
+from .image.kernel import check_kernel, osv_version
+from .structs import base as schema
+from .structs import elf
+from .structs.mbr import MBR_OFFSETS
+from .structs.qcow2 import QCOW2_MAGIC
 
 HEAD_SIZE = 4096
 
@@ -43,7 +46,8 @@ class InspectResult:
 
 
 def _is_disk(head: bytes) -> bool:
-    return head[:4] == b"QFI\xfb" or (len(head) >= 512 and head[510:512] == b"\x55\xaa")
+    sig = MBR_OFFSETS["boot_signature"]
+    return head.startswith(QCOW2_MAGIC) or head[sig:sig + 2] == b"\x55\xaa"
 
 
 DETECTORS: list[tuple[str, Callable[[bytes], bool], Callable[[str], dict]]] = []
@@ -150,10 +154,11 @@ def _payload(payload: bytes, path: str) -> tuple[dict, bytes | None]:
              "decompressor_size": hdr.code_size, "blob_offset": hdr.blob_offset,
              "lz": info.to_dict(), "kernel_size": hdr.kernel_size}
         return d, kernel
-    if payload[:4] == b"\x7fELF" and payload[4] == 2:
+    ident = _elf_ident(payload)
+    if ident is not None and ident.EI_CLASS == elf.ELFCLASS64:
         end = _elf64_file_end(payload)
         return {"kind": "kernel-elf", "compression": "none", "size": len(payload)}, payload[:end]
-    if payload[:4] == b"\x7fELF" and payload[4] == 1:
+    if ident is not None and ident.EI_CLASS == elf.ELFCLASS32:
         offset, how = find_lz_blob_in_lzloader(payload)
         blob = payload[offset:]
         info = lzloader.parse(blob, path=path)
@@ -165,20 +170,29 @@ def _payload(payload: bytes, path: str) -> tuple[dict, bytes | None]:
     return {"kind": "unknown", "size": len(payload)}, None
 
 
+def _elf_ident(data: bytes):
+    """The ELF identification of ``data``, or None when it is no ELF file."""
+    try:
+        return schema.parse(elf.ElfIdent, data, what="ELF identification")
+    except FormatError:
+        return None
+
+
 def _elf64_file_end(data: bytes) -> int:
     """The end of an ELF64 file inside zero-padded sectors: its section headers or segments."""
-    shoff, = struct.unpack_from("<Q", data, 0x28)
-    shentsize, shnum = struct.unpack_from("<HH", data, 0x3A)
-    phoff, = struct.unpack_from("<Q", data, 0x20)
-    phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
-    end = shoff + shentsize * shnum
-    for i in range(phnum):
-        off = phoff + i * phentsize
-        if off + 56 > len(data):
+    try:
+        hdr = schema.parse(elf.Elf64_Ehdr, data, what="ELF header")
+    except FormatError:
+        return len(data)
+    end = hdr.e_shoff + hdr.e_shentsize * hdr.e_shnum
+    for i in range(hdr.e_phnum):
+        try:
+            ph = schema.parse(elf.Elf64_Phdr, data, what="program header",
+                              offset=hdr.e_phoff + i * hdr.e_phentsize)
+        except FormatError:
             break
-        _, _, p_offset, _, _, p_filesz = struct.unpack_from("<IIQQQQ", data, off)
-        end = max(end, p_offset + p_filesz)
-    return min(max(end, 64), len(data))
+        end = max(end, ph.p_offset + ph.p_filesz)
+    return min(max(end, elf.EHDR_SIZE), len(data))
 
 
 LZLOADER_BLOB_SYMBOLS = ("_binary_loader_stripped_elf_lz_start",
@@ -194,31 +208,23 @@ def find_lz_blob_in_lzloader(elf32: bytes) -> tuple[int, str]:
     end exactly at the table)."""
     from elftools.common.exceptions import ELFError
     from elftools.elf.elffile import ELFFile
+    from elftools.elf.sections import SymbolTableSection
 
     try:
-        elf = ELFFile(io.BytesIO(elf32))
-        symtab = elf.get_section_by_name(".symtab")
-        if symtab is not None:
+        symtab = ELFFile(io.BytesIO(elf32)).get_section_by_name(".symtab")
+        if isinstance(symtab, SymbolTableSection):
             syms = symtab.get_symbol_by_name(LZLOADER_BLOB_SYMBOLS[0])
             if syms:
                 offset = syms[0]["st_value"] - layout.LZ_BLOB_ADDR
                 if 0 <= offset < len(elf32):
                     return offset, "symbol"
-    except (ELFError, ValueError, KeyError, struct.error):
+    except (ELFError, ValueError, KeyError):
         pass
     limit = min(len(elf32) - 8, 0x10000)
     for offset in range(0, max(limit, 0)):
-        info_offset, = struct.unpack_from("<i", elf32, offset)
-        if info_offset < 12 or offset + info_offset + 12 > len(elf32):
-            continue
-        n, = struct.unpack_from("<i", elf32, offset + info_offset)
-        if not 1 <= n <= 1024:
-            continue
-        try:
-            lzloader.parse(elf32[offset:offset + info_offset + 4 + 8 * n])
-        except FormatError:
-            continue
-        return offset, "scan"
+        table = lzloader.table_at(elf32, offset)
+        if table is not None:
+            return offset, "scan"
     raise FormatError("no lz segment table found in lzloader.elf",
                       expected="OSv's lzloader.elf with the compressed kernel")
 
@@ -227,7 +233,7 @@ def _kernel_summary(k) -> dict:
     return {"size": len(k.data), "entry": k.entry, "start32": k.start32,
             "start32_slot": layout.START32_SLOT_ADDR, "pvh_entry": k.pvh_entry,
             "phys_end": k.phys_end, "segments": len(k.segments), "notes": k.notes,
-            "symbols": k.symbols}
+            "symbols": k.symbols, "osv_version": osv_version(k.data)}
 
 
 def _partition_filesystem(path, part: dict, read) -> dict | None:
@@ -293,6 +299,7 @@ def describe(result: InspectResult) -> str:
             pvh = f"{k['pvh_entry']:#x}" if k["pvh_entry"] is not None else "none"
             lines.append(f"  kernel: {k['size']} bytes, entry {k['entry']:#x}, start32 {k['start32']:#x} "
                          f"(slot {k['start32_slot']:#x}), pvh {pvh}, {len(k['notes'])} notes")
+            lines.append(f"    OSv version: {k.get('osv_version') or 'not found'}")
             for name, value in k["symbols"].items():
                 lines.append(f"    {name} = {value:#x}")
     if d.get("truncated"):
@@ -320,7 +327,7 @@ DESCRIBERS["rofs"] = _describe_rofs
 
 # kernel ELFs: the boot contract (osvkit.image.vmlinux)
 def _is_elf(head: bytes) -> bool:
-    return head[:4] == b"\x7fELF"
+    return head.startswith(elf.ELFMAG)
 
 
 def _inspect_kernel_elf(path) -> dict:
@@ -340,3 +347,12 @@ def _describe_kernel_elf(result: InspectResult) -> str:
 
 DETECTORS.append(("kernel-elf", _is_elf, _inspect_kernel_elf))
 DESCRIBERS["kernel-elf"] = _describe_kernel_elf
+
+# Linux kernels (osvkit.image.linux): tried first -- a bzImage has 55 AA at 510 like a disk
+# image, and a Linux vmlinux is an ELF that does not follow OSv's contract
+from .image import linux as _linux  # noqa: E402
+
+DETECTORS[:0] = [("linux-bzimage", _linux.is_bzimage_head, _linux.inspect_bzimage),
+                 ("linux-vmlinux", _linux.is_linux_elf_head, _linux.inspect_vmlinux)]
+DESCRIBERS["linux-bzimage"] = _linux.describe_bzimage
+DESCRIBERS["linux-vmlinux"] = _linux.describe_vmlinux

@@ -4,11 +4,10 @@ One flat list of named constants, in the style of Firecracker's ``layout.rs``: s
 ``_START`` (first byte), ``_END`` (first byte past), ``_SIZE``, ``_ADDR`` (a single
 address) and ``_OFFSET`` (a byte offset in a file or structure).  Derived values are
 expressions, not new literals.  ``REGIONS`` lists the guest-memory regions per boot path;
-``tests/test_foundation.py`` checks they do not overlap except where ``ALLOWED_OVERLAPS``
-says why.
+``tests/test_foundation.py`` checks they do not overlap except where ``ALLOWED_OVERLAPS`` says
+why.
 
-Sources: OSv's boot code (``boot16.S``, ``boot.S``, ``loader.cc``, ``scripts/build``) and
-Firecracker's ``arch/x86_64`` layout.
+Sources: OSv's ``arch/x64`` boot code and linker script, Firecracker's ``arch/x86_64`` layout.
 """
 
 from __future__ import annotations
@@ -129,7 +128,7 @@ FC_IRQ_BASE = 5
 STUB_START = 0x100000
 """The vmlinux entry stub osvkit adds: a PT_LOAD in 1 MiB-2 MiB, below the kernel."""
 STUB_END = KERNEL_BASE_ADDR
-# qemu-fc's loader
+# qemu-fc loader
 LOW_RAM_END = 0xA0000
 """End of conventional RAM (the VGA window follows): qemu-fc zeroes [0x9FC00, LOW_RAM_END),
 the part of Firecracker's system region that is RAM in QEMU."""

@@ -11,8 +11,8 @@ A boot passes when
 * for the conformance kernel ("probe"), its report does not say ``image_ok`` is false.
 
 The report also carries OSv's boot timing: the ``--bootchart`` lines
-``\\t<name>: <ms>ms, (+<ms>ms)`` and ``Booted up in <ms> ms`` (:func:`parse_bootchart`,
-osv-boot.md section 9), the probe's TSC stamps, and the host-side boot-done time, and
+``\\t<name>: <ms>ms, (+<ms>ms)`` and ``Booted up in <ms> ms`` (:func:`parse_bootchart`),
+the probe's TSC stamps, and the host-side boot-done time, and
 :func:`verify_images` can draw every boot's phases with :mod:`osvkit.plot`.
 
 Backends: ``usr.img`` (MBR or qcow2) boots with ``qemu``; a vmlinux ELF with ``qemu-pvh`` and
@@ -31,6 +31,8 @@ from typing import Any, Iterable, Mapping
 
 from .config import MANIFEST_NAME, OPTIONS, load_build_file, resolve_options
 from .errors import FormatError, MissingInputError, OsvkitError, ToolError, UsageError
+from .run import RunSpec, get_backend, run
+from .run.backends import IMAGE, IMAGE_VMMS, KERNEL_VMMS, VMMS, one_of
 
 log = logging.getLogger("osvkit")
 
@@ -40,7 +42,7 @@ FAILURE_PATTERNS = ("Assertion failed", "Aborted", "[backtrace]", "Failed to loa
 
 #: run backends per output kind, when none are named
 DEFAULT_VMMS = {"usr": ("qemu",), "vmlinux": ("qemu-pvh", "qemu-fc")}
-KNOWN_VMMS = ("qemu", "qemu-pvh", "qemu-fc", "firecracker")
+KNOWN_VMMS = VMMS
 PASSING_EXITS = ("poweroff", "expect")
 
 _BOOTCHART_RE = re.compile(
@@ -271,10 +273,8 @@ class BootRequest:
 
 
 def _probe_report(console: str) -> dict | None:
-    try:
-        from .probe import parse_report
-    except ImportError:
-        return None
+    from .probe import parse_report
+
     try:
         report = parse_report(console)
     except OsvkitError:
@@ -307,43 +307,35 @@ def _literal_expect(expect: str | None) -> str | None:
     return expect if expect is not None and re.escape(expect) == expect else None
 
 
-def _run(req: BootRequest, vmm: str):
-    """Boot with :func:`osvkit.run.run_image`: ``qemu`` for usr.img, ``qemu-pvh`` /
-    ``qemu-fc`` / ``firecracker`` for a vmlinux ELF (with the command line as boot args).
+def _spec(req: BootRequest, vmm: str) -> RunSpec:
+    """The run for ``req`` with ``vmm``: a disk-image backend for usr.img, a kernel backend
+    for a vmlinux ELF (with the command line as its boot args and the disk attached).
     The QEMU runners take ``expect`` as a regex; every console is also matched here."""
-    from .run import run_image
-
-    if (vmm == "qemu") != (req.kind == "usr"):
+    if (get_backend(vmm).boots == IMAGE) != (req.kind == "usr"):
         raise UsageError(f"no {vmm} backend for a {req.kind} image",
-                         expected="qemu for usr.img, qemu-pvh or qemu-fc for a vmlinux ELF")
-    cmdline = req.cmdline if req.kind == "vmlinux" or req.cmdline else None
+                         expected=f"{one_of(IMAGE_VMMS)} for usr.img, "
+                                  f"{one_of(KERNEL_VMMS)} for a vmlinux ELF")
     expect = _literal_expect(req.expect) if vmm == "firecracker" else req.expect
+    spec = RunSpec(str(req.image), vmm=vmm, accel=req.accel, memory=req.memory,
+                   cpus=req.cpus, timeout=req.timeout, expect=expect,
+                   cmdline=req.cmdline or None)
     if req.kind == "usr":
-        return run_image(str(req.image), vmm=vmm, accel=req.accel, memory=req.memory,
-                         cpus=req.cpus, timeout=req.timeout, expect=expect, cmdline=cmdline)
-    return run_image(str(req.image), vmm=vmm, accel=req.accel, memory=req.memory,
-                     cpus=req.cpus, timeout=req.timeout, expect=expect, cmdline=cmdline or "",
-                     disk=None if req.disk is None else str(req.disk))
+        return spec
+    return spec.replace(cmdline=req.cmdline or "",
+                        disk=None if req.disk is None else str(req.disk))
 
 
 def boot_once(req: BootRequest, vmm: str) -> BootCheck:
     """Boot ``req.image`` with ``vmm`` and judge it."""
     check = BootCheck(image=str(req.image), name=req.name, kind=req.kind, vmm=vmm,
                       status="fail", expect=req.expect)
-    if vmm in ("qemu", "qemu-pvh", "qemu-fc") and shutil.which("qemu-system-x86_64") is None:
+    tool = get_backend(vmm).tool
+    if shutil.which(tool) is None:
         check.status = "fail" if req.explicit_vmms else "skip"
-        check.reasons.append("qemu-system-x86_64 is not installed")
-        return check
-    if vmm == "firecracker" and shutil.which("firecracker") is None:
-        check.status = "fail" if req.explicit_vmms else "skip"
-        check.reasons.append("firecracker is not installed")
+        check.reasons.append(f"{tool} is not installed")
         return check
     try:
-        result = _run(req, vmm)
-    except ImportError as exc:
-        check.status = "fail" if req.explicit_vmms else "skip"
-        check.reasons.append(f"run backend not available in this osvkit: {exc}")
-        return check
+        result = run(_spec(req, vmm))
     except (UsageError, ToolError) as exc:
         # a backend this osvkit lacks, or a tool that is missing
         check.status = "fail" if req.explicit_vmms else "skip"
@@ -396,15 +388,18 @@ def _vmms_for(kind: str, vmms: Iterable[str] | None) -> tuple[tuple[str, ...], b
         chosen = tuple(vmms)
         for v in chosen:
             if v not in KNOWN_VMMS:
-                raise UsageError(f"unknown VMM {v!r}", expected=" or ".join(KNOWN_VMMS))
+                raise UsageError(f"unknown VMM {v!r}", expected=one_of(KNOWN_VMMS))
         if kind == "usr":
-            bad = [v for v in chosen if v != "qemu"]
+            bad = [v for v in chosen if v not in IMAGE_VMMS]
             if bad:
-                raise UsageError(f"a usr.img boots only with qemu, not {', '.join(bad)}",
-                                 expected="--vmm qemu")
-        elif "qemu" in chosen:
-            raise UsageError("a vmlinux ELF boots with qemu-pvh, qemu-fc or firecracker, "
-                             "not qemu", expected="--vmm qemu-pvh or --vmm qemu-fc")
+                raise UsageError(f"a usr.img boots only with {one_of(IMAGE_VMMS)}, not "
+                                 f"{', '.join(bad)}", expected="--vmm qemu")
+        else:
+            bad = [v for v in chosen if v not in KERNEL_VMMS]
+            if bad:
+                raise UsageError(f"a vmlinux ELF boots with {one_of(KERNEL_VMMS)}, "
+                                 f"not {', '.join(bad)}",
+                                 expected="--vmm qemu-pvh or --vmm qemu-fc")
         return chosen, True
     return DEFAULT_VMMS[kind], False
 
@@ -525,7 +520,7 @@ def verify_build_file(path: str | os.PathLike, *, flags: Mapping[str, Any] | Non
                 # one list covers both kinds: qemu boots usr.img, the others the ELF
                 for v in vmms or ():
                     if v not in KNOWN_VMMS:
-                        raise UsageError(f"unknown VMM {v!r}", expected=" or ".join(KNOWN_VMMS))
+                        raise UsageError(f"unknown VMM {v!r}", expected=one_of(KNOWN_VMMS))
                 fitting = [v for v in (vmms or img.verify.vmms) if (v == "qemu") == (kind == "usr")]
                 if not fitting:
                     continue

@@ -4,6 +4,10 @@
   when it is absent (it is installed by ``install.sh`` and present in CI).
 * ``osv_kernel``: a real OSv ``loader-stripped.elf`` from ``OSVKIT_KERNEL``; skipped when unset.
 * ``cli``: runs ``python -m osvkit`` as a real subprocess and returns the CompletedProcess.
+* ``linux_kernel``: Debian's amd64 kernel (bzImage and the vmlinux ELF extracted from it),
+  fetched once into a cache directory (tests/linuxkernel.py); ``linux_initramfs``: a gzip'd
+  cpio with a static ``/init`` that reports what Linux saw.  Both skip with the reason when
+  apt, the network or gcc is missing (fail under ``OSVKIT_REQUIRE_TOOLS=1``).
 """
 
 from __future__ import annotations
@@ -79,3 +83,27 @@ def run_cli(*args: str, input: bytes | None = None, cwd=None, env=None,
 @pytest.fixture
 def cli():
     return run_cli
+
+
+@pytest.fixture(scope="session")
+def linux_kernel():
+    from linuxkernel import Unavailable, linux_kernel as fetch
+
+    try:
+        return fetch()
+    except Unavailable as exc:
+        missing_tool(f"no Linux test kernel: {exc}")
+
+
+@pytest.fixture(scope="session")
+def linux_initramfs(tmp_path_factory) -> Path:
+    from linuxkernel import Unavailable, build_init, build_initramfs
+
+    d = tmp_path_factory.mktemp("initramfs")
+    try:
+        init = build_init(d)
+    except Unavailable as exc:
+        missing_tool(f"no initramfs: {exc}")
+    path = d / "initramfs.cpio.gz"
+    path.write_bytes(build_initramfs(init.read_bytes()))
+    return path

@@ -9,7 +9,7 @@ import pytest
 from osvkit.image.appimage import build_app_image, with_rootfs
 from osvkit.probe import build_probe, parse_report
 from osvkit.rofs import RofsImage
-from osvkit.rofs.schema import FSTAB_ROFS
+from osvkit.structs.rofs import FSTAB_ROFS
 from osvkit.run import run_image
 
 

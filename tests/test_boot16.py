@@ -45,7 +45,7 @@ def test_sector_tail_is_osv_compatible():
     table = bytes(16) + mbr.partition_entry_osv(4096, 8) + bytes(32)
     s = sector(partitions=table)
     assert len(s) == 512
-    assert s[0x1B8:0x1BE] == b"VSO\x00\x00\x00"   # OSv's disk signature
+    assert s[0x1B8:0x1BE] == b"VSO\x00\x00\x00"   # OSv's boot sector bytes
     assert s[0x1BE:0x1FE] == table
     assert s[0x1FE:] == b"\x55\xaa"
     info = mbr.parse_mbr(s)

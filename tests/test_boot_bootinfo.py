@@ -15,7 +15,7 @@ from osvkit.errors import FormatError
 def test_size_and_offsets_from_the_reference():
     assert bootinfo.OsvMultibootInfo.sizeof() == 121 == layout.BOOTINFO_SIZE
     o = bootinfo.BOOTINFO_OFFSETS
-    # OSv's osv_multiboot_info_type (boot_loader_name @64)
+    # OSv's arch-setup.hh, written out
     assert (o["flags"], o["cmdline"], o["mmap_length"], o["mmap_addr"]) == (0, 16, 44, 48)
     assert o["boot_loader_name"] == 64
     assert (o["tsc_init"], o["tsc_disk_done"], o["tsc_uncompress_done"]) == (88, 96, 104)

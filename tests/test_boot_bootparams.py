@@ -14,7 +14,7 @@ from osvkit.structs.bootparams import BOOT_PARAMS_OFFSETS, BootParams, SetupHead
 from osvkit.errors import FormatError, LayoutError
 from osvkit.structs import bootparams as bootparams_s
 
-# Linux's boot_params and setup_header, written out (absolute offsets in the zero page)
+# Linux's bootparam.h, written out (absolute offsets in the zero page)
 FACT_OFFSETS = {
     "screen_info": 0x000, "apm_bios_info": 0x040, "tboot_addr": 0x058, "ist_info": 0x060,
     "acpi_rsdp_addr": 0x070, "ext_ramdisk_image": 0x0C0, "ext_ramdisk_size": 0x0C4,

@@ -32,14 +32,14 @@ def test_e820_too_small():
 
 
 def test_gdt_entry_literals():
-    # values asserted in Firecracker's regs.rs tests
+    # the values Firecracker's regs.rs tests assert
     assert fc.gdt_entry(0, 0, 0) == 0
     assert fc.gdt_entry(0xA09B, 0, 0xFFFFF) == 0x00AF9B000000FFFF
     assert fc.gdt_entry(0xC093, 0, 0xFFFFF) == 0x00CF93000000FFFF
     assert fc.gdt_entry(0x808B, 0, 0xFFFFF) == 0x008F8B000000FFFF
     assert fc.gdt_entry(0xC09B, 0, 0xFFFFFFFF) == 0x00CF9B000000FFFF
-    # not 0x0000008b00000067 (an easy digit slip): the access
-    # byte 0x8b belongs in bits 40-47, and Firecracker's regs.rs asserts 0x00_8b00_0000_0067.
+    # the access byte 0x8b belongs in bits 40-47 (Firecracker's regs.rs asserts
+    # 0x00_8b00_0000_0067)
     assert fc.gdt_entry(0x008B, 0, 0x67) == 0x0000_8B00_0000_0067
     # base bits land in bytes 2-4 and 7
     assert fc.gdt_entry(0xA09B, 0x12345678, 0xFFFFF) == 0x12AF9B345678FFFF

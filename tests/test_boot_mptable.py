@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -142,7 +143,7 @@ def test_firecracker_mptable_size_checksums_and_end(n):
     assert len(blob) == 284 + 20 * n
     assert sum(blob[:16]) % 256 == 0 and sum(blob[16:]) % 256 == 0
     if n == 32:
-        assert layout.FC_MPTABLE_ADDR + len(blob) == 0x9FF9C  # ends below 0xA0000
+        assert layout.FC_MPTABLE_ADDR + len(blob) == 0x9FF9C
     t = mptable.parse_mp_table(blob, offset=0, base=0x9FC00)
     assert t.checksums_ok and not t.problems
     assert len(t.processors) == n
@@ -317,3 +318,69 @@ def test_garbage_never_escapes_as_anything_but_format_error(garbage, offset):
         mptable.parse_mp_table(garbage, offset=offset, base=0)
     except FormatError as exc:
         assert "\n" not in str(exc)
+
+
+# -- whole-file scan (issue 13): a dump that does not start at physical 0, without --base --
+
+def _fseg_dump(address: int = 0xF5A00, base: int = 0xF0000) -> bytes:
+    """A 64 KiB F-segment dump holding a one-CPU MP table at ``address``."""
+    table = mptable.build_mp_table(address, [mptable.build_entry(
+        "processor", apicid=0, apicver=0x14, cpuflag=3)])
+    dump = bytearray(0x10000)
+    dump[address - base:address - base + len(table)] = table
+    return bytes(dump)
+
+
+def test_scan_of_a_dump_not_at_physical_0_finds_the_pointer_and_the_base():
+    dump = _fseg_dump()
+    assert mptable.find_mp_table(dump, method="spec") is None
+    assert mptable.find_mp_table(dump, method="osv") is None
+    assert mptable.find_mp_table_anywhere(dump) == (0x5A00, 0xF0000)
+    t = mptable.scan_mp_table(dump, path="fseg.bin")
+    assert t.found_by == "scan" and t.suggested_base == 0xF0000
+    assert (t.offset, t.address, len(t.processors), t.checksums_ok) == (0x5A00, 0xF5A00, 1, True)
+    assert t.header["address"] == 0xF5A10 and t.header["offset"] == 0x5A10
+    assert "whole-file scan found the floating pointer at file offset 0x5a00" in t.notes[0]
+    assert "--base 0xf0000 makes its physptr point at the configuration table" in t.notes[0]
+    text = mptable.describe_mp_table(t)
+    assert "found by a whole-file scan" in text and "--base 0xf0000" in text
+    # with that base the spec search (BIOS ROM area) finds it the ordinary way
+    t = mptable.scan_mp_table(dump, base=0xF0000)
+    assert (t.found_by, t.suggested_base, t.address) == ("spec", None, 0xF5A00)
+
+
+def test_scan_picks_the_table_the_pointer_names_and_skips_inconsistent_pointers():
+    dump = bytearray(_fseg_dump(0xF5A00))
+    # a decoy pointer earlier in the file whose checksum is right but whose physptr names no
+    # table in the file at a 16-byte-aligned position
+    decoy = bytearray(dump[0x5A00:0x5A10])
+    decoy[4:8] = (0x12345).to_bytes(4, "little")
+    decoy[10] = 0
+    decoy[10] = -sum(decoy) & 0xFF
+    dump[0x100:0x110] = decoy
+    assert mptable.find_mp_table_anywhere(bytes(dump)) == (0x5A00, 0xF0000)
+
+
+def test_scan_of_a_default_configuration_pointer():
+    mpf = bytearray(mptable.build_mp_table(0xF5A00, [])[:16])
+    mpf[4:8] = bytes(4)          # physptr 0: a default configuration, no table
+    mpf[0xB] = 5                 # feature1: default configuration type 5
+    mpf[10] = 0
+    mpf[10] = -sum(mpf) & 0xFF
+    dump = bytes(0x123) + bytes(mpf) + bytes(0x1000)
+    t = mptable.scan_mp_table(dump)
+    assert t.found_by == "scan" and t.suggested_base is None and t.offset == 0x123
+    assert "any --base fits" in t.notes[0]
+    assert any("default configuration 5" in n for n in t.notes)
+
+
+def test_decode_cli_reports_the_scan(cli, tmp_path):
+    f = tmp_path / "fseg.bin"
+    f.write_bytes(_fseg_dump())
+    r = cli("decode", "mptable", f)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.decode()
+    assert "found by a whole-file scan" in out and "--base 0xf0000" in out
+    r = cli("decode", "mptable", f, "--json")
+    d = json.loads(r.stdout)
+    assert d["found_by"] == "scan" and d["suggested_base"] == 0xF0000 and d["cpus"] == 1

@@ -16,7 +16,7 @@ def test_sizes_and_offsets():
     assert pvh.HvmStartInfo.sizeof() == 56
     assert pvh.HvmMemmapTableEntry.sizeof() == 24
     assert pvh.HvmModlistEntry.sizeof() == 32
-    # Firecracker's PVH start_info, memmap and module list
+    # Xen's start_info.h, written out
     assert pvh_s.HVM_START_INFO_OFFSETS == {
         "magic": 0, "version": 4, "flags": 8, "nr_modules": 12, "modlist_paddr": 16,
         "cmdline_paddr": 24, "rsdp_paddr": 32, "memmap_paddr": 40, "memmap_entries": 48,

@@ -63,7 +63,8 @@ def test_mptable_json_with_offset_and_base(cli, files):
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)                        # stdout is only JSON
     assert list(d) == ["kind", "offset", "address", "found_by", "mpf", "header", "entries",
-                       "cpus", "checksums", "checksums_ok", "problems", "notes"]
+                       "cpus", "checksums", "checksums_ok", "problems", "notes",
+                       "suggested_base"]
     assert d["kind"] == "mptable" and d["address"] == 0x9FC00 and d["cpus"] == 2
     assert d["header"]["oem"] == "FC      " and d["header"]["length"] == 308
     assert d["checksums"] == {"mpf": {"stored": 0x8B, "ok": True},

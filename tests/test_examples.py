@@ -73,7 +73,12 @@ def test_workflow_shape():
     assert uses[0].startswith("actions/checkout@") and uses[1].startswith("actions/setup-python@")
     assert any(u.startswith("actions/upload-artifact@") for u in uses)
     runs = "\n".join(s.get("run", "") for s in steps)
-    assert "pip install osvkit" in runs
+    # osvkit is not on PyPI: the workflow installs a wheel it builds from osvkit's source
+    assert "pip install osvkit" not in runs
+    assert "python -m build --wheel --outdir wheelhouse osvkit-src" in runs
+    assert "pip install wheelhouse/osvkit-*.whl" in runs
+    src = next(s for s in steps if s.get("with", {}).get("path") == "osvkit-src")
+    assert src["uses"].startswith("actions/checkout@")
     assert "osvkit build -c osvkit.toml" in runs and "osvkit verify -c osvkit.toml" in runs
     upload = next(s for s in steps if s.get("uses", "").startswith("actions/upload-artifact@"))
     assert upload["if"] == "always()"
@@ -88,6 +93,7 @@ def test_workflow_commands_run(tmp_path, qemu, qemu_img):
     work = tmp_path / "repo"
     shutil.copytree(EXAMPLES, work, ignore=shutil.ignore_patterns("out", "reference_output"))
     env = _env(**{k: str(v) for k, v in doc["jobs"]["images"]["env"].items()})
+    env["PROJECT_DIR"] = "."          # what ${{ vars.PROJECT_DIR || '.' }} gives by default
     env["OSVKIT_TIMEOUT"] = "60"
     bindir = tmp_path / "bin"
     bindir.mkdir()

@@ -189,7 +189,7 @@ def test_firecracker_format_mmio_entries():
 def test_qemu_fc_argv(tmp_path, dump_kernel):
     argv = fcloader.qemu_fc_argv(dump_kernel, tmp_path / "l.elf", machine="microvm",
                                  cmdline="--nopci /x", memory=128 * MiB, cpus=2)
-    assert argv[1:] == ["-accel", "tcg", "-M", "microvm,x-option-roms=off,pit=off,pic=off,"
+    assert argv[1:] == ["-accel", "tcg", "-M", "microvm,x-option-roms=off,pit=on,pic=on,"
                         "rtc=off,auto-kernel-cmdline=on,acpi=off", "-m", "128M", "-smp", "2",
                         "-no-reboot", "-nodefaults", "-display", "none",
                         "-global", "virtio-mmio.force-legacy=off",
@@ -319,3 +319,20 @@ def test_start64_handover_boots_at_the_linked_address(qemu, tmp_path):
                                                                      0x7B8, 0xD00)
     assert (regs["cs"], regs["ds"], regs["ss"]) == (0x08, 0x10, 0x10)
     assert mem["cmdline"][:12] == b"--nopci /s64"
+
+
+def test_loader_table_bytes():
+    """The loader's tables (osvkit.structs.fcloader): exact bytes and round trips."""
+    from osvkit.structs import fcloader as fcs
+
+    table = fcloader.op_table([(1, 0x500, 0x300000, 32)])
+    assert table == bytes.fromhex("01000000" "00050000" "00003000" "20000000") + bytes(16)
+    assert fcs.LoaderOp.build(fcs.LoaderOp.parse(table)) == table[:16]
+    assert dict(fcs.LoaderOp.parse(table[:16]), _io=None) == \
+        {"op": 1, "dst": 0x500, "src": 0x300000, "length": 32, "_io": None}
+    v = fcs.LoaderVars.build(dict(entry=0x1000000, module=0x7000000, cmdline_length=5))
+    assert v == bytes.fromhex("0000000100000000" "00000007" "05000000")
+    assert fcs.LOADER_VARS_OFFSETS == {"entry": 0, "module": 8, "cmdline_length": 12}
+    d = fcs.DescriptorPointer32.build(dict(limit=31, base=0x500))
+    assert d == bytes.fromhex("1f00" "00050000" "0000")
+    assert fcs.DescriptorPointer32.parse(d).base == 0x500

@@ -43,7 +43,7 @@ def test_run_dry_run_commands(cli, vmlinux, qemu):
     r = cli("run", vmlinux, "--vmm", "qemu-pvh", "--machine", "microvm", "--dry-run", "--json")
     assert r.returncode == 0, r.stderr
     cmd = json.loads(r.stdout)["command"]
-    assert cmd[cmd.index("-M") + 1] == ("microvm,x-option-roms=off,pit=off,pic=off,rtc=off,"
+    assert cmd[cmd.index("-M") + 1] == ("microvm,x-option-roms=off,pit=on,pic=on,rtc=off,"
                                         "auto-kernel-cmdline=on,acpi=off")
     assert cmd[cmd.index("-kernel") + 1] == str(vmlinux)
     r = cli("run", vmlinux, "--vmm", "qemu-fc", "--dry-run", "--json")
@@ -79,7 +79,7 @@ def test_run_kernel_vmm_disk_errors(cli, vmlinux, qemu, tmp_path):
         r = cli("run", vmlinux, "--vmm", vmm, "--disk", tmp_path / "nodisk", "--timeout", "5")
         assert _one_line_error(r, 66) == f"error: {tmp_path / 'nodisk'}: no such file"
         r = cli("run", vmlinux, "--vmm", vmm, "--disk", tmp_path, "--timeout", "5")
-        assert _one_line_error(r, 66) == f"error: {tmp_path}: is a directory, expected a disk image"
+        assert _one_line_error(r, 66).startswith(f"error: {tmp_path}: is a directory, expected a disk image")
     disk = tmp_path / "d.raw"
     disk.write_bytes(bytes(4096))
     r = cli("run", vmlinux, "--vmm", "qemu-fc", "--disk", disk, "--cmdline", "--nopci /x",

@@ -60,7 +60,7 @@ def test_inspect_uncompressed_and_qcow2(kernel_file, kernel_bytes, tmp_path, qem
     assert d["kernel"]["start32"] == START32 and d["kernel"]["size"] == len(kernel_bytes)
 
 
-# --- a synthetic image in OSv's layout ---------------------------------------------------------
+# --- a synthetic image in OSv's layout ---------------------
 def _elf32_lzloader(blob: bytes, *, with_symbols: bool) -> bytes:
     """An ELF32 i386 file like lzloader.elf: headers, .text at file offset 0x1000 (address
     0x101000) holding a little decompressor stand-in then the lz blob; optional .symtab with

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from construct import ConstError
 
-from osvkit.rofs import schema as S
+from osvkit.structs import rofs as S
 
 
 def test_constants_from_the_reference():

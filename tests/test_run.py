@@ -270,8 +270,8 @@ def test_cli_run_statuses(cli, disk, qemu):
     p = cli("run", bye, "--timeout", "20")
     assert p.returncode == 0 and p.stdout.startswith(b"bye\n") and b"boot-done: not seen" in p.stdout
     p = cli("run", bye, "--accel", "tcg", "--timeout", "20", "--vmm", "xen")
-    assert p.returncode == 64 and p.stderr == (b"error: VMM 'xen', expected qemu or qemu-fc or "
-                                            b"qemu-pvh or firecracker\n")
+    assert p.returncode == 64 and p.stderr == (b"error: VMM 'xen', expected qemu, qemu-pvh, "
+                                            b"qemu-fc or firecracker\n")
 
 
 def test_cli_probe(cli, tmp_path):

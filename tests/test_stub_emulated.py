@@ -1,9 +1,9 @@
 """Run the vmlinux and PVH entry stubs in unicorn and check what they leave in memory.
 
-Inputs (boot_params, hvm_start_info) are written out field by field here from Linux's and
-Xen's definitions; the expected boot-info block / e820 records follow OSv's vmlinux_entry64.
-The hand-over itself (far return, jump through 0x200800) is checked by disassembly here and
-by the QEMU boot tests.
+Inputs (boot_params, hvm_start_info) are written out field by field here from the facts; the
+expected boot-info block / e820 records follow OSv's ``arch-setup.hh``.  The hand-over
+itself (far return, jump through 0x200800) is checked by disassembly here and by the QEMU
+boot tests.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from unicorn import x86_const as X
 
 BASE = 0x100000
 
-# Firecracker's e820 for 128 MiB (Firecracker HEAD's order)
+# Firecracker's e820 for 128 MiB (HEAD order)
 FC_E820_128M = [
     (0x0, 0x9FC00, 1),
     (0x9FC00, 0xE0000 - 0x9FC00, 2),

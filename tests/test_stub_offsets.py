@@ -4,7 +4,7 @@ from osvkit.structs import offsets as off
 
 
 def test_boot_params_offsets():
-    # linux-loader's bootparam.rs
+    # Linux's bootparam.h (linux-loader bootparam.rs)
     assert off.BOOT_PARAMS["e820_entries"] == 0x1E8
     assert off.BOOT_PARAMS["boot_flag"] == 0x1FE
     assert off.BOOT_PARAMS["header"] == 0x202
@@ -17,7 +17,7 @@ def test_boot_params_offsets():
 
 
 def test_bootinfo_offsets():
-    # OSv's osv_multiboot_info_type
+    # OSv's arch-setup.hh
     bi = off.BOOTINFO
     assert (bi["flags"], bi["cmdline"], bi["mmap_length"], bi["mmap_addr"],
             bi["boot_loader_name"]) == (0, 16, 44, 48, 64)
@@ -28,7 +28,7 @@ def test_bootinfo_offsets():
 
 
 def test_start_info_offsets():
-    # Xen's hvm_start_info (PVH)
+    # Xen's start_info.h
     si = off.START_INFO
     assert (si["magic"], si["version"], si["flags"], si["nr_modules"], si["modlist_paddr"],
             si["cmdline_paddr"], si["rsdp_paddr"], si["memmap_paddr"], si["memmap_entries"],

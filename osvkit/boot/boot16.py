@@ -1,6 +1,6 @@
 """osvkit's BIOS boot sector ("boot16"), generated as 16/32-bit assembly.
 
-It does what OSv's ``arch/x64/boot16.S`` does (osv-boot.md 1.3), with these differences:
+It does what OSv's ``arch/x64/boot16.S`` does, with these differences:
 
 * it uses the boot drive the BIOS passes in DL (OSv hard-codes 0x80);
 * it loads the exact number of sectors in ``payload_sectors`` (0x12), 127 sectors (65,024
@@ -300,7 +300,8 @@ def build_boot_sector(*, payload_sectors: int, load_addr: int, decompressor_entr
         decompressor_entry=decompressor_entry,
         drive=0,
         version=BOOT16_VERSION,
-        dap=dict(count=layout.CMDLINE_AREA_SECTORS, offset=0, segment=layout.BOOT16_CMDLINE_ADDR >> 4,
+        dap=dict(count=layout.CMDLINE_AREA_SECTORS, offset=0,
+                 segment=layout.BOOT16_CMDLINE_ADDR >> 4,
                  lba=layout.CMDLINE_OFFSET // layout.SECTOR_SIZE),
         gdtr_limit=3 * 8 - 1,
         gdtr_base=A_GDTR,
@@ -324,7 +325,8 @@ def parse_header(sector: bytes):
     try:
         return schema.parse(Boot16Header, sector, what="boot16 header")
     except FormatError as exc:
-        raise FormatError(f"damaged osvkit boot16 header ({getattr(exc, 'field', None) or 'header'})",
+        field = getattr(exc, "field", None) or "header"
+        raise FormatError(f"damaged osvkit boot16 header ({field})",
                           expected="the constants boot16 writes (rebuild the image)") from None
 
 

@@ -1,6 +1,6 @@
 """OSv's boot-info block ``osv_multiboot_info_type`` and its e820 records.
 
-Spec: OSv ``arch/x64/arch-setup.hh:16-54`` (osv-boot.md 1.3, 1.4): a packed multiboot-1 info
+Spec: OSv ``arch/x64/arch-setup.hh:16-54``: a packed multiboot-1 info
 structure (88 bytes) followed by OSv's own fields, 121 bytes in all, at guest-physical 0x1000
 (``layout.BOOTINFO_ADDR``).  boot16 fills ``cmdline`` (16), ``mmap_length`` (44),
 ``mmap_addr`` (48), the three TSC stamps (88, 96, 104; each a u64 that boot16 stores as lo/hi
@@ -27,8 +27,7 @@ from ..structs.bootinfo import (
 
 def build_bootinfo(**fields) -> bytes:
     """A 121-byte block, zero except ``fields``."""
-    obj = {sub.name: 0 for sub in OsvMultibootInfo.subcons}
-    obj["syms"] = [0, 0, 0, 0]
+    obj = schema.blank(OsvMultibootInfo)
     obj.update(fields)
     return schema.build(OsvMultibootInfo, obj, what="osv_multiboot_info")
 
@@ -92,8 +91,8 @@ def parse_bootinfo(data, *, path=None, offset: int = 0, base: int | None = None,
                      offset=offset)
     fields = schema.plain(c)
     info = BootInfo(offset, None if base is None else base + offset, fields)
-    # The block has no magic; these are the values every boot path writes (osv-boot.md 1.3,
-    # 4.2, 4.4), so anything else is not a boot-info block.
+    # The block has no magic; these are the values every boot path writes (boot16, the
+    # Linux-entry and PVH code), so anything else is not a boot-info block.
     checks = [
         ("cmdline", c.cmdline != 0, "is 0", "the physical address of the command line"),
         ("mmap_length", c.mmap_length <= MAX_MMAP_LENGTH, f"is {c.mmap_length}",

@@ -2,13 +2,13 @@
 
 Spec: Linux ``Documentation/arch/x86/boot.rst`` (64-bit boot protocol) and
 ``arch/x86/include/uapi/asm/bootparam.h``, as bindgen'd by rust-vmm linux-loader v0.14.0
-``loader_gen/x86_64/bootparam.rs`` (firecracker-boot.md 3.1, 3.2).  Field names are Linux's.
+``loader_gen/x86_64/bootparam.rs``.  Field names are Linux's.
 The structure is packed; ``setup_header`` is 123 bytes at 0x1F1, ``e820_table`` 128 x 20 bytes
 at 0x2D0.
 
 OSv's ``extract_linux_boot_params`` reads only ``e820_entries`` (0x1E8), ``boot_flag``
 (0x1FE, asserted 0xAA55), ``header`` (0x202, asserted "HdrS"), ``cmd_line_ptr`` (0x228) and the
-e820 table (osv-boot.md 4.2).  :data:`BOOT_PARAMS_OFFSETS` gives every field's offset from the
+e820 table.  :data:`BOOT_PARAMS_OFFSETS` gives every field's offset from the
 schema; the Firecracker entry stub takes its offsets from there.
 """
 
@@ -19,19 +19,14 @@ from dataclasses import dataclass, field
 
 from ..errors import LayoutError
 from ..structs import base as schema
-
-from ..structs.bootparams import (
-    E820_TYPE_NAMES, E820_MAX_ENTRIES_ZEROPAGE, BOOT_FLAG, HDRS_MAGIC, BootParams,
-    BOOT_PARAMS_SIZE, BOOT_PARAMS_OFFSETS)
+from ..structs.bootparams import (  # noqa: F401 (BOOT_FLAG, HDRS_MAGIC, BOOT_PARAMS_SIZE)
+    BOOT_FLAG, BOOT_PARAMS_OFFSETS, BOOT_PARAMS_SIZE, E820_MAX_ENTRIES_ZEROPAGE, E820_TYPE_NAMES,
+    HDRS_MAGIC, BootParams)
 
 
 def boot_params_defaults():
-    """A build object (Container) with every field zero except the two magics."""
-    blank = bytearray(BOOT_PARAMS_SIZE)
-    blank[BOOT_PARAMS_OFFSETS["boot_flag"]:BOOT_PARAMS_OFFSETS["boot_flag"] + 2] = \
-        BOOT_FLAG.to_bytes(2, "little")
-    blank[BOOT_PARAMS_OFFSETS["header"]:BOOT_PARAMS_OFFSETS["header"] + 4] = HDRS_MAGIC
-    return BootParams.parse(bytes(blank))
+    """A build object (Container) with every field zero (the two magics are constants)."""
+    return schema.blank(BootParams)
 
 
 def build_boot_params(*, hdr: dict | None = None, e820=(), **fields) -> bytes:

@@ -35,7 +35,8 @@ def decode_bytes(kind: str, data, *, path=None, offset: int | None = None, base:
     """Decode ``kind`` from ``data`` whose first byte is at guest-physical ``base``.
 
     ``offset`` is the structure's offset in ``data`` (default 0); for ``mptable`` without an
-    offset the floating pointer is searched for (MP-spec areas first, then OSv's)."""
+    offset the floating pointer is searched for (MP-spec areas first, then OSv's, then the
+    whole file)."""
     if kind not in KINDS:
         raise UsageError(f"unknown structure {kind!r}", expected=", ".join(KINDS))
     if offset is not None and offset < 0:

@@ -1,7 +1,7 @@
 """Pure builders that reproduce the boot data Firecracker writes into guest memory.
 
-Facts: firecracker-boot.md 2.2 (GDT), 2.6 (page tables), 2.9 (PVH start_info), 3 (zero page
-and e820 map, HEAD order), 4 (MP table).  Every function returns bytes or plain values and does
+The GDT, the page tables, the PVH start_info, the zero page and e820 map (in Firecracker's
+HEAD order) and the MP table.  Every function returns bytes or plain values and does
 no I/O; addresses come from :mod:`osvkit.layout`.  osvkit uses these to emulate Firecracker in
 QEMU (the ``qemu-fc`` path) and to check its own boot stubs against what Firecracker provides.
 """
@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from .. import layout
 from ..errors import LayoutError
-from . import bootparams, mptable, pvh
-from ..structs import mptable as mptable_s
+from ..structs import base as schema
 from ..structs import bootparams as bootparams_s
+from ..structs import mptable as mptable_s
+from ..structs.x86 import PAGE_TABLE_ENTRIES, PageTable, gdt
+from . import bootparams, mptable, pvh
 
 E820_RAM = bootparams_s.E820_RAM
 E820_RESERVED = bootparams_s.E820_RESERVED
@@ -53,8 +55,8 @@ def firecracker_e820(mem_size: int) -> list[tuple[int, int, int]]:
 
 
 def firecracker_mptable(ncpus: int, address: int = layout.FC_MPTABLE_ADDR) -> bytes:
-    """Firecracker's MP table for ``ncpus`` vCPUs, floating pointer first: 284 + 20 n bytes
-    (firecracker-boot.md 4), to be placed at ``address`` (0x9FC00)."""
+    """Firecracker's MP table for ``ncpus`` vCPUs, floating pointer first: 284 + 20 n bytes,
+    to be placed at ``address`` (0x9FC00)."""
     if not 1 <= ncpus <= FC_MAX_SUPPORTED_CPUS:
         raise LayoutError(f"{ncpus} vCPUs", expected=f"1 to {FC_MAX_SUPPORTED_CPUS}")
     ioapic_id = ncpus + 1
@@ -79,8 +81,8 @@ def firecracker_mptable(ncpus: int, address: int = layout.FC_MPTABLE_ADDR) -> by
 
 def firecracker_boot_params(cmdline_len: int, e820, cmd_line_ptr: int = layout.FC_CMDLINE_ADDR,
                             *, ramdisk: tuple[int, int] | None = None) -> bytes:
-    """The 4096-byte zero page Firecracker writes for an ELF kernel (firecracker-boot.md 3.1,
-    3.2): ``cmdline_len`` is the command line's length without the NUL."""
+    """The 4096-byte zero page Firecracker writes for an ELF kernel: ``cmdline_len`` is the
+    command line's length without the NUL."""
     if not 0 <= cmdline_len < layout.FC_CMDLINE_MAX_SIZE:
         raise LayoutError(f"command line of {cmdline_len} bytes",
                           expected=f"at most {layout.FC_CMDLINE_MAX_SIZE - 1}")
@@ -95,7 +97,7 @@ def firecracker_boot_params(cmdline_len: int, e820, cmd_line_ptr: int = layout.F
 def firecracker_pvh_start_info(memmap_entries: int,
                                cmdline_paddr: int = layout.FC_CMDLINE_ADDR, *,
                                nr_modules: int = 0) -> bytes:
-    """Firecracker's 56-byte ``hvm_start_info`` (firecracker-boot.md 2.9): version 1, flags 0,
+    """Firecracker's 56-byte ``hvm_start_info``: version 1, flags 0,
     memmap at 0x7000, ``modlist_paddr`` 0x6040 only with modules, ``rsdp_paddr`` 0."""
     return pvh.build_start_info(
         cmdline_paddr=cmdline_paddr, memmap_paddr=layout.FC_PVH_MEMMAP_ADDR,
@@ -129,7 +131,8 @@ def firecracker_gdt(protocol: str = "linux") -> bytes:
     """The 4-entry GDT Firecracker writes at 0x500 for ``protocol`` "linux" or "pvh"."""
     if protocol not in FC_GDT_FLAGS:
         raise ValueError(f"protocol must be 'linux' or 'pvh', not {protocol!r}")
-    return b"".join(gdt_entry(*e).to_bytes(8, "little") for e in FC_GDT_FLAGS[protocol])
+    entries = [gdt_entry(*e) for e in FC_GDT_FLAGS[protocol]]
+    return schema.build(gdt(len(entries)), entries, what="GDT")
 
 
 PAGE_PRESENT_RW = 0x3
@@ -139,9 +142,9 @@ PAGE_PRESENT_RW_PS = 0x83
 def firecracker_page_tables() -> bytes:
     """The 3 pages at 0x9000-0xC000: PML4[0] -> PDPT, PDPT[0] -> PD, PD[i] = 2 MiB page i
     (identity map of the first 1 GiB).  Every other entry is 0."""
-    pml4 = bytearray(4096)
-    pdpt = bytearray(4096)
-    pml4[0:8] = (layout.FC_PDPTE_ADDR | PAGE_PRESENT_RW).to_bytes(8, "little")
-    pdpt[0:8] = (layout.FC_PDE_ADDR | PAGE_PRESENT_RW).to_bytes(8, "little")
-    pd = b"".join(((i << 21) + PAGE_PRESENT_RW_PS).to_bytes(8, "little") for i in range(512))
-    return bytes(pml4 + pdpt + pd)
+    def table(entries: list[int]) -> bytes:
+        return schema.build(PageTable, entries + [0] * (PAGE_TABLE_ENTRIES - len(entries)),
+                            what="page table")
+    pd = [(i << 21) + PAGE_PRESENT_RW_PS for i in range(PAGE_TABLE_ENTRIES)]
+    return (table([layout.FC_PDPTE_ADDR | PAGE_PRESENT_RW])
+            + table([layout.FC_PDE_ADDR | PAGE_PRESENT_RW]) + table(pd))

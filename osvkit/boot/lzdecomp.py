@@ -49,32 +49,21 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from construct import Const, Int32ul, Struct
-
 from .. import layout
 from ..asm import assemble
 from ..errors import FormatError
+from ..structs import base as schema
+from ..structs.lzdecomp import (HEADER_SIZE, PAYLOAD_MAGIC, PAYLOAD_OFFSETS, PAYLOAD_VERSION,
+                                PayloadHeader)
+from ..structs.lzloader import LZ_ENTRY_SIZE, LZ_HEADER_SIZE, LzSegmentEntry
 
-PAYLOAD_MAGIC = b"osvkitLZ"
-PAYLOAD_VERSION = 1
-HEADER_SIZE = 0x20
 BLOB_ALIGN = 0x40
 LZ_TABLE_COPY_ADDR = layout.LZ_TABLE_COPY_ADDR
 LZ_OP_LIMIT_ADDR = layout.LZ_OP_LIMIT_ADDR
-MAX_SEGMENTS = (layout.BOUNCE_BUFFER_END - LZ_TABLE_COPY_ADDR) // 8
-
-PayloadHeader = Struct(
-    "jump" / Const(b"\xEB\x1E\x00\x00"),   # 0x00 jmp +0x1e (to 0x20), 2 zero bytes
-    "magic" / Const(PAYLOAD_MAGIC),        # 0x04
-    "version" / Int32ul,                   # 0x0C
-    "blob_offset" / Int32ul,               # 0x10
-    "blob_size" / Int32ul,                 # 0x14
-    "kernel_size" / Int32ul,               # 0x18
-    "code_size" / Int32ul,                 # 0x1C
-)
-assert PayloadHeader.sizeof() == HEADER_SIZE
+MAX_SEGMENTS = (layout.BOUNCE_BUFFER_END - LZ_TABLE_COPY_ADDR) // LZ_ENTRY_SIZE
 
 _HDR = layout.LZ_BLOB_ADDR
+_SSIZE = schema.field_offsets(LzSegmentEntry)["ssize"]
 
 
 def _code() -> str:
@@ -84,7 +73,7 @@ def _code() -> str:
     return f"""
     pushal
     cld
-    movl {_HDR + 0x10:#x}, %ebp
+    movl {_HDR + PAYLOAD_OFFSETS["blob_offset"]:#x}, %ebp
     addl ${_HDR:#x}, %ebp
     movl (%ebp), %esi
     addl %ebp, %esi
@@ -94,19 +83,19 @@ def _code() -> str:
     movl ${LZ_TABLE_COPY_ADDR:#x}, %edi
     rep movsl
     movl %eax, %ecx
-    leal 0x4(%ebp), %ebx
+    leal {LZ_HEADER_SIZE:#x}(%ebp), %ebx
     movl ${LZ_TABLE_COPY_ADDR:#x}, %esi
 sum_loop:
-    addl 0x4(%esi), %ebx
-    addl $0x8, %esi
+    addl {_SSIZE:#x}(%esi), %ebx
+    addl ${LZ_ENTRY_SIZE:#x}, %esi
     loop sum_loop
     leal -0x1(%eax), %ecx
     shll $0x14, %ecx
     addl ${layout.KERNEL_BASE_ADDR:#x}, %ecx
 seg_loop:
-    subl $0x8, %esi
+    subl ${LZ_ENTRY_SIZE:#x}, %esi
     movl (%esi), %eax
-    movl 0x4(%esi), %edx
+    movl {_SSIZE:#x}(%esi), %edx
     subl %edx, %ebx
     pushl %esi
     pushl %ebx
@@ -274,9 +263,9 @@ def build_payload(blob: bytes, kernel_size: int) -> bytes:
     code = decompressor_code()
     blob_offset = -(-(HEADER_SIZE + len(code)) // BLOB_ALIGN) * BLOB_ALIGN
     assert blob_offset <= 0x3000
-    header = PayloadHeader.build(dict(version=PAYLOAD_VERSION, blob_offset=blob_offset,
-                                      blob_size=len(blob), kernel_size=kernel_size,
-                                      code_size=len(code)))
+    header = schema.build(PayloadHeader, dict(version=PAYLOAD_VERSION, blob_offset=blob_offset,
+                                              blob_size=len(blob), kernel_size=kernel_size,
+                                              code_size=len(code)), what="payload header")
     out = bytearray(header + code)
     out += bytes(blob_offset - len(out))
     out += blob
@@ -284,7 +273,9 @@ def build_payload(blob: bytes, kernel_size: int) -> bytes:
 
 
 def is_payload(data: bytes) -> bool:
-    return len(data) >= HEADER_SIZE and data[4:12] == PAYLOAD_MAGIC
+    """True when ``data`` carries the payload magic (its header may still be damaged)."""
+    at = PAYLOAD_OFFSETS["magic"]
+    return len(data) >= HEADER_SIZE and data[at:at + len(PAYLOAD_MAGIC)] == PAYLOAD_MAGIC
 
 
 def parse_payload(data: bytes, *, path: str | None = None):
@@ -292,7 +283,7 @@ def parse_payload(data: bytes, *, path: str | None = None):
     if not is_payload(data):
         raise FormatError("no osvkit decompressor header at LBA 128", path=path,
                           expected=f"magic {PAYLOAD_MAGIC!r} at offset 4")
-    hdr = PayloadHeader.parse(data[:HEADER_SIZE])
+    hdr = schema.parse(PayloadHeader, data, what="osvkit payload header", path=path)
     end = hdr.blob_offset + hdr.blob_size
     if end > len(data):
         raise FormatError(f"the lz blob ends at payload offset {end}, past the "

@@ -1,7 +1,7 @@
 """Master boot record (MBR), as OSv's boot16 and ``imgedit.py`` use it.
 
 Spec: the IBM PC MBR (446 bytes of boot code, four 16-byte partition entries, ``55 AA``), with
-OSv's own fields inside the boot-code area (osv-boot.md 1.1, 1.2, 2.2):
+OSv's own fields inside the boot-code area:
 
 * ``count32`` (u16 at 0x10): the number of 32 KiB chunks boot16 loads;
 * the disk signature (u32 at 0x1B8; OSv writes ``56 53 4F 00`` = "VSO");
@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from .. import layout
 from ..errors import LayoutError
 from ..structs import base as schema
-
 from ..structs.mbr import (CHS_HEADS, CHS_MAX, CHS_SECTORS_PER_TRACK, MBR, MBR_OFFSETS,
                            PARTITION_ENTRY_SIZE, PARTITION_TYPE_LINUX, ChsAddress, OsvChs,
                            PartitionEntry, PartitionEntryOsv, PartitionEntryStandard,

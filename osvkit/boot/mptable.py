@@ -4,7 +4,7 @@ the five base entry types.
 Spec: Intel MP Spec 1.4 (1997) chapter 4; field names are Linux's
 ``arch/x86/include/asm/mpspec_def.h`` (``mpf_intel``, ``mpc_table``, ``mpc_cpu``, ``mpc_bus``,
 ``mpc_ioapic``, ``mpc_intsrc``, ``mpc_lintsrc``), which Firecracker's ``generated/mpspec.rs``
-also uses (firecracker-boot.md 4).  Both checksums make their bytes sum to 0 mod 256; they are
+also uses.  Both checksums make their bytes sum to 0 mod 256; they are
 computed on build and verified on parse (strict: :class:`~osvkit.errors.FormatError`; lenient:
 reported in :attr:`MpTable.problems`).
 
@@ -12,7 +12,7 @@ The entries are walked by the header's ``length``, never by ``oemcount``: Firecr
 ``oemcount = n + 29``, one more than the entries it writes (Linux ``smp_read_mpc`` and OSv both
 walk by length too).
 
-Two scanners find the floating pointer in a memory dump (osv-boot.md 6):
+Two scanners find the floating pointer in a memory dump:
 
 * ``"spec"`` (MP spec 4.1): the first KiB of the EBDA (segment in the BIOS data area word at
   0x40E), the last KiB of base memory (KiB count in the BDA word at 0x413), then the BIOS ROM
@@ -29,11 +29,10 @@ from dataclasses import dataclass, field
 from .. import layout
 from ..errors import FormatError, LayoutError
 from ..structs import base as schema
-
-from ..structs.mptable import (
-    MPF_SIGNATURE, MP_SPEC_REV_1_4, CPU_ENABLED, CPU_BOOTPROCESSOR, IRQTYPE_NAMES, MpfIntel,
-    MpcTable, MP_ENTRIES, MP_ENTRY_BY_KIND, MPF_INTEL_SIZE, MPC_TABLE_SIZE,
-    MPF_INTEL_OFFSETS, MPC_TABLE_OFFSETS)
+from ..structs.mptable import (CPU_BOOTPROCESSOR, CPU_ENABLED, IRQTYPE_NAMES, MP_ENTRIES,
+                               MP_ENTRY_BY_KIND, MP_SPEC_REV_1_4, MPC_SIGNATURE,
+                               MPC_TABLE_OFFSETS, MPC_TABLE_SIZE, MPF_INTEL_OFFSETS,
+                               MPF_INTEL_SIZE, MPF_SIGNATURE, BdaWord, MpcTable, MpfIntel)
 
 
 
@@ -53,12 +52,7 @@ def sums_to_zero(data: bytes) -> bool:
 def build_entry(kind: str, **values) -> bytes:
     """One base entry: ``build_entry("processor", apicid=0, ...)``; unset fields are 0."""
     typ, st = MP_ENTRY_BY_KIND[kind]
-    obj = {sub.name: 0 for sub in st.subcons}
-    obj["type"] = None
-    if kind == "processor":
-        obj["reserved"] = [0, 0]
-    if kind == "bus":
-        obj["bustype"] = b"\0" * 6
+    obj = schema.blank(st)
     obj.update(values)
     return schema.build(st, obj, what=f"MP {kind} entry")
 
@@ -101,6 +95,8 @@ class MpTable:
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     found_by: str | None = None
+    suggested_base: int | None = None
+    """After a whole-file scan: the ``--base`` that makes the pointers consistent."""
 
     kind = "mptable"
 
@@ -130,6 +126,7 @@ class MpTable:
             "checksums_ok": self.checksums_ok,
             "problems": self.problems,
             "notes": self.notes,
+            "suggested_base": self.suggested_base,
         }
 
 
@@ -247,9 +244,9 @@ def parse_mp_table(data, *, offset: int, base: int = 0, path=None,
 
 def _u16_at(data, phys: int, base: int) -> int | None:
     off = phys - base
-    if off < 0 or off + 2 > len(data):
+    if off < 0 or off + BdaWord.sizeof() > len(data):
         return None
-    return data[off] | (data[off + 1] << 8)
+    return schema.parse(BdaWord, data, what="BIOS data area", offset=off)
 
 
 def mp_search_ranges(data, *, base: int = 0, method: str = "spec") -> list[tuple[int, int]]:
@@ -287,8 +284,58 @@ def find_mp_table(data, *, base: int = 0, method: str = "spec") -> int | None:
     return None
 
 
+def _valid_mpf_at(data, off: int) -> bool:
+    return off + MPF_INTEL_SIZE <= len(data) and sums_to_zero(bytes(data[off:off + MPF_INTEL_SIZE]))
+
+
+def _table_offsets(data) -> list[int]:
+    """File offsets of every configuration table (signature, sane length, checksum)."""
+    out = []
+    pos = data.find(MPC_SIGNATURE)
+    while pos >= 0:
+        if pos + MPC_TABLE_SIZE <= len(data):
+            hdr = schema.parse(MpcTable, data, what="MP configuration table", offset=pos)
+            end = pos + hdr.length
+            if MPC_TABLE_SIZE <= hdr.length and end <= len(data) and \
+                    sums_to_zero(bytes(data[pos:end])):
+                out.append(pos)
+        pos = data.find(MPC_SIGNATURE, pos + 1)
+    return out
+
+
+def find_mp_table_anywhere(data) -> tuple[int, int | None] | None:
+    """The first consistent floating pointer anywhere in ``data``, as ``(file offset, base)``.
+
+    A pointer counts when its signature and checksum are right and either it names no
+    table (``physptr`` 0: a default configuration; ``base`` None) or some ``base`` (the
+    guest-physical address of ``data[0]``, >= 0) puts the pointer on a 16-byte boundary, as
+    the MP spec requires, and its ``physptr`` on a configuration table (signature, length and
+    checksum right) in the data; the table nearest the pointer wins.  None when no pointer
+    counts."""
+    tables = None
+    pos = data.find(MPF_SIGNATURE)
+    while pos >= 0:
+        if _valid_mpf_at(data, pos):
+            physptr = schema.parse(MpfIntel, data, what="MP floating pointer", offset=pos).physptr
+            if physptr == 0:
+                return pos, None
+            if tables is None:
+                tables = _table_offsets(data)
+            bases = sorted((abs(t - pos), physptr - t) for t in tables
+                           if physptr >= t and (physptr - t + pos) % 16 == 0)
+            if bases:
+                return pos, bases[0][1]
+        pos = data.find(MPF_SIGNATURE, pos + 1)
+    return None
+
+
 def scan_mp_table(data, *, base: int = 0, path=None, lenient: bool = False) -> MpTable:
-    """Find (spec way first, then OSv's way) and decode the MP table in a memory dump."""
+    """Find (spec way first, then OSv's way) and decode the MP table in a memory dump.
+
+    When both fail (a dump that does not start at physical ``base``, such as a 64 KiB
+    F-segment dump without ``--base``), the whole file is scanned for a floating pointer with
+    a valid checksum; the result says so (``found_by`` "scan") and which ``--base`` makes its
+    pointer consistent (``suggested_base``), and is decoded with that base."""
     for method in ("spec", "osv"):
         phys = find_mp_table(data, base=base, method=method)
         if phys is not None:
@@ -296,10 +343,25 @@ def scan_mp_table(data, *, base: int = 0, path=None, lenient: bool = False) -> M
                                    lenient=lenient)
             table.found_by = method
             return table
-    raise FormatError(
-        f"no MP floating pointer in the dump ({base:#x}-{base + len(data):#x})", path=path,
-        expected="'_MP_' in the EBDA, the last KiB of base memory, 0xF0000-0xFFFFF, "
-                 "0x9FC00 or 0x0")
+    found = find_mp_table_anywhere(data)
+    if found is None:
+        raise FormatError(
+            f"no MP floating pointer in the dump ({base:#x}-{base + len(data):#x}), not even "
+            "by a scan of the whole file", path=path,
+            expected="'_MP_' in the EBDA, the last KiB of base memory, 0xF0000-0xFFFFF, "
+                     "0x9FC00 or 0x0")
+    offset, suggested = found
+    table = parse_mp_table(data, offset=offset, base=base if suggested is None else suggested,
+                           path=path, lenient=lenient)
+    table.found_by = "scan"
+    table.suggested_base = suggested
+    where = (f"--base {suggested:#x} makes its physptr point at the configuration table"
+             if suggested is not None else "it names no configuration table (default "
+                                           "configuration), so any --base fits")
+    table.notes.insert(0, f"the MP-spec and OSv searches found nothing (with base {base:#x}); a "
+                          f"whole-file scan found the floating pointer at file offset "
+                          f"{offset:#x}; {where}")
+    return table
 
 
 # ---------------------------------------------------------------------------------
@@ -332,7 +394,8 @@ def describe_entry(e: dict) -> str:
 
 
 def describe_mp_table(t: MpTable) -> str:
-    how = f", found by the {t.found_by} search" if t.found_by else ""
+    how = (", found by a whole-file scan" if t.found_by == "scan" else
+           f", found by the {t.found_by} search" if t.found_by else "")
     m = t.mpf
     lines = [
         f"MP floating pointer at {t.address:#x} (offset {t.offset:#x}{how})",

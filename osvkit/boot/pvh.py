@@ -1,11 +1,11 @@
 """PVH boot: Xen's ``hvm_start_info`` and the tables it points at.
 
 Spec: Xen ``docs/misc/pvh.pandoc`` / ``xen/include/public/arch-x86/hvm/start_info.h``, as
-bindgen'd by rust-vmm linux-loader v0.14.0 ``loader_gen/x86_64/start_info.rs``
-(firecracker-boot.md 2.9, 5.4).  ``hvm_start_info`` is 56 bytes with magic 0x336EC578;
-memmap entries are 24 bytes, module-list entries 32.  OSv reads ``cmdline_paddr`` (24),
-``rsdp_paddr`` (32), ``memmap_paddr`` (40) and ``memmap_entries`` (48) and checks neither the
-magic nor the version (osv-boot.md 4.4).
+bindgen'd by rust-vmm linux-loader v0.14.0 ``loader_gen/x86_64/start_info.rs``.
+``hvm_start_info`` is 56 bytes with magic 0x336EC578; memmap entries are 24 bytes,
+module-list entries 32.  OSv reads ``cmdline_paddr`` (24), ``rsdp_paddr`` (32),
+``memmap_paddr`` (40) and ``memmap_entries`` (48) and checks neither the magic nor the
+version.
 """
 
 from __future__ import annotations

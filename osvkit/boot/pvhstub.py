@@ -2,8 +2,8 @@
 
 A PVH loader (QEMU ``-kernel`` on pc via ``pvh.bin`` or on microvm via qboot, Firecracker
 >= 1.12) enters the address in the ``XEN_ELFNOTE_PHYS32_ENTRY`` note in 32-bit protected
-mode, paging off, EBX = ``hvm_start_info`` (firecracker-boot.md 2.9, 6.3).  The stub does
-what OSv's ``hvm_xen_start`` + ``hvm_xen_extract_boot_params`` do (osv-boot.md 4.4), before
+mode, paging off, EBX = ``hvm_start_info``.  The stub does
+what OSv's ``hvm_xen_start`` + ``hvm_xen_extract_boot_params`` do, before
 entering the kernel:
 
 1. zero the boot-info block (0x1000);

@@ -1,17 +1,16 @@
 """The 64-bit Linux-boot-protocol entry stub osvkit adds to a kernel ELF (``--format vmlinux``).
 
 Firecracker (and osvkit's qemu-fc loader) enter ``e_entry`` in 64-bit mode with the first
-1 GiB identity-mapped, RSI = the ``boot_params`` page and RSP = 0x8FF0
-(firecracker-boot.md 2).  The stub does what OSv's own ``vmlinux_entry64`` +
-``extract_linux_boot_params`` do (osv-boot.md 4.2), so the kernel needs no Linux entry of
-its own:
+1 GiB identity-mapped, RSI = the ``boot_params`` page and RSP = 0x8FF0.  The stub does what
+OSv's own ``vmlinux_entry64`` + ``extract_linux_boot_params`` do, so the kernel needs no
+Linux entry of its own:
 
 1. zero OSv's boot-info block (0x1000, 121 bytes) -- OSv reads ``pvh_rsdp`` from it;
 2. ``cmdline`` = ``boot_params.hdr.cmd_line_ptr``;
 3. copy ``e820_entries`` (at most 128) 20-byte ``boot_e820_entry`` records to 0x2000 as
    24-byte ``e820ent`` records (ent_size 20), set ``mmap_addr``/``mmap_length``;
 4. stamp the three TSC fields with one ``rdtsc`` (OSv's ``reset_bootchart`` does the same);
-5. point ``boot_loader_name`` at "osvkit-vmlinux64" and set flags bit 9 (interfaces.md);
+5. point ``boot_loader_name`` at "osvkit-vmlinux64" and set flags bit 9;
 6. hand over with EBX/RBX = 0x1000, either
 
    * ``start32`` (default, OSv's current way): load the stub's GDT, ``lretq`` to its 32-bit
@@ -20,7 +19,7 @@ its own:
      on stripped kernels.  OSv's ``start32`` reloads CR4/CR3/EFER/CR0 itself and is written
      to be entered this way (``start32_from_64``);
    * ``start64`` (the seed's way): set CR4 = 0x7B8, CR3 = ``ident_pt_l4``, EFER |= LME|NXE,
-     CR0 = 0x80010003 (OSv's BOOT_CR4/BOOT_CR0, osv-boot.md 4.5), then jump to ``start64``
+     CR0 = 0x80010003 (OSv's BOOT_CR4/BOOT_CR0), then jump to ``start64``
      (at its linked address, as OSv's start32_from_64) with RDI = 0.  Needs the ``start64``
      and ``ident_pt_l4`` symbols.
 
@@ -29,15 +28,15 @@ Every boot_params / boot-info offset comes from :mod:`osvkit.structs.offsets` (t
 
 from __future__ import annotations
 
-import struct
-
 from .. import layout
 from ..asm import assemble
+from ..structs import base as schema
 from ..structs import offsets as off
+from ..structs.x86 import SEGMENT_DESCRIPTOR_SIZE, GdtPointer64, gdt
 
 LOADER_NAME = b"osvkit-vmlinux64\0"
 
-# OSv's boot.S values for the start64 handover (osv-boot.md 4.5)
+# OSv's boot.S values for the start64 handover
 OSV_BOOT_CR4 = 0x7B8
 """DE|PSE|PAE|PGE|PCE|OSFXSR|OSXMMEXCPT."""
 OSV_BOOT_CR0 = 0x8001_0003
@@ -61,12 +60,13 @@ HANDOVERS = ("start32", "start64")
 
 
 def gdt_bytes() -> bytes:
-    return struct.pack("<4Q", *GDT)
+    return schema.build(gdt(len(GDT)), list(GDT), what="GDT")
 
 
 def gdt_descriptor(gdt_addr: int) -> bytes:
     """The 10-byte ``lgdt`` operand (limit u16, base u64)."""
-    return struct.pack("<HQ", len(GDT) * 8 - 1, gdt_addr)
+    return schema.build(GdtPointer64, dict(limit=len(GDT) * SEGMENT_DESCRIPTOR_SIZE - 1,
+                                           base=gdt_addr), what="GDT pointer")
 
 
 def entry64_asm(*, gdt_desc_addr: int, compat32_addr: int, name_addr: int, handover: str,

@@ -23,6 +23,7 @@ from . import cmdline as _cmdline  # noqa: F401,E402
 # --- end cmdline part ---
 # --- rofs part ---
 from . import rofs as _rofs  # noqa: F401,E402
+from . import manifest as _manifest  # noqa: F401,E402
 # [fcpath] firecracker-config
 from . import firecracker as _firecracker  # noqa: F401,E402
 # [/fcpath]

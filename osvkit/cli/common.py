@@ -153,6 +153,7 @@ def ensure_common_options(group, templates: dict | None = None) -> None:
             ensure_common_options(cmd, templates)
             continue
         _option_sources(cmd)
+        guard_outputs(cmd)
         names = {opt for p in cmd.params for opt in (getattr(p, "opts", None) or ())}
         for flag, template in templates.items():
             if flag in names or template.opts[-1] in names:
@@ -162,6 +163,48 @@ def ensure_common_options(group, templates: dict | None = None) -> None:
             param.callback = _verbosity_callback
             param.name = f"osvkit_common_{flag[1]}"
             cmd.params.append(param)
+
+
+#: parameter names that name what a command writes (a file or a directory); every other
+#: path-valued parameter, and the OSVKIT_CONFIG build file, is an input of the command
+OUTPUT_PARAMS = ("output", "out", "out_dir", "directory", "plot")
+
+
+def _param_label(p) -> str:
+    opts = [o for o in getattr(p, "opts", None) or () if o.startswith("-")]
+    return max(opts, key=len) if opts else p.name.upper()
+
+
+def guard_outputs(cmd) -> None:
+    """Make ``cmd`` refuse (usage error, 64) an output path that is one of its own inputs
+    (the same file directly, through a symbolic link or a hard link: one shared check,
+    :func:`osvkit.fileio.check_not_input`).  Inputs the command finds while it runs (the
+    host files of a manifest, a build file's kernels) are checked by the library too."""
+    import functools
+    import os
+
+    callback = cmd.callback
+    if callback is None or getattr(callback, "osvkit_guarded", False):
+        return
+    labels = {p.name: _param_label(p) for p in cmd.params}
+
+    @functools.wraps(callback)
+    def guarded(*args, **kwargs):
+        outputs = [v for n, v in kwargs.items() if n in OUTPUT_PARAMS and v is not None]
+        if outputs:
+            from ..fileio import check_not_input
+
+            inputs = [("OSVKIT_CONFIG", os.environ.get("OSVKIT_CONFIG") or None)]
+            for name, value in kwargs.items():
+                values = value if isinstance(value, (list, tuple)) else [value]
+                inputs += [(labels.get(name, name), v) for v in values
+                           if name not in OUTPUT_PARAMS and isinstance(v, os.PathLike)]
+            for out in outputs:
+                check_not_input(out, inputs)
+        return callback(*args, **kwargs)
+
+    guarded.osvkit_guarded = True
+    cmd.callback = guarded
 
 
 def _option_sources(cmd) -> None:
@@ -257,6 +300,8 @@ EXAMPLES: dict[tuple[str, ...], tuple[str, ...]] = {
         "osvkit build loader-stripped.elf -o usr.img --cmdline '--rootfs=rofs /hello'",
         "osvkit build loader-stripped.elf -o app.img --manifest usr.manifest -D arch=x64",
         "osvkit build loader-stripped.elf --format vmlinux -o vmlinux.elf --json",
+        "osvkit build loader-stripped.elf -o py.img --app /usr/bin/python3.11 "
+        "--add /usr/lib/python3.11 --exclude test --env PYTHONHOME=/usr",
     ),
     ("cmdline", "check"): ("osvkit cmdline check --target firecracker -- '--nopci /hello'",),
     ("cmdline", "get"): ("osvkit cmdline get usr.img", "osvkit cmdline get usr.qcow2 --json"),

@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import ToolError
+from ..run.backends import KERNEL_VMMS, vmm_help
 from ._app import JsonOpt, app, emit
 
 
@@ -29,9 +30,8 @@ def _human(result) -> str:
 @app.command("run")
 def run_command(
     image: Annotated[Path, typer.Argument(help="Disk image to boot (raw or qcow2), or a kernel "
-                                                "ELF for qemu-fc, qemu-pvh, firecracker.")],
-    vmm: Annotated[str, typer.Option("--vmm", help="VMM: qemu (disk image), qemu-fc, qemu-pvh "
-                                                   "or firecracker (kernel ELF).")] = "qemu",
+                                                f"for {', '.join(KERNEL_VMMS)}.")],
+    vmm: Annotated[str, typer.Option("--vmm", help=f"VMM: {vmm_help()}.")] = "qemu",
     accel: Annotated[str, typer.Option("--accel", help="QEMU accelerator: tcg or kvm.")] = "tcg",
     memory: Annotated[str, typer.Option("--memory", help="Guest memory, e.g. 256M.")] = "256M",
     cpus: Annotated[int, typer.Option("--cpus", help="Number of vCPUs.")] = 1,
@@ -52,8 +52,9 @@ def run_command(
     firecracker: Annotated[Optional[Path], typer.Option(
         "--firecracker", help="firecracker binary (default: from PATH).")] = None,
     fc_protocol: Annotated[str, typer.Option(
-        "--fc-protocol", help="qemu-fc: linux (64-bit boot protocol at e_entry, default) or pvh "
-                              "(Firecracker >= 1.12 with a PVH note).")] = "linux",
+        "--fc-protocol", help="qemu-fc: linux (64-bit boot protocol at e_entry, default), pvh "
+                              "(the PVH note, as Firecracker >= 1.12) or auto (Firecracker's "
+                              "choice: pvh when the note is there).")] = "linux",
     initrd: Annotated[Optional[Path], typer.Option(
         "--initrd", help="qemu-fc/qemu-pvh: initrd (placed where Firecracker puts it / "
                          "QEMU's -initrd).")] = None,
@@ -62,21 +63,20 @@ def run_command(
 ) -> None:
     """Boot IMAGE with the serial console captured; exit 0 when the guest powered off (or
     --expect matched), 1 on timeout, crash or no match, 70 when the VMM cannot run."""
-    from ..run import image_command, run_image
+    from ..run import RunSpec, command, run
     from ..run.qemu import capture_options
+    from ..run.spec import RUN_DIR
 
+    spec = RunSpec(image, vmm=vmm, accel=accel, memory=memory, cpus=cpus, disk_bus=disk_bus,
+                   timeout=timeout, expect=expect, image_format=image_format, cmdline=cmdline,
+                   machine=machine, disk=disk, firecracker=firecracker,
+                   fc_protocol=fc_protocol, initrd=initrd)
     if dry_run:
-        argv = image_command(image, vmm=vmm, accel=accel, memory=memory, cpus=cpus,
-                             disk_bus=disk_bus, image_format=image_format, cmdline=cmdline,
-                             machine=machine, disk=disk, firecracker=firecracker,
-                             fc_protocol=fc_protocol, initrd=initrd)
-        argv += capture_options("$OSVKIT_RUN_DIR", argv)
+        argv = command(spec)
+        argv += capture_options(RUN_DIR, argv)
         emit({"command": argv}, json_output, lambda r: shlex.join(r["command"]))
         return
-    result = run_image(image, vmm=vmm, accel=accel, memory=memory, cpus=cpus, disk_bus=disk_bus,
-                       timeout=timeout, expect=expect, image_format=image_format, cmdline=cmdline,
-                       machine=machine, disk=disk, firecracker=firecracker,
-                       fc_protocol=fc_protocol, initrd=initrd)
+    result = run(spec)
     if result.exit_reason == "error":
         raise ToolError(f"{Path(result.command[0]).name} failed: {result.error_line}")
     emit(result, json_output, _human)

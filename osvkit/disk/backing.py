@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 
 from ..errors import FormatError, MissingInputError
+from .files import file_kind
 
 MAX_CHAIN = 16
 """Images in one backing chain, the top one included."""
@@ -49,16 +51,31 @@ def backing_path(image_path: str, name: str) -> str:
     return os.path.join(base, name) if not os.path.isabs(name) else name
 
 
+BACKING_EXPECTED = "a regular file holding a raw or qcow2 image"
+
+
 def check_backing_place(image_path: str, name: str, full: str) -> None:
-    """Refuse a backing file that is missing or lies on a pseudo filesystem."""
-    if not os.path.lexists(full):
-        raise MissingInputError(f"backing file {name!r} not found at {full}", path=image_path)
+    """Refuse a backing file that is missing, not a regular file, or lies on a pseudo
+    filesystem -- before anything opens it (the open is checked again on its descriptor)."""
+    shown = repr(name) if full == name else f"{name!r} ({full})"
+    try:
+        st = os.stat(full)
+    except FileNotFoundError:
+        raise MissingInputError(f"backing file {shown} not found", path=image_path,
+                                expected=BACKING_EXPECTED) from None
+    except OSError as exc:
+        raise MissingInputError(f"backing file {shown} cannot be read: {exc.strerror}",
+                                path=image_path) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise MissingInputError(f"backing file {shown} is {file_kind(st.st_mode)}",
+                                path=image_path, expected=BACKING_EXPECTED)
     real = os.path.realpath(full)
     for top in PSEUDO_FILESYSTEMS:
         if real == top or real.startswith(top + "/"):
-            raise MissingInputError(f"backing file {name!r} is {real}, under {top}",
+            where = f" (it resolves to {real})" if real != os.path.abspath(full) else ""
+            raise MissingInputError(f"backing file {shown} is under {top}{where}",
                                     path=image_path,
-                                    expected="a regular image file, not kernel or device state")
+                                    expected=BACKING_EXPECTED + ", not kernel or device state")
 
 
 def check_chain(image_path: str, identity: tuple[int, int], chain: tuple) -> tuple:

@@ -24,12 +24,13 @@ class Disk:
     format = "?"
 
     def __init__(self, path, writable: bool, *, allow_block: bool = True,
-                 label: str | None = None):
+                 label: str | None = None, what: str = "a disk image"):
         self.path = os.fspath(path)
         self.writable = writable
         self.size = 0
+        self._fd = -1
         self._fd = open_image_fd(self.path, writable=writable, allow_block=allow_block,
-                                 label=label)
+                                 label=label, what=what)
         if writable:
             self._check_not_in_use()
 

@@ -264,12 +264,19 @@ class Qcow2Disk(Disk):
                               expected="a raw or qcow2 backing file")
         _backing.check_backing_place(self.path, name, full)
         label = f"{self.path}: backing file {name!r}"
-        opts = dict(allow_block=False, label=label)
+        opts = dict(allow_block=False, label=label, what=_backing.BACKING_EXPECTED)
         if fmt is None:
             fmt = detect_format(full, **opts)
-        if fmt == "raw":
-            return RawDisk(full, **opts)
-        return Qcow2Disk(full, chain=self._chain, **opts)
+        if fmt == "qcow2":
+            return Qcow2Disk(full, chain=self._chain, **opts)
+        disk = RawDisk(full, **opts)
+        try:   # a raw base counts in the chain too, and may not be an image above it
+            st = os.fstat(disk.fileno())
+            _backing.check_chain(full, (st.st_dev, st.st_ino), self._chain)
+        except BaseException:
+            disk.close()
+            raise
+        return disk
 
     # --- cluster lookup --------------------------------------------------------------
     def _l2_table(self, l2_offset: int) -> list[int]:

@@ -1,10 +1,11 @@
 """Write a Firecracker ``--config-file`` document that boots an OSv kernel.
 
-The document has the keys of Firecracker's ``FullVmConfiguration`` (firecracker-api.yaml):
+The document has the keys of Firecracker's ``FullVmConfiguration`` (its API description's
+name for the config file's object):
 
 * ``boot-source``: ``kernel_image_path`` (absolute) and ``boot_args`` = ``--nopci`` + the
   command line -- OSv's own scripts/firecracker.py prepends ``--nopci`` because Firecracker
-  has no PCI bus (osv-boot.md 5, 8); it is not added twice;
+  has no PCI bus; it is not added twice;
 * ``drives``: the application disk as a **non-root** drive (``is_root_device`` false: with
   true, Firecracker appends ``root=/dev/vda`` to the command line, which OSv would run as the
   application), read-write, like scripts/firecracker.py;
@@ -12,7 +13,7 @@ The document has the keys of Firecracker's ``FullVmConfiguration`` (firecracker-
   and ``mem_size_mib``.
 
 Which entry Firecracker uses: since v1.12 a kernel with a ``XEN_ELFNOTE_PHYS32_ENTRY`` note is
-always booted through PVH (no knob, firecracker-boot.md 2.9); older versions, or a vmlinux
+always booted through PVH (there is no knob); older versions, or a vmlinux
 built with ``--no-pvh``, use the 64-bit Linux entry (``e_entry``).
 
 An ``initrd`` becomes ``boot-source.initrd_path`` (absolute); it must exist and fit in the
@@ -33,7 +34,7 @@ from dataclasses import dataclass
 
 from .. import layout
 from ..errors import FormatError, UsageError
-from ..fileio import read_head, write_atomic
+from ..fileio import check_not_input, read_head, write_atomic
 
 NOPCI = "--nopci"
 MAX_VCPUS = 32
@@ -151,6 +152,7 @@ def build_firecracker_config(kernel, *, disk=None, memory="128M", cpus: int = 1,
 
 def write_firecracker_config(kernel, output, **kw) -> FirecrackerConfig:
     """Build the document and write it (JSON) to ``output`` atomically."""
+    check_not_input(output, [("the kernel", kernel), ("the --disk image", kw.get("disk"))])
     cfg = build_firecracker_config(kernel, **kw)
     write_atomic(output, cfg.to_json().encode())
     cfg.output = os.fspath(output)

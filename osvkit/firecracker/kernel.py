@@ -46,17 +46,15 @@ from dataclasses import dataclass, field
 from .. import layout
 from ..errors import KernelError
 from ..fileio import read_input
+from ..structs import bootparams as bp
+from ..structs import elf
+from ..structs.elf import (EHDR_SIZE, ELFCLASS32, ELFCLASS64, ELFDATA2LSB, ELFMAG, EM_X86_64,
+                           NHDR_SIZE, NOTE_ALIGN, PHDR_SIZE, PT_LOAD, PT_NOTE,
+                           XEN_ELFNOTE_PHYS32_ENTRY)
 
-ELF_MAGIC = b"\x7fELF"
-EHDR_SIZE = 64
-PHDR_SIZE = 56
-NHDR_SIZE = 12
-NOTE_ALIGN = 4
-PT_LOAD = 1
-PT_NOTE = 4
-XEN_ELFNOTE_PHYS32_ENTRY = 18
 PVH_NOTE_NAME = b"Xen\0"
-EM_X86_64 = 62
+MACHINE_NAMES = {3: "i386", 40: "ARM", 183: "AArch64", 243: "RISC-V", 8: "MIPS", 20: "PowerPC",
+                 21: "PowerPC64", 22: "S/390"}
 
 BZ_SETUP_HEADER_OFFSET = 0x1F1
 BZ_SECTOR = 512
@@ -126,7 +124,7 @@ def read_fc_kernel(path: str | os.PathLike) -> FcKernel:
 
 def parse_fc_kernel(data: bytes, *, path: str | None = None) -> FcKernel:
     """Firecracker's loader rules applied to ``data`` (see the module docstring)."""
-    if data[:4] == ELF_MAGIC:
+    if data[:4] == ELFMAG:
         return _parse_elf(bytes(data), path)
     if _looks_like_bzimage(data):
         return _parse_bzimage(bytes(data), path)
@@ -134,33 +132,24 @@ def parse_fc_kernel(data: bytes, *, path: str | None = None) -> FcKernel:
                       "setup header)", expected=FORMATS, path=path)
 
 
-def _elf_structs():
-    from elftools.elf.structs import ELFStructs
-
-    s = ELFStructs(little_endian=True, elfclass=64)
-    s.create_basic_structs()
-    return s
-
-
 def _parse_elf(data: bytes, path, highmem_start: int | None = layout.FC_HIMEM_START) -> FcKernel:
-    from elftools.elf.descriptions import describe_e_machine
-
     if len(data) < EHDR_SIZE:
         raise KernelError(f"truncated ELF header ({len(data)} bytes)",
                           expected=f"a {EHDR_SIZE}-byte ELF64 header", path=path)
-    if data[4] != 2:
-        cls = "ELF32" if data[4] == 1 else f"ELF class {data[4]}"
-        raise KernelError(f"a 32-bit kernel ({cls})" if data[4] == 1 else cls,
+    ident = elf.ElfIdent.parse(data)
+    if ident.EI_CLASS != ELFCLASS64:
+        cls = ident.EI_CLASS
+        raise KernelError("a 32-bit kernel (ELF32)" if cls == ELFCLASS32 else f"ELF class {cls}",
                           expected="an ELF64 x86-64 kernel (Firecracker reads ELF64 only)",
                           path=path)
-    if data[5] != 1:
+    if ident.EI_DATA != ELFDATA2LSB:
         raise KernelError("a big-endian ELF", expected="a little-endian x86-64 kernel",
                           path=path)
-    s = _elf_structs()
-    ehdr = s.Elf_Ehdr.parse(data)
-    if ehdr.e_machine not in ("EM_X86_64", EM_X86_64):
-        raise KernelError(f"an ELF for {describe_e_machine(ehdr.e_machine)}",
-                          expected="an x86-64 (EM_X86_64) kernel", path=path)
+    ehdr = elf.Elf64_Ehdr.parse(data)
+    if ehdr.e_machine != EM_X86_64:
+        name = MACHINE_NAMES.get(ehdr.e_machine, f"machine {ehdr.e_machine}")
+        raise KernelError(f"an ELF for {name}", expected="an x86-64 (EM_X86_64) kernel",
+                          path=path)
     if ehdr.e_phentsize != PHDR_SIZE:
         raise KernelError(f"e_phentsize {ehdr.e_phentsize}",
                           expected=f"{PHDR_SIZE} (Firecracker: invalid program header size)",
@@ -179,19 +168,17 @@ def _parse_elf(data: bytes, path, highmem_start: int | None = layout.FC_HIMEM_ST
         raise KernelError(f"the program headers ({ehdr.e_phnum} x {PHDR_SIZE} bytes at "
                           f"{ehdr.e_phoff:#x}) run past the end of the file ({len(data)} bytes)",
                           expected="a complete ELF file", path=path)
-    s.create_advanced_structs(ehdr.e_type, ehdr.e_machine, ehdr.e_ident.EI_OSABI)
     pieces, pvh = [], None
     for i in range(ehdr.e_phnum):
-        ph = s.Elf_Phdr.parse(data[ehdr.e_phoff + i * PHDR_SIZE:])
-        ptype = _ptype(ph.p_type)
-        if ptype == PT_LOAD and ph.p_filesz:
+        ph = elf.Elf64_Phdr.parse(data[ehdr.e_phoff + i * PHDR_SIZE:])
+        if ph.p_type == PT_LOAD and ph.p_filesz:
             if ph.p_offset + ph.p_filesz > len(data):
                 raise KernelError(f"PT_LOAD {i} ({ph.p_filesz:#x} bytes at file offset "
                                   f"{ph.p_offset:#x}) runs past the end of the file "
                                   f"({len(data)} bytes)", expected="a complete file", path=path)
             pieces.append(LoadPiece(ph.p_paddr, ph.p_offset, ph.p_filesz, ph.p_memsz))
-        elif ptype == PT_NOTE:
-            pvh = _pvh_note(s, data, ph.p_offset, ph.p_filesz, path)
+        elif ph.p_type == PT_NOTE:
+            pvh = _pvh_note(data, ph.p_offset, ph.p_filesz, path)
     if not pieces:
         raise KernelError("no PT_LOAD segment with file contents",
                           expected="a kernel with loadable segments", path=path)
@@ -199,17 +186,11 @@ def _parse_elf(data: bytes, path, highmem_start: int | None = layout.FC_HIMEM_ST
                     pieces=pieces)
 
 
-def _ptype(value) -> int:
-    if isinstance(value, int):
-        return value
-    return {"PT_LOAD": PT_LOAD, "PT_NOTE": PT_NOTE}.get(value, -1)
-
-
 def _align4(n: int) -> int:
     return (n + NOTE_ALIGN - 1) & ~(NOTE_ALIGN - 1)
 
 
-def _pvh_note(s, data: bytes, offset: int, size: int, path) -> int | None:
+def _pvh_note(data: bytes, offset: int, size: int, path) -> int | None:
     """linux-loader's walk of one PT_NOTE: the PVH entry, or None when absent."""
     pos = 0
     while pos < size:
@@ -217,9 +198,8 @@ def _pvh_note(s, data: bytes, offset: int, size: int, path) -> int | None:
         if at + NHDR_SIZE > len(data):
             raise KernelError(f"a note header at file offset {at:#x} runs past the end of the "
                               "file", expected="complete PT_NOTE segments", path=path)
-        n = s.Elf_Nhdr.parse(data[at:at + NHDR_SIZE])
-        ntype = n.n_type if isinstance(n.n_type, int) else -1
-        if ntype == XEN_ELFNOTE_PHYS32_ENTRY and n.n_namesz == len(PVH_NOTE_NAME) and \
+        n = elf.Elf64_Nhdr.parse(data[at:at + NHDR_SIZE])
+        if n.n_type == XEN_ELFNOTE_PHYS32_ENTRY and n.n_namesz == len(PVH_NOTE_NAME) and \
                 data[at + NHDR_SIZE:at + NHDR_SIZE + 4] == PVH_NOTE_NAME:
             if n.n_descsz < 4:
                 raise KernelError(f"the PVH note at file offset {at:#x} has a {n.n_descsz}-byte "
@@ -229,23 +209,19 @@ def _pvh_note(s, data: bytes, offset: int, size: int, path) -> int | None:
             if desc + 4 > len(data):
                 raise KernelError(f"the PVH note at file offset {at:#x} runs past the end of the "
                                   "file", expected="a complete PT_NOTE segment", path=path)
-            return int.from_bytes(data[desc:desc + 4], "little")
+            return elf.Elf64_Word.parse(data[desc:desc + 4])
         pos += NHDR_SIZE + _align4(n.n_namesz) + _align4(n.n_descsz)
     return None
 
 
 def _looks_like_bzimage(data: bytes) -> bool:
-    from ..boot import bootparams
-
-    at = bootparams.BOOT_PARAMS_OFFSETS["header"]
-    return data[at:at + 4] == bootparams.HDRS_MAGIC
+    at = bp.BOOT_PARAMS_OFFSETS["header"]
+    return data[at:at + len(bp.HDRS_MAGIC)] == bp.HDRS_MAGIC
 
 
 def _setup_header(data: bytes) -> dict:
     """The image's setup header as a dict (``boot_flag`` read as Firecracker writes it: the
     loader does not check it and the zero page always gets 0xAA55)."""
-    from ..boot import bootparams as bp
-
     start = bp.SETUP_HEADER_OFFSET
     raw = bytearray(data[start:start + bp.SetupHeader.sizeof()])
     flag = bp.BOOT_PARAMS_OFFSETS["boot_flag"] - start
@@ -255,8 +231,6 @@ def _setup_header(data: bytes) -> dict:
 
 
 def _parse_bzimage(data: bytes, path) -> FcKernel:
-    from ..boot import bootparams as bp
-
     if len(data) < bp.SETUP_HEADER_OFFSET + bp.SetupHeader.sizeof():
         raise KernelError("truncated bzImage setup header", expected="a complete bzImage",
                           path=path)
@@ -310,7 +284,7 @@ def read_pvh_kernel(path: str | os.PathLike) -> FcKernel:
     without a clear message is checked here."""
     data = read_input(path, "a kernel ELF with a PVH note")
     p = os.fspath(path)
-    if data[:4] != ELF_MAGIC:
+    if data[:4] != ELFMAG:
         what = "a bzImage" if _looks_like_bzimage(data) else "not an ELF file"
         raise KernelError(what, path=p, expected="an ELF kernel with a PVH (Xen PHYS32_ENTRY) "
                           "note: QEMU boots a bzImage through its Linux boot ROM, not PVH")

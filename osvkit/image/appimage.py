@@ -14,6 +14,7 @@ import tempfile
 
 from ..cmdline import split_cmdline
 from ..errors import OutputError
+from ..fileio import remove_stale_temporaries
 from .usrimg import BuildResult, build_usr_image
 
 ROOTFS_OPTION = "--rootfs"
@@ -41,6 +42,7 @@ def build_app_image(kernel, output, *, manifest, defines: dict[str, str] | None 
     if not os.path.isdir(directory):
         raise OutputError("directory does not exist", path=output)
     cmdline = with_rootfs(cmdline)
+    remove_stale_temporaries(directory)
     try:
         tmp = tempfile.TemporaryDirectory(prefix=".osvkit-rofs-", dir=directory)
     except OSError as exc:
@@ -48,5 +50,6 @@ def build_app_image(kernel, output, *, manifest, defines: dict[str, str] | None 
     with tmp:
         rofs_path = os.path.join(tmp.name, "rofs.img")
         build_rofs(manifest, rofs_path, defines=defines, manifest_root=manifest_root,
-                   allow_missing=allow_missing, follow_symlinks_anywhere=follow_symlinks_anywhere)
+                   allow_missing=allow_missing, follow_symlinks_anywhere=follow_symlinks_anywhere,
+                   outputs=[output])
         return build_usr_image(kernel, output, cmdline=cmdline, partition=rofs_path, **usr_options)

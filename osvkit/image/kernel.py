@@ -1,4 +1,4 @@
-"""Read a kernel ELF and check OSv's boot contract (osv-boot.md 4.1).
+"""Read a kernel ELF and check OSv's boot contract.
 
 The contract, as every osvkit boot path relies on it:
 
@@ -17,17 +17,15 @@ from __future__ import annotations
 
 import io
 import os
-import struct
+import re
 from dataclasses import dataclass, field
 
 from .. import layout
-from ..errors import KernelError
+from ..errors import FormatError, KernelError
 from ..fileio import read_input
-
-EM_X86_64 = 62
-PT_LOAD = 1
-PT_NOTE = 4
-XEN_ELFNOTE_PHYS32_ENTRY = 18
+from ..structs import base as schema
+from ..structs import elf
+from ..structs.elf import EM_X86_64, PT_LOAD, PT_NOTE, XEN_ELFNOTE_PHYS32_ENTRY  # noqa: F401
 
 KNOWN_SYMBOLS = ("start32", "start64", "start32_from_64", "ident_pt_l4", "vmlinux_entry64",
                  "hvm_xen_start", "start32_from_vmlinuz")
@@ -75,7 +73,7 @@ class Kernel:
     @property
     def pvh_entry(self) -> int | None:
         """The PVH entry loaders use: linux-loader (Firecracker) and QEMU walk every PT_NOTE
-        and keep the *last* XEN_ELFNOTE_PHYS32_ENTRY (firecracker-boot.md 5.2)."""
+        and keep the *last* XEN_ELFNOTE_PHYS32_ENTRY."""
         values = [n["value"] for n in self.notes if n["name"] == "Xen"
                   and n["type"] == XEN_ELFNOTE_PHYS32_ENTRY and n["value"] is not None]
         return values[-1] if values else None
@@ -112,41 +110,33 @@ def check_kernel(data: bytes, *, path: str | None = None) -> Kernel:
     from elftools.common.exceptions import ELFError
     from elftools.elf.elffile import ELFFile
 
-    if len(data) < 64 or data[:4] != b"\x7fELF":
-        raise KernelError("not an ELF file", expected="an ELF64 x86-64 kernel", path=path)
-    if data[4] != 2:
-        raise KernelError(f"ELF class {data[4]} (ELF32)" if data[4] == 1 else f"ELF class {data[4]}",
-                          expected="ELF64 (class 2)", path=path)
-    if data[5] != 1:
-        raise KernelError("big-endian ELF", expected="little-endian x86-64", path=path)
-    # the header tables must be inside the file (pyelftools' own errors on a truncated file
-    # are cryptic: "expected 8, found 4")
-    phoff, shoff = struct.unpack_from("<QQ", data, 0x20)
-    phentsize, phnum, shentsize, shnum = struct.unpack_from("<HHHH", data, 0x36)
-    for what, off, count, size in (("program headers", phoff, phnum, phentsize),
-                                   ("section headers", shoff, shnum, shentsize)):
+    hdr = _elf64_header(data, path)
+    for what, off, count, size in (("program headers", hdr.e_phoff, hdr.e_phnum, hdr.e_phentsize),
+                                   ("section headers", hdr.e_shoff, hdr.e_shnum, hdr.e_shentsize)):
+        # the header tables must be inside the file (pyelftools' own errors on a truncated
+        # file are cryptic: "expected 8, found 4")
         if count and off + count * size > len(data):
             raise KernelError(f"the {what} ({count} x {size} bytes at offset {off:#x}) run past "
                               f"the end of the file ({len(data)} bytes; truncated?)",
                               expected="a complete ELF file", path=path)
     try:
-        elf = ELFFile(io.BytesIO(data))
-        machine = elf.header["e_machine"]
+        elf_file = ELFFile(io.BytesIO(data))
+        machine = elf_file.header["e_machine"]
         if machine not in ("EM_X86_64", EM_X86_64):
             raise KernelError(f"ELF machine {machine}", expected="EM_X86_64", path=path)
         segments = [
             Segment(type=_ptype(seg["p_type"]), offset=seg["p_offset"], vaddr=seg["p_vaddr"],
                     paddr=seg["p_paddr"], filesz=seg["p_filesz"], memsz=seg["p_memsz"],
                     flags=seg["p_flags"], align=seg["p_align"])
-            for seg in elf.iter_segments()
+            for seg in elf_file.iter_segments()
         ]
-        notes = _notes(elf)
-        symbols = _symbols(elf)
-        entry, phoff, phnum = elf.header["e_entry"], elf.header["e_phoff"], elf.header["e_phnum"]
+        notes = _notes(elf_file)
+        symbols = _symbols(elf_file)
+        entry, phoff, phnum = hdr.e_entry, hdr.e_phoff, hdr.e_phnum
     except ELFError as exc:
         raise KernelError(f"truncated or malformed ELF ({exc})",
                           expected="a complete ELF64 x86-64 kernel", path=path) from None
-    except (struct.error, ValueError, KeyError, OverflowError, MemoryError) as exc:
+    except (ValueError, KeyError, OverflowError, MemoryError) as exc:
         # OverflowError/MemoryError: a corrupt size or offset that pyelftools passes to read()
         raise KernelError(f"truncated or malformed ELF ({exc or type(exc).__name__})",
                           expected="a complete ELF64 x86-64 kernel", path=path) from None
@@ -167,9 +157,10 @@ def check_kernel(data: bytes, *, path: str | None = None) -> Kernel:
                           expected=f"physical {layout.KERNEL_BASE_ADDR:#x}", path=path)
     if seg.filesz < layout.START32_SLOT_OFFSET + 8:
         raise KernelError("the image is too small for the start32 slot at +0x800", path=path)
-    if phoff + phnum * 56 > layout.START32_SLOT_OFFSET:
+    if phoff + phnum * elf.PHDR_SIZE > layout.START32_SLOT_OFFSET:
         raise KernelError("the program headers reach the start32 slot at +0x800", path=path)
-    start32 = struct.unpack_from("<Q", data, layout.START32_SLOT_OFFSET)[0]
+    start32 = schema.parse(elf.Elf64_Addr, data, what="start32 slot",
+                           offset=layout.START32_SLOT_OFFSET)
     image_end = seg.paddr + seg.memsz
     if not (seg.paddr + layout.KERNEL_TEXT_OFFSET <= start32 < image_end):
         raise KernelError(f"the start32 slot at +0x800 holds {start32:#x}, outside the kernel image",
@@ -191,36 +182,55 @@ def _ptype(value) -> int:
     return ENUM_P_TYPE_BASE.get(value, 0)
 
 
-def _notes(elf) -> list[dict]:
+def _elf64_header(data: bytes, path):
+    """The ELF64 little-endian header, or a KernelError saying what the file is instead."""
+    try:
+        ident = schema.parse(elf.ElfIdent, data, what="ELF identification")
+    except FormatError:
+        raise KernelError("not an ELF file", expected="an ELF64 x86-64 kernel", path=path) from None
+    if ident.EI_CLASS != elf.ELFCLASS64:
+        raise KernelError(f"ELF class {ident.EI_CLASS}"
+                          + (" (ELF32)" if ident.EI_CLASS == elf.ELFCLASS32 else ""),
+                          expected="ELF64 (class 2)", path=path)
+    if ident.EI_DATA != elf.ELFDATA2LSB:
+        raise KernelError("big-endian ELF", expected="little-endian x86-64", path=path)
+    try:
+        return schema.parse(elf.Elf64_Ehdr, data, what="ELF header")
+    except FormatError as exc:
+        raise KernelError(exc.what, expected="a complete ELF64 x86-64 kernel", path=path) from None
+
+
+def _notes(elf_file) -> list[dict]:
     """Walk every PT_NOTE (12-byte Elf64_Nhdr, name and desc 4-byte aligned)."""
     out = []
-    for seg in elf.iter_segments():
+    for seg in elf_file.iter_segments():
         if seg["p_type"] != "PT_NOTE":
             continue
         blob = seg.data()
         pos = 0
-        while pos + 12 <= len(blob):
-            namesz, descsz, ntype = struct.unpack_from("<III", blob, pos)
-            name_at = pos + 12
-            desc_at = name_at + ((namesz + 3) & ~3)
-            end = desc_at + ((descsz + 3) & ~3)
-            if desc_at + descsz > len(blob):
+        while pos + elf.NHDR_SIZE <= len(blob):
+            try:
+                note = schema.parse(elf.Elf64_Note, blob, what="note", offset=pos)
+            except FormatError:
                 break
-            name = blob[name_at:name_at + namesz].rstrip(b"\0").decode("latin-1")
-            desc = blob[desc_at:desc_at + descsz]
+            name = note.name.rstrip(b"\0").decode("latin-1")
             value = None
-            if name == "Xen" and ntype == XEN_ELFNOTE_PHYS32_ENTRY and descsz >= 4:
+            if name == "Xen" and note.n_type == XEN_ELFNOTE_PHYS32_ENTRY and note.n_descsz >= 4:
                 # linux-loader reads the entry as a little-endian u32 (OSv writes a .quad)
-                value = struct.unpack_from("<I", desc)[0]
-            out.append({"name": name, "type": ntype, "descsz": descsz, "value": value,
-                        "offset": seg["p_offset"] + pos})
-            pos = end
+                value = schema.parse(elf.Elf64_Word, note.desc, what="PVH entry note")
+            out.append({"name": name, "type": note.n_type, "descsz": note.n_descsz,
+                        "value": value, "offset": seg["p_offset"] + pos})
+            pos += elf.note_size(note.n_namesz, note.n_descsz)
     return out
 
 
-def _symbols(elf) -> dict[str, int]:
-    symtab = elf.get_section_by_name(".symtab")
-    if symtab is None:
+def _symbols(elf_file) -> dict[str, int]:
+    """The :data:`KNOWN_SYMBOLS` the kernel's symbol table defines.  Only a section of type
+    SHT_SYMTAB is read: one named ``.symtab`` with another type is no symbol table."""
+    from elftools.elf.sections import SymbolTableSection
+
+    symtab = elf_file.get_section_by_name(".symtab")
+    if not isinstance(symtab, SymbolTableSection):
         return {}
     found = {}
     for name in KNOWN_SYMBOLS:
@@ -228,3 +238,14 @@ def _symbols(elf) -> dict[str, int]:
         if syms:
             found[name] = syms[0]["st_value"]
     return found
+
+
+OSV_VERSION_RE = re.compile(rb"OSv v[0-9]+\.[0-9]+[0-9A-Za-z.+_~-]{0,80}")
+"""OSv's loader prints ``"OSv " OSV_VERSION`` at boot (the version from ``git describe``,
+e.g. ``v0.57.0-12-gabcdef0``), so the kernel carries the string in its read-only data."""
+
+
+def osv_version(data: bytes) -> str | None:
+    """The OSv version string in a kernel's bytes (``"OSv v0.57.0-..."``), or None."""
+    m = OSV_VERSION_RE.search(data)
+    return m.group(0).decode("ascii") if m else None

@@ -1,6 +1,6 @@
 """OSv's lzloader segment format: compress a kernel, parse a blob, decompress it in Python.
 
-The format (osv-boot.md 3.1, OSv ``fastlz/lz.cc``), all integers little-endian int32::
+The format (OSv ``fastlz/lz.cc``), all integers little-endian int32::
 
     0              info_offset        file offset of the segment table
     4              payloads           segment 0 .. n-1, each FastLZ-compressed or raw
@@ -23,12 +23,14 @@ cross-check the assembly decoder and pyfastlz.
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 
 from ..errors import FormatError
 from ..layout import MiB
 from ..progress import progress
+from ..structs import base as schema
+from ..structs.lzloader import (LZ_ENTRY_SIZE, LZ_HEADER_SIZE, LzInfoOffset, LzSegmentCount, LzSegmentTable,
+                                PyFastlzPrefix, lz_table_size)
 
 SEGMENT_SIZE = 1 * MiB
 """Uncompressed size of every segment but the last (fastlz.h SEGMENT_SIZE)."""
@@ -94,9 +96,9 @@ def fastlz_compress(data: bytes) -> bytes:
     import fastlz
 
     out = fastlz.compress(bytes(data))
-    if struct.unpack_from("<I", out)[0] != len(data):  # pragma: no cover - pyfastlz contract
+    if schema.parse(PyFastlzPrefix, out, what="pyfastlz output") != len(data):  # pragma: no cover
         raise FormatError("pyfastlz returned an unexpected length prefix")
-    return out[4:]
+    return out[PyFastlzPrefix.sizeof():]
 
 
 def compress(kernel: bytes) -> bytes:
@@ -115,13 +117,12 @@ def compress(kernel: bytes) -> bytes:
             payloads.append(stored)
             table.append((len(chunk), len(stored)))
             bar.update(len(chunk))
-    info_offset = 4 + sum(len(p) for p in payloads)
-    out = bytearray(struct.pack("<i", info_offset))
+    info_offset = LZ_HEADER_SIZE + sum(len(p) for p in payloads)
+    out = bytearray(schema.build(LzInfoOffset, info_offset, what="lz info_offset"))
     for p in payloads:
         out += p
-    out += struct.pack("<i", nseg)
-    for usize, ssize in table:
-        out += struct.pack("<ii", usize, ssize)
+    out += schema.build(LzSegmentTable, {"segments": [{"usize": u, "ssize": s} for u, s in table]},
+                        what="lz segment table")
     return bytes(out)
 
 
@@ -130,22 +131,26 @@ def compress(kernel: bytes) -> bytes:
 # ------------------------------------------------------------------------------------------
 def parse(blob: bytes, *, path: str | None = None) -> LzBlob:
     """Parse and check the segment table of ``blob`` (which may have trailing bytes)."""
-    if len(blob) < 8:
+    minimum = LZ_HEADER_SIZE + lz_table_size(0)
+    if len(blob) < minimum:
         raise FormatError(f"lz blob of {len(blob)} bytes is truncated", path=path,
-                          expected="at least 8 bytes (info_offset and segment count)")
-    info_offset = struct.unpack_from("<i", blob, 0)[0]
-    if info_offset < 4 or info_offset + 4 > len(blob):
+                          expected=f"at least {minimum} bytes (info_offset and segment count)")
+    info_offset = schema.parse(LzInfoOffset, blob, what="lz blob", path=path)
+    if info_offset < LZ_HEADER_SIZE or info_offset + lz_table_size(0) > len(blob):
         raise FormatError(f"lz info_offset {info_offset} is outside the blob ({len(blob)} bytes)",
                           path=path, expected="a segment table inside the blob")
-    n = struct.unpack_from("<i", blob, info_offset)[0]
-    end = info_offset + 4 + 8 * n
+    n = schema.parse(LzSegmentCount, blob, what="lz segment table", path=path, offset=info_offset)
+    end = info_offset + lz_table_size(n)
     if n < 1 or end > len(blob):
+        room = (len(blob) - info_offset - lz_table_size(0)) // LZ_ENTRY_SIZE
         raise FormatError(f"lz segment count {n} does not fit the blob", path=path,
-                          expected=f"1..{(len(blob) - info_offset - 4) // 8} segments")
+                          expected=f"1..{room} segments")
+    table = schema.parse(LzSegmentTable, blob[:end], what="lz segment table", path=path,
+                         offset=info_offset)
     segments = []
-    pos = 4
-    for i in range(n):
-        usize, ssize = struct.unpack_from("<ii", blob, info_offset + 4 + 8 * i)
+    pos = LZ_HEADER_SIZE
+    for i, entry in enumerate(table.segments):
+        usize, ssize = entry.usize, entry.ssize
         if not 0 <= usize <= SEGMENT_SIZE or not 0 <= ssize <= usize:
             raise FormatError(f"lz segment {i} has sizes ({usize}, {ssize})", path=path,
                               expected=f"0 <= stored <= uncompressed <= {SEGMENT_SIZE}")
@@ -158,6 +163,23 @@ def parse(blob: bytes, *, path: str | None = None) -> LzBlob:
         raise FormatError(f"lz segments end at {pos}, the table is at {info_offset}", path=path,
                           expected="payloads that end where the table starts")
     return LzBlob(info_offset, tuple(segments), end)
+
+
+def table_at(data: bytes, offset: int, *, max_segments: int = 1024) -> LzBlob | None:
+    """The blob starting at ``data[offset]`` when a plausible segment table parses there
+    (at most ``max_segments`` segments, payloads ending where the table starts), else None.
+    For scanning a file for an lz blob."""
+    try:
+        info_offset = schema.parse(LzInfoOffset, data, what="lz blob", offset=offset)
+        if info_offset < LZ_HEADER_SIZE + LZ_ENTRY_SIZE or \
+                offset + info_offset + lz_table_size(1) > len(data):
+            return None
+        n = schema.parse(LzSegmentCount, data, what="lz blob", offset=offset + info_offset)
+        if not 1 <= n <= max_segments:
+            return None
+        return parse(data[offset:offset + info_offset + lz_table_size(n)])
+    except FormatError:
+        return None
 
 
 def decompress(blob: bytes, *, path: str | None = None) -> bytes:
@@ -179,7 +201,7 @@ def decompress(blob: bytes, *, path: str | None = None) -> bytes:
 
 
 # ------------------------------------------------------------------------------------------
-# pure-Python FastLZ decoder (levels 1 and 2, osv-boot.md 3.2)
+# pure-Python FastLZ decoder (levels 1 and 2)
 # ------------------------------------------------------------------------------------------
 def fastlz_level(data: bytes) -> int:
     """The level stored in the top 3 bits of the first byte (1 or 2)."""

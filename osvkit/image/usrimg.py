@@ -1,4 +1,4 @@
-"""Build and read BIOS-bootable usr.img disk images (OSv's disk layout and boot16 contract).
+"""Build and read BIOS-bootable usr.img disk images.
 
 Layout of an image built here (compatible with OSv's tools)::
 
@@ -23,6 +23,7 @@ own scripts (OSv's boot16 and ``lzloader.elf`` at LBA 128).
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import shutil
@@ -34,8 +35,9 @@ from dataclasses import dataclass, field
 from .. import layout
 from ..boot import boot16, lzdecomp, mbr
 from ..disk import open_disk
-from ..errors import LayoutError, MissingInputError, OutputError, ToolError, UsageError
-from ..fileio import atomic_output
+from ..errors import (LayoutError, MissingInputError, OsvkitIOError, OutputError, ToolError,
+                      UsageError)
+from ..fileio import atomic_output, check_not_input, largest_file_size, remove_stale_temporaries
 from . import lzloader
 from .kernel import Kernel, check_kernel, load_kernel
 
@@ -48,11 +50,28 @@ def parse_size(value: int | str) -> int:
     """``4096``, ``"512M"``, ``"1G"``, ``"64K"`` (binary units) -> bytes."""
     if isinstance(value, int):
         return value
-    m = re.fullmatch(r"\s*(\d+)\s*([KMG]?)(?:i?B)?\s*", str(value), re.IGNORECASE)
+    m = re.fullmatch(r"\s*(\d{1,30})\s*([KMG]?)(?:i?B)?\s*", str(value)[:64], re.IGNORECASE)
     if not m:
-        raise UsageError(f"size {value!r} is not a number of bytes",
+        raise UsageError(f"size {str(value)[:40]!r} is not a number of bytes",
                          expected="e.g. 1048576, 64K, 512M or 1G")
     return int(m.group(1)) * _SIZE_UNITS[m.group(2).upper()]
+
+
+#: the largest size a file can have anywhere (off_t is a signed 64-bit number)
+MAX_FILE_SIZE = (1 << 63) - 1
+
+
+def fit_size(f, size: int, output) -> None:
+    """Set the size of the image being written to ``size`` (sparse); a size the output's
+    file system cannot hold is a usage error naming that file system's limit."""
+    try:
+        f.truncate(size)
+    except (OSError, OverflowError) as exc:
+        if isinstance(exc, OSError) and exc.errno != errno.EFBIG:
+            raise OsvkitIOError(f"cannot write: {exc.strerror}", path=output) from None
+        limit = largest_file_size(f)
+        raise UsageError(f"--size {size} is more than the file system of the output holds "
+                         f"in one file", path=output, expected=f"at most {limit} bytes") from None
 
 
 def _round_up(value: int, align: int) -> int:
@@ -114,6 +133,28 @@ def _same_file(a, b) -> bool:
         return False
 
 
+def _copy_partition(src, dst) -> None:
+    """Copy ``src`` to ``dst`` at its position: in the kernel (``copy_file_range``, no trip
+    through user space) when the files allow it, else in 1 MiB chunks."""
+    dst.flush()
+    pos, done = dst.tell(), 0
+    size = os.fstat(src.fileno()).st_size
+    if hasattr(os, "copy_file_range"):
+        try:
+            while done < size:
+                n = os.copy_file_range(src.fileno(), dst.fileno(), size - done, done, pos + done)
+                if n == 0:
+                    break
+                done += n
+        except OSError:
+            pass  # another filesystem, or no support: the plain copy below
+    if done < size:
+        src.seek(done)
+        dst.seek(pos + done)
+        shutil.copyfileobj(src, dst, 1 << 20)
+    dst.seek(pos + size)
+
+
 def build_usr_image(kernel, output, *, cmdline: str = "", compression: str = "fastlz",
                     image_format: str = "raw", partition=None, size=None,
                     force_cmdline: bool = False) -> BuildResult:
@@ -129,10 +170,8 @@ def build_usr_image(kernel, output, *, cmdline: str = "", compression: str = "fa
         kern = check_kernel(bytes(kernel))
     else:
         kern = load_kernel(kernel)
-    for what, source in (("the kernel", kern.path if kern.path else None), ("the partition", partition)):
-        if source is not None and _same_file(source, output):
-            raise UsageError(f"the output is {what} of this build ({os.fspath(source)})",
-                             path=output, expected="an output path that is not an input")
+    check_not_input(output, [("the kernel of this build", kern.path or None),
+                             ("the partition of this build", partition)])
     data = kern.data
     if layout.KERNEL_BASE_ADDR + len(data) > layout.IDENTITY_MAP_END:
         raise LayoutError(f"kernel file of {len(data)} bytes reaches past 1 GiB at 0x200000",
@@ -164,6 +203,9 @@ def build_usr_image(kernel, output, *, cmdline: str = "", compression: str = "fa
     image_size = content_end
     if size is not None:
         image_size = parse_size(size)
+        if image_size > MAX_FILE_SIZE:
+            raise UsageError(f"--size {image_size} is more than a file can hold",
+                             expected=f"at most {MAX_FILE_SIZE} bytes (the largest file offset)")
         if image_size < content_end:
             raise LayoutError(f"--size {image_size} is smaller than the content "
                               f"({content_end} bytes)", expected=f"at least {content_end}")
@@ -171,10 +213,10 @@ def build_usr_image(kernel, output, *, cmdline: str = "", compression: str = "fa
             raise LayoutError(f"--size {image_size} is not a multiple of 512",
                               expected="a whole number of sectors")
 
-    table = bytearray(64)
-    table[16:32] = mbr.partition_entry_osv(kernel_end // layout.SECTOR_SIZE, part_sectors)
+    table = mbr.partition_table({layout.APP_PARTITION_INDEX: mbr.partition_entry_osv(
+        kernel_end // layout.SECTOR_SIZE, part_sectors)})
     sector = boot16.build_boot_sector(payload_sectors=payload_sectors, load_addr=load_addr,
-                                      decompressor_entry=entry, partitions=bytes(table))
+                                      decompressor_entry=entry, partitions=table)
 
     def write_raw(f):
         f.write(sector)
@@ -185,10 +227,10 @@ def build_usr_image(kernel, output, *, cmdline: str = "", compression: str = "fa
             f.seek(kernel_end)
             try:
                 with open(partition, "rb") as src:
-                    shutil.copyfileobj(src, f, 1 << 20)
+                    _copy_partition(src, f)
             except OSError as exc:
                 raise MissingInputError(f"cannot read: {exc.strerror}", path=partition) from None
-        f.truncate(image_size)
+        fit_size(f, image_size, output)
 
     if image_format == "raw":
         with atomic_output(output) as f:
@@ -215,7 +257,13 @@ def _write_qcow2(output, write_raw) -> None:
     # "-o /dev/stdout" and the like, which atomic_output writes into
     scratch = directory if not os.path.islink(output) and (
         not os.path.exists(output) or os.path.isfile(output)) else None
-    with tempfile.TemporaryDirectory(prefix=".osvkit-", dir=scratch) as tmp:
+    if scratch is not None:
+        remove_stale_temporaries(scratch)
+    try:
+        tmpdir = tempfile.TemporaryDirectory(prefix=".osvkit-", dir=scratch)
+    except OSError as exc:
+        raise OutputError(f"cannot create: {exc.strerror}", path=output) from None
+    with tmpdir as tmp:
         raw = os.path.join(tmp, "raw.img")
         with open(raw, "wb") as f:
             write_raw(f)

@@ -28,7 +28,7 @@ headers stay where they are (nothing is inserted before them).  The stub segment
 lowest PT_LOAD vaddr (``core/elf.cc`` ``set_base``), so a lower vaddr would shift every
 kernel symbol.  Loaders place segments at ``p_paddr``, so the vaddr is otherwise unused.
 
-We write the program headers with ``struct`` (LIEF's ``Binary.add(segment)`` would move
+We write the program headers with :mod:`osvkit.structs.elf` (LIEF's ``Binary.add(segment)`` would move
 the phdr table, set paddr = vaddr and rewrite .dynamic); tests read the result back with
 pyelftools and LIEF.
 """
@@ -36,17 +36,18 @@ pyelftools and LIEF.
 from __future__ import annotations
 
 import os
-import struct
 from dataclasses import dataclass, field
 
 from .. import layout
 from ..boot import pvhstub, stub64
 from ..errors import KernelError, LayoutError, UsageError
-from ..fileio import write_atomic
-from .kernel import PT_LOAD, PT_NOTE, XEN_ELFNOTE_PHYS32_ENTRY, Kernel, check_kernel, load_kernel
+from ..fileio import check_not_input, write_atomic
+from ..structs import base as schema
+from ..structs import elf
+from ..structs.elf import (PF_R, PF_W, PF_X, PHDR_SIZE, PT_LOAD, PT_NOTE,  # noqa: F401
+                           XEN_ELFNOTE_PHYS32_ENTRY)
+from .kernel import Kernel, check_kernel, load_kernel, osv_version
 
-PHDR_SIZE = 56
-PF_X, PF_W, PF_R = 1, 2, 4
 PAGE = 0x1000
 
 STUB_ADDR = layout.STUB_START
@@ -64,13 +65,7 @@ OFF_PVH = 0x300
 STUB_SIZE = 0x500
 
 XEN_NOTE_NAME = b"Xen\0"
-NOTE_SIZE = 12 + len(XEN_NOTE_NAME) + 8
-
-# e_ident/ehdr offsets (ELF64)
-E_ENTRY = 0x18
-E_PHOFF = 0x20
-E_PHENTSIZE = 0x36
-E_PHNUM = 0x38
+NOTE_SIZE = elf.note_size(len(XEN_NOTE_NAME), elf.Elf64_Addr.sizeof())
 
 
 @dataclass
@@ -137,8 +132,9 @@ def stub_blob(*, handover: str, start64: int | None = None, ident_pt_l4: int | N
         handover=handover, start64=start64, ident_pt_l4=ident_pt_l4)
     compat32 = stub64.assemble_compat32(base + OFF_COMPAT32)
     pvh = pvhstub.assemble_pvh(base + OFF_PVH, name_addr=base + OFF_NAME_PVH)
-    note = struct.pack("<III", len(XEN_NOTE_NAME), 8, XEN_ELFNOTE_PHYS32_ENTRY) + \
-        XEN_NOTE_NAME + struct.pack("<Q", base + OFF_PVH)
+    note = schema.build(elf.Elf64_Note, dict(
+        n_type=XEN_ELFNOTE_PHYS32_ENTRY, name=XEN_NOTE_NAME,
+        desc=schema.build(elf.Elf64_Addr, base + OFF_PVH)), what="PVH note")
     parts = [
         (OFF_ENTRY64, entry64, OFF_COMPAT32),
         (OFF_COMPAT32, compat32, OFF_GDT),
@@ -167,7 +163,9 @@ def _check_ident_pt_l4(kernel: Kernel, ident: int) -> None:
     table must be initialised in the file (OSv: boot.S .data), not built at run time."""
     for s in kernel.load_segments:
         if s.paddr <= ident < s.paddr + s.filesz and ident + 8 <= s.paddr + s.filesz:
-            if struct.unpack_from("<Q", kernel.data, s.offset + ident - s.paddr)[0] & 1:
+            entry = schema.parse(elf.Elf64_Xword, kernel.data, what="ident_pt_l4[0]",
+                                 offset=s.offset + ident - s.paddr)
+            if entry & 1:  # present
                 return
             break
     raise KernelError(f"ident_pt_l4 at physical {ident:#x} is not an initialised page table "
@@ -183,7 +181,7 @@ def patch_vmlinux(kernel: Kernel, *, pvh: bool = True, handover: str = "start32"
         raise UsageError(f"handover {handover!r}", expected=" or ".join(stub64.HANDOVERS))
     data = kernel.data
     path = kernel.path
-    if struct.unpack_from("<H", data, E_PHENTSIZE)[0] != PHDR_SIZE:
+    if schema.parse(elf.Elf64_Ehdr, data, what="ELF header").e_phentsize != PHDR_SIZE:
         raise KernelError("e_phentsize is not 56", expected="ELF64 program headers", path=path)
     for s in kernel.load_segments:
         if s.memsz and s.paddr < layout.FC_HIMEM_START:
@@ -238,15 +236,14 @@ def patch_vmlinux(kernel: Kernel, *, pvh: bool = True, handover: str = "start32"
     blob = stub_blob(handover=handover, start64=start64, ident_pt_l4=ident)
     offset = _align(len(data), PAGE)
     vaddr = _align(max(s.vaddr + s.memsz for s in kernel.load_segments), PAGE)
-    phdrs = struct.pack("<IIQQQQQQ", PT_LOAD, PF_R | PF_X, offset, vaddr, STUB_ADDR,
-                        STUB_SIZE, STUB_SIZE, PAGE)
+    phdrs = _phdr(PT_LOAD, PF_R | PF_X, offset, vaddr, STUB_ADDR, STUB_SIZE, PAGE)
     if add_pvh:
         phdrs += _note_phdr(offset, vaddr)
 
     out = bytearray(data)
     _append_phdrs(out, kernel, phdrs)
     if add_linux:
-        struct.pack_into("<Q", out, E_ENTRY, STUB_ADDR + OFF_ENTRY64)
+        _set_header(out, e_entry=STUB_ADDR + OFF_ENTRY64)
         result.entry = STUB_ADDR + OFF_ENTRY64
         result.linux64_entry = STUB_ADDR + OFF_ENTRY64
         result.added.append("linux64")
@@ -280,13 +277,28 @@ def _append_phdrs(out: bytearray, kernel: Kernel, phdrs: bytes) -> None:
     """Write ``phdrs`` into the (checked) zero room right after the table; bump e_phnum."""
     table_end = kernel.phoff + kernel.phnum * PHDR_SIZE
     out[table_end:table_end + len(phdrs)] = phdrs
-    struct.pack_into("<H", out, E_PHNUM, kernel.phnum + len(phdrs) // PHDR_SIZE)
+    _set_header(out, e_phnum=kernel.phnum + len(phdrs) // PHDR_SIZE)
+
+
+def _set_header(out: bytearray, **fields) -> None:
+    """Rewrite ELF header ``fields`` of ``out`` in place."""
+    hdr = schema.parse(elf.Elf64_Ehdr, out, what="ELF header")
+    hdr.update(fields)
+    out[:elf.EHDR_SIZE] = schema.build(elf.Elf64_Ehdr, hdr, what="ELF header")
+
+
+def _phdr(p_type: int, flags: int, offset: int, vaddr: int, paddr: int, size: int,
+          align: int) -> bytes:
+    """One program header whose file and memory sizes are both ``size``."""
+    return schema.build(elf.Elf64_Phdr, dict(
+        p_type=p_type, p_flags=flags, p_offset=offset, p_vaddr=vaddr, p_paddr=paddr,
+        p_filesz=size, p_memsz=size, p_align=align), what="program header")
 
 
 def _note_phdr(offset: int, vaddr: int) -> bytes:
     """The PT_NOTE over the Xen note inside the stub segment at file ``offset``."""
-    return struct.pack("<IIQQQQQQ", PT_NOTE, PF_R, offset + OFF_NOTE, vaddr + OFF_NOTE,
-                       STUB_ADDR + OFF_NOTE, NOTE_SIZE, NOTE_SIZE, 4)
+    return _phdr(PT_NOTE, PF_R, offset + OFF_NOTE, vaddr + OFF_NOTE, STUB_ADDR + OFF_NOTE,
+                 NOTE_SIZE, elf.NOTE_ALIGN)
 
 
 def _repatch(kernel: Kernel, own, result: VmlinuxResult, *, add_linux: bool, add_pvh: bool,
@@ -304,7 +316,7 @@ def _repatch(kernel: Kernel, own, result: VmlinuxResult, *, add_linux: bool, add
     if note:
         _append_phdrs(out, kernel, _note_phdr(own.offset, own.vaddr))
     if add_linux:
-        struct.pack_into("<Q", out, E_ENTRY, STUB_ADDR + OFF_ENTRY64)
+        _set_header(out, e_entry=STUB_ADDR + OFF_ENTRY64)
         result.entry = result.linux64_entry = STUB_ADDR + OFF_ENTRY64
         result.added.append("linux64")
     if add_pvh:
@@ -321,6 +333,8 @@ def build_vmlinux(kernel, output, *, pvh: bool = True, handover: str = "start32"
     """Patch ``kernel`` (a path or :class:`Kernel`) and write the ELF to ``output``."""
     if not isinstance(kernel, Kernel):
         kernel = load_kernel(kernel)
+    # patching in place is not what a build does: the user's kernel stays as it is
+    check_not_input(output, [("the kernel of this build", kernel.path or None)])
     data, result = patch_vmlinux(kernel, pvh=pvh, handover=handover, replace_entry=replace_entry)
     write_atomic(output, data, mode=0o755)
     result.output = os.fspath(output)
@@ -344,6 +358,7 @@ class ElfInspection:
     notes: list[dict]
     symbols: dict[str, int]
     bootfs_size: int | None = None
+    osv_version: str | None = None
 
     @property
     def protocols(self) -> list[str]:
@@ -355,15 +370,17 @@ class ElfInspection:
             "e_entry": self.e_entry, "start32": self.start32,
             "protocols": self.protocols, "entries": self.entries,
             "segments": self.segments, "notes": self.notes, "symbols": self.symbols,
+            "osv_version": self.osv_version,
         }
         if self.bootfs_size is not None:
             d["bootfs_size"] = self.bootfs_size
         return d
 
 
-_PT_NAMES = {0: "PT_NULL", 1: "PT_LOAD", 2: "PT_DYNAMIC", 3: "PT_INTERP", 4: "PT_NOTE",
-             6: "PT_PHDR", 7: "PT_TLS", 0x6474E550: "PT_GNU_EH_FRAME",
-             0x6474E551: "PT_GNU_STACK", 0x6474E552: "PT_GNU_RELRO"}
+_PT_NAMES = {elf.PT_NULL: "PT_NULL", elf.PT_LOAD: "PT_LOAD", elf.PT_DYNAMIC: "PT_DYNAMIC",
+             elf.PT_INTERP: "PT_INTERP", elf.PT_NOTE: "PT_NOTE", elf.PT_PHDR: "PT_PHDR",
+             elf.PT_TLS: "PT_TLS", elf.PT_GNU_EH_FRAME: "PT_GNU_EH_FRAME",
+             elf.PT_GNU_STACK: "PT_GNU_STACK", elf.PT_GNU_RELRO: "PT_GNU_RELRO"}
 
 
 def _stub_name_at(kernel: Kernel, paddr: int) -> str | None:
@@ -391,10 +408,10 @@ def _bootfs_size(kernel: Kernel) -> int | None:
     import io
 
     from elftools.elf.elffile import ELFFile
+    from elftools.elf.sections import SymbolTableSection
 
-    elf = ELFFile(io.BytesIO(kernel.data))
-    symtab = elf.get_section_by_name(".symtab")
-    if symtab is None:
+    symtab = ELFFile(io.BytesIO(kernel.data)).get_section_by_name(".symtab")
+    if not isinstance(symtab, SymbolTableSection):
         return None
     start = symtab.get_symbol_by_name("bootfs_start")
     end = symtab.get_symbol_by_name("bootfs_end")
@@ -439,7 +456,7 @@ def inspect_kernel_elf(kernel) -> ElfInspection:
     return ElfInspection(path=kernel.path, size=len(kernel.data), e_entry=kernel.entry,
                          start32=kernel.start32, segments=segments, entries=entries,
                          notes=kernel.notes, symbols=kernel.symbols,
-                         bootfs_size=_bootfs_size(kernel))
+                         bootfs_size=_bootfs_size(kernel), osv_version=osv_version(kernel.data))
 
 
 def describe_inspection(info: ElfInspection) -> str:
@@ -451,6 +468,7 @@ def describe_inspection_dict(d: dict) -> str:
     """Human-readable rendering of :meth:`ElfInspection.to_dict` output."""
     info = _Attrs(d)
     lines = [f"{info.path}: kernel ELF, {info.size} bytes",
+             f"  OSv version: {d.get('osv_version') or 'not found'}",
              f"  e_entry {info.e_entry:#x}, start32 slot -> {info.start32:#x}",
              "  entry points:"]
     for e in info.entries:

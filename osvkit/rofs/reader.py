@@ -1,6 +1,6 @@
 """Read a ROFS image: list its tree, read files, extract it to a directory.
 
-Independent of the writer: it shares only :mod:`osvkit.rofs.schema`.  Opening an image
+Independent of the writer: it shares only :mod:`osvkit.structs.rofs`.  Opening an image
 checks it the way OSv's mount does (``fs/rofs/rofs_vfsops.cc``: magic, version, a non-zero
 structure block count, every directory entry, symlink and the inode table inside the
 structure blocks) and then what OSv checks only when a path is used (``rofs_vnops.cc``): that
@@ -24,7 +24,8 @@ from ..disk import detect_format, open_disk
 from ..disk.files import open_image_fd
 from ..disk.partitions import partition_extent
 from ..errors import FormatError, OsvkitError, OsvkitIOError, OutputError, UsageError
-from . import schema as S
+from ..fileio import check_not_input
+from ..structs import rofs as S
 
 _TYPES = {S.S_IFDIR: "dir", S.S_IFREG: "file", S.S_IFLNK: "symlink"}
 
@@ -295,6 +296,12 @@ class RofsImage:
         descriptor, so nothing is written outside it."""
         dest = os.path.abspath(os.fspath(dest))
         parent = os.path.dirname(dest)
+        try:
+            os.lstat(dest)
+        except OSError as exc:
+            if exc.errno == errno.ENAMETOOLONG:
+                raise OutputError(f"cannot create: {exc.strerror}", path=dest,
+                                  expected="a directory name the file system can hold") from None
         if os.path.lexists(dest):
             if not os.path.isdir(dest) or os.path.islink(dest) or os.listdir(dest):
                 raise OutputError("exists and is not an empty directory", path=dest,
@@ -308,9 +315,13 @@ class RofsImage:
         try:
             files, nbytes = self._extract_into(tmp)
             os.chmod(tmp, 0o755)
-            if os.path.isdir(dest):
-                os.rmdir(dest)
-            os.rename(tmp, dest)
+            try:
+                if os.path.isdir(dest):
+                    os.rmdir(dest)
+                os.rename(tmp, dest)
+            except OSError as exc:   # a name over NAME_MAX, a directory filled meanwhile
+                raise OutputError(f"cannot create: {exc.strerror}", path=dest,
+                                  expected="a new or empty directory") from None
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -436,6 +447,7 @@ def extract_rofs(image: str | os.PathLike, directory: str | os.PathLike, *,
                  offset: int = 0, partition: int | None = None) -> ExtractResult:
     """Extract a ROFS image's tree (or that of MBR ``partition`` of a disk image) into
     ``directory`` (new or empty)."""
+    check_not_input(directory, [("the image", image)])
     with RofsImage(image, offset=offset, partition=partition) as img:
         return img.extract(directory)
 

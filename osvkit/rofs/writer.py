@@ -23,9 +23,11 @@ The order (for directory D with sorted children c1..cn, walked depth-first):
   are contiguous and D's inode points at the first with ``count = n``; the root's entries
   come last.
 
-File data is copied by the kernel (``copy_file_range``) or in 1 MiB chunks, never held in
-memory, and holes in sparse host files stay holes.  Only the directory tables are built in
-memory (a few dozen bytes per entry).  The output is written atomically.
+File data is copied by the kernel (``copy_file_range``, else ``sendfile``) or in 1 MiB
+chunks, never held in memory, and holes in sparse host files stay holes.  Write-back of the
+image is started as the copy goes (every 32 MiB), and the image is fsynced once, before it is
+renamed into place.  Only the directory tables are built in memory (a few dozen bytes per
+entry).
 """
 
 from __future__ import annotations
@@ -33,12 +35,13 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import stat
 from dataclasses import dataclass
 
 from ..errors import ManifestInputError, OsvkitIOError
-from ..fileio import atomic_output
+from ..fileio import atomic_output, check_not_input
 from ..progress import progress
-from . import schema as S
+from ..structs import rofs as S
 from .manifest import (Dir, File, FileSource, GuestTree, Symlink, fsname,
                        parse_manifest)
 
@@ -119,12 +122,14 @@ def check_tree(tree: GuestTree, limits: str = "osv") -> int:
 def build_rofs(source, output: str | os.PathLike, *, defines: dict[str, str] | None = None,
                manifest_root: str | os.PathLike | None = None, allow_missing: bool = False,
                follow_symlinks_anywhere: bool = False, osv_defaults: bool = True,
-               limits: str = "osv") -> RofsBuildResult:
+               limits: str = "osv", outputs=()) -> RofsBuildResult:
     """Build a ROFS image at ``output`` from ``source``: a manifest path or a GuestTree.
 
     ``osv_defaults`` adds /dev, /proc, /sys, /tmp and /etc/fstab when missing (the tree is
     changed in place).  ``limits="osv"`` keeps names within OSv's NAME_MAX (255 bytes) and
-    symlink targets within PATH_MAX; ``"format"`` allows the format's 65535 bytes."""
+    symlink targets within PATH_MAX; ``"format"`` allows the format's 65535 bytes.
+    ``outputs`` names further files the caller writes from this image (a usr.img): neither
+    they nor ``output`` may be the manifest or a host file it lists (a usage error)."""
     if isinstance(source, GuestTree):
         tree = source
     else:
@@ -137,9 +142,20 @@ def build_rofs(source, output: str | os.PathLike, *, defines: dict[str, str] | N
         add_osv_defaults(tree)
     check_tree(tree, limits)
     output = os.fspath(output)
+    for out in (output, *outputs):
+        check_not_input(out, tree_inputs(tree, None if isinstance(source, GuestTree) else source))
     with atomic_output(output) as f:
         result = _write(tree, f.fileno(), output)
     return result
+
+
+def tree_inputs(tree: GuestTree, manifest=None):
+    """``(what, path)`` for the manifest and every host file the tree copies data from."""
+    if manifest is not None:
+        yield "the manifest", manifest
+    for guest, node in tree.walk():
+        if isinstance(node, File) and node.source.path is not None:
+            yield f"the host file of {guest}", node.source.path
 
 
 @dataclass
@@ -166,6 +182,7 @@ def _write(tree: GuestTree, fd: int, output: str) -> RofsBuildResult:
     def children(d: Dir):
         return iter(sorted(((fsname(n), c) for n, c in d.children.items()), key=lambda x: x[0]))
 
+    copier = _Copier(fd, output)
     root = new_inode(S.S_IFDIR)
     frames = [_Frame(tree.root, root, children(tree.root), [])]
     bar = progress(None, "writing ROFS")
@@ -188,7 +205,7 @@ def _write(tree: GuestTree, fd: int, output: str) -> RofsBuildResult:
             symlinks.append(S.rofs_symlink_c.build({"path": fsname(node.target)}))
         else:
             ino = new_inode(S.S_IFREG)
-            size = _copy_in(node, fd, block * bs, output)
+            size = _copy_in(node, copier, block * bs)
             ino[2], ino[3] = block, size
             block += S.blocks_for(size)
             files += 1
@@ -197,6 +214,7 @@ def _write(tree: GuestTree, fd: int, output: str) -> RofsBuildResult:
         fr.entries.append(S.rofs_dir_entry_c.build({"inode_no": ino[1], "filename": name}))
 
     bar.close()
+    copier.start_writeback()
     structure = bytearray()
     for e in dir_entries:
         structure += e
@@ -237,8 +255,9 @@ def _pwrite_all(fd: int, data: bytes, offset: int, output: str) -> None:
         offset += n
 
 
-def _copy_in(node: File, dst: int, dst_off: int, output: str = "<output>") -> int:
-    """Copy a file's data to ``dst`` at ``dst_off``; return its size in bytes."""
+def _copy_in(node: File, copier: "_Copier", dst_off: int) -> int:
+    """Copy a file's data into the image at ``dst_off``; return its size in bytes."""
+    dst, output = copier.dst, copier.output
     src = node.source
     if src.data is not None:
         _pwrite_all(dst, src.data, dst_off, output)
@@ -253,7 +272,11 @@ def _copy_in(node: File, dst: int, dst_off: int, output: str = "<output>") -> in
         raise origin.error(f"cannot read host file {src.path}: {exc.strerror}",
                            cls=ManifestInputError, expected="a readable file") from None
     try:
-        total = os.fstat(fd).st_size
+        st = os.fstat(fd)
+        total = st.st_size
+        if total == 0 and src.size is None and stat.S_ISREG(st.st_mode):
+            # /proc, /sys and the like say 0 bytes and have content when read
+            return _copy_unsized(fd, dst, dst_off, node, output)
         if src.size is not None:
             if src.offset + src.size > total:
                 raise origin.error(f"{src.path} has {total} bytes, not {src.offset + src.size}",
@@ -261,10 +284,39 @@ def _copy_in(node: File, dst: int, dst_off: int, output: str = "<output>") -> in
             total = src.size
         else:
             total -= src.offset
-        _copy_range(fd, src.offset, total, dst, dst_off, node, output)
+        copier.copy(fd, src.offset, total, dst_off, node)
         return total
     finally:
         os.close(fd)
+
+
+#: the most a file whose size the host does not report (/proc) may hold
+UNSIZED_MAX = 64 << 20
+
+
+def _copy_unsized(fd: int, dst: int, dst_off: int, node: File, output: str) -> int:
+    """Copy a host file that reports size 0 by reading it to its end (without waiting: a
+    file that would block, such as /proc/kmsg, is an error)."""
+    os.set_blocking(fd, False)
+    total = 0
+    while True:
+        try:
+            chunk = os.read(fd, CHUNK_SIZE)
+        except BlockingIOError:
+            raise node.origin.error(f"host file {node.source.path} reports no size and "
+                                    "reading it would wait for more", cls=ManifestInputError,
+                                    expected="a file that ends") from None
+        except OSError as exc:
+            raise node.origin.error(f"cannot read host file {node.source.path}: {exc.strerror}",
+                                    cls=ManifestInputError, expected="a readable file") from None
+        if not chunk:
+            return total
+        total += len(chunk)
+        if total > UNSIZED_MAX:
+            raise node.origin.error(f"host file {node.source.path} reports no size and has "
+                                    f"more than {UNSIZED_MAX} bytes", cls=ManifestInputError,
+                                    expected="a regular file with a size")
+        _pwrite_all(dst, chunk, dst_off + total - len(chunk), output)
 
 
 def _segments(fd: int, start: int, end: int):
@@ -293,39 +345,72 @@ def _segments(fd: int, start: int, end: int):
 _OUTPUT_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 
 
-def _copy_range(src: int, off: int, size: int, dst: int, dst_off: int, node: File,
-                output: str = "<output>") -> None:
-    use_cfr = hasattr(os, "copy_file_range")
-    # look for holes only in files big enough to have them worth skipping
-    segments = _segments(src, off, off + size) if size > CHUNK_SIZE else [(off, off + size)]
-    for a, b in segments:
-        pos = a
-        while pos < b:
-            n = 0
-            want = min(b - pos, 1 << 30)
-            if use_cfr:
+#: errnos that mean "this copy path does not work for these two files", not a bad input
+_UNSUPPORTED = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EPERM,
+                errno.EBADF, errno.ENOTSUP}
+#: ask the kernel to start writing the image back every this many bytes, so the disk works
+#: while the copy goes on and the single fsync at the end has little left to wait for
+WRITEBACK_EVERY = 32 << 20
+
+
+class _Copier:
+    """Copies host file ranges into the image with the fastest path that works: the
+    kernel's ``copy_file_range``, then ``sendfile``, then reads and writes (1 MiB at a time,
+    never more in memory); once a path fails for a pair of files it is not tried again."""
+
+    def __init__(self, dst: int, output: str):
+        self.dst, self.output = dst, output
+        self.paths = [p for p in ("copy_file_range", "sendfile") if hasattr(os, p)] + ["read"]
+        self.dirty_from = self.dirty_to = 0     # copied, write-back not started yet
+
+    def _once(self, path: str, src: int, pos: int, want: int, at: int) -> int:
+        if path == "copy_file_range":
+            return os.copy_file_range(src, self.dst, want, pos, at)
+        if path == "sendfile":
+            os.lseek(self.dst, at, os.SEEK_SET)
+            return os.sendfile(self.dst, src, pos, want)
+        chunk = os.pread(src, min(want, CHUNK_SIZE), pos)
+        _pwrite_all(self.dst, chunk, at, self.output)
+        return len(chunk)
+
+    def copy(self, src: int, off: int, size: int, dst_off: int, node: File) -> None:
+        # look for holes only in files big enough to have them worth skipping
+        segments = _segments(src, off, off + size) if size > CHUNK_SIZE else [(off, off + size)]
+        for a, b in segments:
+            pos = a
+            while pos < b:
+                path = self.paths[0]
+                at = dst_off + (pos - off)
                 try:
-                    n = os.copy_file_range(src, dst, want, pos, dst_off + (pos - off))
+                    n = self._once(path, src, pos, min(b - pos, 1 << 30), at)
                 except OSError as exc:
                     if exc.errno in _OUTPUT_ERRNOS:
-                        raise OsvkitIOError(f"write failed: {exc.strerror}", path=output) from None
-                    if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP,
-                                         errno.EPERM, errno.EBADF):
+                        raise OsvkitIOError(f"write failed: {exc.strerror}",
+                                            path=self.output) from None
+                    if path == "read" or exc.errno not in _UNSUPPORTED:
                         raise node.origin.error(f"cannot read host file {node.source.path}: "
                                                 f"{exc.strerror}", cls=ManifestInputError,
                                                 expected="a readable file") from None
-                    use_cfr = False
+                    self.paths.pop(0)
                     continue
-            else:
-                try:
-                    chunk = os.pread(src, min(want, CHUNK_SIZE), pos)
-                except OSError as exc:
-                    raise node.origin.error(f"cannot read host file {node.source.path}: "
-                                            f"{exc.strerror}", cls=ManifestInputError,
-                                            expected="a readable file") from None
-                _pwrite_all(dst, chunk, dst_off + (pos - off), output)
-                n = len(chunk)
-            if n == 0:
-                raise node.origin.error(f"host file {node.source.path} shrank while it was copied",
-                                        cls=ManifestInputError, expected="a file that does not change")
-            pos += n
+                if n == 0:
+                    raise node.origin.error(f"host file {node.source.path} shrank while it was "
+                                            "copied", cls=ManifestInputError,
+                                            expected="a file that does not change")
+                pos += n
+                self._written(at, at + n)
+
+    def _written(self, begin: int, end: int) -> None:
+        self.dirty_to = max(self.dirty_to, end)
+        if self.dirty_to - self.dirty_from >= WRITEBACK_EVERY:
+            self.start_writeback()
+
+    def start_writeback(self) -> None:
+        """Start (not wait for) the write-back of what was copied since the last call."""
+        if self.dirty_to > self.dirty_from and hasattr(os, "posix_fadvise"):
+            try:
+                os.posix_fadvise(self.dst, self.dirty_from, self.dirty_to - self.dirty_from,
+                                 os.POSIX_FADV_DONTNEED)
+            except OSError:
+                pass
+        self.dirty_from = self.dirty_to

@@ -1,96 +1,39 @@
-"""Boot images in a VMM and report how the run ended (:class:`RunResult`).
+"""Boot images and kernels in a VMM and report how the run ended (:class:`RunResult`).
 
-:func:`run_image` dispatches on ``vmm``; the ``qemu`` backend (SeaBIOS, disk image) lives in
-:mod:`osvkit.run.qemu`.  Other backends (``qemu-fc``, ``qemu-pvh``, ``firecracker``) add a
-branch here and a module of their own.
+A run is described by a :class:`RunSpec`; the backends that carry it out (``qemu``,
+``qemu-fc``, ``qemu-pvh``, ``firecracker``) are listed once, in :mod:`osvkit.run.backends`.
+:func:`run` / :func:`command` take a spec; :func:`run_image` / :func:`image_command` take the
+image and the spec's fields as keywords.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import tempfile
-
-from ..errors import ToolError, UsageError
+from .backends import BACKENDS, KERNEL_VMMS, VMMS, Backend, get_backend
 from .result import EXIT_REASONS, RunResult
+from .spec import RUN_DIR, RunSpec
 
-__all__ = ["run_image", "image_command", "RunResult", "EXIT_REASONS", "VMMS"]
-
-VMMS = ("qemu",)
-# [fcpath] VMMs that boot a kernel ELF: qemu-fc, qemu-pvh, firecracker (osvkit.run.kernel_vmms)
-from .kernel_vmms import KERNEL_VMMS  # noqa: E402
-VMMS = VMMS + KERNEL_VMMS
-# [/fcpath]
+__all__ = ["run", "command", "run_image", "image_command", "RunSpec", "RunResult",
+           "EXIT_REASONS", "VMMS", "KERNEL_VMMS", "BACKENDS", "Backend", "get_backend"]
 
 
-def image_command(image, *, vmm: str = "qemu", accel: str = "tcg", memory: str = "256M",
-                  cpus: int = 1, disk_bus: str = "virtio", image_format: str | None = None,
-                  extra=(), cmdline: str | None = None, machine: str = "pc", disk=None,
-                  firecracker=None, fc_protocol: str = "linux", initrd=None) -> list[str]:
-    """The VMM command :func:`run_image` runs (before the capture options; ``osvkit run
-    --dry-run`` prints it with them)."""
-    if vmm in KERNEL_VMMS:  # [fcpath]
-        from .kernel_vmms import kernel_command
-        return kernel_command(vmm, image, accel=accel, memory=memory, cpus=cpus, cmdline=cmdline,
-                              machine=machine, disk=disk, firecracker=firecracker,
-                              fc_protocol=fc_protocol, initrd=initrd) + list(extra)
-    if vmm == "qemu":
-        from .qemu import qemu_command
-        return qemu_command(image, accel=accel, memory=memory, cpus=cpus, disk_bus=disk_bus,
-                            image_format=image_format, extra=list(extra))
-    raise UsageError(f"VMM {vmm!r}", expected=" or ".join(VMMS))
+def run(spec: RunSpec) -> RunResult:
+    """Boot ``spec`` with its backend and return how the run ended."""
+    return get_backend(spec.vmm).run(spec)
 
 
-def run_image(image, *, vmm: str = "qemu", accel: str = "tcg", memory: str = "256M",
-              cpus: int = 1, disk_bus: str = "virtio", timeout: float = 60,
-              expect: str | None = None, cmdline: str | None = None, extra=(),
-              image_format: str | None = None, console_path=None, machine: str = "pc",
-              disk=None, firecracker=None, fc_protocol: str = "linux", initrd=None) -> RunResult:
-    """Boot ``image`` and return how the run ended.
-
-    ``cmdline``, when given, replaces the image's command line in a temporary raw copy (the
-    image itself is never modified); it needs ``osvkit.image.cmdline_io``.
-    """
-    if not timeout > 0:        # also NaN, which compares false and made the run endless
-        raise UsageError(f"timeout {timeout}", expected="a positive number of seconds")
-    if vmm in KERNEL_VMMS:  # [fcpath] ``image`` is a kernel ELF; cmdline is its command line
-        from .kernel_vmms import run_kernel
-        return run_kernel(vmm, image, accel=accel, memory=memory, cpus=cpus, timeout=timeout,
-                          expect=expect, cmdline=cmdline, machine=machine, disk=disk,
-                          firecracker=firecracker, fc_protocol=fc_protocol,
-                          console_path=console_path, initrd=initrd)
-    if vmm != "qemu":
-        raise UsageError(f"VMM {vmm!r}", expected=" or ".join(VMMS))
-    from .qemu import detect_image_format, run_qemu
-
-    fmt = image_format or detect_image_format(image)
-    with tempfile.TemporaryDirectory(prefix="osvkit-run-") as tmp:
-        if cmdline is not None:
-            image = _with_cmdline(image, fmt, cmdline, tmp)
-            fmt = "raw"
-        argv = image_command(image, vmm=vmm, accel=accel, memory=memory, cpus=cpus,
-                             disk_bus=disk_bus, image_format=fmt, extra=extra)
-        return run_qemu(argv, timeout=timeout, expect=expect, console_path=console_path,
-                        workdir=tmp)
+def command(spec: RunSpec, workdir: str = RUN_DIR) -> list[str]:
+    """The VMM command :func:`run` runs for ``spec`` (before the capture options; ``osvkit
+    run --dry-run`` prints it with them), files it generates named under ``workdir``."""
+    return get_backend(spec.vmm).command(spec, workdir)
 
 
-def _with_cmdline(image, fmt: str, cmdline: str, tmp: str) -> str:
-    try:
-        from ..image.cmdline_io import set_cmdline
-    except ImportError:
-        raise ToolError("cmdline override needs osvkit.image.cmdline_io",
-                        expected="the cmdline part of osvkit") from None
-    copy = os.path.join(tmp, "image.raw")
-    if fmt == "qcow2":
-        qemu_img = shutil.which("qemu-img")
-        if qemu_img is None:
-            raise ToolError("qemu-img not found in PATH", expected="QEMU tools installed")
-        proc = subprocess.run([qemu_img, "convert", "-O", "raw", os.fspath(image), copy],
-                              capture_output=True, text=True)
-        if proc.returncode:
-            raise ToolError(f"qemu-img convert failed: {proc.stderr.strip()}", path=image)
-    else:
-        shutil.copyfile(image, copy)
-    set_cmdline(copy, cmdline)
-    return copy
+def image_command(image, *, vmm: str = "qemu", extra=(), **options) -> list[str]:
+    """:func:`command` for ``image`` with :class:`RunSpec` fields as keywords."""
+    return command(RunSpec(image, vmm=vmm, extra=tuple(extra), **options))
+
+
+def run_image(image, *, vmm: str = "qemu", extra=(), **options) -> RunResult:
+    """Boot ``image`` and return how the run ended; keywords are :class:`RunSpec` fields
+    (``cmdline``, when given for ``qemu``, replaces the image's command line in a temporary
+    raw copy -- the image itself is never modified)."""
+    return run(RunSpec(image, vmm=vmm, extra=tuple(extra), **options))

@@ -28,7 +28,7 @@ What the loader does (32-bit protected mode, paging off, as PVH enters it):
    the kernel's ``e_entry``.
 
 With ``protocol="pvh"`` it reproduces Firecracker >= 1.12's PVH boot instead (what Firecracker
-does for any ELF with a ``XEN_ELFNOTE_PHYS32_ENTRY`` note, firecracker-boot.md 2.9):
+does for any ELF with a ``XEN_ELFNOTE_PHYS32_ENTRY`` note):
 ``hvm_start_info`` at 0x6000 (version 1, cmdline 0x20000, memmap 0x7000, no modules,
 rsdp 0), the memmap with Firecracker's e820 ranges, the PVH GDT (code 0x00cf9b000000ffff,
 TSS limit 0x67), the MP table; CR0 = 0x11, CR4 = 0, paging off, EBX = 0x6000, every other
@@ -55,11 +55,14 @@ Fidelity notes (what differs from Firecracker/KVM and why):
 from __future__ import annotations
 
 import os
-import struct
 from dataclasses import dataclass, field
 
 from .. import layout
 from ..asm import assemble, byte_directive, far_jump32
+from ..structs import base as schema
+from ..structs.base import field_offsets
+from ..structs import elf
+from ..structs import fcloader as fcs
 from ..structs import offsets as off
 from ..boot import firecracker as fc
 from ..boot import pvh as pvh_boot
@@ -71,7 +74,7 @@ LOADER_NAME = "osvkit-fc-loader"
 CMDLINE_MAX = layout.FC_CMDLINE_MAX_SIZE - 1
 """2047 visible bytes; with the NUL 2048 (Firecracker's CMDLINE_MAX_SIZE)."""
 
-# Firecracker's control registers for the Linux 64-bit boot (firecracker-boot.md 2.4)
+# Firecracker's control registers for the Linux 64-bit boot
 FC_CR0 = 0xE000_0011
 """KVM reset CR0 0x60000010 (CD|NW|ET) | PE | PG."""
 FC_CR4 = 0x20
@@ -90,7 +93,7 @@ PROTOCOLS = ("linux", "pvh", "auto")
 """``auto`` is Firecracker's own choice: PVH when the kernel has the note, else Linux."""
 
 FC_PVH_CR0 = 0x11
-"""PE | ET exactly (firecracker-boot.md 2.4, PVH column)."""
+"""PE | ET exactly (Firecracker sets CR0 to this for PVH, not OR-ed into the reset value)."""
 
 OP_END, OP_ZERO, OP_MODULE, OP_LOADER = 0, 1, 2, 3
 OP_NAMES = {OP_ZERO: "zero", OP_MODULE: "copy-kernel", OP_LOADER: "copy-structure"}
@@ -104,7 +107,7 @@ L_MSGS = 0x0780
 L_DESC = 0x0900          # gdt desc (6 bytes) @+0, idt desc @+8, zero idt desc @+16
 L_OPS = 0x0A00           # 16-byte ops, up to 96
 L_DATA = 0x1000
-MAX_OPS = (L_DATA - L_OPS) // 16
+MAX_OPS = (L_DATA - L_OPS) // fcs.LOADER_OP_SIZE - 1     # and the OP_END entry
 STACK_SIZE = 0x1000
 LOADER_ALIGN = layout.FC_LOADER_ALIGN
 
@@ -318,12 +321,21 @@ def _plan(kernel: FcKernel, *, memory: int, cpus: int, e820, entry: int, structu
                       ops=[(OP_NAMES[op], dst, src, ln) for op, dst, src, ln in ops],
                       protocol=protocol, kind=kernel.kind,
                       initrd=list(ramdisk) if ramdisk else None)
-    opbytes = b"".join(struct.pack("<IIII", *o) for o in ops) + struct.pack("<IIII", OP_END, 0, 0, 0)
-    return plan, bytes(data), opbytes
+    return plan, bytes(data), op_table(ops)
+
+
+def op_table(ops) -> bytes:
+    """The loader's operation table for ``(op, dst, src, length)`` tuples, ended by OP_END."""
+    return b"".join(schema.build(fcs.LoaderOp, dict(op=op, dst=dst, src=src, length=ln),
+                                 what="loader operation")
+                    for op, dst, src, ln in [*ops, (OP_END, 0, 0, 0)])
 
 
 def _code32(base: int, plan: LoaderPlan, cmdbuf: int, stack_top: int) -> str:
     si, mod, bp = off.START_INFO, off.HVM_MODLIST_ENTRY, off.BOOT_PARAMS
+    lv = fcs.LOADER_VARS_OFFSETS
+    op = field_offsets(fcs.LoaderOp)
+    dp = fcs.DESCRIPTOR_POINTER_SIZE
     v = base + L_VARS
     m = {k: base + L_MSGS + i * 0x80 for i, k in enumerate(MESSAGES)}
     d = base + L_DESC
@@ -360,7 +372,7 @@ def _code32(base: int, plan: LoaderPlan, cmdbuf: int, stack_top: int) -> str:
     jb fail_no_module
     movl {si['modlist_paddr']:#x}(%ebx), %esi
     movl {mod['paddr']:#x}(%esi), %eax
-    movl %eax, {v + 8:#x}
+    movl %eax, {v + lv['module']:#x}
     movl {mod['size']:#x}(%esi), %eax
     cmpl ${plan.kernel_size:#x}, %eax
     jne fail_size
@@ -380,13 +392,13 @@ cmd_loop:
     jmp cmd_loop
 cmd_done:
     movb $0x0, (%edi,%ecx)
-    movl %ecx, {v + 12:#x}
+    movl %ecx, {v + lv['cmdline_length']:#x}
     movl ${base + L_OPS:#x}, %ebp
 op_loop:
-    movl (%ebp), %eax
-    movl 0x4(%ebp), %edi
-    movl 0x8(%ebp), %esi
-    movl 0xc(%ebp), %edx
+    movl {op['op']:#x}(%ebp), %eax
+    movl {op['dst']:#x}(%ebp), %edi
+    movl {op['src']:#x}(%ebp), %esi
+    movl {op['length']:#x}(%ebp), %edx
     cmpl ${OP_ZERO:#x}, %eax
     je op_zero
     cmpl ${OP_MODULE:#x}, %eax
@@ -404,7 +416,7 @@ op_zero:
     rep stosb
     jmp op_next
 op_module:
-    addl {v + 8:#x}, %esi
+    addl {v + lv['module']:#x}, %esi
     cmpl %esi, %edi
     jbe op_copy
     leal -0x1(%esi,%edx), %esi
@@ -422,18 +434,18 @@ op_copy:
     andl $0x3, %ecx
     rep movsb
 op_next:
-    addl $0x10, %ebp
+    addl ${fcs.LOADER_OP_SIZE:#x}, %ebp
     jmp op_loop
 ops_done:
     movl ${cmdbuf:#x}, %esi
     movl ${layout.FC_CMDLINE_ADDR:#x}, %edi
-    movl {v + 12:#x}, %ecx
+    movl {v + lv['cmdline_length']:#x}, %ecx
     incl %ecx
 {set_cmdline_size}
     rep movsb
     movl ${d:#x}, %eax
     lgdt (%eax)
-    movl ${d + 8:#x}, %eax
+    movl ${d + dp:#x}, %eax
     lidt (%eax)
     movl ${FC_SEL_DATA:#x}, %eax
     movl %eax, %ds
@@ -462,7 +474,7 @@ fail_print:
     incl %esi
     jmp fail_print
 fail_stop:
-    movl ${d + 16:#x}, %eax
+    movl ${d + 2 * dp:#x}, %eax
     lidt (%eax)
     int3
 """
@@ -481,7 +493,7 @@ def _code64(base: int, stack_top: int) -> str:
     movl ${layout.FC_BOOT_STACK_ADDR:#x}, %esp
     movl ${layout.FC_BOOT_STACK_ADDR:#x}, %ebp
     movl ${layout.FC_ZERO_PAGE_ADDR:#x}, %esi
-    jmpq *{v:#x}
+    jmpq *{v + fcs.LOADER_VARS_OFFSETS['entry']:#x}
 """
 
 
@@ -497,7 +509,7 @@ def _pvh_tail(base: int, stack_top: int) -> str:
 {zero}
     movl ${layout.FC_PVH_INFO_ADDR:#x}, %ebx
     movl $0x0, %esp
-    jmp *{v:#x}
+    jmp *{v + fcs.LOADER_VARS_OFFSETS['entry']:#x}
 """
 
 
@@ -526,12 +538,15 @@ def build_loader(kernel, *, memory: int, cpus: int = 1, protocol: str = "linux",
               assemble(_pvh_tail(base, stack_top), bits=32, base=base + L_CODE32 + PVH_TAIL),
               L_CODE64)
     place(L_CODE64, code64, L_VARS)
-    place(L_VARS, struct.pack("<QII", plan.kernel_entry, 0, 0), L_MSGS)
+    place(L_VARS, schema.build(fcs.LoaderVars, dict(entry=plan.kernel_entry, module=0,
+                                                    cmdline_length=0), what="loader variables"),
+          L_MSGS)
     for i, msg in enumerate(MESSAGES.values()):
         place(L_MSGS + i * 0x80, msg, L_MSGS + (i + 1) * 0x80)
-    desc = struct.pack("<HI", layout.FC_GDT_SIZE - 1, layout.FC_GDT_ADDR) + b"\0\0"
-    desc += struct.pack("<HI", layout.FC_IDT_SIZE - 1, layout.FC_IDT_ADDR) + b"\0\0"
-    desc += struct.pack("<HI", 0, 0) + b"\0\0"
+    desc = b"".join(schema.build(fcs.DescriptorPointer32, dict(limit=limit, base=addr),
+                                 what="descriptor pointer")
+                    for limit, addr in ((layout.FC_GDT_SIZE - 1, layout.FC_GDT_ADDR),
+                                        (layout.FC_IDT_SIZE - 1, layout.FC_IDT_ADDR), (0, 0)))
     place(L_DESC, desc, L_OPS)
     place(L_OPS, opbytes, L_DATA)
     place(L_DATA, data, plan.loader_size)
@@ -540,15 +555,23 @@ def build_loader(kernel, *, memory: int, cpus: int = 1, protocol: str = "linux",
 
 def _pvh_elf(segment: bytes, base: int) -> bytes:
     """A minimal ELF64 x86-64 with one PT_LOAD at ``base`` and a PVH note naming ``base``."""
-    note = struct.pack("<III", 4, 8, 18) + b"Xen\0" + struct.pack("<Q", base + L_CODE32)
+    note = schema.build(elf.Elf64_Note, dict(
+        n_type=elf.XEN_ELFNOTE_PHYS32_ENTRY, name=b"Xen\0",
+        desc=schema.build(elf.Elf64_Addr, base + L_CODE32)), what="PVH note")
     note_off, seg_off = 0x100, 0x1000
-    ehdr = struct.pack("<4sBBBBB7sHHIQQQIHHHHHH", b"\x7fELF", 2, 1, 1, 0, 0, bytes(7),
-                       2, 62, 1, base + L_CODE32, 64, 0, 0, 64, 56, 2, 64, 0, 0)
-    phdrs = struct.pack("<IIQQQQQQ", 1, 7, seg_off, base, base, len(segment), len(segment), 0x1000)
-    phdrs += struct.pack("<IIQQQQQQ", 4, 4, note_off, 0, 0, len(note), len(note), 4)
+    ehdr = schema.build(elf.Elf64_Ehdr, dict(
+        e_ident=dict(), e_type=elf.ET_EXEC, e_machine=elf.EM_X86_64, e_entry=base + L_CODE32,
+        e_phoff=elf.EHDR_SIZE, e_shoff=0, e_phnum=2, e_shnum=0, e_shstrndx=0), what="ELF header")
+    phdrs = schema.build(elf.Elf64_Phdr, dict(
+        p_type=elf.PT_LOAD, p_flags=elf.PF_R | elf.PF_W | elf.PF_X, p_offset=seg_off,
+        p_vaddr=base, p_paddr=base, p_filesz=len(segment), p_memsz=len(segment),
+        p_align=0x1000), what="program header")
+    phdrs += schema.build(elf.Elf64_Phdr, dict(
+        p_type=elf.PT_NOTE, p_flags=elf.PF_R, p_offset=note_off, p_vaddr=0, p_paddr=0,
+        p_filesz=len(note), p_memsz=len(note), p_align=elf.NOTE_ALIGN), what="program header")
     head = bytearray(seg_off)
-    head[0:64] = ehdr
-    head[64:64 + len(phdrs)] = phdrs
+    head[0:len(ehdr)] = ehdr
+    head[elf.EHDR_SIZE:elf.EHDR_SIZE + len(phdrs)] = phdrs
     head[note_off:note_off + len(note)] = note
     return bytes(head) + segment
 
@@ -617,6 +640,59 @@ def write_module(kernel: FcKernel, initrd, path) -> str:
     return os.fspath(path)
 
 
+LOADER_FILE = "fc-loader.elf"
+MODULE_FILE = "fc-module.img"
+
+
+def _prepare(spec, workdir: str, mmio_devices=()):
+    """Check ``spec`` as the run would and return (kernel, command line, memory, initrd
+    size, module path, loader path)."""
+    from .pvh import guest_memory
+
+    k = read_fc_kernel(spec.image)
+    line = " ".join(p for p in (spec.line.strip(), mmio_cmdline(mmio_devices)) if p)
+    check_fc_cmdline(line)
+    mem = guest_memory(spec.memory)
+    size = initrd_size(spec.initrd)
+    module = spec.image if spec.initrd is None else os.path.join(workdir, MODULE_FILE)
+    return k, line, mem, size, module, os.path.join(workdir, LOADER_FILE)
+
+
+def command(spec, workdir: str) -> list[str]:
+    """The ``qemu-fc`` backend's command for ``spec`` (:class:`~osvkit.run.spec.RunSpec`),
+    after every check the run makes (so ``--dry-run`` prints no command that would fail)."""
+    k, line, mem, size, module, loader = _prepare(spec, workdir)
+    plan_loader(k, memory=mem, cpus=spec.cpus, protocol=spec.fc_protocol, initrd_size=size)
+    return qemu_fc_argv(module, loader, machine=spec.machine, cmdline=line, memory=mem,
+                        cpus=spec.cpus, disk=spec.disk, accel=spec.accel) + list(spec.extra)
+
+
+def run(spec, *, mmio_devices=(), loader_path=None):
+    """Boot ``spec.image`` the way Firecracker would, inside QEMU; the RunResult carries the
+    loader's plan as ``fc_plan``.  ``mmio_devices`` (``(size, base, irq)``) are appended to
+    the command line in Firecracker's format; ``loader_path`` keeps the generated loader."""
+    import tempfile
+
+    from .qemu import run_qemu
+
+    with tempfile.TemporaryDirectory(prefix="osvkit-fc-") as tmp:
+        k, line, mem, size, module, lp = _prepare(spec, tmp, mmio_devices)
+        elf, plan = build_loader(k, memory=mem, cpus=spec.cpus, protocol=spec.fc_protocol,
+                                 initrd_size=size)
+        lp = os.fspath(loader_path) if loader_path else lp
+        with open(lp, "wb") as f:
+            f.write(elf)
+        if spec.initrd is not None:
+            write_module(k, spec.initrd, module)
+        argv = qemu_fc_argv(module, lp, machine=spec.machine, cmdline=line, memory=mem,
+                            cpus=spec.cpus, disk=spec.disk, accel=spec.accel) + list(spec.extra)
+        result = run_qemu(argv, timeout=spec.timeout, expect=spec.expect,
+                          console_path=spec.console_path, workdir=tmp)
+    result.vmm = "qemu-fc"
+    result.fc_plan = plan
+    return result
+
+
 def run_qemu_fc(kernel, *, machine: str = "pc", cmdline: str = "", memory="256M", cpus: int = 1,
                 disk=None, mmio_devices=(), accel: str = "tcg", timeout: float = 60,
                 expect: str | None = None, console_path=None, loader_path=None,
@@ -624,26 +700,9 @@ def run_qemu_fc(kernel, *, machine: str = "pc", cmdline: str = "", memory="256M"
     """Boot ``kernel`` (any x86-64 vmlinux ELF or bzImage Firecracker's loader accepts) the
     way Firecracker would, inside QEMU; returns the runner's RunResult (with the plan attached
     as ``fc_plan``)."""
-    import tempfile
+    from .spec import RunSpec
 
-    from .pvh import guest_memory
-    from .qemu import run_qemu
-
-    k = read_fc_kernel(kernel)
-    line = " ".join(p for p in (cmdline.strip(), mmio_cmdline(mmio_devices)) if p)
-    check_fc_cmdline(line)
-    mem = guest_memory(memory)
-    elf, plan = build_loader(k, memory=mem, cpus=cpus, protocol=protocol,
-                             initrd_size=initrd_size(initrd))
-    with tempfile.TemporaryDirectory(prefix="osvkit-fc-") as tmp:
-        lp = os.fspath(loader_path) if loader_path else os.path.join(tmp, "fc-loader.elf")
-        with open(lp, "wb") as f:
-            f.write(elf)
-        module = write_module(k, initrd, os.path.join(tmp, "fc-module.img"))
-        argv = qemu_fc_argv(module, lp, machine=machine, cmdline=line, memory=mem, cpus=cpus,
-                            disk=disk, accel=accel)
-        result = run_qemu(argv, timeout=timeout, expect=expect, console_path=console_path,
-                          workdir=tmp)
-    result.vmm = "qemu-fc"
-    result.fc_plan = plan
-    return result
+    spec = RunSpec(kernel, vmm="qemu-fc", machine=machine, cmdline=cmdline, memory=memory,
+                   cpus=cpus, disk=disk, accel=accel, timeout=timeout, expect=expect,
+                   console_path=console_path, fc_protocol=protocol, initrd=initrd)
+    return run(spec, mmio_devices=mmio_devices, loader_path=loader_path)

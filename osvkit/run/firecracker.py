@@ -40,17 +40,42 @@ def firecracker_command(config_path, *, firecracker=None) -> list[str]:
             "--boot-timer"]
 
 
+CONFIG_FILE = "vm.json"
+
+
+def _config(spec):
+    return build_firecracker_config(spec.image, disk=spec.disk, memory=spec.memory,
+                                    cpus=spec.cpus, boot_args=spec.line, initrd=spec.initrd)
+
+
+def command(spec, workdir: str) -> list[str]:
+    """The ``firecracker`` backend's command for ``spec`` (the config document it writes is
+    checked too)."""
+    _config(spec)
+    return firecracker_command(os.path.join(workdir, CONFIG_FILE), firecracker=spec.firecracker)
+
+
 def run_firecracker(kernel, *, firecracker=None, disk=None, memory="128M", cpus: int = 1,
                     cmdline: str = "", timeout: float = 60, expect: str | None = None,
-                    console_path=None):
+                    console_path=None, initrd=None):
     """Boot ``kernel`` in a real Firecracker; returns a :class:`~osvkit.run.result.RunResult`
     (``vmm`` "firecracker")."""
+    from .spec import RunSpec
+
+    return run(RunSpec(kernel, vmm="firecracker", firecracker=firecracker, disk=disk,
+                       memory=memory, cpus=cpus, cmdline=cmdline, timeout=timeout, expect=expect,
+                       console_path=console_path, initrd=initrd))
+
+
+def run(spec):
+    """Boot ``spec.image`` in a real Firecracker."""
     from .result import RunResult
 
-    binary = find_firecracker(firecracker)
-    cfg = build_firecracker_config(kernel, disk=disk, memory=memory, cpus=cpus, boot_args=cmdline)
+    binary = find_firecracker(spec.firecracker)
+    cfg = _config(spec)
+    timeout, expect, console_path = spec.timeout, spec.expect, spec.console_path
     with tempfile.TemporaryDirectory(prefix="osvkit-fc-") as tmp:
-        cfg_path = os.path.join(tmp, "vm.json")
+        cfg_path = os.path.join(tmp, CONFIG_FILE)
         with open(cfg_path, "w") as f:
             f.write(cfg.to_json())
         argv = firecracker_command(cfg_path, firecracker=binary)

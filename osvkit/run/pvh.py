@@ -1,7 +1,7 @@
 """qemu-pvh: boot a kernel ELF through QEMU's own PVH loader (``-kernel kernel.elf``).
 
 QEMU accepts an uncompressed ELF for ``-kernel`` only when it carries a
-``XEN_ELFNOTE_PHYS32_ENTRY`` note (firecracker-boot.md 6.1, 6.3): on ``pc`` the ``pvh.bin``
+``XEN_ELFNOTE_PHYS32_ENTRY`` note: on ``pc`` the ``pvh.bin``
 option ROM and on ``microvm`` qboot build ``hvm_start_info`` and enter the note's address in
 32-bit protected mode -- osvkit's PVH stub (``osvkit build --format vmlinux``) or OSv's own
 ``hvm_xen_start``.  On microvm (``acpi=off``, ``auto-kernel-cmdline=on``) QEMU appends one
@@ -22,8 +22,11 @@ from ..errors import ToolError, UsageError
 from .qemu import opt_value
 
 MACHINES = ("pc", "microvm")
-MICROVM = "microvm,x-option-roms=off,pit=off,pic=off,rtc=off,auto-kernel-cmdline=on,acpi=off"
-"""OSv's scripts/run.py microvm options (osv-boot.md 4.4)."""
+MICROVM = "microvm,x-option-roms=off,pit=on,pic=on,rtc=off,auto-kernel-cmdline=on,acpi=off"
+"""OSv's scripts/run.py microvm options, but with the i8254 PIT and the i8259 PIC that
+Firecracker also gives its guests (an in-kernel PIT and irqchip): under TCG a Linux guest has
+no other clock to calibrate against (no HPET, no TSC-deadline timer) and without them hangs
+before it starts its second CPU."""
 
 
 def qemu_binary() -> str:
@@ -112,14 +115,29 @@ def qemu_pvh_argv(kernel, *, machine: str = "pc", cmdline: str = "", memory="256
         ["-kernel", os.fspath(kernel), "-append", cmdline] + extra + disk_argv(machine, disk)
 
 
+def command(spec, workdir: str) -> list[str]:
+    """The ``qemu-pvh`` backend's command for ``spec`` (:class:`~osvkit.run.spec.RunSpec`)."""
+    return qemu_pvh_argv(spec.image, machine=spec.machine, cmdline=spec.line,
+                         memory=spec.memory, cpus=spec.cpus, disk=spec.disk, accel=spec.accel,
+                         initrd=spec.initrd) + list(spec.extra)
+
+
+def run(spec):
+    """Boot ``spec.image`` with QEMU's PVH loader and return the runner's RunResult."""
+    from .qemu import run_qemu
+
+    result = run_qemu(command(spec, ""), timeout=spec.timeout, expect=spec.expect,
+                      console_path=spec.console_path)
+    result.vmm = "qemu-pvh"
+    return result
+
+
 def run_qemu_pvh(kernel, *, machine: str = "pc", cmdline: str = "", memory="256M",
                  cpus: int = 1, disk=None, accel: str = "tcg", timeout: float = 60,
                  expect: str | None = None, console_path=None, initrd=None):
     """Boot ``kernel`` with QEMU's PVH loader and return the runner's RunResult."""
-    from .qemu import run_qemu
+    from .spec import RunSpec
 
-    argv = qemu_pvh_argv(kernel, machine=machine, cmdline=cmdline, memory=memory, cpus=cpus,
-                         disk=disk, accel=accel, initrd=initrd)
-    result = run_qemu(argv, timeout=timeout, expect=expect, console_path=console_path)
-    result.vmm = "qemu-pvh"
-    return result
+    return run(RunSpec(kernel, vmm="qemu-pvh", machine=machine, cmdline=cmdline, memory=memory,
+                       cpus=cpus, disk=disk, accel=accel, timeout=timeout, expect=expect,
+                       console_path=console_path, initrd=initrd))

@@ -71,9 +71,11 @@ def smp_option(cpus: int) -> str:
 
 def qemu_command(image: str | os.PathLike, *, accel: str = "tcg", memory: str = "256M",
                  cpus: int = 1, disk_bus: str = "virtio", image_format: str | None = None,
-                 extra: list[str] | tuple[str, ...] = (), qemu: str | None = None) -> list[str]:
+                 extra: list[str] | tuple[str, ...] = (), qemu: str | None = None,
+                 drive_path: str | None = None) -> list[str]:
     """The QEMU command that boots ``image`` from SeaBIOS (i440fx ``pc`` machine), without
-    the capture options :func:`run_qemu` adds."""
+    the capture options :func:`run_qemu` adds.  With ``drive_path``, ``image`` is checked but
+    the drive is the raw copy at ``drive_path`` (a run with its own command line)."""
     if accel not in ACCELS:
         raise UsageError(f"accelerator {accel!r}", expected=" or ".join(ACCELS))
     if disk_bus not in DISK_BUSES:
@@ -91,10 +93,56 @@ def qemu_command(image: str | os.PathLike, *, accel: str = "tcg", memory: str = 
         # a qcow2 file attached as raw lets the guest write over its qcow2 metadata
         raise UsageError(f"a {detected} image, not {fmt}", path=image,
                          expected=f"--image-format {detected} (or no --image-format)")
+    if drive_path is not None:
+        image, fmt = drive_path, "raw"
     return [qemu or find_qemu(), "-machine", "pc", "-accel", accel, "-m", str(memory),
             "-smp", smp_option(cpus), "-display", "none", "-nodefaults", "-no-user-config",
             "-drive", f"file={opt_value(image)},format={fmt},if={disk_bus},cache=unsafe",
             *extra]
+
+
+CMDLINE_COPY = "image.raw"
+"""The raw copy a run with its own command line boots, in the run's directory."""
+
+
+def command(spec, workdir: str) -> list[str]:
+    """The ``qemu`` backend's command for ``spec`` (:class:`~osvkit.run.spec.RunSpec`): the
+    image itself, or -- with ``spec.cmdline`` -- the raw copy :func:`run` makes in
+    ``workdir``."""
+    copy = os.path.join(workdir, CMDLINE_COPY) if spec.cmdline is not None else None
+    return qemu_command(spec.image, accel=spec.accel, memory=spec.memory, cpus=spec.cpus,
+                        disk_bus=spec.disk_bus, image_format=spec.image_format,
+                        extra=list(spec.extra), drive_path=copy)
+
+
+def run(spec):
+    """Boot ``spec.image`` on SeaBIOS; a ``spec.cmdline`` goes into a temporary raw copy
+    (the image itself is never modified)."""
+    with tempfile.TemporaryDirectory(prefix="osvkit-run-") as tmp:
+        argv = command(spec, tmp)
+        if spec.cmdline is not None:
+            fmt = spec.image_format or detect_image_format(spec.image)
+            make_cmdline_copy(spec.image, fmt, spec.cmdline, os.path.join(tmp, CMDLINE_COPY))
+        return run_qemu(argv, timeout=spec.timeout, expect=spec.expect,
+                        console_path=spec.console_path, workdir=tmp)
+
+
+def make_cmdline_copy(image, fmt: str, cmdline: str, copy: str) -> str:
+    """A raw copy of ``image`` at ``copy`` with its command line set to ``cmdline``."""
+    from ..image.cmdline_io import set_cmdline
+
+    if fmt == "qcow2":
+        qemu_img = shutil.which("qemu-img")
+        if qemu_img is None:
+            raise ToolError("qemu-img not found in PATH", expected="QEMU tools installed")
+        proc = subprocess.run([qemu_img, "convert", "-O", "raw", os.fspath(image), copy],
+                              capture_output=True, text=True)
+        if proc.returncode:
+            raise ToolError(f"qemu-img convert failed: {proc.stderr.strip()}", path=image)
+    else:
+        shutil.copyfile(image, copy)
+    set_cmdline(copy, cmdline)
+    return copy
 
 
 def capture_options(workdir: str, argv: list[str]) -> list[str]:

@@ -19,7 +19,9 @@ import re
 from typing import Any
 
 from construct import (Array, Computed, ConstError, Construct, ConstructError, Container,
-                       ListContainer, Renamed, SizeofError, StreamError, Struct, Subconstruct)
+                       ListContainer, Renamed, SizeofError, StreamError, StringEncoded, Struct,
+                       Subconstruct)
+from construct import Bytes as BytesCon
 
 from ..errors import FormatError, LayoutError
 
@@ -154,6 +156,29 @@ def field_offsets(struct: Construct, prefix: str = "", base: int = 0) -> dict[st
             break
         pos += size
     return out
+
+
+def blank(struct: Construct) -> Any:
+    """A build object for ``struct`` with every field zero: integers 0, byte strings zeroed,
+    strings empty, arrays of blank elements; constants, defaults and computed fields are left
+    to the schema (they build themselves)."""
+    inner = struct
+    while isinstance(inner, Subconstruct) and not isinstance(inner, (Struct, Array,
+                                                                      StringEncoded)):
+        inner = inner.subcon
+    if isinstance(inner, Struct):
+        out = Container()
+        for sub in inner.subcons:
+            if isinstance(sub, Renamed) and not sub.flagbuildnone:
+                out[sub.name] = blank(sub.subcon)
+        return out
+    if isinstance(inner, Array):
+        return ListContainer(blank(inner.subcon) for _ in range(inner.count))
+    if isinstance(inner, BytesCon):
+        return bytes(inner.length)
+    if isinstance(inner, StringEncoded):
+        return ""
+    return 0
 
 
 def plain(obj: Any) -> Any:

@@ -23,7 +23,7 @@ code follows it at :data:`CODE_OFFSET` and the MBR's own fields close the sector
 
 from __future__ import annotations
 
-from construct import (Const, GreedyBytes, Int8ul, Int16ul, Int32ul, Int64ul, Padded,
+from construct import (Const, FixedSized, GreedyBytes, Int8ul, Int16ul, Int32ul, Int64ul,
                        Padding, Struct)
 
 from .. import layout
@@ -76,7 +76,7 @@ CODE_END = layout.MBR_DISK_SIGNATURE_OFFSET
 
 Boot16Sector = Struct(
     "header" / Boot16Header,                               # 0x000
-    "code" / Padded(CODE_END - CODE_OFFSET, GreedyBytes),  # 0x063 zero-padded
+    "code" / FixedSized(CODE_END - CODE_OFFSET, GreedyBytes),  # 0x063 zero-padded
     "disk_signature" / Const(OSV_DISK_SIGNATURE, Int32ul),  # 0x1b8 "VSO\0"
     "reserved" / Const(0, Int16ul),                        # 0x1bc
     "partitions" / PartitionTable,                         # 0x1be

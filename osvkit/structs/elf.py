@@ -81,6 +81,17 @@ def st_type(info: int) -> int:
     return info & 0xF
 
 
+ElfIdent = Struct(
+    "EI_MAG" / Const(ELFMAG),
+    "EI_CLASS" / Int8ul,
+    "EI_DATA" / Int8ul,
+    "EI_VERSION" / Int8ul,
+    "EI_OSABI" / Int8ul,
+    "EI_ABIVERSION" / Int8ul,
+    Padding(EI_NIDENT - 9),
+)
+"""``e_ident`` of any ELF file (class and data read, not checked): for telling files apart."""
+
 Elf64_Ident = Struct(
     "EI_MAG" / Const(ELFMAG),
     "EI_CLASS" / Const(ELFCLASS64, Int8ul),

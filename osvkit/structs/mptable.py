@@ -129,3 +129,6 @@ MPC_TABLE_OFFSETS = field_offsets(MpcTable)
 assert MPF_INTEL_SIZE == 16 and MPC_TABLE_SIZE == 44
 assert MpcCpu.sizeof() == 20
 assert all(st.sizeof() == 8 for t, (_, st) in MP_ENTRIES.items() if t != MP_PROCESSOR)
+
+BdaWord = Int16ul
+"""A u16 of the BIOS data area (the EBDA segment at 0x40E, base memory KiB at 0x413)."""

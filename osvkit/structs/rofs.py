@@ -21,7 +21,8 @@ and nothing else.
 
 from __future__ import annotations
 
-from construct import Bytes, Const, Int16ul, Int32ul, Int64ul, Padding, Prefixed, GreedyBytes, Struct
+from construct import (Bytes, Const, GreedyBytes, Int16ul, Int32ul, Int64ul, Padding, Prefixed,
+                       Struct)
 
 ROFS_MAGIC = 0xDEAD_BEAD
 """``ROFS_MAGIC`` (``fs/rofs/rofs.hh``)."""

@@ -21,5 +21,7 @@ place construct's errors become osvkit's one-line errors) and takes byte offsets
 * :mod:`.rofs` -- OSv's read-only filesystem: superblock, inodes, directory entries.
 * :mod:`.ldcache` -- glibc's ``/etc/ld.so.cache`` (``glibc-ld.so.cache1.1``).
 * :mod:`.x86` -- GDT entries, the ``lgdt`` operand, paging tables.
+* :mod:`.probe` -- the conformance kernel's info block and ``start32`` slot.
+* :mod:`.png` -- PNG signature, chunks and the IHDR chunk (boot-timeline pictures).
 * :mod:`.offsets` -- the field offsets generated boot code uses, read off the schemas above.
 """

@@ -10,19 +10,19 @@ from __future__ import annotations
 
 import zlib
 
-from construct import Array, ConstructError
+from construct import ConstructError
 
 from ..errors import FormatError
-from ..structs.probe import PROBE_INFO_OFFSETS, PROBE_INFO_SIZE, GdtEntry, ProbeInfo
-from ..structs.probe import PseudoDescriptor, StartSlot
+from ..structs.probe import PROBE_INFO_OFFSETS, PROBE_INFO_SIZE, ProbeInfo, StartSlot
+from ..structs.x86 import GdtPointer64, gdt
 from .layout import GDT, INFO_MAGIC, INFO_OFFSET
 
-__all__ = ["ProbeInfo", "PseudoDescriptor", "StartSlot", "GdtTable", "INFO_FIELDS", "INFO_SIZE",
+__all__ = ["ProbeInfo", "GdtPointer64", "StartSlot", "GdtTable", "INFO_FIELDS", "INFO_SIZE",
            "checksum", "read_info"]
 
 INFO_FIELDS = PROBE_INFO_OFFSETS
 INFO_SIZE = PROBE_INFO_SIZE
-GdtTable = Array(len(GDT), GdtEntry)
+GdtTable = gdt(len(GDT))
 
 
 def checksum(data: bytes, value: int = 1) -> int:

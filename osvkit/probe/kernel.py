@@ -29,7 +29,8 @@ from dataclasses import asdict, dataclass
 
 from ..errors import UsageError
 from ..structs.elf import STT_FUNC, STT_OBJECT
-from . import checksum, console, elf, entry_report, mptable, start32, start64
+from . import checksum, console, elf, mptable, start32, start64
+from . import entry_report as elf_entry
 from .info import INFO_SIZE, ProbeInfo, StartSlot, read_info
 from .info import checksum as adler32
 from .layout import (BASE, BSS_L4, CODE_OFFSET, DATA_OFFSET, FLAG_ENTRY_REPORT, INFO_OFFSET,
@@ -40,15 +41,15 @@ from .program import Program
 _PASS1_FILESZ = 0x100000    # any: the code's size does not depend on the bss address
 
 
-def _program(filesz: int, entry_report_: bool) -> Program:
+def _program(filesz: int, entry_report: bool) -> Program:
     """Lay out and assemble every routine for a PT_LOAD of ``filesz`` bytes."""
-    p = Program(filesz, entry_report_)
+    p = Program(filesz, entry_report)
     console.emit(p)
     checksum.emit(p)
     mptable.emit(p)
     start64.emit(p)
-    if entry_report_:
-        entry_report.emit(p)
+    if entry_report:
+        elf_entry.emit(p)
     start32.emit(p)
     return p
 
@@ -109,10 +110,10 @@ def build_probe(size: int | None = None, *, entry_report: bool = False) -> bytes
     return out
 
 
-def _write_info(image: bytearray, filesz: int, entry_report_: bool) -> None:
+def _write_info(image: bytearray, filesz: int, entry_report: bool) -> None:
     """The info block, then its two checksums over the finished PT_LOAD."""
     info = dict(version=INFO_VERSION, image_len=filesz, header_sum=0, body_sum=0,
-                flags=FLAG_ENTRY_REPORT if entry_report_ else 0)
+                flags=FLAG_ENTRY_REPORT if entry_report else 0)
     image[INFO_OFFSET:INFO_OFFSET + INFO_SIZE] = ProbeInfo.build(info)
     view = memoryview(image)
     info["header_sum"] = adler32(view[:SLOT_OFFSET])

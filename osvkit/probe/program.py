@@ -14,7 +14,7 @@ Keystone's pitfalls are handled by ``osvkit.asm``'s one policy: numbers above 9 
 from __future__ import annotations
 
 from ..asm import assemble
-from .info import GdtTable, PseudoDescriptor
+from .info import GdtPointer64, GdtTable
 from .layout import (BASE, BSS_ALIGN, BSS_SAVE, CODE_ALIGN, CODE_FILL, CODE_OFFSET, DATA_OFFSET,
                      GDT, IDT_DESC_SIZE, align)
 
@@ -69,7 +69,7 @@ class Program:
         self.save = self.bss + BSS_SAVE
         self.data = DataArea(DATA_OFFSET, CODE_OFFSET)
         gdt = self.data.add("gdt", GdtTable.build(GDT), align=16)
-        self.data.add("gdt_desc", PseudoDescriptor.build(dict(limit=len(GDT) * 8 - 1, base=gdt)),
+        self.data.add("gdt_desc", GdtPointer64.build(dict(limit=len(GDT) * 8 - 1, base=gdt)),
                       align=16)
         self.data.add("idt_zero", bytes(IDT_DESC_SIZE), align=16)
         self.sym: dict[str, int] = {}

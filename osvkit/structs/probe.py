@@ -2,9 +2,9 @@
 
 * :data:`ProbeInfo`: the info block at file offset 0x808 of every probe kernel: magic, format
   version, PT_LOAD length, the two Adler-32 sums the probe checks at boot, flags.
-* :data:`PseudoDescriptor`: the 10-byte operand of ``lgdt``/``lidt`` in 64-bit mode.
-* :data:`GdtEntry` / :data:`StartSlot`: a u64 GDT descriptor; the u64 at +0x800 holding the
-  physical address of ``start32``.
+* :data:`StartSlot`: the u64 at +0x800 holding the physical address of ``start32``.
+
+The probe's GDT and its ``lgdt`` operand are :mod:`osvkit.structs.x86`'s.
 """
 
 from __future__ import annotations
@@ -28,8 +28,6 @@ ProbeInfo = Struct(
 PROBE_INFO_OFFSETS = field_offsets(ProbeInfo)
 PROBE_INFO_SIZE = ProbeInfo.sizeof()
 
-PseudoDescriptor = GdtPointer64
-GdtEntry = SegmentDescriptor
 StartSlot = Int64ul
 
-assert PROBE_INFO_SIZE == 0x1C and PseudoDescriptor.sizeof() == 10
+assert PROBE_INFO_SIZE == 0x1C

@@ -12,7 +12,6 @@ from __future__ import annotations
 from construct import Const, Int32ul, Int64ul, Struct
 
 from .base import field_offsets
-from .x86 import GdtPointer64, SegmentDescriptor
 
 PROBE_INFO_MAGIC = b"OSVKPROB"
 PROBE_FLAG_ENTRY_REPORT = 1

@@ -525,11 +525,12 @@ def verify_build_file(path: str | os.PathLike, *, flags: Mapping[str, Any] | Non
                 raise MissingInputError("no such file (run `osvkit build -c` first)",
                                         path=file)
             if vmms or img.verify.vmms:
-                # one list covers both kinds: qemu boots usr.img, the others the ELF
+                # one list covers both kinds: image backends boot usr.img, the others the ELF
                 for v in vmms or ():
                     if v not in KNOWN_VMMS:
                         raise UsageError(f"unknown VMM {v!r}", expected=one_of(KNOWN_VMMS))
-                fitting = [v for v in (vmms or img.verify.vmms) if (v == "qemu") == (kind == "usr")]
+                fitting = [v for v in (vmms or img.verify.vmms)
+                           if (v in IMAGE_VMMS) == (kind == "usr")]
                 if not fitting:
                     continue
                 chosen, explicit = _vmms_for(kind, fitting)

@@ -90,7 +90,6 @@ BP = BOOT_PARAMS_OFFSETS
 BP_E820_OFFSET = BP["e820_table"]          # 0x2d0
 BP_E820_MAX = E820_MAX_ENTRIES_ZEROPAGE    # 128
 BP_E820_ENTRY_SIZE = BootE820Entry.sizeof()  # 20
-BP_BOOT_FLAG = BOOT_FLAG
 
 # ----------------------------------------------------------------------------------------
 # Boot state the probe sets up (OSv's boot.S values)

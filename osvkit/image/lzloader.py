@@ -165,23 +165,6 @@ def parse(blob: bytes, *, path: str | None = None) -> LzBlob:
     return LzBlob(info_offset, tuple(segments), end)
 
 
-def table_at(data: bytes, offset: int, *, max_segments: int = 1024) -> LzBlob | None:
-    """The blob starting at ``data[offset]`` when a plausible segment table parses there
-    (at most ``max_segments`` segments, payloads ending where the table starts), else None.
-    For scanning a file for an lz blob."""
-    try:
-        info_offset = schema.parse(LzInfoOffset, data, what="lz blob", offset=offset)
-        if info_offset < LZ_HEADER_SIZE + LZ_ENTRY_SIZE or \
-                offset + info_offset + lz_table_size(1) > len(data):
-            return None
-        n = schema.parse(LzSegmentCount, data, what="lz blob", offset=offset + info_offset)
-        if not 1 <= n <= max_segments:
-            return None
-        return parse(data[offset:offset + info_offset + lz_table_size(n)])
-    except FormatError:
-        return None
-
-
 def decompress(blob: bytes, *, path: str | None = None) -> bytes:
     """Restore the kernel from ``blob`` with the pure-Python FastLZ decoder."""
     info = parse(blob, path=path)

@@ -145,8 +145,9 @@ def parse(blob: bytes, *, path: str | None = None) -> LzBlob:
         room = (len(blob) - info_offset - lz_table_size(0)) // LZ_ENTRY_SIZE
         raise FormatError(f"lz segment count {n} does not fit the blob", path=path,
                           expected=f"1..{room} segments")
-    table = schema.parse(LzSegmentTable, blob[:end], what="lz segment table", path=path,
-                         offset=info_offset)
+    # a view: bounding the table at ``end`` without copying the payloads before it
+    table = schema.parse(LzSegmentTable, memoryview(blob)[:end], what="lz segment table",
+                         path=path, offset=info_offset)
     segments = []
     pos = LZ_HEADER_SIZE
     for i, entry in enumerate(table.segments):

@@ -46,7 +46,8 @@ from ..fileio import atomic_output, check_not_input
 from ..structs import mbr as mbr_schema
 from .extract import load_any_kernel
 from .kernel import Kernel, check_kernel
-from .usrimg import COMPRESSIONS, IMAGE_FORMATS, _round_up, _write_qcow2, make_payload
+from .usrimg import (COMPRESSIONS, IMAGE_FORMATS, _copy_partition, _round_up, _write_qcow2,
+                     make_payload)
 
 COPY_CHUNK = 1 << 20
 """Bytes copied at a time; an all-zero chunk is skipped, so the raw scratch file stays sparse."""
@@ -203,8 +204,6 @@ def _copy(disk, f, start: int, end: int, delta: int) -> None:
 
 def _copy_file(path: str, f, at: int) -> None:
     """The whole file ``path`` into ``f`` at ``at`` (in the kernel when it can)."""
-    from .usrimg import _copy_partition
-
     f.seek(at)
     with open(path, "rb") as src:
         _copy_partition(src, f)

@@ -21,13 +21,12 @@ from typing import Callable
 
 from . import layout
 from .boot import boot16, lzdecomp, mbr
-from .structs.mbr import OSV_DISK_SIGNATURE
 from .errors import FormatError, KernelError, OsvkitError
 from .fileio import read_head
 from .image import lzloader
 from .image.kernel import check_kernel, osv_version
 from .structs import elf
-from .structs.mbr import MBR_OFFSETS
+from .structs.mbr import MBR_OFFSETS, OSV_DISK_SIGNATURE
 from .structs.qcow2 import QCOW2_MAGIC
 
 HEAD_SIZE = 4096

@@ -49,6 +49,7 @@ from ..errors import FormatError, KernelError
 from ..fileio import check_not_input, write_atomic
 from ..structs import lzdecomp as lz_schema
 from ..structs import mbr as mbr_schema
+from ..structs.lzloader import LZ_COUNT_SIZE, LZ_ENTRY_SIZE, LZ_HEADER_SIZE, lz_table_size
 from . import lzloader
 
 ELF_MAGIC = b"\x7fELF"
@@ -321,17 +322,19 @@ def find_lz_blob(elf32: bytes, *, path=None) -> int:
     """Offset of a segment-format lz blob in a stripped lzloader.elf: the first offset whose
     4-byte ``info_offset`` points at a table that :func:`osvkit.image.lzloader.parse`
     accepts (payloads ending exactly where the table starts)."""
-    limit = min(len(elf32) - 12, SCAN_LIMIT)
+    # the two words are read with int.from_bytes: this loop runs at every offset, where a
+    # construct parse costs ten times as much
+    limit = min(len(elf32) - lz_table_size(1), SCAN_LIMIT)
     for offset in range(0, max(limit, 0)):
-        info_offset = int.from_bytes(elf32[offset:offset + 4], "little", signed=True)
+        info_offset = int.from_bytes(elf32[offset:offset + LZ_HEADER_SIZE], "little", signed=True)
         table = offset + info_offset
-        if info_offset < 12 or table + 12 > len(elf32):
+        if info_offset < LZ_HEADER_SIZE + LZ_ENTRY_SIZE or table + lz_table_size(1) > len(elf32):
             continue
-        n = int.from_bytes(elf32[table:table + 4], "little", signed=True)
+        n = int.from_bytes(elf32[table:table + LZ_COUNT_SIZE], "little", signed=True)
         if not 1 <= n <= MAX_SEGMENTS:
             continue
         try:
-            lzloader.parse(elf32[offset:table + 4 + 8 * n])
+            lzloader.parse(elf32[offset:table + lz_table_size(n)])
         except FormatError:
             continue
         return offset

@@ -145,8 +145,9 @@ def parse(blob: bytes, *, path: str | None = None) -> LzBlob:
         room = (len(blob) - info_offset - lz_table_size(0)) // LZ_ENTRY_SIZE
         raise FormatError(f"lz segment count {n} does not fit the blob", path=path,
                           expected=f"1..{room} segments")
-    table = schema.parse(LzSegmentTable, blob[:end], what="lz segment table", path=path,
-                         offset=info_offset)
+    # a view: bounding the table at ``end`` without copying the payloads before it
+    table = schema.parse(LzSegmentTable, memoryview(blob)[:end], what="lz segment table",
+                         path=path, offset=info_offset)
     segments = []
     pos = LZ_HEADER_SIZE
     for i, entry in enumerate(table.segments):
@@ -163,23 +164,6 @@ def parse(blob: bytes, *, path: str | None = None) -> LzBlob:
         raise FormatError(f"lz segments end at {pos}, the table is at {info_offset}", path=path,
                           expected="payloads that end where the table starts")
     return LzBlob(info_offset, tuple(segments), end)
-
-
-def table_at(data: bytes, offset: int, *, max_segments: int = 1024) -> LzBlob | None:
-    """The blob starting at ``data[offset]`` when a plausible segment table parses there
-    (at most ``max_segments`` segments, payloads ending where the table starts), else None.
-    For scanning a file for an lz blob."""
-    try:
-        info_offset = schema.parse(LzInfoOffset, data, what="lz blob", offset=offset)
-        if info_offset < LZ_HEADER_SIZE + LZ_ENTRY_SIZE or \
-                offset + info_offset + lz_table_size(1) > len(data):
-            return None
-        n = schema.parse(LzSegmentCount, data, what="lz blob", offset=offset + info_offset)
-        if not 1 <= n <= max_segments:
-            return None
-        return parse(data[offset:offset + info_offset + lz_table_size(n)])
-    except FormatError:
-        return None
 
 
 def decompress(blob: bytes, *, path: str | None = None) -> bytes:

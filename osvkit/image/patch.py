@@ -46,7 +46,8 @@ from ..fileio import atomic_output, check_not_input
 from ..structs import mbr as mbr_schema
 from .extract import load_any_kernel
 from .kernel import Kernel, check_kernel
-from .usrimg import COMPRESSIONS, IMAGE_FORMATS, _write_qcow2, make_payload
+from .usrimg import (COMPRESSIONS, IMAGE_FORMATS, _copy_partition, _round_up, _write_qcow2,
+                     make_payload)
 
 COPY_CHUNK = 1 << 20
 """Bytes copied at a time; an all-zero chunk is skipped, so the raw scratch file stays sparse."""
@@ -78,10 +79,6 @@ class PatchResult:
 def _used(parts: list[PartitionExtent]) -> list[PartitionExtent]:
     """Entries that describe a partition (a type, or a size): these are kept."""
     return [p for p in parts if p.system_id or p.sector_count]
-
-
-def _round_up(value: int, align: int) -> int:
-    return -(-value // align) * align
 
 
 def _load(kernel) -> Kernel:
@@ -207,8 +204,6 @@ def _copy(disk, f, start: int, end: int, delta: int) -> None:
 
 def _copy_file(path: str, f, at: int) -> None:
     """The whole file ``path`` into ``f`` at ``at`` (in the kernel when it can)."""
-    from .usrimg import _copy_partition
-
     f.seek(at)
     with open(path, "rb") as src:
         _copy_partition(src, f)

@@ -53,6 +53,7 @@ from .errors import (FormatError, MissingInputError, OutputError, ToolError,
                      UsageError)
 from .fileio import atomic_output, check_not_input, remove_stale_temporaries, write_atomic
 from .progress import progress
+from .units import parse_int
 
 log = logging.getLogger("osvkit")
 
@@ -78,10 +79,10 @@ def source_date_epoch(env: Mapping[str, str] | None = None) -> int:
     raw = env.get("SOURCE_DATE_EPOCH", "")
     if raw == "":
         return 0
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):        # str.isdigit alone takes "²"
         raise UsageError(f"SOURCE_DATE_EPOCH={raw!r} is not a number",
                          expected="seconds since 1970 (digits only)")
-    return int(raw)
+    return parse_int(raw, "SOURCE_DATE_EPOCH", base=10)
 
 
 # --------------------------------------------------------------------------------------

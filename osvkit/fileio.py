@@ -20,16 +20,38 @@ def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
     """True when paths ``a`` and ``b`` name the same file: the same resolved path (symbolic
     links followed, so a link to an input or a new name through a linked directory counts),
     or, both existing, the same device and inode (a hard link counts)."""
+    return _same_as(_identity(a), b)
+
+
+def _identity(path: str | os.PathLike) -> tuple[str | None, tuple[int, int] | None]:
+    """``path``'s resolved path and (device, inode), None where they cannot be had: what
+    :func:`same_file` compares, found once for a path compared with many."""
     try:
-        if os.path.realpath(a) == os.path.realpath(b):
+        real = os.path.realpath(path)
+    except (OSError, ValueError):
+        real = None
+    try:
+        st = os.stat(path)
+        ident = (st.st_dev, st.st_ino)
+    except (OSError, ValueError):
+        ident = None
+    return real, ident
+
+
+def _same_as(identity: tuple[str | None, tuple[int, int] | None], b: str | os.PathLike) -> bool:
+    real, ident = identity
+    try:
+        if real is not None and real == os.path.realpath(b):
             return True
     except (OSError, ValueError):
         pass
+    if ident is None:
+        return False
     try:
-        sa, sb = os.stat(a), os.stat(b)
+        sb = os.stat(b)
     except (OSError, ValueError):
         return False
-    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+    return ident == (sb.st_dev, sb.st_ino)
 
 
 def check_not_input(output: str | os.PathLike, inputs) -> None:
@@ -38,11 +60,14 @@ def check_not_input(output: str | os.PathLike, inputs) -> None:
     (``what`` such as "the kernel of this build" or "--disk"); ``None`` entries are skipped.
 
     This is the one check every command that writes a file runs before it writes."""
+    if output is None:
+        return
+    identity = _identity(output)        # the output's side of same_file, once, not per input
     for item in inputs:
         what, src = item if isinstance(item, tuple) else ("an input", item)
-        if src is None or output is None:
+        if src is None:
             continue
-        if same_file(output, src):
+        if _same_as(identity, src):
             raise UsageError(f"the output is {what} ({os.fspath(src)})", path=output,
                              expected="an output path that is not an input")
 

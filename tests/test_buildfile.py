@@ -296,6 +296,14 @@ def test_source_date_epoch_parsing():
         source_date_epoch({"SOURCE_DATE_EPOCH": "yesterday"})
 
 
+def test_source_date_epoch_odd_digits_are_usage_errors():
+    """Unicode digits and numbers too long to convert are a usage error, not a ValueError."""
+    with pytest.raises(UsageError, match="is not a number"):
+        source_date_epoch({"SOURCE_DATE_EPOCH": "\u00b2"})
+    with pytest.raises(UsageError, match="5000-digit number"):
+        source_date_epoch({"SOURCE_DATE_EPOCH": "9" * 5000})
+
+
 # --------------------------------------------------------------------------------------
 # Failures write nothing
 # --------------------------------------------------------------------------------------

@@ -50,24 +50,17 @@ import re
 from dataclasses import asdict, dataclass
 
 from ..errors import CmdlineError
+from ..units import MAX_DIGITS, U64_MAX, GiB, KiB, MiB
 
 PREFIX = "virtio_mmio.device="
 C_SPACE = " \t\n\v\f\r"
 """C ``isspace`` in the C locale: where OSv ends an entry."""
 
-KiB = 1 << 10
-MiB = 1 << 20
-GiB = 1 << 30
 U32_MAX = (1 << 32) - 1
-U64_MAX = (1 << 64) - 1
 ID_MAX = (1 << 31) - 1
 """Linux reads the id with ``%d`` into an ``int``."""
 
 GRAMMARS = ("osv", "linux")
-
-MAX_DIGITS = 24
-"""Digits converted at most: more (leading zeros aside) is beyond 64 bits in any base, and is
-reported as an overflow without converting (Python refuses over 4,300 digits)."""
 
 _MEMPARSE_SHIFT = {"k": 10, "m": 20, "g": 30, "t": 40, "p": 50, "e": 60}
 _OSV_MULT = {"k": KiB, "K": KiB, "m": MiB, "M": MiB}

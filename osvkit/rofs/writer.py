@@ -147,8 +147,9 @@ def build_rofs(source, output: str | os.PathLike, *, defines: dict[str, str] | N
         add_osv_defaults(tree)
     check_tree(tree, limits)
     output = os.fspath(output)
+    inputs = list(tree_inputs(tree, None if isinstance(source, GuestTree) else source))
     for out in (output, *outputs):
-        check_not_input(out, tree_inputs(tree, None if isinstance(source, GuestTree) else source))
+        check_not_input(out, inputs)
     with atomic_output(output) as f:
         result = _write(tree, f.fileno(), output)
     return result

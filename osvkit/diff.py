@@ -115,7 +115,7 @@ def _disk_facts(path: str) -> dict:
 def image_facts(path) -> dict:
     """What :func:`diff_images` compares about ``path`` (see the module docstring)."""
     from .rofs.reader import RofsImage, detect_rofs_head
-    from .structs.qcow2 import QCOW2_MAGIC
+    from .disk import is_disk_head
 
     path = os.fspath(path)
     head = read_head(path, 4096, "an image")
@@ -126,8 +126,7 @@ def image_facts(path) -> dict:
     if detect_rofs_head(head):
         with RofsImage(path) as rofs:
             return {"kind": "rofs", "rofs": {"-": rofs_tree(rofs)}}
-    sig = head[layout.MBR_SIGNATURE_OFFSET:layout.SECTOR_SIZE]
-    if head.startswith(QCOW2_MAGIC) or sig == b"\x55\xaa":
+    if is_disk_head(head):
         return _disk_facts(path)
     raise FormatError("unrecognised file type", path=path,
                       expected="a disk image (raw or qcow2), a kernel ELF or a ROFS image")

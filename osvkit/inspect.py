@@ -23,11 +23,11 @@ from . import layout
 from .boot import boot16, lzdecomp, mbr
 from .errors import FormatError, KernelError, OsvkitError
 from .fileio import read_head
+from .disk import is_disk_head
 from .image import lzloader
 from .image.kernel import check_kernel, osv_version
 from .structs import elf
-from .structs.mbr import MBR_OFFSETS, OSV_DISK_SIGNATURE
-from .structs.qcow2 import QCOW2_MAGIC
+from .structs.mbr import OSV_DISK_SIGNATURE
 
 HEAD_SIZE = 4096
 
@@ -44,11 +44,6 @@ class InspectResult:
     def describe(self) -> str:
         """What ``osvkit inspect`` prints (:func:`describe`)."""
         return describe(self)
-
-
-def _is_disk(head: bytes) -> bool:
-    sig = MBR_OFFSETS["boot_signature"]
-    return head.startswith(QCOW2_MAGIC) or head[sig:sig + 2] == b"\x55\xaa"
 
 
 DETECTORS: list[tuple[str, Callable[[bytes], bool], Callable[[str], dict]]] = []
@@ -258,7 +253,7 @@ def describe(result: InspectResult) -> str:
     return "\n".join(lines)
 
 
-DETECTORS.append(("disk-image", _is_disk, inspect_usr_image))
+DETECTORS.append(("disk-image", is_disk_head, inspect_usr_image))
 
 # ROFS images (osvkit.rofs.reader)
 from .rofs.reader import detect_rofs_head, inspect_rofs_details  # noqa: E402

@@ -158,14 +158,13 @@ def find_expected(console: str, regex: str) -> str | None:
 
 def detect_kind(path: str | os.PathLike) -> str:
     """``"usr"`` for a raw MBR disk or qcow2 image, ``"vmlinux"`` for an ELF kernel."""
+    from .disk import is_disk_head
     from .fileio import read_head
 
     head = read_head(path, 512, "a usr.img or vmlinux ELF")
     if head[:4] == b"\x7fELF":
         return "vmlinux"
-    if head[:4] == b"QFI\xfb":
-        return "usr"
-    if len(head) == 512 and head[510:512] == b"\x55\xaa":
+    if is_disk_head(head):
         return "usr"
     raise FormatError(f"not a bootable image (starts {head[:4].hex() or 'empty'})", path=path,
                       expected="a usr.img (MBR 55 AA or qcow2) or a vmlinux ELF")

@@ -6,6 +6,7 @@ Below :mod:`osvkit.cmdline`, :mod:`osvkit.rofs` and :mod:`osvkit.image`, above
 * :func:`open_disk` -- a :class:`~osvkit.disk.base.Disk` (``read``, ``read_upto``,
   ``write``, ``size``, ``format``) for a raw or qcow2 image, format detected;
 * :func:`detect_format` -- ``"raw"`` or ``"qcow2"`` (other VM image formats refused);
+* :func:`is_disk_head` -- whether a file's first bytes are a disk image's (qcow2 or MBR);
 * :class:`Qcow2Disk` (:mod:`osvkit.disk.qcow2`) is imported when a qcow2 image is opened
   (or the name is asked for): a raw image never loads the qcow2 reader or construct;
 * :mod:`osvkit.disk.backing` -- the limits on qcow2 backing files;
@@ -19,9 +20,9 @@ import os
 from ..errors import FormatError
 from ..layout import QCOW2_MAGIC
 from .base import Disk, RawDisk
-from .detect import detect_format
+from .detect import detect_format, is_disk_head
 
-__all__ = ["Disk", "RawDisk", "Qcow2Disk", "QCOW2_MAGIC", "detect_format", "open_disk"]
+__all__ = ["Disk", "RawDisk", "Qcow2Disk", "QCOW2_MAGIC", "detect_format", "is_disk_head", "open_disk"]
 
 
 def open_disk(path, writable: bool = False, *, format: str | None = None) -> Disk:  # noqa: A002

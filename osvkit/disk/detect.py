@@ -15,6 +15,13 @@ from .files import open_image_fd, pread_upto
 _FOREIGN_MAGICS = {b"QED\0": "qed", b"KDMV": "vmdk", b"vhdx": "vhdx", b"conectix": "vpc"}
 
 
+def is_disk_head(head: bytes) -> bool:
+    """True when a file starting with ``head`` is a disk image osvkit reads: the qcow2 magic,
+    or an MBR boot signature (55 AA at byte 510)."""
+    sig = head[layout.MBR_SIGNATURE_OFFSET:layout.SECTOR_SIZE]
+    return head[:4] == layout.QCOW2_MAGIC or sig == layout.MBR_BOOT_SIGNATURE
+
+
 def detect_format(path, **open_options) -> str:
     """``"qcow2"`` for the qcow2 magic, else ``"raw"``; other VM image formats are refused.
     The file is opened as :func:`osvkit.disk.files.open_image_fd` does (never blocking)."""

@@ -44,7 +44,7 @@ def read_mbr(disk) -> bytes:
     """Sector 0 of ``disk``; a FormatError when it has no ``55 AA`` signature."""
     sector = disk.read_upto(0, layout.SECTOR_SIZE)
     sig = sector[layout.MBR_SIGNATURE_OFFSET:layout.SECTOR_SIZE]
-    if len(sector) < layout.SECTOR_SIZE or sig != b"\x55\xaa":
+    if len(sector) < layout.SECTOR_SIZE or sig != layout.MBR_BOOT_SIGNATURE:
         raise FormatError("no MBR (55 aa) in sector 0", path=disk.path,
                           expected="a disk image with a partition table")
     return sector

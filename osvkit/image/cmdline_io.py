@@ -26,7 +26,7 @@ from ..cmdline.model import TARGETS, check_cmdline, split_cmdline, unfit_targets
 from ..errors import CmdlineError, FormatError, OsvkitIOError
 from ..disk import open_disk
 
-MBR_SIGNATURE = b"\x55\xaa"
+MBR_SIGNATURE = layout.MBR_BOOT_SIGNATURE
 AREA_START = layout.CMDLINE_OFFSET
 AREA_SIZE = layout.CMDLINE_AREA_SIZE
 AREA_END = AREA_START + AREA_SIZE

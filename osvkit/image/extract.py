@@ -43,7 +43,7 @@ from dataclasses import dataclass
 
 from .. import layout
 from ..boot import boot16, lzdecomp
-from ..disk import QCOW2_MAGIC, open_disk
+from ..disk import is_disk_head, open_disk
 from ..disk.files import open_image_fd
 from ..errors import FormatError, KernelError
 from ..fileio import check_not_input, write_atomic
@@ -131,8 +131,7 @@ def extract_kernel(path) -> ExtractedKernel:
             return ExtractedKernel(path, "vmlinuz", "elf", _check_elf64(data, path, "vmlinuz"))
     finally:
         os.close(fd)
-    if head[:4] == QCOW2_MAGIC or head[layout.MBR_SIGNATURE_OFFSET:layout.SECTOR_SIZE] == \
-            b"\x55\xaa":
+    if is_disk_head(head):
         return kernel_from_disk(path)
     raise KernelError("not an ELF file", path=path,
                       expected="an ELF64 x86-64 kernel, or a disk image holding one")
@@ -175,7 +174,7 @@ def kernel_from_disk(path) -> ExtractedKernel:
     """The kernel in the payload at LBA 128 of a raw or qcow2 OSv/osvkit disk image."""
     with open_disk(path) as disk:
         sector = disk.read_upto(0, layout.SECTOR_SIZE)
-        if len(sector) < layout.SECTOR_SIZE or sector[layout.MBR_SIGNATURE_OFFSET:] != b"\x55\xaa":
+        if len(sector) < layout.SECTOR_SIZE or sector[layout.MBR_SIGNATURE_OFFSET:] != layout.MBR_BOOT_SIGNATURE:
             raise FormatError("no boot sector (no 55 AA at byte 510)", path=path,
                               expected=NO_KERNEL)
         if boot16.is_osvkit_boot16(sector):

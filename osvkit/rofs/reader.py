@@ -157,7 +157,7 @@ class RofsImage:
         if self.partition is not None or self.offset:
             return ""
         sector = self._pread(layout.SECTOR_SIZE, 0)
-        if sector[layout.MBR_SIGNATURE_OFFSET:layout.SECTOR_SIZE] != b"\x55\xaa":
+        if sector[layout.MBR_SIGNATURE_OFFSET:layout.SECTOR_SIZE] != layout.MBR_BOOT_SIGNATURE:
             return ""
         return (" (this is a disk image with a partition table: give the MBR entry holding "
                 "the ROFS with --partition N; OSv's usr.img keeps it in entry 1)")

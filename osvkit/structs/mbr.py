@@ -65,7 +65,7 @@ BootCode = Struct(
 MBR = Struct(
     "bootcode" / BootCode,                  # 0x000
     "partitions" / Array(4, PartitionEntry),  # 0x1be
-    "boot_signature" / Const(b"\x55\xAA"),  # 0x1fe
+    "boot_signature" / Const(layout.MBR_BOOT_SIGNATURE),  # 0x1fe
 )
 """The 512-byte master boot record."""
 

@@ -208,8 +208,47 @@ def test_every_copy_path_gives_the_same_image(tmp_path, monkeypatch, broken):
         return f
     for name in broken:
         monkeypatch.setattr(writer.os, name, failing(name))
-    monkeypatch.setattr(writer, "WRITEBACK_EVERY", 1 << 20)   # the write-back kicks run too
+    # the write-behind runs too, in small windows: it starts and waits, and changes no byte
+    monkeypatch.setattr(writer, "WRITEBACK_EVERY", 1 << 20)
+    monkeypatch.setattr(writer, "WRITEBACK_ALIGN", 1 << 16)
+    synced = []
+    real_sync = writer._sync_range
+
+    def counting_sync(fd, begin, end, flags, output):
+        synced.append(flags)
+        real_sync(fd, begin, end, flags, output)
+    monkeypatch.setattr(writer, "_sync_range", counting_sync)
     build_rofs(manifest, tmp_path / "alt.img")
     assert (tmp_path / "alt.img").read_bytes() == (tmp_path / "ref.img").read_bytes()
     for name in broken:
         assert calls[name] == 1        # tried once, then the next path for every file
+    assert writer._SYNC_FILE_RANGE_WRITE in synced and writer._SYNC_FILE_RANGE_WAIT_ALL in synced
+
+
+def test_write_behind_error_is_a_one_line_io_error(tmp_path, monkeypatch, capsys):
+    """A write error the write-behind's wait reports (the kernel reports it once, so the
+    final fsync would not) fails the build: a one-line I/O error, no output, no temporary."""
+    import ctypes
+    import errno
+
+    from osvkit.rofs import writer
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "big").write_bytes(os.urandom(3 << 20))
+    (tmp_path / "m").write_text(f"/d/**: {src}/**\n")
+    monkeypatch.setattr(writer, "WRITEBACK_EVERY", 1 << 20)
+    monkeypatch.setattr(writer, "WRITEBACK_ALIGN", 1 << 16)
+
+    def failing_sync(fd, offset, length, flags):
+        if flags & 4:                  # the wait: where the kernel reports a failed write
+            ctypes.set_errno(errno.EIO)
+            return -1
+        return 0
+    monkeypatch.setattr(writer, "_sync_file_range", failing_sync)
+    out = tmp_path / "out" / "r.img"
+    out.parent.mkdir()
+    assert main(["rofs", "build", str(tmp_path / "m"), "-o", str(out)]) == 74
+    err = capsys.readouterr().err
+    assert err == f"error: {out}: write failed: {os.strerror(errno.EIO)}\n", err
+    assert list(out.parent.iterdir()) == []

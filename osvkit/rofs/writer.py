@@ -24,9 +24,10 @@ The order (for directory D with sorted children c1..cn, walked depth-first):
 
 File data is copied by the kernel (``copy_file_range``, else ``sendfile``) or in 1 MiB
 chunks, never held in memory, and holes in sparse host files stay holes.  Write-back of the
-image is started as the copy goes (every 32 MiB), and the image is fsynced once, before it is
-renamed into place.  Only the directory tables are built in memory (a few dozen bytes per
-entry).
+image is started as the copy goes (every 64 MiB, waiting for the window before: a
+write-behind that keeps the disk busy and the dirty page cache small), and the image is
+fsynced once, before it is renamed into place.  Only the directory tables are built in
+memory (a few dozen bytes per entry).
 """
 
 from __future__ import annotations
@@ -220,7 +221,6 @@ def _write(tree: GuestTree, fd: int, output: str) -> RofsBuildResult:
         fr.entries.append(S.rofs_dir_entry_c.build({"inode_no": ino[1], "filename": name}))
 
     bar.close()
-    copier.start_writeback()
     structure = bytearray()
     for e in dir_entries:
         structure += e
@@ -369,20 +369,29 @@ _OUTPUT_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 #: errnos that mean "this copy path does not work for these two files", not a bad input
 _UNSUPPORTED = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EPERM,
                 errno.EBADF, errno.ENOTSUP}
-#: ask the kernel to start writing the image back every this many bytes, so the disk works
-#: while the copy goes on and the single fsync at the end has little left to wait for
-WRITEBACK_EVERY = 32 << 20
+#: start writing the image back every this many bytes copied, and wait for the window
+#: before the last to be on disk ("write-behind"): the disk works while the copy goes on,
+#: the single fsync at the end has little left to do, and the image's dirty page cache stays
+#: near two windows instead of growing with the image
+WRITEBACK_EVERY = 64 << 20
+#: write-back is started only up to a multiple of this (the largest folio the page cache
+#: uses): the next write never lands in a folio under write-back, which would make it wait
+WRITEBACK_ALIGN = 2 << 20
 
 
 class _Copier:
     """Copies host file ranges into the image with the fastest path that works: the
     kernel's ``copy_file_range``, then ``sendfile``, then reads and writes (1 MiB at a time,
-    never more in memory); once a path fails for a pair of files it is not tried again."""
+    never more in memory); once a path fails for a pair of files it is not tried again.
+    Each call copies at most :data:`WRITEBACK_EVERY` bytes, so the write-behind keeps pace."""
 
     def __init__(self, dst: int, output: str):
         self.dst, self.output = dst, output
         self.paths = [p for p in ("copy_file_range", "sendfile") if hasattr(os, p)] + ["read"]
-        self.dirty_from = self.dirty_to = 0     # copied, write-back not started yet
+        self.copied_to = 0                      # the end of the highest byte copied so far
+        self.started_to = 0                     # write-back started for [0, started_to)
+        self.waiting = None                     # the window whose write-back runs: (from, to)
+        self.buffer = None                      # the read path's 1 MiB buffer, made once
 
     def _once(self, path: str, src: int, pos: int, want: int, at: int) -> int:
         if path == "copy_file_range":
@@ -390,9 +399,12 @@ class _Copier:
         if path == "sendfile":
             os.lseek(self.dst, at, os.SEEK_SET)
             return os.sendfile(self.dst, src, pos, want)
-        chunk = os.pread(src, min(want, CHUNK_SIZE), pos)
-        _pwrite_all(self.dst, chunk, at, self.output)
-        return len(chunk)
+        if self.buffer is None:
+            self.buffer = memoryview(bytearray(CHUNK_SIZE))
+        view = self.buffer[:min(want, CHUNK_SIZE)]
+        n = os.preadv(src, [view], pos) if hasattr(os, "preadv") else _pread_into(src, view, pos)
+        _pwrite_all(self.dst, view[:n], at, self.output)
+        return n
 
     def copy(self, src: int, off: int, size: int, dst_off: int, node: File) -> None:
         # look for holes only in files big enough to have them worth skipping
@@ -403,7 +415,7 @@ class _Copier:
                 path = self.paths[0]
                 at = dst_off + (pos - off)
                 try:
-                    n = self._once(path, src, pos, min(b - pos, 1 << 30), at)
+                    n = self._once(path, src, pos, min(b - pos, WRITEBACK_EVERY), at)
                 except OSError as exc:
                     if exc.errno in _OUTPUT_ERRNOS:
                         raise OsvkitIOError(f"write failed: {exc.strerror}",
@@ -419,28 +431,46 @@ class _Copier:
                                             "copied", cls=ManifestInputError,
                                             expected="a file that does not change")
                 pos += n
-                self._written(at, at + n)
+                self._written(at + n)
 
-    def _written(self, begin: int, end: int) -> None:
-        self.dirty_to = max(self.dirty_to, end)
-        if self.dirty_to - self.dirty_from >= WRITEBACK_EVERY:
-            self.start_writeback()
+    def _written(self, end: int) -> None:
+        self.copied_to = max(self.copied_to, end)
+        upto = self.copied_to - self.copied_to % WRITEBACK_ALIGN
+        if upto - self.started_to >= WRITEBACK_EVERY:
+            self._write_behind(upto)
 
-    def start_writeback(self) -> None:
-        """Start (not wait for) the write-back of what was copied since the last call; the
-        pages stay cached (a usr.img build reads the image again)."""
-        if self.dirty_to > self.dirty_from:
-            _sync_file_range_write(self.dst, self.dirty_from, self.dirty_to - self.dirty_from)
-        self.dirty_from = self.dirty_to
+    def _write_behind(self, upto: int) -> None:
+        """Start the write-back of ``[started_to, upto)``, then wait until the window
+        started before it is on disk; the pages stay cached (a usr.img build reads the
+        image again).  A write error found here is reported here: the kernel reports it
+        to the first caller that waits, and the final fsync would not see it again."""
+        window = (self.started_to, upto)
+        _sync_range(self.dst, *window, _SYNC_FILE_RANGE_WRITE, self.output)
+        if self.waiting is not None:
+            _sync_range(self.dst, *self.waiting, _SYNC_FILE_RANGE_WAIT_ALL, self.output)
+        self.waiting, self.started_to = window, upto
 
 
-_SYNC_FILE_RANGE_WRITE = 2          # <linux/fs.h>: start write-out of dirty pages, no wait
+def _pread_into(fd: int, view: memoryview, pos: int) -> int:
+    data = os.pread(fd, len(view), pos)
+    view[:len(data)] = data
+    return len(data)
+
+
+# <linux/fs.h>: SYNC_FILE_RANGE_WAIT_BEFORE = 1, _WRITE = 2 (start write-out, no wait),
+# _WAIT_AFTER = 4; all three: "write the range and wait until it is on disk"
+_SYNC_FILE_RANGE_WRITE = 2
+_SYNC_FILE_RANGE_WAIT_ALL = 1 | 2 | 4
+#: errnos of sync_file_range that mean "not for this file" (the write-behind is then left to
+#: the final fsync), not a failed write
+_SYNC_UNSUPPORTED = {errno.ENOSYS, errno.EINVAL, errno.ESPIPE, errno.EOPNOTSUPP, errno.EPERM}
 _sync_file_range = None
 
 
-def _sync_file_range_write(fd: int, offset: int, length: int) -> None:
-    """Linux's ``sync_file_range(fd, offset, length, SYNC_FILE_RANGE_WRITE)`` (not in the
-    os module); a no-op where the C library lacks it."""
+def _sync_range(fd: int, begin: int, end: int, flags: int, output: str) -> None:
+    """Linux's ``sync_file_range(fd, begin, end - begin, flags)`` (not in the os module); a
+    no-op where the C library or the file system lacks it.  A failed write is a one-line
+    I/O error (74) naming ``output``."""
     global _sync_file_range
     if _sync_file_range is None:
         try:
@@ -451,5 +481,13 @@ def _sync_file_range_write(fd: int, offset: int, length: int) -> None:
             _sync_file_range = func
         except (OSError, AttributeError):
             _sync_file_range = False
-    if _sync_file_range:
-        _sync_file_range(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
+    if not _sync_file_range:
+        return
+    if _sync_file_range(fd, begin, end - begin, flags) != 0:
+        import ctypes
+
+        err = ctypes.get_errno()
+        if err in _SYNC_UNSUPPORTED:
+            _sync_file_range = False
+            return
+        raise OsvkitIOError(f"write failed: {os.strerror(err)}", path=output)

@@ -4,6 +4,7 @@ builder: each failed (a traceback, a silent wrong result, a leftover) before its
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -252,3 +253,33 @@ def test_write_behind_error_is_a_one_line_io_error(tmp_path, monkeypatch, capsys
     err = capsys.readouterr().err
     assert err == f"error: {out}: write failed: {os.strerror(errno.EIO)}\n", err
     assert list(out.parent.iterdir()) == []
+    assert not [t for t in threading.enumerate() if t.name == "osvkit-write-behind"]
+
+
+def test_write_behind_ends_when_the_copy_fails(tmp_path, monkeypatch, capsys):
+    """A host file that disappears while the write-behind runs: the input's one-line error,
+    and the write-behind thread has ended before the image is removed."""
+    from osvkit.rofs import writer
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a").write_bytes(os.urandom(3 << 20))
+    (src / "b").write_bytes(b"b" * 1000)
+    (tmp_path / "m").write_text(f"/d/**: {src}/**\n")
+    monkeypatch.setattr(writer, "WRITEBACK_EVERY", 1 << 20)
+    monkeypatch.setattr(writer, "WRITEBACK_ALIGN", 1 << 16)
+    real_copy = writer._Copier.copy
+    running = []
+
+    def copy(self, *args):
+        real_copy(self, *args)
+        running.append(self.behind.thread is not None and self.behind.thread.is_alive())
+        (src / "b").unlink()
+    monkeypatch.setattr(writer._Copier, "copy", copy)
+    out = tmp_path / "out" / "r.img"
+    out.parent.mkdir()
+    assert main(["rofs", "build", str(tmp_path / "m"), "-o", str(out)]) == 66
+    assert f"host file {src / 'b'} disappeared" in capsys.readouterr().err
+    assert running == [True]
+    assert list(out.parent.iterdir()) == []
+    assert not [t for t in threading.enumerate() if t.name == "osvkit-write-behind"]

@@ -26,8 +26,8 @@ File data is copied by the kernel (``copy_file_range``, else ``sendfile``) or in
 chunks, never held in memory, and holes in sparse host files stay holes.  Write-back of the
 image is started as the copy goes (every 32 MiB, waiting for the window before: a
 write-behind, in a thread of its own, that keeps the disk busy and the dirty page cache
-small), and the image is fsynced once, before it is renamed into place.  Only the directory tables are built in
-memory (a few dozen bytes per entry).
+small), and the image is fsynced once, before it is renamed into place.  Only the
+directory tables are built in memory (a few dozen bytes per entry).
 """
 
 from __future__ import annotations

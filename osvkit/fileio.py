@@ -40,18 +40,19 @@ def _identity(path: str | os.PathLike) -> tuple[str | None, tuple[int, int] | No
 
 def _same_as(identity: tuple[str | None, tuple[int, int] | None], b: str | os.PathLike) -> bool:
     real, ident = identity
-    try:
-        if real is not None and real == os.path.realpath(b):
-            return True
-    except (OSError, ValueError):
-        pass
-    if ident is None:
-        return False
+    # an existing ``b`` is the file at its resolved path: the same as ``a`` exactly when
+    # ``a`` exists with the same device and inode (one stat, not realpath's lstat of every
+    # component: a ROFS build compares the output with each of its thousands of host files)
     try:
         sb = os.stat(b)
     except (OSError, ValueError):
+        sb = None
+    if sb is not None:
+        return ident is not None and ident == (sb.st_dev, sb.st_ino)
+    try:
+        return real is not None and real == os.path.realpath(b)
+    except (OSError, ValueError):
         return False
-    return ident == (sb.st_dev, sb.st_ino)
 
 
 def check_not_input(output: str | os.PathLike, inputs) -> None:

@@ -256,3 +256,28 @@ def test_same_file_helper(tmp_path):
     assert same_file(a, tmp_path / "s") and same_file(a, tmp_path / "h")
     assert same_file(tmp_path / "ld" / "new", tmp_path / "d" / "new")   # neither exists
     assert not same_file(a, tmp_path / "b") and not same_file(tmp_path / "b", tmp_path / "c2")
+
+
+def test_existing_inputs_are_compared_by_one_stat(tmp_path, monkeypatch):
+    """check_not_input resolves the output's path once and stats each existing input once:
+    a ROFS build compares the output with every host file, and resolving each input's path
+    (an lstat per component) was a third of a 2,000-file build.  Missing inputs are still
+    compared by resolved path."""
+    from osvkit import fileio
+    from osvkit.errors import UsageError
+
+    inputs = []
+    for i in range(50):
+        inputs.append(tmp_path / f"in{i}")
+        inputs[-1].write_bytes(b"x")
+    calls = []
+    real = os.path.realpath
+    monkeypatch.setattr(fileio.os.path, "realpath", lambda p: calls.append(p) or real(p))
+    fileio.check_not_input(tmp_path / "out.img", inputs)
+    assert calls == [tmp_path / "out.img"]
+    with pytest.raises(UsageError):
+        fileio.check_not_input(tmp_path / "in7", inputs)       # an existing input: same inode
+    (tmp_path / "d").mkdir()
+    (tmp_path / "ld").symlink_to(tmp_path / "d")
+    with pytest.raises(UsageError):                          # neither exists: same resolved path
+        fileio.check_not_input(tmp_path / "ld" / "new", [tmp_path / "d" / "new"])

@@ -95,3 +95,35 @@ def test_model_knows_the_mmio_prefix():
     from osvkit.cmdline import mmio, model
 
     assert model._MMIO_PREFIX == mmio.PREFIX
+
+
+def test_cmdline_set_imports_construct_without_its_debugger(tmp_path):
+    """construct's own imports that osvkit never uses (its debugger's pdb, pickle, hashlib)
+    are not loaded by a command that parses one MBR."""
+    img = _raw_image(tmp_path)
+    modules = _modules_after(_run_main(["cmdline", "set", str(img), "--", "/y"]))
+    assert "construct" in modules and "osvkit.structs.mbr" in modules
+    assert not {"pdb", "pickle", "hashlib", "bdb"} & modules
+
+
+def test_construct_deferred_modules_load_on_first_use():
+    """The stand-ins construct got import the real module when construct uses it, and the
+    rest of the process imports the real modules as usual."""
+    code = """
+import sys
+import osvkit.structs
+import construct
+from osvkit.structs._construct import OnFirstUse, UNUSED_AT_IMPORT
+assert not any(isinstance(sys.modules.get(n), OnFirstUse) for n in UNUSED_AT_IMPORT)
+assert isinstance(construct.core.hashlib, OnFirstUse)
+assert construct.core.hashlib.sha1(b"").hexdigest().startswith("da39a3ee")
+assert construct.Pickled.parse(construct.Pickled.build({"a": [1, 2]})) == {"a": [1, 2]}
+import pdb, hashlib
+assert type(pdb) is type(sys) and pdb.Pdb is construct.debug.pdb.Pdb
+assert hashlib.sha256 is construct.core.hashlib.sha256
+print("ok")
+"""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"

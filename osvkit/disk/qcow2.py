@@ -27,7 +27,6 @@ import os
 import zlib
 from dataclasses import dataclass
 
-from construct import ConstructError
 
 from ..errors import FormatError
 from ..structs.qcow2 import (EXT_BACKING_FORMAT, EXT_END, EXT_FEATURE_NAMES, INCOMPAT_CORRUPT,
@@ -40,6 +39,7 @@ from . import backing as _backing
 from .base import Disk, RawDisk
 from .detect import detect_format
 from .files import open_image_fd, pread_exact, pread_upto
+from ..structs.base import ConstructError
 
 
 

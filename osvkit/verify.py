@@ -21,7 +21,6 @@ Backends: ``usr.img`` (MBR or qcow2) boots with ``qemu``; a vmlinux ELF with ``q
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import shutil
@@ -34,8 +33,8 @@ from .config import MANIFEST_NAME, OPTIONS, load_build_file, resolve_options
 from .errors import FormatError, MissingInputError, OsvkitError, ToolError, UsageError
 from .run import RunSpec, get_backend, run
 from .run.backends import IMAGE, IMAGE_VMMS, KERNEL_VMMS, VMMS, one_of
+from .log import log
 
-log = logging.getLogger("osvkit")
 
 #: console substrings that mean a failed OSv boot (OSv scripts/tests/testing.py)
 FAILURE_PATTERNS = ("Assertion failed", "Aborted", "[backtrace]", "Failed to load object",

@@ -7,7 +7,7 @@ boot layer's business.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .. import layout
 from ..errors import FormatError, UsageError
@@ -16,8 +16,7 @@ from ..structs.mbr import PartitionTable
 PARTITION_COUNT = PartitionTable.count
 
 
-@dataclass(frozen=True)
-class PartitionExtent:
+class PartitionExtent(NamedTuple):
     """One MBR entry as a byte range of the disk."""
 
     index: int

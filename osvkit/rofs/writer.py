@@ -32,7 +32,6 @@ entry).
 from __future__ import annotations
 
 import errno
-import logging
 import os
 import stat
 from dataclasses import dataclass
@@ -43,8 +42,8 @@ from ..progress import progress
 from ..structs import rofs as S
 from .manifest import (Dir, File, FileSource, GuestTree, Symlink, fsname,
                        parse_manifest)
+from ..log import log
 
-log = logging.getLogger("osvkit")
 
 CHUNK_SIZE = 1 << 20
 LIMITS = {

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -326,10 +325,10 @@ def boot_once(req: BootRequest, vmm: str) -> BootCheck:
     """Boot ``req.image`` with ``vmm`` and judge it."""
     check = BootCheck(image=str(req.image), name=req.name, kind=req.kind, vmm=vmm,
                       status="fail", expect=req.expect)
-    tool = get_backend(vmm).tool
-    if shutil.which(tool) is None:
+    backend = get_backend(vmm)
+    if not backend.installed():
         check.status = "fail" if req.explicit_vmms else "skip"
-        check.reasons.append(f"{tool} is not installed")
+        check.reasons.append(f"{backend.tool} is not installed")
         return check
     try:
         result = run(_spec(req, vmm))

@@ -11,6 +11,7 @@ import struct
 import pytest
 
 import _probeboot as pb
+from conftest import run_cli
 from osvkit.errors import FormatError, MissingInputError, ToolError, UsageError
 from osvkit.probe import build_probe, parse_report
 from osvkit.run import run_image
@@ -333,3 +334,29 @@ def test_run_image_cmdline_override_on_a_bios_image(qemu, tmp_path):
     assert image.read_bytes() == before                 # the image itself is untouched
     rep = parse_report(run_image(image, timeout=60).console)
     assert rep.cmdline == "--rootfs=rofs /hello"
+
+
+def test_every_qemu_backend_honours_osvkit_qemu(tmp_path, monkeypatch):
+    """$OSVKIT_QEMU names the QEMU binary for qemu, qemu-pvh and qemu-fc alike (the dry-run
+    command starts with it), and a backend counts as installed through it."""
+    from osvkit.run.backends import BACKENDS, QEMU
+    from osvkit.run.spec import RunSpec
+
+    fake = tmp_path / "my-qemu"
+    fake.write_text("#!/bin/sh\nexit 0\n")
+    fake.chmod(0o755)
+    kernel = tmp_path / "k.elf"
+    assert run_cli("probe", "-o", kernel).returncode == 0
+    img = tmp_path / "u.img"
+    assert run_cli("build", kernel, "-o", img).returncode == 0
+    vml = tmp_path / "v.elf"
+    assert run_cli("build", kernel, "--format", "vmlinux", "-o", vml).returncode == 0
+    monkeypatch.setenv("OSVKIT_QEMU", str(fake))
+    monkeypatch.setenv("PATH", str(tmp_path))          # no qemu-system-x86_64 on PATH
+    for name, image in (("qemu", img), ("qemu-pvh", vml), ("qemu-fc", vml)):
+        backend = BACKENDS[name]
+        assert backend.tool == QEMU and backend.installed(), name
+        argv = backend.command(RunSpec(image=str(image), vmm=name))
+        assert argv[0] == str(fake), (name, argv[:3])
+    monkeypatch.setenv("OSVKIT_QEMU", str(tmp_path / "absent"))
+    assert not BACKENDS["qemu-pvh"].installed()

@@ -19,10 +19,9 @@ then stops QEMU -- as a guest reboot stops a Firecracker VM.
 from __future__ import annotations
 
 import os
-import shutil
 
-from ..errors import ToolError, UsageError
-from .qemu import opt_value
+from ..errors import UsageError
+from .qemu import find_qemu, opt_value
 
 MACHINES = ("pc", "microvm")
 MICROVM = "microvm,x-option-roms=off,pit=on,pic=on,rtc=off,auto-kernel-cmdline=on,acpi=off"
@@ -30,13 +29,6 @@ MICROVM = "microvm,x-option-roms=off,pit=on,pic=on,rtc=off,auto-kernel-cmdline=o
 Firecracker also gives its guests (an in-kernel PIT and irqchip): under TCG a Linux guest has
 no other clock to calibrate against (no HPET, no TSC-deadline timer) and without them hangs
 before it starts its second CPU."""
-
-
-def qemu_binary() -> str:
-    path = shutil.which("qemu-system-x86_64")
-    if path is None:
-        raise ToolError("qemu-system-x86_64 not found on PATH", expected="QEMU installed")
-    return path
 
 
 MiB = 1024 * 1024
@@ -60,7 +52,7 @@ def machine_argv(machine: str, *, memory: str | int, cpus: int, accel: str = "tc
     mem = f"{guest_memory(memory) // MiB}M"
     if cpus < 1:
         raise UsageError(f"{cpus} vCPUs", expected="at least 1")
-    argv = [qemu_binary(), "-accel", accel,
+    argv = [find_qemu(), "-accel", accel,
             "-M", "pc" if machine == "pc" else MICROVM,
             "-m", mem, "-smp", str(cpus), "-no-reboot", "-nodefaults", "-display", "none"]
     if machine == "microvm":

@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 
 from ..errors import UsageError
+from ..units import memory_mib
 from .qemu import find_qemu, opt_value
 
 MACHINES = ("pc", "microvm")
@@ -35,12 +36,10 @@ MiB = 1024 * 1024
 
 
 def guest_memory(memory: str | int) -> int:
-    """Guest memory in bytes (osvkit sizes: bytes or 64K/512M/1G, so a bare ``128`` is 128
-    bytes, not QEMU's 128 MiB): a whole number of MiB, at least 2 MiB."""
-    from ..image.usrimg import parse_size
-
-    size = parse_size(memory)
-    if size % MiB or size < 2 * MiB:
+    """Guest memory in bytes, from a size as every VMM option takes it
+    (:func:`osvkit.units.memory_mib`: ``128`` and ``"128M"`` are 128 MiB); at least 2 MiB."""
+    size = memory_mib(memory) * MiB
+    if size < 2 * MiB:
         raise UsageError(f"guest memory {memory!r}",
                          expected="a whole number of MiB, at least 2M (e.g. 128M)")
     return size

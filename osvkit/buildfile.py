@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import re
 import shutil
@@ -54,8 +53,8 @@ from .errors import (FormatError, MissingInputError, OutputError, ToolError,
 from .fileio import atomic_output, check_not_input, remove_stale_temporaries, write_atomic
 from .progress import progress
 from .units import parse_int
+from .log import log
 
-log = logging.getLogger("osvkit")
 
 GIB = 1 << 30
 CHUNK = 1 << 20

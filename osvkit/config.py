@@ -44,7 +44,8 @@ from typing import Any, Callable, Mapping
 from .cmdline.model import Cmdline
 from .errors import CmdlineError, FormatError, MissingInputError, UsageError
 from .run.backends import VMMS  # noqa: F401  (re-exported: the one list of VMMs)
-from .units import parse_size
+from .units import memory_mib, parse_size
+from .units import shown as _shown
 
 SPEC_VERSION = 1
 SCHEMA_FILE = "osvkit-build.schema.json"
@@ -58,28 +59,6 @@ OUTPUT_KINDS = ("usr", "vmlinux", "rofs", "firecracker-config", "vmdk", "vdi", "
 # Options and their precedence
 # --------------------------------------------------------------------------------------
 
-_MEMORY_RE = re.compile(r"^([1-9][0-9]{0,15})([KMG]?)$")
-
-
-def _shown(v: Any) -> str:
-    """``repr(v)``, shortened when a hostile value is thousands of characters long."""
-    text = repr(v)
-    return text if len(text) <= 60 else f"{text[:40]}... ({len(str(v))} characters)"
-
-
-def memory_mib(value: str | int) -> int:
-    """``"256M"`` -> 256, ``"1G"`` -> 1024, ``512`` -> 512 (a bare number is MiB, as in QEMU)."""
-    m = _MEMORY_RE.match(str(value).strip()[:64])
-    if not m:
-        raise UsageError(f"bad memory size {_shown(value)}",
-                         expected="a number of MiB or <n>K/M/G (at most 16 digits)")
-    n, unit = int(m.group(1)), m.group(2)
-    if unit == "K":
-        if n % 1024:
-            raise UsageError(f"memory size {value!r} is not a whole number of MiB",
-                             expected="a multiple of 1024K")
-        return n // 1024
-    return n * (1024 if unit == "G" else 1)
 
 
 def _parse_memory(v: Any) -> str:

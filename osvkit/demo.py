@@ -14,7 +14,6 @@ The demo passes only if every boot it ran passed and at least one boot ran per i
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import shutil
 import tempfile
@@ -25,8 +24,8 @@ from typing import Any, Mapping
 from .config import resolve_options
 from .errors import OsvkitError, OutputError
 from .verify import FAILURE_PATTERNS, BootCheck, BootRequest, boot_once
+from .log import log
 
-log = logging.getLogger("osvkit")
 
 #: the command line the demo images carry: loader options, then an application command
 DEMO_CMDLINE = "--verbose --bootchart /hello osvkit-demo"

@@ -7,13 +7,30 @@ target only when complete, so a failed command never leaves a damaged or half-wr
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import shutil
 import stat
 import tempfile
 
-from .errors import MissingInputError, OutputError, UsageError
+from .errors import MissingInputError, OsvkitIOError, OutputError, UsageError
+
+#: errnos of a write that failed because of the output: its file system is full, the file
+#: would pass a size limit (the file system's or RLIMIT_FSIZE), a disk quota
+OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
+
+
+@contextlib.contextmanager
+def output_errors(path: str | os.PathLike):
+    """Report a write into ``path`` that failed for one of :data:`OUTPUT_ERRNOS` as the
+    one-line ``write failed: <reason>`` (exit 74) naming ``path``; other errors pass."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in OUTPUT_ERRNOS:
+            raise OsvkitIOError(f"write failed: {exc.strerror}", path=path) from None
+        raise
 
 
 def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
@@ -158,7 +175,7 @@ def atomic_output(path: str | os.PathLike, mode: int = 0o644):
     except OSError as exc:
         raise OutputError(f"cannot create: {exc.strerror}", path=path) from None
     try:
-        with os.fdopen(fd, "w+b") as f:
+        with output_errors(path), os.fdopen(fd, "w+b") as f:
             yield f
             f.flush()
             if stream:

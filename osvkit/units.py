@@ -105,3 +105,29 @@ def parse_size(text: str | int, what: str = "size", *, unit: int = 1, minimum: i
     suffix = m.group(2).upper()
     value = int(m.group(1), 0) * (UNITS[suffix] if suffix else unit)
     return _bounds(value, str(text), what, minimum, maximum, why, format_size)
+
+
+_MEMORY_RE = re.compile(r"([1-9][0-9]{0,15})([KMG]?)")
+
+
+def shown(value) -> str:
+    """``repr(value)``, shortened when a hostile value is thousands of characters long."""
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:40]}... ({len(str(value))} characters)"
+
+
+def memory_mib(value: str | int) -> int:
+    """Guest memory in MiB, as every VMM option and the build file take it: ``"256M"`` -> 256,
+    ``"1G"`` -> 1024, ``"131072K"`` -> 128, and a bare number counts MiB as QEMU's ``-m`` does
+    (``512`` and ``"512"`` -> 512); at most 16 digits, a whole number of MiB."""
+    m = None if isinstance(value, bool) else _MEMORY_RE.fullmatch(str(value).strip()[:64])
+    if not m:
+        raise UsageError(f"bad memory size {shown(value)}",
+                         expected="a number of MiB or <n>K/M/G (at most 16 digits)")
+    n, unit = int(m.group(1)), m.group(2)
+    if unit == "K":
+        if n % 1024:
+            raise UsageError(f"memory size {value!r} is not a whole number of MiB",
+                             expected="a multiple of 1024K")
+        return n // 1024
+    return n * (1024 if unit == "G" else 1)

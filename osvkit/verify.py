@@ -21,10 +21,8 @@ Backends: ``usr.img`` (MBR or qcow2) boots with ``qemu``; a vmlinux ELF with ``q
 
 from __future__ import annotations
 
-import logging
 import os
 import re
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -34,8 +32,8 @@ from .config import MANIFEST_NAME, OPTIONS, load_build_file, resolve_options
 from .errors import FormatError, MissingInputError, OsvkitError, ToolError, UsageError
 from .run import RunSpec, get_backend, run
 from .run.backends import IMAGE, IMAGE_VMMS, KERNEL_VMMS, VMMS, one_of
+from .log import log
 
-log = logging.getLogger("osvkit")
 
 #: console substrings that mean a failed OSv boot (OSv scripts/tests/testing.py)
 FAILURE_PATTERNS = ("Assertion failed", "Aborted", "[backtrace]", "Failed to load object",
@@ -327,10 +325,10 @@ def boot_once(req: BootRequest, vmm: str) -> BootCheck:
     """Boot ``req.image`` with ``vmm`` and judge it."""
     check = BootCheck(image=str(req.image), name=req.name, kind=req.kind, vmm=vmm,
                       status="fail", expect=req.expect)
-    tool = get_backend(vmm).tool
-    if shutil.which(tool) is None:
+    backend = get_backend(vmm)
+    if not backend.installed():
         check.status = "fail" if req.explicit_vmms else "skip"
-        check.reasons.append(f"{tool} is not installed")
+        check.reasons.append(f"{backend.tool} is not installed")
         return check
     try:
         result = run(_spec(req, vmm))

@@ -87,13 +87,16 @@ def restore_cli_state():
     put both back so later tests see the defaults."""
     import logging
 
+    from osvkit import log as logs
     from osvkit import progress
 
     log = logging.getLogger("osvkit")
-    saved = (progress._enabled, list(log.handlers), log.level, log.propagate)
+    saved = (progress._enabled, list(log.handlers), log.level, log.propagate, logs._level,
+             logs._applied)
     yield
     progress.set_enabled(saved[0])
     log.handlers[:], log.level, log.propagate = saved[1], saved[2], saved[3]
+    logs._level, logs._applied = saved[4], saved[5]
 
 
 def run_cli(*args: str, input: bytes | None = None, cwd=None, env=None,

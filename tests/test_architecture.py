@@ -250,6 +250,22 @@ def test_no_struct_module_outside_structs():
     _report(bad, "uses of the struct module outside osvkit/structs/")
 
 
+def test_construct_is_imported_only_in_structs():
+    """Schemas live in one layer, and construct is imported through it (osvkit.structs imports
+    it once, with its unused debugger deferred: osvkit/structs/_construct.py)."""
+    bad = []
+    for path in _package_files():
+        if (PKG / "structs") in path.parents:
+            continue
+        for node in ast.walk(_tree(path)):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level
+                     else [])
+            if any(n.split(".")[0] == "construct" for n in names):
+                bad.append(f"{_rel(path)}:{node.lineno}: imports construct")
+    _report(bad, "construct imported outside osvkit/structs/")
+
+
 WORKSTREAMS = ("fcpath", "bios", "schemas", "cli", "probe", "cmdline", "rofs", "structs",
                "disk", "apps", "harden", "linux", "run", "mmio")
 _MARKER = re.compile(r"\[/?(?:%s)\]|\b(?:%s)\s+(?:part|helper)\b" % ("|".join(WORKSTREAMS),

@@ -95,3 +95,75 @@ def test_model_knows_the_mmio_prefix():
     from osvkit.cmdline import mmio, model
 
     assert model._MMIO_PREFIX == mmio.PREFIX
+
+
+def test_cmdline_set_imports_construct_without_its_debugger(tmp_path):
+    """construct's own imports that osvkit never uses (its debugger's pdb, pickle, hashlib)
+    are not loaded by a command that parses one MBR."""
+    img = _raw_image(tmp_path)
+    modules = _modules_after(_run_main(["cmdline", "set", str(img), "--", "/y"]))
+    assert "construct" in modules and "osvkit.structs.mbr" in modules
+    assert not {"pdb", "pickle", "hashlib", "bdb"} & modules
+
+
+def test_construct_deferred_modules_load_on_first_use():
+    """The stand-ins construct got import the real module when construct uses it, and the
+    rest of the process imports the real modules as usual."""
+    code = """
+import sys
+import osvkit.structs
+import construct
+from osvkit.structs._construct import OnFirstUse, UNUSED_AT_IMPORT
+assert not any(isinstance(sys.modules.get(n), OnFirstUse) for n in UNUSED_AT_IMPORT)
+assert isinstance(construct.core.hashlib, OnFirstUse)
+assert construct.core.hashlib.sha1(b"").hexdigest().startswith("da39a3ee")
+assert construct.Pickled.parse(construct.Pickled.build({"a": [1, 2]})) == {"a": [1, 2]}
+import pdb, hashlib
+assert type(pdb) is type(sys) and pdb.Pdb is construct.debug.pdb.Pdb
+assert hashlib.sha256 is construct.core.hashlib.sha256
+print("ok")
+"""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+
+
+def test_a_command_that_logs_nothing_loads_no_logging(tmp_path):
+    modules = _modules_after(_run_main(["cmdline", "get", str(_raw_image(tmp_path))]))
+    assert "osvkit.image.cmdline_io" in modules
+    assert "logging" not in modules
+
+
+def test_the_logger_loads_logging_on_its_first_message():
+    """configure() before logging is loaded: the first message loads it and comes out on
+    stderr with the osvkit prefix, at the configured level."""
+    code = """
+import sys
+from osvkit import log as logs
+logs.configure(logs.INFO)
+assert "logging" not in sys.modules
+logs.log.debug("not shown")
+assert "logging" in sys.modules
+logs.log.info("shown %d", 1)
+logs.configure(logs.ERROR)
+logs.log.warning("not shown either")
+logs.log.error("an error")
+"""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.splitlines() == ["osvkit: shown 1", "osvkit: an error"]
+
+
+def test_stale_bytes_warning_still_reaches_stderr(tmp_path):
+    img = tmp_path / "usr.img"
+    img.write_bytes(bytes(510) + b"\x55\xaa" + b"/a\0stale" + bytes(64 * 1024))
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, "-m", "osvkit", "cmdline", "get", str(img)], env=env,
+                         capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout == "/a\n"
+    assert out.stderr.startswith(f"osvkit: {img}: 5 stale non-zero bytes after the NUL")
+    quiet = subprocess.run([sys.executable, "-m", "osvkit", "cmdline", "get", "-q", str(img)],
+                           env=env, capture_output=True, text=True)
+    assert quiet.returncode == 0 and quiet.stdout == "/a\n" and quiet.stderr == ""

@@ -188,7 +188,7 @@ def test_firecracker_format_mmio_entries():
 
 def test_qemu_fc_argv(tmp_path, dump_kernel):
     argv = fcloader.qemu_fc_argv(dump_kernel, tmp_path / "l.elf", machine="microvm",
-                                 cmdline="--nopci /x", memory=128 * MiB, cpus=2)
+                                 cmdline="--nopci /x", memory="128M", cpus=2)
     assert argv[1:] == ["-accel", "tcg", "-M", "microvm,x-option-roms=off,pit=on,pic=on,"
                         "rtc=off,auto-kernel-cmdline=on,acpi=off", "-m", "128M", "-smp", "2",
                         "-no-reboot", "-nodefaults", "-display", "none",

@@ -8,7 +8,7 @@ import struct
 
 import pytest
 
-from osvkit.errors import EX_DATAERR, FormatError, MissingInputError, OutputError
+from osvkit.errors import EX_DATAERR, FormatError, MissingInputError, OsvkitIOError, OutputError
 from osvkit.rofs import RofsImage, extract_rofs, inspect_rofs, is_rofs
 
 from test_rofs_bytes import SMALL_IMAGE
@@ -140,8 +140,17 @@ def test_failed_extract_leaves_nothing(tmp_path, monkeypatch):
     def no_symlinks(*a, **kw):
         raise OSError(28, "No space left on device")
     monkeypatch.setattr(os, "symlink", no_symlinks)
-    with pytest.raises(OutputError, match=r"cannot write /l: No space left on device"):
+    with pytest.raises(OsvkitIOError, match=r"write failed: No space left on device "
+                                            r"\(writing /l\)") as exc:
         extract_rofs(p, tmp_path / "ex")
+    assert exc.value.path == str(tmp_path / "ex")      # the user's name, not the temporary's
+
+    def no_permission(*a, **kw):
+        raise OSError(13, "Permission denied")
+    monkeypatch.setattr(os, "symlink", no_permission)
+    with pytest.raises(OutputError, match=r"cannot write /l: Permission denied") as exc:
+        extract_rofs(p, tmp_path / "ex")
+    assert exc.value.path == str(tmp_path / "ex")
     assert sorted(os.listdir(tmp_path)) == ["s.img"]
 
 

@@ -11,6 +11,7 @@ import struct
 import pytest
 
 import _probeboot as pb
+from conftest import run_cli
 from osvkit.errors import FormatError, MissingInputError, ToolError, UsageError
 from osvkit.probe import build_probe, parse_report
 from osvkit.run import run_image
@@ -87,7 +88,8 @@ def test_qemu_command_exact(tmp_path, qemu_img):
     ({"accel": "hvf"}, "accelerator 'hvf', expected tcg or kvm"),
     ({"disk_bus": "scsi"}, "disk bus 'scsi', expected virtio or ide"),
     ({"cpus": 0}, "0 CPUs, expected 1 to 255"),
-    ({"memory": "lots"}, "memory size 'lots', expected a size like 256M or 2G"),
+    ({"memory": "lots"}, "bad memory size 'lots', expected a number of MiB or <n>K/M/G "
+                         "(at most 16 digits)"),
     ({"image_format": "vmdk"}, "image format 'vmdk', expected raw or qcow2"),
 ])
 def test_qemu_command_rejects_bad_options(tmp_path, kw, message):
@@ -232,7 +234,7 @@ def test_cli_run_dry_run(cli, tmp_path, qemu):
     p = cli("run", img, "--dry-run", "--cpus", "2", "--disk-bus", "ide", "--memory", "1G")
     assert p.returncode == 0, p.stderr
     assert shlex.split(p.stdout.decode()) == [
-        qemu, "-machine", "pc", "-accel", "tcg", "-m", "1G", "-smp", "2,sockets=2,cores=1,threads=1",
+        qemu, "-machine", "pc", "-accel", "tcg", "-m", "1024M", "-smp", "2,sockets=2,cores=1,threads=1",
         "-display", "none", "-nodefaults", "-no-user-config",
         "-drive", f"file={img},format=raw,if=ide,cache=unsafe", "-serial", "stdio",
         "-chardev", "file,id=osvkit-bootdone,path=$OSVKIT_RUN_DIR/bootdone",
@@ -333,3 +335,49 @@ def test_run_image_cmdline_override_on_a_bios_image(qemu, tmp_path):
     assert image.read_bytes() == before                 # the image itself is untouched
     rep = parse_report(run_image(image, timeout=60).console)
     assert rep.cmdline == "--rootfs=rofs /hello"
+
+
+def test_every_qemu_backend_honours_osvkit_qemu(tmp_path, monkeypatch):
+    """$OSVKIT_QEMU names the QEMU binary for qemu, qemu-pvh and qemu-fc alike (the dry-run
+    command starts with it), and a backend counts as installed through it."""
+    from osvkit.run.backends import BACKENDS, QEMU
+    from osvkit.run.spec import RunSpec
+
+    fake = tmp_path / "my-qemu"
+    fake.write_text("#!/bin/sh\nexit 0\n")
+    fake.chmod(0o755)
+    kernel = tmp_path / "k.elf"
+    assert run_cli("probe", "-o", kernel).returncode == 0
+    img = tmp_path / "u.img"
+    assert run_cli("build", kernel, "-o", img).returncode == 0
+    vml = tmp_path / "v.elf"
+    assert run_cli("build", kernel, "--format", "vmlinux", "-o", vml).returncode == 0
+    monkeypatch.setenv("OSVKIT_QEMU", str(fake))
+    monkeypatch.setenv("PATH", str(tmp_path))          # no qemu-system-x86_64 on PATH
+    for name, image in (("qemu", img), ("qemu-pvh", vml), ("qemu-fc", vml)):
+        backend = BACKENDS[name]
+        assert backend.tool == QEMU and backend.installed(), name
+        argv = backend.command(RunSpec(image=str(image), vmm=name))
+        assert argv[0] == str(fake), (name, argv[:3])
+    monkeypatch.setenv("OSVKIT_QEMU", str(tmp_path / "absent"))
+    assert not BACKENDS["qemu-pvh"].installed()
+
+
+@pytest.mark.parametrize("memory, mib", [("128", 128), (128, 128), ("128M", 128), ("1G", 1024),
+                                         ("131072K", 128)])
+def test_memory_means_the_same_to_every_qemu_backend(tmp_path, memory, mib):
+    """One memory grammar (units.memory_mib): a bare number is MiB for qemu, qemu-pvh and
+    qemu-fc alike, K/M/G suffixes everywhere; each passes QEMU the size in MiB."""
+    from osvkit.run.backends import BACKENDS
+    from osvkit.run.spec import RunSpec
+    from osvkit.units import memory_mib
+
+    assert memory_mib(memory) == mib
+    kernel = tmp_path / "k.elf"
+    assert run_cli("probe", "-o", kernel).returncode == 0
+    img, vml = tmp_path / "u.img", tmp_path / "v.elf"
+    assert run_cli("build", kernel, "-o", img).returncode == 0
+    assert run_cli("build", kernel, "--format", "vmlinux", "-o", vml).returncode == 0
+    for name, image in (("qemu", img), ("qemu-pvh", vml), ("qemu-fc", vml)):
+        argv = BACKENDS[name].command(RunSpec(image=str(image), vmm=name, memory=memory))
+        assert argv[argv.index("-m") + 1] == f"{mib}M", name

@@ -322,7 +322,8 @@ def test_probe_boot_reports_tsc_and_expectation(tmp_path, qemu):
 
 def test_all_backends_missing_is_a_tool_error(tmp_path, monkeypatch):
     from osvkit.errors import EX_SOFTWARE, ToolError
-    monkeypatch.setattr(V.shutil, "which", lambda name: None)
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    monkeypatch.delenv("OSVKIT_QEMU", raising=False)
     elf = tmp_path / "k.elf"
     elf.write_bytes(b"\x7fELF" + bytes(100))
     with pytest.raises(ToolError) as info:

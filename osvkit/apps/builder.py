@@ -23,7 +23,6 @@ whole.
 from __future__ import annotations
 
 import fnmatch
-import logging
 import os
 import posixpath
 import re
@@ -34,8 +33,8 @@ from ..rofs.manifest import Dir, File, FileSource, GuestTree, Origin, Symlink
 from .closure import AppSpec, Closure, Resolver, split_host_guest
 from .elfinfo import is_elf
 from .supplied import Supplied, supplied_sonames
+from ..log import log
 
-log = logging.getLogger("osvkit")
 
 HOSTS = b"127.0.0.1 localhost osv.local\n"
 MNTTAB_TARGET = "/proc/mounts"

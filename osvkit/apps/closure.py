@@ -29,7 +29,6 @@ finds it under the very name it looks for.
 
 from __future__ import annotations
 
-import logging
 import os
 import posixpath
 import re
@@ -40,8 +39,8 @@ from ..errors import FormatError, MissingInputError, UsageError
 from .elfinfo import ElfInfo, read_elf_info
 from .ldcache import LdCache, load_ld_cache
 from .supplied import Supplied, default
+from ..log import log
 
-log = logging.getLogger("osvkit")
 
 DEFAULT_DIRS = ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64",
                 "/lib", "/usr/lib")

@@ -17,16 +17,15 @@ its sysexits status.
 from __future__ import annotations
 
 import importlib
-import logging
 import sys
 from typing import Any, Callable, Optional
 
 import click
 
 from .. import __version__
+from .. import log as logs
 from ..errors import EX_IOERR, EX_SOFTWARE, EX_USAGE, OsvkitError, UsageError
-
-log = logging.getLogger("osvkit")
+from ..log import log
 
 #: command name -> (module defining it, attribute, one-line summary for ``osvkit --help``)
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -65,29 +64,22 @@ def fail(message: str, status: int) -> int:
     return status
 
 
-def setup_logging(level: int) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("osvkit: %(message)s"))
-    log.handlers[:] = [handler]
-    log.setLevel(level)
-    log.propagate = False
-
-
 def setup_output(verbose: int = 0, quiet: bool = False) -> None:
     """Apply ``-v``/``-q`` (given before or after the command; a later flag only ever adds:
     ``-q`` anywhere wins, ``-v`` raises the level).  Logs and progress bars go to stderr."""
     from .. import progress
 
+    current = logs.level()
     if quiet:
-        setup_logging(logging.ERROR)
+        logs.configure(logs.ERROR)
     elif verbose:
-        level = (logging.INFO, logging.DEBUG)[min(verbose, 2) - 1]
-        current = log.level if log.handlers else logging.WARNING
-        if current < logging.ERROR:
-            setup_logging(min(level, current))
-    elif not log.handlers:
-        setup_logging(logging.WARNING)
-    if quiet or log.level >= logging.ERROR:
+        level = (logs.INFO, logs.DEBUG)[min(verbose, 2) - 1]
+        current = logs.WARNING if current is None else current
+        if current < logs.ERROR:
+            logs.configure(min(level, current))
+    elif current is None:
+        logs.configure(logs.WARNING)
+    if quiet or (logs.level() or 0) >= logs.ERROR:
         progress.set_enabled(False)
 
 
@@ -272,8 +264,8 @@ def _version(ctx, param, value) -> None:
 @verbosity_options
 def app() -> None:
     """Build, patch, inspect and boot-verify OSv unikernel images."""
-    if not log.handlers:
-        setup_logging(logging.WARNING)
+    if logs.level() is None:
+        logs.configure(logs.WARNING)
 
 
 def usage_line(exc: click.UsageError) -> str:

@@ -34,7 +34,7 @@ it appends itself (``virtio_mmio.device=...``, ``pci=off``, ``root=...``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import re
 
@@ -118,8 +118,7 @@ def unfit_targets(line: str) -> list[str]:
     return [name for name, limit in TARGETS.items() if size > limit]
 
 
-@dataclass(frozen=True)
-class CmdlineFit:
+class CmdlineFit(NamedTuple):
     """How a line measures up against every target (see :func:`fit_report`)."""
 
     line: str
@@ -154,14 +153,13 @@ def fit_report(line: str, target: str | None = None) -> CmdlineFit:
 # ------------------------------------------------------------------------------------
 # split / render
 # ------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class SplitCmdline:
+class SplitCmdline(NamedTuple):
     """A command line as OSv reads it: loader option tokens (escapes removed) and the
     application command (raw, leading whitespace dropped)."""
 
     options: tuple[str, ...]
     command: str
-    mmio: tuple[MmioEntry, ...] = field(default=(), compare=True)
+    mmio: tuple[MmioEntry, ...] = ()
 
     def option_items(self) -> list[tuple[str, str | None]]:
         return [parse_option(o) for o in self.options]

@@ -7,19 +7,16 @@ boot layer's business.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from construct import Array
+from typing import NamedTuple
 
 from .. import layout
 from ..errors import FormatError, UsageError
-from ..structs.mbr import PartitionEntry
+from ..structs.mbr import PartitionTable
 
-PARTITION_COUNT = 4
+PARTITION_COUNT = PartitionTable.count
 
 
-@dataclass(frozen=True)
-class PartitionExtent:
+class PartitionExtent(NamedTuple):
     """One MBR entry as a byte range of the disk."""
 
     index: int
@@ -57,7 +54,7 @@ def partition_table(disk) -> list[PartitionExtent]:
 
 def parse_partition_table(sector: bytes) -> list[PartitionExtent]:
     """The four entries of a 512-byte MBR sector (its ``55 AA`` is not checked here)."""
-    table = Array(PARTITION_COUNT, PartitionEntry).parse(
+    table = PartitionTable.parse(
         sector[layout.MBR_PARTITION_TABLE_OFFSET:layout.MBR_SIGNATURE_OFFSET])
     return [PartitionExtent(i, e.system_id, e.lba_start, e.sector_count)
             for i, e in enumerate(table)]

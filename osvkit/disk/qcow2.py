@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import os
 import zlib
-from dataclasses import dataclass
-
-from construct import ConstructError
+from typing import NamedTuple
 
 from ..errors import FormatError
 from ..structs.qcow2 import (EXT_BACKING_FORMAT, EXT_END, EXT_FEATURE_NAMES, INCOMPAT_CORRUPT,
@@ -40,6 +38,7 @@ from . import backing as _backing
 from .base import Disk, RawDisk
 from .detect import detect_format
 from .files import open_image_fd, pread_exact, pread_upto
+from ..structs.base import ConstructError
 
 
 
@@ -62,8 +61,7 @@ class _Table:
 CONVERT_HINT = "convert it first (qemu-img convert -O raw, or -O qcow2 without -c)"
 
 
-@dataclass
-class _Cluster:
+class _Cluster(NamedTuple):
     """Where one guest cluster lives."""
     kind: str          # "data" | "zero" | "unallocated" | "compressed"
     host: int = 0      # host offset of the cluster (data) or of the compressed bytes

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from .. import layout
 from ..errors import FormatError, UsageError
 from ..fileio import check_not_input, read_head, write_atomic
+from ..units import memory_mib
 
 NOPCI = "--nopci"
 MAX_VCPUS = 32
@@ -94,12 +95,10 @@ def _other_boot_args(cmdline: str) -> str:
 
 
 def _parse_memory_mib(memory) -> int:
-    from ..image.usrimg import parse_size
-
-    size = parse_size(memory)
-    if size % layout.MiB or size < 2 * layout.MiB:
+    mib = memory_mib(memory)
+    if mib < 2:
         raise UsageError(f"memory {memory!r}", expected="a whole number of MiB, at least 2M")
-    return size // layout.MiB
+    return mib
 
 
 def _check_disk(disk) -> str:

@@ -19,7 +19,7 @@ partition, and no MBR partition starting inside the command-line area.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from .. import layout
 from ..cmdline.model import TARGETS, check_cmdline, split_cmdline, unfit_targets
@@ -33,8 +33,7 @@ AREA_END = AREA_START + AREA_SIZE
 GPT_PROTECTIVE_TYPE = 0xEE
 
 
-@dataclass
-class CmdlineInfo:
+class CmdlineInfo(NamedTuple):
     """What :func:`read_cmdline` found."""
 
     path: str
@@ -42,7 +41,7 @@ class CmdlineInfo:
     cmdline: str
     length: int                 # bytes, without the NUL
     stale_bytes: int            # non-zero bytes after the NUL inside the area
-    unfit_targets: list = field(default_factory=list)
+    unfit_targets: list
 
     def to_dict(self) -> dict:
         d = {"path": self.path, "format": self.format, "cmdline": self.cmdline,
@@ -55,8 +54,7 @@ class CmdlineInfo:
         return d
 
 
-@dataclass
-class SetResult:
+class SetResult(NamedTuple):
     """What :func:`set_cmdline` changed."""
 
     path: str
@@ -69,7 +67,7 @@ class SetResult:
     cleared: int                # old non-zero bytes zeroed after the new NUL
 
     def to_dict(self) -> dict:
-        return dict(self.__dict__)
+        return self._asdict()
 
 
 def _check_mbr(disk, path) -> None:

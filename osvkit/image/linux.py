@@ -25,11 +25,11 @@ import os
 import re
 import zlib
 
-from construct import ConstructError, Int32ul, Struct
-
 from ..structs.bootparams import SetupHeader
 from ..errors import FormatError
 from ..fileio import open_input
+from ..structs.base import ConstructError, u32le
+from ..structs.elf import NHDR_SIZE, Elf64_Nhdr
 
 SETUP_HEADER_OFFSET = 0x1F1
 SETUP_HEADER_SIZE = SetupHeader.sizeof()
@@ -137,7 +137,7 @@ def describe_vmlinux_bytes(data: bytes, *, path=None) -> dict:
                 # and each PT_NOTE segment overrides the ones before it
                 pvh = [n for n in found if n["owner"] == "Xen" and len(n["desc"]) >= 4
                        and n["type"] == XEN_ELFNOTE_PHYS32_ENTRY]
-                pvh_entry = Int32ul.parse(pvh[0]["desc"][:4]) if pvh else None
+                pvh_entry = u32le.parse(pvh[0]["desc"][:4]) if pvh else None
     except (ELFError, ValueError, KeyError, TypeError, OverflowError, ConstructError) as exc:
         raise FormatError(f"not a readable ELF64 kernel ({exc})", path=path,
                           expected="a Linux vmlinux ELF") from None
@@ -166,7 +166,6 @@ def describe_vmlinux_bytes(data: bytes, *, path=None) -> dict:
     }
 
 
-NoteHeader = Struct("namesz" / Int32ul, "descsz" / Int32ul, "type" / Int32ul)
 NT_GNU_BUILD_ID = 3
 
 
@@ -174,16 +173,16 @@ def walk_notes(blob: bytes) -> list[dict]:
     """The ELF notes in one PT_NOTE segment: 12-byte header (namesz, descsz, type), then the
     name and the descriptor, each padded to 4 bytes.  Stops at a note that runs past the end."""
     out, pos = [], 0
-    while pos + 12 <= len(blob):
-        h = NoteHeader.parse(blob[pos:pos + 12])
-        name_at = pos + 12
-        desc_at = name_at + (h.namesz + 3) // 4 * 4
-        end = desc_at + (h.descsz + 3) // 4 * 4
-        if desc_at + h.descsz > len(blob):
+    while pos + NHDR_SIZE <= len(blob):
+        h = Elf64_Nhdr.parse(blob[pos:pos + NHDR_SIZE])
+        name_at = pos + NHDR_SIZE
+        desc_at = name_at + (h.n_namesz + 3) // 4 * 4
+        end = desc_at + (h.n_descsz + 3) // 4 * 4
+        if desc_at + h.n_descsz > len(blob):
             break
-        owner = blob[name_at:name_at + h.namesz].rstrip(b"\0").decode("ascii", "replace")
-        out.append({"owner": owner, "type": h.type, "desc": blob[desc_at:desc_at + h.descsz],
-                    "name": XEN_NOTE_NAMES.get(h.type) if owner == "Xen" else None})
+        owner = blob[name_at:name_at + h.n_namesz].rstrip(b"\0").decode("ascii", "replace")
+        out.append({"owner": owner, "type": h.n_type, "desc": blob[desc_at:desc_at + h.n_descsz],
+                    "name": XEN_NOTE_NAMES.get(h.n_type) if owner == "Xen" else None})
         pos = end
     return out
 
@@ -272,7 +271,7 @@ def describe_bzimage_bytes(data: bytes, *, path=None, decompress: bool = True) -
                           f"end of the file ({len(data)} bytes)", path=path,
                           expected="a complete bzImage")
     kind = payload_compression(payload)
-    usize = Int32ul.parse(payload[-4:])
+    usize = u32le.parse(payload[-4:])
     out["payload"] = {"offset": start, "length": hdr.payload_length, "compression": kind,
                       "uncompressed_size": usize}
     if decompress:

@@ -37,7 +37,8 @@ from ..cmdline import Cmdline
 from ..disk import open_disk
 from ..errors import (LayoutError, MissingInputError, OsvkitIOError, OutputError, ToolError,
                       UsageError)
-from ..fileio import atomic_output, check_not_input, largest_file_size, remove_stale_temporaries
+from ..fileio import (atomic_output, check_not_input, largest_file_size, output_errors,
+                      remove_stale_temporaries)
 from . import lzloader
 from .extract import load_any_kernel
 from .kernel import Kernel, check_kernel
@@ -264,7 +265,7 @@ def _write_qcow2(output, write_raw) -> None:
         raise OutputError(f"cannot create: {exc.strerror}", path=output) from None
     with tmpdir as tmp:
         raw = os.path.join(tmp, "raw.img")
-        with open(raw, "wb") as f:
+        with output_errors(output), open(raw, "wb") as f:
             write_raw(f)
         qcow = os.path.join(tmp, "out.qcow2")
         proc = subprocess.run([qemu_img, "convert", "-f", "raw", "-O", "qcow2", raw, qcow],

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import zlib
 
-from construct import ConstructError
 
 from ..errors import FormatError
 from ..structs.probe import PROBE_INFO_OFFSETS, PROBE_INFO_SIZE, ProbeInfo, StartSlot
 from ..structs.x86 import GdtPointer64, gdt
 from .layout import GDT, INFO_MAGIC, INFO_OFFSET
+from ..structs.base import ConstructError
 
 __all__ = ["ProbeInfo", "GdtPointer64", "StartSlot", "GdtTable", "INFO_FIELDS", "INFO_SIZE",
            "checksum", "read_info"]

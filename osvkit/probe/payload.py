@@ -11,9 +11,9 @@ from __future__ import annotations
 import functools
 import random
 
-from construct import Int32sl
 
 from ..asm import assemble
+from ..structs.base import s32le
 
 _REGS64 = ["rax", "rcx", "rdx", "rbx", "rsi", "rdi", "rbp", "r8", "r9", "r10", "r11", "r12",
            "r13", "r14", "r15"]
@@ -66,7 +66,7 @@ def _payload_block() -> bytes:
                 start = len(out) - rng.randrange(64, 4096)
                 out += out[start:start + rng.randrange(6, 28)]
             elif r < _IDIOM_P + 0.08:   # call rel32 to a "function"
-                out += b"\xE8" + Int32sl.build(rng.randrange(-0x80000, 0x80000))
+                out += b"\xE8" + s32le.build(rng.randrange(-0x80000, 0x80000))
             elif r < _IDIOM_P + 0.14:  # short conditional branch
                 out += bytes((0x70 + rng.randrange(16), rng.randrange(2, 0x60)))
             else:

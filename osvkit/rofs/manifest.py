@@ -38,7 +38,6 @@ What osvkit does differently from OSv's scripts, on purpose:
 from __future__ import annotations
 
 import errno
-import logging
 import os
 import re
 import stat
@@ -46,8 +45,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ..errors import ManifestError, ManifestInputError, UsageError
+from ..log import log
 
-log = logging.getLogger("osvkit")
 
 _SKIP = re.compile(r"^[ \t]*(|#.*|\[manifest\])$")
 _SUBST = re.compile(r"%(?:%|\(([^)]*)\)s)")

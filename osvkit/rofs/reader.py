@@ -25,7 +25,7 @@ from ..disk import detect_format, open_disk
 from ..disk.files import open_image_fd
 from ..disk.partitions import partition_extent
 from ..errors import FormatError, OsvkitError, OsvkitIOError, OutputError, UsageError
-from ..fileio import check_not_input
+from ..fileio import OUTPUT_ERRNOS, check_not_input
 from ..structs import rofs as S
 from .manifest import Dir, File, FileSource, GuestTree, Origin, Symlink
 
@@ -360,7 +360,7 @@ class RofsImage:
         except OSError as exc:
             raise OutputError(f"cannot create: {exc.strerror}", path=dest) from None
         try:
-            files, nbytes = self._extract_into(tmp)
+            files, nbytes = self._extract_into(tmp, dest)
             os.chmod(tmp, 0o755)
             try:
                 if os.path.isdir(dest):
@@ -374,7 +374,7 @@ class RofsImage:
             raise
         return ExtractResult(self.path, dest, len(self.entries), files, nbytes)
 
-    def _extract_into(self, top: str) -> tuple[int, int]:
+    def _extract_into(self, top: str, dest: str) -> tuple[int, int]:
         flags_dir = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
         # descriptors of the current directory and its ancestors only (pre-order walk), so
         # a wide tree does not run out of file descriptors
@@ -401,8 +401,11 @@ class RofsImage:
                         os.close(fd)
                     files += 1
                     nbytes += e.size
-        except OSError as exc:
-            raise OutputError(f"cannot write {e.path}: {exc.strerror}", path=top) from None
+        except OSError as exc:     # named as the user named it, not as the temporary directory
+            if exc.errno in OUTPUT_ERRNOS:
+                raise OsvkitIOError(f"write failed: {exc.strerror} (writing {e.path})",
+                                    path=dest) from None
+            raise OutputError(f"cannot write {e.path}: {exc.strerror}", path=dest) from None
         finally:
             for _, fd in stack:
                 os.close(fd)

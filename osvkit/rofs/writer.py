@@ -33,19 +33,18 @@ directory tables are built in memory (a few dozen bytes per entry).
 from __future__ import annotations
 
 import errno
-import logging
 import os
 import stat
 from dataclasses import dataclass
 
 from ..errors import ManifestInputError, OsvkitIOError
-from ..fileio import atomic_output, check_not_input
+from ..fileio import OUTPUT_ERRNOS, atomic_output, check_not_input
 from ..progress import progress
 from ..structs import rofs as S
 from .manifest import (Dir, File, FileSource, GuestTree, Symlink, fsname,
                        parse_manifest)
+from ..log import log
 
-log = logging.getLogger("osvkit")
 
 CHUNK_SIZE = 1 << 20
 LIMITS = {
@@ -363,9 +362,6 @@ def _segments(fd: int, start: int, end: int):
 
 #: errors of copy_file_range that are the output's (a full disk, a file-size limit), not the
 #: host file's: reported as write failures of the image (74), not unreadable input (66)
-_OUTPUT_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
-
-
 #: errnos that mean "this copy path does not work for these two files", not a bad input
 _UNSUPPORTED = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EPERM,
                 errno.EBADF, errno.ENOTSUP}
@@ -426,7 +422,7 @@ class _Copier:
                 try:
                     n = self._once(path, src, pos, min(b - pos, WRITEBACK_EVERY), at)
                 except OSError as exc:
-                    if exc.errno in _OUTPUT_ERRNOS:
+                    if exc.errno in OUTPUT_ERRNOS:
                         raise OsvkitIOError(f"write failed: {exc.strerror}",
                                             path=self.output) from None
                     if path == "read" or exc.errno not in _UNSUPPORTED:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from ..errors import UsageError
+from ..errors import ToolError, UsageError
 from .spec import RUN_DIR, RunSpec
 
 IMAGE = "disk image"
@@ -52,6 +52,19 @@ class Backend:
     tool: str
     """The program the backend runs (for "is it installed?" checks)."""
     _load: Callable = None
+
+    def installed(self) -> bool:
+        """Whether the backend's program can be found (for QEMU: ``$OSVKIT_QEMU`` or
+        ``qemu-system-x86_64`` on PATH, as the backend itself looks it up)."""
+        if self.tool == QEMU:
+            from .qemu import find_qemu
+            try:
+                find_qemu()
+            except ToolError:
+                return False
+            return True
+        import shutil
+        return shutil.which(self.tool) is not None
 
     def command(self, spec: RunSpec, workdir: str = RUN_DIR) -> list[str]:
         """The VMM command for ``spec``, with generated files named under ``workdir``;

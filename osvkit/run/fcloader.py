@@ -676,7 +676,7 @@ def command(spec, workdir: str) -> list[str]:
     after every check the run makes (so ``--dry-run`` prints no command that would fail)."""
     k, line, mem, size, module, loader = _prepare(spec, workdir)
     plan_loader(k, memory=mem, cpus=spec.cpus, protocol=spec.fc_protocol, initrd_size=size)
-    return qemu_fc_argv(module, loader, machine=spec.machine, cmdline=line, memory=mem,
+    return qemu_fc_argv(module, loader, machine=spec.machine, cmdline=line, memory=spec.memory,
                         cpus=spec.cpus, disk=spec.disk, accel=spec.accel) + list(spec.extra)
 
 
@@ -697,7 +697,7 @@ def run(spec, *, mmio_devices=(), loader_path=None):
             f.write(elf)
         if spec.initrd is not None:
             write_module(k, spec.initrd, module)
-        argv = qemu_fc_argv(module, lp, machine=spec.machine, cmdline=line, memory=mem,
+        argv = qemu_fc_argv(module, lp, machine=spec.machine, cmdline=line, memory=spec.memory,
                             cpus=spec.cpus, disk=spec.disk, accel=spec.accel) + list(spec.extra)
         result = run_qemu(argv, timeout=spec.timeout, expect=spec.expect,
                           console_path=spec.console_path, workdir=tmp)

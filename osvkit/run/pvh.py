@@ -19,10 +19,10 @@ then stops QEMU -- as a guest reboot stops a Firecracker VM.
 from __future__ import annotations
 
 import os
-import shutil
 
-from ..errors import ToolError, UsageError
-from .qemu import opt_value
+from ..errors import UsageError
+from ..units import memory_mib
+from .qemu import find_qemu, opt_value
 
 MACHINES = ("pc", "microvm")
 MICROVM = "microvm,x-option-roms=off,pit=on,pic=on,rtc=off,auto-kernel-cmdline=on,acpi=off"
@@ -32,23 +32,14 @@ no other clock to calibrate against (no HPET, no TSC-deadline timer) and without
 before it starts its second CPU."""
 
 
-def qemu_binary() -> str:
-    path = shutil.which("qemu-system-x86_64")
-    if path is None:
-        raise ToolError("qemu-system-x86_64 not found on PATH", expected="QEMU installed")
-    return path
-
-
 MiB = 1024 * 1024
 
 
 def guest_memory(memory: str | int) -> int:
-    """Guest memory in bytes (osvkit sizes: bytes or 64K/512M/1G, so a bare ``128`` is 128
-    bytes, not QEMU's 128 MiB): a whole number of MiB, at least 2 MiB."""
-    from ..image.usrimg import parse_size
-
-    size = parse_size(memory)
-    if size % MiB or size < 2 * MiB:
+    """Guest memory in bytes, from a size as every VMM option takes it
+    (:func:`osvkit.units.memory_mib`: ``128`` and ``"128M"`` are 128 MiB); at least 2 MiB."""
+    size = memory_mib(memory) * MiB
+    if size < 2 * MiB:
         raise UsageError(f"guest memory {memory!r}",
                          expected="a whole number of MiB, at least 2M (e.g. 128M)")
     return size
@@ -60,7 +51,7 @@ def machine_argv(machine: str, *, memory: str | int, cpus: int, accel: str = "tc
     mem = f"{guest_memory(memory) // MiB}M"
     if cpus < 1:
         raise UsageError(f"{cpus} vCPUs", expected="at least 1")
-    argv = [qemu_binary(), "-accel", accel,
+    argv = [find_qemu(), "-accel", accel,
             "-M", "pc" if machine == "pc" else MICROVM,
             "-m", mem, "-smp", str(cpus), "-no-reboot", "-nodefaults", "-display", "none"]
     if machine == "microvm":

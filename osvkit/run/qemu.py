@@ -30,6 +30,7 @@ import time
 from .. import layout
 from ..errors import OutputError, ToolError, UsageError
 from ..disk import detect_format as detect_image_format
+from ..units import memory_mib
 from .result import RunResult
 
 QEMU = "qemu-system-x86_64"
@@ -82,8 +83,7 @@ def qemu_command(image: str | os.PathLike, *, accel: str = "tcg", memory: str = 
         raise UsageError(f"disk bus {disk_bus!r}", expected=" or ".join(DISK_BUSES))
     if not isinstance(cpus, int) or cpus < 1 or cpus > 255:
         raise UsageError(f"{cpus} CPUs", expected="1 to 255")
-    if not re.fullmatch(r"[1-9][0-9]*[MG]?", str(memory)):
-        raise UsageError(f"memory size {memory!r}", expected="a size like 256M or 2G")
+    mib = memory_mib(memory)
     image = os.fspath(image)
     detected = detect_image_format(image)          # also: the image must exist
     fmt = image_format or detected
@@ -102,7 +102,7 @@ def qemu_command(image: str | os.PathLike, *, accel: str = "tcg", memory: str = 
             pass
     if drive_path is not None:
         image, fmt = drive_path, "raw"
-    return [qemu or find_qemu(), "-machine", "pc", "-accel", accel, "-m", str(memory),
+    return [qemu or find_qemu(), "-machine", "pc", "-accel", accel, "-m", f"{mib}M",
             "-smp", smp_option(cpus), "-display", "none", "-nodefaults", "-no-user-config",
             "-drive", f"file={opt_value(image)},format={fmt},if={disk_bus},cache=unsafe",
             *extra]

@@ -27,3 +27,8 @@ place construct's errors become osvkit's one-line errors) and takes byte offsets
 * :mod:`.vmdisk` -- VMDK sparse and VDI headers, the gzip trailer (build-file exports).
 * :mod:`.offsets` -- the field offsets generated boot code uses, read off the schemas above.
 """
+
+from ._construct import import_construct
+
+import_construct()   # before any schema module imports from construct
+

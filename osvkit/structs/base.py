@@ -22,8 +22,14 @@ from construct import (Array, Computed, ConstError, Construct, ConstructError, C
                        ListContainer, Renamed, SizeofError, StreamError, StringEncoded, Struct,
                        Subconstruct)
 from construct import Bytes as BytesCon
+from construct import Int32sl, Int32ul
 
 from ..errors import FormatError, LayoutError
+
+#: a lone little-endian 32-bit word, for code outside this package that reads or writes one
+#: (a bzImage's trailing size, a rel32 displacement); construct is imported only in here
+u32le = Int32ul
+s32le = Int32sl
 
 
 # ---------------------------------------------------------------------------------

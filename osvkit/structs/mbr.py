@@ -62,9 +62,12 @@ BootCode = Struct(
 )
 """The 446-byte boot-code area with OSv's fields."""
 
+PartitionTable = Array(4, PartitionEntry)
+"""The four entries of the partition table (64 bytes at 0x1be)."""
+
 MBR = Struct(
     "bootcode" / BootCode,                  # 0x000
-    "partitions" / Array(4, PartitionEntry),  # 0x1be
+    "partitions" / PartitionTable,          # 0x1be
     "boot_signature" / Const(layout.MBR_BOOT_SIGNATURE),  # 0x1fe
 )
 """The 512-byte master boot record."""

@@ -360,8 +360,6 @@ def _segments(fd: int, start: int, end: int):
         pos = hole
 
 
-#: errors of copy_file_range that are the output's (a full disk, a file-size limit), not the
-#: host file's: reported as write failures of the image (74), not unreadable input (66)
 #: errnos that mean "this copy path does not work for these two files", not a bad input
 _UNSUPPORTED = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EPERM,
                 errno.EBADF, errno.ENOTSUP}

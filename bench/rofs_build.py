@@ -21,8 +21,11 @@ interpreter's start-up and osvkit's imports, as cp's and sync's times include th
 its ratio, and the peak of the page cache's Dirty + Writeback (/proc/meminfo, above its value
 at the start) during ``cp -r + sync`` and ``build_rofs``: what each leaves for the disk to
 catch up with.  Targets: at least 1.0x the throughput of ``cp -r`` followed by ``sync`` (the
-like-for-like figure: both end with the data on disk), peak memory under 100 MB; 0.70x of a
-bare ``cp -r`` is printed too.  Usage: ``python3 bench/rofs_build.py [--dir DIR] [--reps N]
+like-for-like figure: both end with the data on disk), peak memory under 100 MB.  The ratio
+to a bare ``cp -r`` (best and median) is printed for information, without a verdict: the
+copy leaves its data in the page cache, unwritten (about the whole tree, the Dirty +
+Writeback column shows), while ``build_rofs`` writes the image to disk as it goes; the
+like-for-like figure above replaced it as the target.  Usage: ``python3 bench/rofs_build.py [--dir DIR] [--reps N]
 [--large-gb G] [--small-files N]``.
 """
 from __future__ import annotations
@@ -205,6 +208,7 @@ def bench(name: str, tree: Path, data_bytes: int, work: Path, reps: int) -> dict
         "build_rofs_MBps": round(mb / ours, 1),
         "ratio_vs_cp_r": round(cp / ours, 3), "ratio_vs_cp_r_sync": round(cps / ours, 3),
         "ratio_vs_cp_r_sync_median": round(statistics.median(cps_s) / statistics.median(ours_s), 3),
+        "ratio_vs_cp_r_median": round(statistics.median(cp_s) / statistics.median(ours_s), 3),
         "ratio_whole_process_vs_cp_r_sync": round(cps / min(whole_s), 3),
         "build_rofs_peak_rss_MB": round(rss_kib / 1024, 1),
         "peak_dirty_writeback_MB": dirty,
@@ -231,12 +235,12 @@ def main() -> int:
         for r in results:
             verdict = lambda ok: "met" if ok else "NOT met"  # noqa: E731
             print(f"{r['tree']}: >= 1.0x cp -r + sync: {verdict(r['ratio_vs_cp_r_sync'] >= 1.0)} "
-                  f"({r['ratio_vs_cp_r_sync']}x); >= 0.70x bare cp -r: "
-                  f"{verdict(r['ratio_vs_cp_r'] >= 0.7)} ({r['ratio_vs_cp_r']}x); "
-                  f"(median {r['ratio_vs_cp_r_sync_median']}x, whole process "
-                  f"{r['ratio_whole_process_vs_cp_r_sync']}x); "
+                  f"({r['ratio_vs_cp_r_sync']}x; median {r['ratio_vs_cp_r_sync_median']}x, "
+                  f"whole process {r['ratio_whole_process_vs_cp_r_sync']}x); "
                   f"peak < 100 MB: {verdict(r['build_rofs_peak_rss_MB'] < 100)} "
-                  f"({r['build_rofs_peak_rss_MB']} MB)", file=sys.stderr)
+                  f"({r['build_rofs_peak_rss_MB']} MB); informational, bare cp -r (its data "
+                  f"left in the page cache): {r['ratio_vs_cp_r']}x best, "
+                  f"{r['ratio_vs_cp_r_median']}x median", file=sys.stderr)
         print(f"load average: {' '.join(open('/proc/loadavg').read().split()[:3])}"
               if os.path.exists("/proc/loadavg") else "", file=sys.stderr)
         return 0

@@ -37,12 +37,6 @@ def level() -> int | None:
     return _level
 
 
-def reset() -> None:
-    """Forget :func:`configure` (the logger itself keeps what was applied to it)."""
-    global _level, _applied
-    _level, _applied = None, False
-
-
 def _apply() -> None:
     global _applied
     import logging

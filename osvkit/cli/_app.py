@@ -17,7 +17,7 @@ its sysexits status.
 from __future__ import annotations
 
 import importlib
-import sys
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 import click
@@ -25,7 +25,6 @@ import click
 from .. import __version__
 from .. import log as logs
 from ..errors import EX_IOERR, EX_SOFTWARE, EX_USAGE, OsvkitError, UsageError
-from ..log import log
 
 #: command name -> (module defining it, attribute, one-line summary for ``osvkit --help``)
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -102,6 +101,24 @@ def verbosity_options(f: Callable) -> Callable:
     return click.option("-v", "--verbose", count=True, expose_value=False,
                         callback=_verbose_cb,
                         help="More log output on stderr (repeatable).")(f)
+
+
+#: the type of every path-valued parameter: a :class:`pathlib.Path`, existence checked by the
+#: library (which names the file in its one-line error)
+PathType = click.Path(path_type=Path)
+
+
+def manifest_options(f: Callable) -> Callable:
+    """How a manifest's host paths are read (``build --manifest``, ``rofs build``):
+    ``-D/--define``, ``--manifest-root`` and ``--follow-symlinks-anywhere``."""
+    f = click.option("--follow-symlinks-anywhere", is_flag=True,
+                     help="Follow host symlinks whose target lies outside the directories "
+                          "the manifest (or --add) names.")(f)
+    f = click.option("--manifest-root", type=PathType,
+                     help="Resolve relative host paths here (default: the current directory).")(f)
+    return click.option("-D", "--define", multiple=True, metavar="NAME=VALUE",
+                        help="Manifest substitution NAME=VALUE for %(NAME)s in host paths "
+                             "(repeatable).")(f)
 
 
 def json_option(f: Callable) -> Callable:

@@ -9,7 +9,7 @@ import click
 from ..cmdline import Cmdline
 from ..errors import UsageError
 from ..units import parse_size
-from ._app import choice, command, emit, json_option
+from ._app import choice, command, emit, json_option, manifest_options, PathType
 from .common import (cmdline_option, config_option, given_on_command_line, image_format_option,
                      resolve)
 
@@ -127,7 +127,6 @@ def _build_usr(kernel, output, options: dict, *, manifest, partition, define, ma
                            follow_symlinks_anywhere=follow_symlinks_anywhere, **options)
 
 
-PathType = click.Path(path_type=Path)
 
 
 @command("build", examples_=(
@@ -154,16 +153,10 @@ PathType = click.Path(path_type=Path)
               help="Allow a command line up to 32,255 bytes (OSv limits it to 1023).")
 @click.option("--manifest", type=PathType,
               help="OSv usr.manifest: build a ROFS into partition 1 (adds --rootfs=rofs).")
-@click.option("-D", "--define", multiple=True, metavar="NAME=VALUE",
-              help="Manifest substitution NAME=VALUE for %(NAME)s (repeatable).")
-@click.option("--manifest-root", type=PathType,
-              help="Resolve relative host paths here (default: the current directory).")
+@manifest_options
 @click.option("--allow-missing", is_flag=True,
               help="Skip manifest host paths that do not exist; with --app: warn about "
                    "libraries that cannot be found.")
-@click.option("--follow-symlinks-anywhere", is_flag=True,
-              help="Follow host symlinks whose target lies outside the directories named "
-                   "(--manifest, --add).")
 @click.option("--app", "app_paths", multiple=True, metavar="PATH[:GUEST]",
               help="Host program (ELF) to put at GUEST (default /NAME) with the libraries it "
                    "needs (repeatable); the first is the command unless --cmdline names one.")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from ..cmdline import model
-from ._app import choice, command, emit, json_option, log, subgroup
+from ..log import log
+from ._app import choice, command, emit, json_option, subgroup
 
 cmdline_group = subgroup("cmdline", "Read or replace the command line stored in an OSv image "
                                     "(raw or qcow2; no qemu-nbd, root or KVM).")

@@ -24,6 +24,7 @@ from typing import Any, Callable
 import click
 
 from ..config import OPTIONS, ResolvedOptions, find_build_file, load_build_file, resolve_options
+from ._app import PathType
 
 
 #: the shared options' flags, metavars and help (their defaults, parsers and OSVKIT_*
@@ -57,9 +58,9 @@ timeout_option = shared("timeout")
 image_format_option = shared("image-format")
 accel_option = shared("accel")
 cmdline_option = shared("cmdline")
-config_option = click.option("-c", "--config", type=click.Path(path_type=Path), metavar="FILE",
+config_option = click.option("-c", "--config", type=PathType, metavar="FILE",
                              default=None, help="Build file (osvkit.toml) [env: OSVKIT_CONFIG].")
-out_dir_option = click.option("--out", "-o", "out", type=click.Path(path_type=Path),
+out_dir_option = click.option("--out", "-o", "out", type=PathType,
                               metavar="DIR", default=None,
                               help="Output directory (default: the build file's).")
 

@@ -7,7 +7,7 @@ from typing import Callable
 
 import click
 
-from ._app import command, emit, json_option, number, subgroup
+from ._app import command, emit, json_option, number, PathType, subgroup
 
 decode_group = subgroup("decode", "Decode a boot structure from a file or a raw memory dump.")
 
@@ -16,7 +16,7 @@ def _decode_command(name: str, kind: str, example: str) -> Callable:
     """A ``decode`` subcommand: FILE, --offset, --base, --json, --lenient."""
     def deco(f: Callable) -> click.Command:
         @command(name, group=decode_group, examples_=(example,), help=f.__doc__)
-        @click.argument("file", type=click.Path(path_type=Path), metavar="FILE")
+        @click.argument("file", type=PathType, metavar="FILE")
         @click.option("--offset", metavar="N", callback=number,
                       help="Byte offset of the structure in FILE (decimal or 0x-hex; default "
                            "0, for mptable: search).")

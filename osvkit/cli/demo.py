@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from ..errors import EX_FAIL
-from ._app import command, emit, json_option
+from ._app import command, emit, json_option, PathType
 from .common import accel_option, cpus_option, flags, memory_option, timeout_option
 from .verify import check_plot, plot_option
 
@@ -22,7 +20,7 @@ e820_entries, cpus, image_ok, boot_done_ms, exit_reason}], "plot"}."""
 
 @command("demo", examples_=("osvkit demo", "osvkit demo --out demo/ --plot demo/boot.png",
                             "osvkit demo --json --timeout 60"), notes=NOTES)
-@click.option("--out", "-o", type=click.Path(path_type=Path), metavar="DIR",
+@click.option("--out", "-o", type=PathType, metavar="DIR",
               help="Keep the images in DIR (default: a temporary directory, removed).")
 @plot_option
 @memory_option

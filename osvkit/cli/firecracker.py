@@ -6,20 +6,20 @@ from pathlib import Path
 
 import click
 
-from ._app import command, emit, json_option
+from ._app import command, emit, json_option, PathType
 from .common import resolve, shared
 
 
 @command("firecracker-config", examples_=(
     "osvkit firecracker-config vmlinux.elf -o vm.json --disk usr.img --cmdline /hello",))
-@click.argument("kernel", type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
+@click.argument("kernel", type=PathType)
+@click.option("-o", "--output", type=PathType, required=True,
               help="JSON file to write.")
-@click.option("--disk", type=click.Path(path_type=Path), help="Raw application disk (non-root drive).")
+@click.option("--disk", type=PathType, help="Raw application disk (non-root drive).")
 @shared("memory", default="128M")
 @shared("cpus")
 @shared("cmdline", aliases=("--boot-args",))
-@click.option("--initrd", type=click.Path(path_type=Path), help="Initrd (boot-source initrd_path).")
+@click.option("--initrd", type=PathType, help="Initrd (boot-source initrd_path).")
 @json_option
 def firecracker_config(kernel: Path, output: Path, disk, memory, cpus, cmdline, initrd,
                        json_output: bool) -> None:

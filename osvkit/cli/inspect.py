@@ -6,11 +6,11 @@ from pathlib import Path
 
 import click
 
-from ._app import command, emit, json_option
+from ._app import command, emit, json_option, PathType
 
 
 @command("inspect", examples_=("osvkit inspect usr.img", "osvkit inspect vmlinux.elf --json"))
-@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("path", type=PathType)
 @json_option
 def inspect(path: Path, json_output: bool) -> None:
     """Decode a disk image: boot sector, command line, partitions, payload, kernel.

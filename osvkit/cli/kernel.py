@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ._app import command, emit, json_option, subgroup
+from ._app import command, emit, json_option, PathType, subgroup
 
 kernel_group = subgroup("kernel", "Kernel ELFs inside images.")
 
@@ -21,7 +21,7 @@ lzloader.elf or vmlinuz.bin, or a kernel ELF (copied as it is). For an image bui
 scripts the output is byte-identical to the loader-stripped.elf it was built from.
 --json prints {path, source, payload, image_format, boot, size, sha256, output}.""")
 @click.argument("image")
-@click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
+@click.option("-o", "--output", type=PathType, required=True,
               help="Kernel ELF to write.")
 @json_option
 def extract_cmd(image: str, output: Path, json_output: bool) -> None:

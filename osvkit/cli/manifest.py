@@ -3,11 +3,9 @@ library closure, for users of OSv's own ``scripts/build``."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
-from ._app import command, emit, json_option, subgroup
+from ._app import command, emit, json_option, PathType, subgroup
 
 manifest_group = subgroup("manifest", "Write OSv manifests.")
 
@@ -21,11 +19,11 @@ manifest_group = subgroup("manifest", "Write OSv manifests.")
 --json prints {files: [{guest, host, source, kind, via, soname, needed_by}], supplied:
 [{soname, needed_by}], missing: [...], supplied_source}.""")
 @click.argument("programs", nargs=-1, required=True, metavar="ELF[:GUEST]...")
-@click.option("-o", "--output", type=click.Path(path_type=Path),
+@click.option("-o", "--output", type=PathType,
               help="Manifest to write (default: standard output).")
 @click.option("--library-path", multiple=True, metavar="DIR",
               help="Search DIR for libraries, where LD_LIBRARY_PATH goes (repeatable).")
-@click.option("--kernel", type=click.Path(path_type=Path),
+@click.option("--kernel", type=PathType,
               help="The OSv kernel: the libraries it supplies are left out (default: the list "
                    "every kernel supplies).")
 @click.option("--allow-missing", is_flag=True, help="Warn about libraries that cannot be found.")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ._app import choice, command, emit, json_option
+from ._app import choice, command, emit, json_option, PathType
 from .common import cmdline_option, resolve, shared
 
 
@@ -20,10 +20,10 @@ IMAGE is a raw or qcow2 usr.img (osvkit's, OSv's or Capstan's). --add/--remove r
 ROFS partition (the result equals a fresh build from the equivalent manifest); they are an
 error on a ZFS or ext partition, where --kernel and --cmdline still work. Without -o the
 image is replaced, atomically, only when every step succeeded.""")
-@click.argument("image", type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+@click.argument("image", type=PathType)
+@click.option("-o", "--output", type=PathType, default=None,
               help="Write the patched image here; IMAGE stays untouched.")
-@click.option("--kernel", type=click.Path(path_type=Path), metavar="KERNEL", default=None,
+@click.option("--kernel", type=PathType, metavar="KERNEL", default=None,
               help="New kernel: an ELF, or an image holding one.")
 @cmdline_option
 @click.option("--add", metavar="HOST[:GUEST]", multiple=True,

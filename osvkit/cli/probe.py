@@ -7,12 +7,12 @@ from pathlib import Path
 import click
 
 from ..units import parse_size
-from ._app import command, emit, json_option
+from ._app import command, emit, json_option, PathType
 
 
 @command("probe", examples_=("osvkit probe -o probe.elf",
                              "osvkit probe -o probe6m.elf --size 6M --json"))
-@click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
+@click.option("-o", "--output", type=PathType, required=True,
               help="Where to write the kernel ELF.")
 @click.option("--size", metavar="SIZE",
               help="Pad the file to exactly this size (e.g. 6M) with code-like payload.")

@@ -7,11 +7,10 @@ rofs.img`` is accepted as a shorthand for it (when the first argument is not ``b
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
-from ._app import command, emit, json_option, number, subgroup
+from ._app import (command, emit, json_option, manifest_options, number, PathType,
+                   subgroup)
 
 
 class _RofsGroup(click.Group):
@@ -25,7 +24,6 @@ class _RofsGroup(click.Group):
 
 rofs_group = subgroup("rofs", "Build (default), list or extract an OSv ROFS image.", _RofsGroup)
 
-PathType = click.Path(path_type=Path)
 
 
 def _image_options(f):
@@ -46,15 +44,9 @@ directory_entries_count, symlinks_count, inodes_count, files, data_bytes}. Nothi
 written when the manifest or a host file is bad (the error names file:line).""")
 @click.argument("manifest", type=PathType, metavar="MANIFEST")
 @click.option("-o", "--output", type=PathType, required=True, help="The ROFS image to write.")
-@click.option("-D", "--define", multiple=True, metavar="NAME=VALUE",
-              help="Value for %(NAME)s in host paths (repeatable).")
-@click.option("--manifest-root", type=PathType,
-              help="Directory relative host paths resolve against (default: cwd).")
+@manifest_options
 @click.option("--allow-missing", is_flag=True,
               help="Skip lines whose host path does not exist (warn).")
-@click.option("--follow-symlinks-anywhere", is_flag=True,
-              help="Follow host symlinks whose target lies outside the directories the "
-                   "manifest names.")
 @click.option("--bare", is_flag=True,
               help="Do not add /dev, /proc, /sys, /tmp and /etc/fstab when missing.")
 @click.option("--long-names", is_flag=True,

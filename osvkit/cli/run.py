@@ -9,11 +9,10 @@ import click
 
 from ..errors import ToolError
 from ..run.backends import KERNEL_VMMS, vmm_help
-from ._app import command, emit, json_option
+from ._app import command, emit, json_option, PathType
 from .common import (accel_option, cmdline_option, cpus_option, memory_option, resolve, shared,
                      timeout_option)
 
-PathType = click.Path(path_type=Path)
 
 
 @command("run", examples_=(

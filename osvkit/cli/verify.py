@@ -8,7 +8,7 @@ import click
 
 from ..errors import EX_FAIL, UsageError
 from ..run.backends import VMMS
-from ._app import command, emit, json_option
+from ._app import command, emit, json_option, PathType
 from .common import (accel_option, cmdline_option, config_option, cpus_option, flags,
                      memory_option, out_dir_option, timeout_option)
 
@@ -30,7 +30,7 @@ def check_plot(plot: Path | None) -> None:
                          expected="a file name ending in .png or .svg")
 
 
-plot_option = click.option("--plot", type=click.Path(path_type=Path), metavar="FILE",
+plot_option = click.option("--plot", type=PathType, metavar="FILE",
                            help="Draw the boot phases as a timeline (.png or .svg).")
 
 
@@ -39,7 +39,7 @@ plot_option = click.option("--plot", type=click.Path(path_type=Path), metavar="F
     "osvkit verify usr.img --expect 'Hello from OSv' --timeout 20",
     "osvkit verify vmlinux.elf --vmm qemu-pvh --cmdline '--nopci /hello' --json",
     "OSVKIT_TIMEOUT=90 osvkit verify -c osvkit.toml --image hello"), notes=NOTES)
-@click.argument("images", nargs=-1, type=click.Path(path_type=Path), metavar="[IMAGE]...")
+@click.argument("images", nargs=-1, type=PathType, metavar="[IMAGE]...")
 @config_option
 @out_dir_option
 @click.option("--image", "only", multiple=True, metavar="NAME",
@@ -51,7 +51,7 @@ plot_option = click.option("--plot", type=click.Path(path_type=Path), metavar="F
 @click.option("--fail-pattern", multiple=True, metavar="TEXT",
               help="Extra console text that means failure (repeatable).")
 @plot_option
-@click.option("--disk", type=click.Path(path_type=Path), metavar="IMAGE",
+@click.option("--disk", type=PathType, metavar="IMAGE",
               help="Disk for kernel-ELF boots: the usr.img (or raw copy) holding the "
                    "application filesystem.")
 @memory_option
